@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Wall time and AWS calls of the engine's commands against a local moto
+# server: `up` from nothing, a no-op `up`, `plan`, and `down`. Prints the
+# median of RUNS runs of each (default 5), from a release build.
+#
+#   bash bench/engine.sh [RUNS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-5}
+
+[ -x .venv/bin/moto_server ] || { python3 -m venv .venv && .venv/bin/pip install --quiet 'moto[server]'; }
+cargo build --quiet --release -p techctl
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+techctl="$target_dir/release/techctl"
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+MOTO_IAM_LOAD_MANAGED_POLICIES=true .venv/bin/moto_server -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+moto_pid=$!
+trap 'kill $moto_pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do (echo >/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.1; done
+export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
+unset AWS_PROFILE
+
+results=$(mktemp)
+# One timed command: prints "name seconds calls mutating".
+measure() {
+  local name=$1; shift
+  local start end out
+  start=$(date +%s.%N)
+  out=$("$techctl" --output json "$@")
+  end=$(date +%s.%N)
+  python3 - "$name" "$start" "$end" "$out" >>"$results" <<'PY'
+import json, sys
+name, start, end, out = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+calls = mutating = 0
+for line in out.splitlines():
+    doc = json.loads(line)
+    if "total_aws_calls" in doc:
+        calls, mutating = doc["total_aws_calls"], doc["total_mutating_calls"]
+    elif "aws_calls" in doc:
+        calls = doc["aws_calls"]
+print(name, f"{end - start:.3f}", calls, mutating)
+PY
+}
+
+# Warm moto's backends once so the first measured run is not an outlier.
+"$techctl" plan >/dev/null
+for _ in $(seq 1 "$runs"); do
+  measure "up-from-nothing" up --yes
+  measure "no-op-up" up --yes
+  measure "plan" plan
+  measure "down" down --yes --force-delete-secrets
+done
+
+python3 - "$results" "$runs" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    name, secs, calls, mutating = line.split()
+    rows.setdefault(name, []).append((float(secs), int(calls), int(mutating)))
+print(f"techctl against moto, release build, median of {sys.argv[2]} runs")
+print(f"{'command':<18}{'wall time':>12}{'AWS calls':>12}{'changing':>10}")
+for name in ["up-from-nothing", "no-op-up", "plan", "down"]:
+    r = rows[name]
+    print(f"{name:<18}{statistics.median(x[0] for x in r):>10.3f} s{int(statistics.median(x[1] for x in r)):>12}{int(statistics.median(x[2] for x in r)):>10}")
+PY

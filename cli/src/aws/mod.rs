@@ -1,0 +1,352 @@
+//! Everything that talks to AWS: one module per area, each knowing how to
+//! observe, create, update and delete its kinds and which errors mean
+//! "already gone".
+
+pub mod network;
+pub mod secrets;
+
+use std::error::Error as StdError;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_smithy_runtime::client::retries::{RetryPartition, TokenBucket};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use serde::Serialize;
+
+pub const TAG_STACK: &str = "techctl:stack";
+pub const TAG_ID: &str = "techctl:id";
+
+/// How to reach AWS. Anything left `None` comes from the standard AWS
+/// configuration chain (environment, profiles, `AWS_ENDPOINT_URL`).
+#[derive(Clone, Debug, Default)]
+pub struct AwsSettings {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    /// Overrides `AWS_ENDPOINT_URL`; tests point this at their emulator.
+    pub endpoint_url: Option<String>,
+    /// Fixed fake credentials, for emulators only.
+    pub emulator_credentials: bool,
+    /// Attempts per call, retries included (`AWS_MAX_ATTEMPTS`; default 8).
+    pub max_attempts: Option<u32>,
+}
+
+/// Attempts per call when `AWS_MAX_ATTEMPTS` does not say: provisioning
+/// runs long, and a throttled call is worth waiting for.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+
+/// The AWS clients of one command run, sharing one call log.
+#[derive(Clone, Debug)]
+pub struct Aws {
+    pub ec2: aws_sdk_ec2::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
+    pub region: String,
+    pub calls: CallLog,
+    /// Attempts per call, for the retries the engine makes itself.
+    pub max_attempts: u32,
+}
+
+/// Where the region came from, so a mismatch can be explained.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the blueprint describes a stack in {blueprint} but the AWS configuration selects {configured} ({source_hint})\n  pass --region {blueprint}, or change stack.region in the blueprint"
+)]
+pub struct RegionMismatch {
+    pub blueprint: String,
+    pub configured: String,
+    pub source_hint: &'static str,
+}
+
+/// Builds the clients. The region is `--region`, else the configuration
+/// chain's, else the blueprint's; it must be the blueprint's in the end,
+/// because the availability zones named there belong to that region.
+pub async fn connect(
+    settings: &AwsSettings,
+    blueprint_region: &str,
+) -> Result<Aws, RegionMismatch> {
+    let max_attempts = settings.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS).max(1);
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(max_attempts)
+                .with_initial_backoff(Duration::from_millis(200))
+                .with_max_backoff(Duration::from_secs(20)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .operation_attempt_timeout(Duration::from_secs(60))
+                .build(),
+        );
+    if let Some(profile) = &settings.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(url) = &settings.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    if settings.emulator_credentials {
+        loader = loader.test_credentials();
+    }
+    let (region, source_hint) = match &settings.region {
+        Some(r) => (r.clone(), "from --region"),
+        None => {
+            let chain = aws_config::default_provider::region::DefaultRegionChain::builder();
+            let chain = match &settings.profile {
+                Some(p) => chain.profile_name(p),
+                None => chain,
+            };
+            match chain.build().region().await {
+                Some(r) => (r.to_string(), "from AWS_REGION or the profile"),
+                None => (blueprint_region.to_string(), "from the blueprint"),
+            }
+        }
+    };
+    if region != blueprint_region {
+        return Err(RegionMismatch {
+            blueprint: blueprint_region.to_string(),
+            configured: region,
+            source_hint,
+        });
+    }
+    let config = loader.region(Region::new(region.clone())).load().await;
+    let calls = CallLog::default();
+    // The SDK's default retry quota stops retrying after a burst of
+    // throttling, which would fail a long `up` half way; the attempt cap
+    // and the backoff above bound the retries instead.
+    let partition = RetryPartition::custom("techctl")
+        .token_bucket(TokenBucket::unlimited())
+        .build();
+    let ec2 = aws_sdk_ec2::Client::from_conf(
+        aws_sdk_ec2::config::Builder::from(&config)
+            .retry_partition(partition.clone())
+            .interceptor(calls.clone())
+            .build(),
+    );
+    let secrets = aws_sdk_secretsmanager::Client::from_conf(
+        aws_sdk_secretsmanager::config::Builder::from(&config)
+            .retry_partition(partition)
+            .interceptor(calls.clone())
+            .build(),
+    );
+    Ok(Aws {
+        ec2,
+        secrets,
+        region,
+        calls,
+        max_attempts,
+    })
+}
+
+/// One HTTP attempt made to AWS.
+#[derive(Clone, Debug, Serialize)]
+pub struct Call {
+    pub service: String,
+    pub operation: String,
+    #[serde(skip)]
+    pub at: Instant,
+}
+
+impl Call {
+    /// Reads never change anything; everything else may.
+    pub fn is_mutating(&self) -> bool {
+        !["Describe", "List", "Get"]
+            .iter()
+            .any(|prefix| self.operation.starts_with(prefix))
+    }
+}
+
+/// Every attempt the clients make, retries included, in order. It is how
+/// the summary counts calls and how tests check the order of deletes that
+/// moto itself does not enforce.
+#[derive(Clone, Debug, Default)]
+pub struct CallLog(Arc<Mutex<Vec<Call>>>);
+
+impl CallLog {
+    pub fn snapshot(&self) -> Vec<Call> {
+        self.0.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn mutating(&self) -> usize {
+        self.snapshot().iter().filter(|c| c.is_mutating()).count()
+    }
+}
+
+impl Intercept for CallLog {
+    fn name(&self) -> &'static str {
+        "techctl-call-log"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let (Some(meta), Ok(mut calls)) = (cfg.load::<Metadata>(), self.0.lock()) {
+            calls.push(Call {
+                service: meta.service().to_string(),
+                operation: meta.name().to_string(),
+                at: Instant::now(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A failed AWS call, reduced to what the engine decides on.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{operation} failed: {message}")]
+pub struct AwsError {
+    pub operation: &'static str,
+    pub code: Option<String>,
+    pub message: String,
+    /// Worth trying again: throttling, a 5xx, a timeout or a dropped connection.
+    pub transient: bool,
+}
+
+impl AwsError {
+    pub fn new(operation: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            operation,
+            code: None,
+            message: message.into(),
+            transient: false,
+        }
+    }
+
+    pub fn from_sdk<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+    {
+        let code = err.code().map(str::to_string);
+        let transient = match &err {
+            SdkError::TimeoutError(_)
+            | SdkError::DispatchFailure(_)
+            | SdkError::ResponseError(_) => true,
+            SdkError::ServiceError(ctx) => {
+                ctx.raw().status().is_server_error() || code.as_deref().is_some_and(is_throttling)
+            }
+            _ => false,
+        };
+        let message = match (err.code(), err.message()) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            (Some(code), None) => code.to_string(),
+            _ => DisplayErrorContext(&err).to_string(),
+        };
+        Self {
+            operation,
+            code,
+            message,
+            transient,
+        }
+    }
+
+    /// The resource is already gone: success for a delete.
+    pub fn is_not_found(&self) -> bool {
+        self.code.as_deref().is_some_and(|c| {
+            c.ends_with("NotFound")
+                || c.ends_with(".NotFound")
+                || c == "ResourceNotFoundException"
+                || c == "Gateway.NotAttached"
+        })
+    }
+
+    /// Something still uses the resource; AWS will let go of it in time.
+    pub fn is_dependency_violation(&self) -> bool {
+        self.code.as_deref() == Some("DependencyViolation")
+    }
+
+    /// The caller has no usable credentials: a user problem, not an AWS one.
+    pub fn is_credentials_problem(&self) -> bool {
+        let m = self.message.to_ascii_lowercase();
+        m.contains("no credentials")
+            || m.contains("credentials provider")
+            || self.code.as_deref().is_some_and(|c| {
+                matches!(
+                    c,
+                    "AuthFailure"
+                        | "UnrecognizedClientException"
+                        | "InvalidClientTokenId"
+                        | "ExpiredToken"
+                )
+            })
+    }
+}
+
+fn is_throttling(code: &str) -> bool {
+    matches!(
+        code,
+        "Throttling"
+            | "ThrottlingException"
+            | "RequestLimitExceeded"
+            | "TooManyRequestsException"
+            | "RequestThrottled"
+            | "RequestThrottledException"
+            | "EC2ThrottledException"
+    )
+}
+
+/// Backoff with full jitter: a random wait up to `base * 2^attempt`, capped.
+pub fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
+    let ceiling = base.saturating_mul(1u32 << attempt.min(16)).min(cap);
+    let millis = ceiling.as_millis().max(1) as u64;
+    Duration::from_millis(fastrand::u64(millis / 2..=millis))
+}
+
+/// Creates a resource without ever making two, even where the API takes
+/// no idempotency token (or an emulator ignores it). The create is sent with the SDK's retries off; when it fails
+/// in a way that may hide a success (5xx, timeout, lost connection), the
+/// resource is looked up by its tags before the create is tried again.
+impl Aws {
+    pub async fn create_once<T, C, CF, F, FF>(
+        &self,
+        mut create: C,
+        mut find: F,
+    ) -> Result<T, AwsError>
+    where
+        C: FnMut() -> CF,
+        CF: Future<Output = Result<T, AwsError>>,
+        F: FnMut() -> FF,
+        FF: Future<Output = Result<Option<T>, AwsError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match create().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.transient && attempt + 1 < self.max_attempts => {
+                    tokio::time::sleep(backoff(
+                        attempt,
+                        Duration::from_millis(200),
+                        Duration::from_secs(20),
+                    ))
+                    .await;
+                    attempt += 1;
+                    // The lookup's own calls are retried by the SDK.
+                    if let Some(found) = find().await? {
+                        return Ok(found);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}

@@ -1,0 +1,1305 @@
+//! EC2 networking: VPC, subnets, internet and NAT gateways, Elastic IPs,
+//! route tables and their associations, security groups and their rules.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::types::{
+    AttributeBooleanValue, DomainType, Filter, IpPermission, IpRange, NatGatewayState,
+    ResourceType, Tag, TagSpecification, UserIdGroupPair, VpcAttributeName,
+};
+use sha2::{Digest, Sha256};
+
+use super::{Aws, AwsError, TAG_ID, TAG_STACK};
+use crate::apply::{Ctx, Step};
+use crate::plan::expand::ids;
+use crate::plan::resource::{Peer, Rule};
+use crate::plan::{Kind, LogicalId, Observed, Resource, Spec};
+
+const NAT_AVAILABLE_DEADLINE: Duration = Duration::from_secs(15 * 60);
+const NAT_DELETED_DEADLINE: Duration = Duration::from_secs(15 * 60);
+const DEPENDENCY_DEADLINE: Duration = Duration::from_secs(10 * 60);
+const POLL: Duration = Duration::from_secs(5);
+
+fn filter(name: &str, value: &str) -> Filter {
+    Filter::builder().name(name).values(value).build()
+}
+
+fn tag_spec(kind: ResourceType, tags: &BTreeMap<String, String>) -> TagSpecification {
+    let mut spec = TagSpecification::builder().resource_type(kind);
+    for (k, v) in tags {
+        spec = spec.tags(Tag::builder().key(k).value(v).build());
+    }
+    spec.build()
+}
+
+fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_string(),
+                t.value().unwrap_or_default().to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// Requests sent through [`Aws::create_once`] must not be retried by the SDK:
+/// a retried create could make a second resource.
+fn no_retry() -> aws_sdk_ec2::config::Builder {
+    aws_sdk_ec2::config::Builder::default().retry_config(RetryConfig::disabled())
+}
+
+macro_rules! sdk {
+    ($op:literal, $call:expr) => {
+        $call.await.map_err(|e| AwsError::from_sdk($op, e))
+    };
+}
+
+/// The logical id a stack resource carries, or a stand-in for one that
+/// carries only the stack tag, so it is still deleted with the stack.
+fn logical_id(tags: &BTreeMap<String, String>, physical: &str) -> LogicalId {
+    tags.get(TAG_ID)
+        .and_then(|t| LogicalId::parse(t))
+        .unwrap_or_else(|| LogicalId::new(&["untracked", physical]))
+}
+
+/// Everything of the stack's in EC2, found by its tag.
+pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> {
+    let ec2 = &aws.ec2;
+    let by_stack = || filter(&format!("tag:{TAG_STACK}"), stack);
+    let (vpcs, subnets, igws, addresses, nats, tables, groups) = tokio::try_join!(
+        async {
+            sdk!(
+                "DescribeVpcs",
+                ec2.describe_vpcs().filters(by_stack()).send()
+            )
+        },
+        async {
+            sdk!(
+                "DescribeSubnets",
+                ec2.describe_subnets().filters(by_stack()).send()
+            )
+        },
+        async {
+            sdk!(
+                "DescribeInternetGateways",
+                ec2.describe_internet_gateways().filters(by_stack()).send()
+            )
+        },
+        async {
+            sdk!(
+                "DescribeAddresses",
+                ec2.describe_addresses().filters(by_stack()).send()
+            )
+        },
+        async {
+            sdk!(
+                "DescribeNatGateways",
+                ec2.describe_nat_gateways().filter(by_stack()).send()
+            )
+        },
+        async {
+            sdk!(
+                "DescribeRouteTables",
+                ec2.describe_route_tables().filters(by_stack()).send()
+            )
+        },
+        async {
+            sdk!(
+                "DescribeSecurityGroups",
+                ec2.describe_security_groups().filters(by_stack()).send()
+            )
+        },
+    )?;
+
+    // Physical id → logical id, to turn AWS's references back into ours.
+    let mut names: HashMap<String, LogicalId> = HashMap::new();
+    let mut learn = |physical: Option<&str>, tags: &[Tag]| {
+        if let Some(p) = physical {
+            names.insert(p.to_string(), logical_id(&tag_map(tags), p));
+        }
+    };
+    vpcs.vpcs().iter().for_each(|v| learn(v.vpc_id(), v.tags()));
+    subnets
+        .subnets()
+        .iter()
+        .for_each(|s| learn(s.subnet_id(), s.tags()));
+    igws.internet_gateways()
+        .iter()
+        .for_each(|g| learn(g.internet_gateway_id(), g.tags()));
+    addresses
+        .addresses()
+        .iter()
+        .for_each(|a| learn(a.allocation_id(), a.tags()));
+    nats.nat_gateways()
+        .iter()
+        .for_each(|n| learn(n.nat_gateway_id(), n.tags()));
+    tables
+        .route_tables()
+        .iter()
+        .for_each(|t| learn(t.route_table_id(), t.tags()));
+    groups
+        .security_groups()
+        .iter()
+        .for_each(|g| learn(g.group_id(), g.tags()));
+    let name = |physical: Option<&str>| -> LogicalId {
+        let p = physical.unwrap_or("?");
+        names
+            .get(p)
+            .cloned()
+            .unwrap_or_else(|| LogicalId::foreign(p))
+    };
+
+    let mut out = Vec::new();
+    for vpc in vpcs.vpcs() {
+        let Some(vpc_id) = vpc.vpc_id() else { continue };
+        let (support, hostnames) = tokio::try_join!(
+            vpc_attribute(ec2, vpc_id, VpcAttributeName::EnableDnsSupport),
+            vpc_attribute(ec2, vpc_id, VpcAttributeName::EnableDnsHostnames),
+        )?;
+        out.push(observed(
+            vpc_id,
+            vpc.tags(),
+            Spec::Vpc {
+                cidr: vpc.cidr_block().unwrap_or_default().to_string(),
+                dns_support: support,
+                dns_hostnames: hostnames,
+            },
+            vpc.state().map(|s| s.as_str().to_string()),
+        ));
+    }
+    for s in subnets.subnets() {
+        let Some(id) = s.subnet_id() else { continue };
+        out.push(observed(
+            id,
+            s.tags(),
+            Spec::Subnet {
+                vpc: name(s.vpc_id()),
+                cidr: s.cidr_block().unwrap_or_default().to_string(),
+                availability_zone: s.availability_zone().unwrap_or_default().to_string(),
+            },
+            None,
+        ));
+    }
+    for g in igws.internet_gateways() {
+        let Some(id) = g.internet_gateway_id() else {
+            continue;
+        };
+        let attached = g.attachments().first().and_then(|a| a.vpc_id());
+        out.push(observed(
+            id,
+            g.tags(),
+            Spec::InternetGateway {
+                vpc: name(attached),
+            },
+            None,
+        ));
+    }
+    for a in addresses.addresses() {
+        let Some(id) = a.allocation_id() else {
+            continue;
+        };
+        out.push(observed(id, a.tags(), Spec::ElasticIp {}, None));
+    }
+    for n in nats.nat_gateways() {
+        let Some(id) = n.nat_gateway_id() else {
+            continue;
+        };
+        let state = n.state().cloned();
+        if state == Some(NatGatewayState::Deleted) {
+            continue; // AWS lists deleted NAT gateways for an hour.
+        }
+        let allocation = n
+            .nat_gateway_addresses()
+            .first()
+            .and_then(|a| a.allocation_id());
+        out.push(observed(
+            id,
+            n.tags(),
+            Spec::NatGateway {
+                subnet: name(n.subnet_id()),
+                elastic_ip: name(allocation),
+            },
+            state.map(|s| s.as_str().to_string()),
+        ));
+    }
+    for t in tables.route_tables() {
+        let Some(id) = t.route_table_id() else {
+            continue;
+        };
+        let routes = t
+            .routes()
+            .iter()
+            .filter(|r| r.gateway_id() != Some("local"))
+            .filter_map(|r| {
+                let dest = r.destination_cidr_block()?.to_string();
+                let target = r.nat_gateway_id().or(r.gateway_id());
+                Some((dest, name(target)))
+            })
+            .collect();
+        let table = logical_id(&tag_map(t.tags()), id);
+        out.push(observed(
+            id,
+            t.tags(),
+            Spec::RouteTable {
+                vpc: name(t.vpc_id()),
+                routes,
+            },
+            None,
+        ));
+        for assoc in t.associations().iter().filter(|a| a.main() != Some(true)) {
+            let (Some(assoc_id), Some(subnet)) =
+                (assoc.route_table_association_id(), assoc.subnet_id())
+            else {
+                continue;
+            };
+            let subnet = name(Some(subnet));
+            let id = match subnet.as_str().strip_prefix("network/subnet/") {
+                Some(subnet_name) => ids::association(subnet_name),
+                None => LogicalId::new(&["untracked", assoc_id]),
+            };
+            out.push(Observed {
+                id,
+                physical_id: assoc_id.to_string(),
+                spec: Spec::RouteTableAssociation {
+                    route_table: table.clone(),
+                    subnet,
+                },
+                tags: BTreeMap::new(),
+                state: None,
+            });
+        }
+    }
+    for g in groups.security_groups() {
+        let Some(id) = g.group_id() else { continue };
+        let group = logical_id(&tag_map(g.tags()), id);
+        out.push(observed(
+            id,
+            g.tags(),
+            Spec::SecurityGroup {
+                vpc: name(g.vpc_id()),
+                group_name: g.group_name().unwrap_or_default().to_string(),
+                description: g.description().unwrap_or_default().to_string(),
+            },
+            None,
+        ));
+        let rules_id = match group.as_str().strip_prefix("network/security-group/") {
+            Some(role) => ids::security_group_rules(role),
+            None => LogicalId::new(&["untracked", id, "rules"]),
+        };
+        out.push(Observed {
+            id: rules_id,
+            physical_id: rules_physical_id(id),
+            spec: Spec::SecurityGroupRules {
+                group,
+                ingress: rules_of(g.ip_permissions(), &name),
+                egress: rules_of(g.ip_permissions_egress(), &name),
+            },
+            tags: BTreeMap::new(),
+            state: None,
+        });
+    }
+    Ok(out)
+}
+
+fn observed(physical: &str, tags: &[Tag], spec: Spec, state: Option<String>) -> Observed {
+    let tags = tag_map(tags);
+    Observed {
+        id: logical_id(&tags, physical),
+        physical_id: physical.to_string(),
+        spec,
+        tags,
+        state,
+    }
+}
+
+/// The rules of a group are not a resource of their own in AWS; they are
+/// known by the group's id with a suffix.
+fn rules_physical_id(group_id: &str) -> String {
+    format!("{group_id}#rules")
+}
+
+fn group_of_rules(physical: &str) -> &str {
+    physical.strip_suffix("#rules").unwrap_or(physical)
+}
+
+async fn vpc_attribute(
+    ec2: &Client,
+    vpc_id: &str,
+    attribute: VpcAttributeName,
+) -> Result<bool, AwsError> {
+    let out = sdk!(
+        "DescribeVpcAttribute",
+        ec2.describe_vpc_attribute()
+            .vpc_id(vpc_id)
+            .attribute(attribute.clone())
+            .send()
+    )?;
+    let value = match attribute {
+        VpcAttributeName::EnableDnsHostnames => out.enable_dns_hostnames().and_then(|v| v.value()),
+        _ => out.enable_dns_support().and_then(|v| v.value()),
+    };
+    Ok(value.unwrap_or(false))
+}
+
+/// A rule as AWS holds it: peers by physical id.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct AwsRule {
+    protocol: String,
+    from_port: i32,
+    to_port: i32,
+    group: Option<String>,
+    cidr: Option<String>,
+}
+
+impl AwsRule {
+    fn permission(&self) -> IpPermission {
+        let mut perm = IpPermission::builder().ip_protocol(&self.protocol);
+        if self.protocol != "-1" {
+            perm = perm.from_port(self.from_port).to_port(self.to_port);
+        }
+        if let Some(group) = &self.group {
+            perm = perm.user_id_group_pairs(UserIdGroupPair::builder().group_id(group).build());
+        }
+        if let Some(cidr) = &self.cidr {
+            perm = perm.ip_ranges(IpRange::builder().cidr_ip(cidr).build());
+        }
+        perm.build()
+    }
+
+    fn logical(&self, name: &dyn Fn(Option<&str>) -> LogicalId) -> Rule {
+        Rule {
+            protocol: self.protocol.clone(),
+            from_port: self.from_port,
+            to_port: self.to_port,
+            peer: match &self.group {
+                Some(group) => Peer::Group(name(Some(group))),
+                None => Peer::Cidr(self.cidr.clone().unwrap_or_default()),
+            },
+        }
+    }
+
+    fn physical(ctx: &Ctx, rule: &Rule) -> Result<Self, AwsError> {
+        let (group, cidr) = match &rule.peer {
+            Peer::Group(id) => (Some(ctx.resolve(id)?), None),
+            Peer::Cidr(cidr) => (None, Some(cidr.clone())),
+        };
+        Ok(Self {
+            protocol: rule.protocol.clone(),
+            from_port: rule.from_port,
+            to_port: rule.to_port,
+            group,
+            cidr,
+        })
+    }
+}
+
+/// Flattens AWS's permissions (one per protocol and port range, each with
+/// several peers) into one rule per peer.
+fn aws_rules(perms: &[IpPermission]) -> BTreeSet<AwsRule> {
+    let mut rules = BTreeSet::new();
+    for p in perms {
+        let protocol = p.ip_protocol().unwrap_or("-1").to_string();
+        let (from_port, to_port) = if protocol == "-1" {
+            (-1, -1)
+        } else {
+            (p.from_port().unwrap_or(-1), p.to_port().unwrap_or(-1))
+        };
+        let rule = |group: Option<&str>, cidr: Option<&str>| AwsRule {
+            protocol: protocol.clone(),
+            from_port,
+            to_port,
+            group: group.map(str::to_string),
+            cidr: cidr.map(str::to_string),
+        };
+        for pair in p.user_id_group_pairs() {
+            rules.insert(rule(pair.group_id(), None));
+        }
+        for range in p.ip_ranges() {
+            rules.insert(rule(None, range.cidr_ip()));
+        }
+        for range in p.ipv6_ranges() {
+            rules.insert(rule(None, range.cidr_ipv6()));
+        }
+    }
+    rules
+}
+
+fn rules_of(perms: &[IpPermission], name: &dyn Fn(Option<&str>) -> LogicalId) -> BTreeSet<Rule> {
+    aws_rules(perms).iter().map(|r| r.logical(name)).collect()
+}
+
+/// Looks a resource up by its stack and logical id tags.
+async fn find(ctx: &Ctx, kind: Kind, id: &LogicalId) -> Result<Option<String>, AwsError> {
+    let ec2 = &ctx.aws.ec2;
+    let filters = [
+        filter(&format!("tag:{TAG_STACK}"), &ctx.stack),
+        filter(&format!("tag:{TAG_ID}"), id.as_str()),
+    ];
+    let found = match kind {
+        Kind::Vpc => sdk!(
+            "DescribeVpcs",
+            ec2.describe_vpcs()
+                .set_filters(Some(filters.to_vec()))
+                .send()
+        )?
+        .vpcs()
+        .first()
+        .and_then(|v| v.vpc_id().map(str::to_string)),
+        Kind::Subnet => sdk!(
+            "DescribeSubnets",
+            ec2.describe_subnets()
+                .set_filters(Some(filters.to_vec()))
+                .send()
+        )?
+        .subnets()
+        .first()
+        .and_then(|v| v.subnet_id().map(str::to_string)),
+        Kind::InternetGateway => sdk!(
+            "DescribeInternetGateways",
+            ec2.describe_internet_gateways()
+                .set_filters(Some(filters.to_vec()))
+                .send()
+        )?
+        .internet_gateways()
+        .first()
+        .and_then(|v| v.internet_gateway_id().map(str::to_string)),
+        Kind::ElasticIp => sdk!(
+            "DescribeAddresses",
+            ec2.describe_addresses()
+                .set_filters(Some(filters.to_vec()))
+                .send()
+        )?
+        .addresses()
+        .first()
+        .and_then(|v| v.allocation_id().map(str::to_string)),
+        Kind::RouteTable => sdk!(
+            "DescribeRouteTables",
+            ec2.describe_route_tables()
+                .set_filters(Some(filters.to_vec()))
+                .send()
+        )?
+        .route_tables()
+        .first()
+        .and_then(|v| v.route_table_id().map(str::to_string)),
+        Kind::NatGateway => sdk!(
+            "DescribeNatGateways",
+            ec2.describe_nat_gateways()
+                .set_filter(Some(filters.to_vec()))
+                .send()
+        )?
+        .nat_gateways()
+        .iter()
+        .find(|n| {
+            !matches!(
+                n.state(),
+                Some(
+                    NatGatewayState::Deleted | NatGatewayState::Deleting | NatGatewayState::Failed
+                )
+            )
+        })
+        .and_then(|v| v.nat_gateway_id().map(str::to_string)),
+        Kind::SecurityGroup => sdk!(
+            "DescribeSecurityGroups",
+            ec2.describe_security_groups()
+                .set_filters(Some(filters.to_vec()))
+                .send()
+        )?
+        .security_groups()
+        .first()
+        .and_then(|v| v.group_id().map(str::to_string)),
+        _ => None,
+    };
+    Ok(found)
+}
+
+/// Creates `resource` and returns its physical id.
+pub async fn create(ctx: &Ctx, step: &Step, resource: &Resource) -> Result<String, AwsError> {
+    let ec2 = &ctx.aws.ec2;
+    let tags = ctx.tags(&resource.id);
+    let id = &resource.id;
+    let kind = resource.kind();
+    let lookup = || find(ctx, kind, id);
+    match &resource.spec {
+        Spec::Vpc {
+            cidr,
+            dns_support,
+            dns_hostnames,
+        } => {
+            let vpc_id = ctx
+                .aws
+                .create_once(
+                    || async {
+                        sdk!(
+                            "CreateVpc",
+                            ec2.create_vpc()
+                                .cidr_block(cidr)
+                                .tag_specifications(tag_spec(ResourceType::Vpc, &tags))
+                                .customize()
+                                .config_override(no_retry())
+                                .send()
+                        )?
+                        .vpc()
+                        .and_then(|v| v.vpc_id().map(str::to_string))
+                        .ok_or_else(|| AwsError::new("CreateVpc", "no VPC id in the answer"))
+                    },
+                    lookup,
+                )
+                .await?;
+            set_dns(ctx, &vpc_id, *dns_support, *dns_hostnames).await?;
+            Ok(vpc_id)
+        }
+        Spec::Subnet {
+            vpc,
+            cidr,
+            availability_zone,
+        } => {
+            let vpc_id = ctx.resolve(vpc)?;
+            ctx.aws
+                .create_once(
+                    || async {
+                        sdk!(
+                            "CreateSubnet",
+                            ec2.create_subnet()
+                                .vpc_id(&vpc_id)
+                                .cidr_block(cidr)
+                                .availability_zone(availability_zone)
+                                .tag_specifications(tag_spec(ResourceType::Subnet, &tags))
+                                .customize()
+                                .config_override(no_retry())
+                                .send()
+                        )?
+                        .subnet()
+                        .and_then(|s| s.subnet_id().map(str::to_string))
+                        .ok_or_else(|| AwsError::new("CreateSubnet", "no subnet id in the answer"))
+                    },
+                    lookup,
+                )
+                .await
+        }
+        Spec::InternetGateway { vpc } => {
+            let vpc_id = ctx.resolve(vpc)?;
+            let igw = ctx
+                .aws
+                .create_once(
+                    || async {
+                        sdk!(
+                            "CreateInternetGateway",
+                            ec2.create_internet_gateway()
+                                .tag_specifications(tag_spec(ResourceType::InternetGateway, &tags))
+                                .customize()
+                                .config_override(no_retry())
+                                .send()
+                        )?
+                        .internet_gateway()
+                        .and_then(|g| g.internet_gateway_id().map(str::to_string))
+                        .ok_or_else(|| {
+                            AwsError::new("CreateInternetGateway", "no gateway id in the answer")
+                        })
+                    },
+                    lookup,
+                )
+                .await?;
+            attach_gateway(ctx, &igw, &vpc_id).await?;
+            Ok(igw)
+        }
+        Spec::ElasticIp {} => {
+            ctx.aws
+                .create_once(
+                    || async {
+                        sdk!(
+                            "AllocateAddress",
+                            ec2.allocate_address()
+                                .domain(DomainType::Vpc)
+                                .tag_specifications(tag_spec(ResourceType::ElasticIp, &tags))
+                                .customize()
+                                .config_override(no_retry())
+                                .send()
+                        )?
+                        .allocation_id()
+                        .map(str::to_string)
+                        .ok_or_else(|| {
+                            AwsError::new("AllocateAddress", "no allocation id in the answer")
+                        })
+                    },
+                    lookup,
+                )
+                .await
+        }
+        Spec::NatGateway { subnet, elastic_ip } => {
+            let subnet_id = ctx.resolve(subnet)?;
+            let allocation = ctx.resolve(elastic_ip)?;
+            // Same stack, resource, subnet and address → same token, so a
+            // retried create returns the gateway already made.
+            let token = client_token(&[&ctx.stack, id.as_str(), &subnet_id, &allocation]);
+            // Moto ignores client tokens, and a lost answer must not make a
+            // second gateway on real AWS either: look before trying again.
+            let nat_id = ctx
+                .aws
+                .create_once(
+                    || async {
+                        sdk!(
+                            "CreateNatGateway",
+                            ec2.create_nat_gateway()
+                                .subnet_id(&subnet_id)
+                                .allocation_id(&allocation)
+                                .client_token(&token)
+                                .tag_specifications(tag_spec(ResourceType::Natgateway, &tags))
+                                .customize()
+                                .config_override(no_retry())
+                                .send()
+                        )?
+                        .nat_gateway()
+                        .and_then(|n| n.nat_gateway_id().map(str::to_string))
+                        .ok_or_else(|| {
+                            AwsError::new("CreateNatGateway", "no NAT gateway id in the answer")
+                        })
+                    },
+                    lookup,
+                )
+                .await?;
+            wait_nat_available(ctx, step, &nat_id).await?;
+            Ok(nat_id)
+        }
+        Spec::RouteTable { vpc, routes } => {
+            let vpc_id = ctx.resolve(vpc)?;
+            let table = ctx
+                .aws
+                .create_once(
+                    || async {
+                        sdk!(
+                            "CreateRouteTable",
+                            ec2.create_route_table()
+                                .vpc_id(&vpc_id)
+                                .tag_specifications(tag_spec(ResourceType::RouteTable, &tags))
+                                .customize()
+                                .config_override(no_retry())
+                                .send()
+                        )?
+                        .route_table()
+                        .and_then(|t| t.route_table_id().map(str::to_string))
+                        .ok_or_else(|| {
+                            AwsError::new("CreateRouteTable", "no route table id in the answer")
+                        })
+                    },
+                    lookup,
+                )
+                .await?;
+            converge_routes(ctx, &table, routes).await?;
+            Ok(table)
+        }
+        Spec::RouteTableAssociation {
+            route_table,
+            subnet,
+        } => associate(ctx, &ctx.resolve(route_table)?, &ctx.resolve(subnet)?).await,
+        Spec::SecurityGroup {
+            vpc,
+            group_name,
+            description,
+        } => {
+            let vpc_id = ctx.resolve(vpc)?;
+            let created = ctx
+                .aws
+                .create_once(
+                    || async {
+                        sdk!(
+                            "CreateSecurityGroup",
+                            ec2.create_security_group()
+                                .vpc_id(&vpc_id)
+                                .group_name(group_name)
+                                .description(description)
+                                .tag_specifications(tag_spec(ResourceType::SecurityGroup, &tags))
+                                .customize()
+                                .config_override(no_retry())
+                                .send()
+                        )?
+                        .group_id()
+                        .map(str::to_string)
+                        .ok_or_else(|| {
+                            AwsError::new("CreateSecurityGroup", "no group id in the answer")
+                        })
+                    },
+                    lookup,
+                )
+                .await;
+            match created {
+                // The name is taken in this VPC by a group that lost its
+                // tags: adopt it rather than fail.
+                Err(e) if e.code.as_deref() == Some("InvalidGroup.Duplicate") => {
+                    let existing = sdk!(
+                        "DescribeSecurityGroups",
+                        ec2.describe_security_groups()
+                            .filters(filter("vpc-id", &vpc_id))
+                            .filters(filter("group-name", group_name))
+                            .send()
+                    )?
+                    .security_groups()
+                    .first()
+                    .and_then(|g| g.group_id().map(str::to_string))
+                    .ok_or(e)?;
+                    write_tags(ctx, &existing, &tags).await?;
+                    Ok(existing)
+                }
+                other => other,
+            }
+        }
+        Spec::SecurityGroupRules {
+            group,
+            ingress,
+            egress,
+        } => {
+            let group_id = ctx.resolve(group)?;
+            converge_rules(ctx, &group_id, ingress, egress).await?;
+            Ok(rules_physical_id(&group_id))
+        }
+        Spec::StackSecret { .. } => Err(AwsError::new(
+            "create",
+            "the stack secret is not an EC2 resource",
+        )),
+    }
+}
+
+/// Brings an existing resource's updatable fields and tags in line.
+pub async fn update(
+    ctx: &Ctx,
+    _step: &Step,
+    resource: &Resource,
+    physical: &str,
+) -> Result<(), AwsError> {
+    let tags = ctx.tags(&resource.id);
+    match &resource.spec {
+        Spec::Vpc {
+            dns_support,
+            dns_hostnames,
+            ..
+        } => {
+            set_dns(ctx, physical, *dns_support, *dns_hostnames).await?;
+            write_tags(ctx, physical, &tags).await
+        }
+        Spec::RouteTable { routes, .. } => {
+            converge_routes(ctx, physical, routes).await?;
+            write_tags(ctx, physical, &tags).await
+        }
+        Spec::SecurityGroupRules {
+            ingress, egress, ..
+        } => converge_rules(ctx, group_of_rules(physical), ingress, egress).await,
+        Spec::RouteTableAssociation { .. } => Ok(()),
+        _ => write_tags(ctx, physical, &tags).await,
+    }
+}
+
+/// Deletes one observed resource; "already gone" counts as done.
+pub async fn delete(ctx: &Ctx, step: &Step, observed: &Observed) -> Result<(), AwsError> {
+    let ec2 = &ctx.aws.ec2;
+    let id = observed.physical_id.as_str();
+    let gone = |r: Result<(), AwsError>| match r {
+        Err(e) if e.is_not_found() => Ok(()),
+        other => other,
+    };
+    match observed.spec.kind() {
+        Kind::RouteTableAssociation => gone(
+            sdk!(
+                "DisassociateRouteTable",
+                ec2.disassociate_route_table().association_id(id).send()
+            )
+            .map(|_| ()),
+        ),
+        Kind::SecurityGroupRules => gone(revoke_all(ctx, group_of_rules(id)).await),
+        Kind::RouteTable => {
+            step.retry_dependency(
+                "the route table's subnets to be let go",
+                DEPENDENCY_DEADLINE,
+                || async {
+                    sdk!(
+                        "DeleteRouteTable",
+                        ec2.delete_route_table().route_table_id(id).send()
+                    )
+                    .map(|_| ())
+                },
+            )
+            .await
+        }
+        Kind::NatGateway => {
+            gone(
+                sdk!(
+                    "DeleteNatGateway",
+                    ec2.delete_nat_gateway().nat_gateway_id(id).send()
+                )
+                .map(|_| ()),
+            )?;
+            // The Elastic IP cannot be released while the gateway holds it.
+            step.wait_until(
+                "the NAT gateway to be deleted, so its Elastic IP can be released",
+                NAT_DELETED_DEADLINE,
+                POLL,
+                || async {
+                    let state = nat_state(ctx, id).await?;
+                    Ok(matches!(state, None | Some(NatGatewayState::Deleted)).then_some(()))
+                },
+            )
+            .await
+        }
+        Kind::ElasticIp => {
+            step.retry_dependency(
+                "the NAT gateway to let go of the address",
+                DEPENDENCY_DEADLINE,
+                || async {
+                    let released = sdk!(
+                        "ReleaseAddress",
+                        ec2.release_address().allocation_id(id).send()
+                    )
+                    .map(|_| ());
+                    match released {
+                        // An address still held by a gateway that is going away.
+                        Err(e) if e.code.as_deref() == Some("InvalidIPAddress.InUse") => {
+                            Err(AwsError {
+                                code: Some("DependencyViolation".into()),
+                                ..e
+                            })
+                        }
+                        other => other,
+                    }
+                },
+            )
+            .await
+        }
+        Kind::SecurityGroup => {
+            sweep_interfaces(ctx, id).await?;
+            step.retry_dependency(
+                "network interfaces in the group to be detached",
+                DEPENDENCY_DEADLINE,
+                || async {
+                    sdk!(
+                        "DeleteSecurityGroup",
+                        ec2.delete_security_group().group_id(id).send()
+                    )
+                    .map(|_| ())
+                },
+            )
+            .await
+        }
+        Kind::InternetGateway => {
+            if let Spec::InternetGateway { .. } = &observed.spec {
+                let attached = sdk!(
+                    "DescribeInternetGateways",
+                    ec2.describe_internet_gateways()
+                        .internet_gateway_ids(id)
+                        .send()
+                );
+                let vpcs: Vec<String> = match attached {
+                    Ok(out) => out
+                        .internet_gateways()
+                        .iter()
+                        .flat_map(|g| g.attachments())
+                        .filter_map(|a| a.vpc_id().map(str::to_string))
+                        .collect(),
+                    Err(e) if e.is_not_found() => return Ok(()),
+                    Err(e) => return Err(e),
+                };
+                for vpc in vpcs {
+                    step.retry_dependency(
+                        "public addresses in the VPC to be released",
+                        DEPENDENCY_DEADLINE,
+                        || {
+                            let vpc = vpc.clone();
+                            async move {
+                                sdk!(
+                                    "DetachInternetGateway",
+                                    ec2.detach_internet_gateway()
+                                        .internet_gateway_id(id)
+                                        .vpc_id(vpc)
+                                        .send()
+                                )
+                                .map(|_| ())
+                            }
+                        },
+                    )
+                    .await?;
+                }
+            }
+            gone(
+                sdk!(
+                    "DeleteInternetGateway",
+                    ec2.delete_internet_gateway().internet_gateway_id(id).send()
+                )
+                .map(|_| ()),
+            )
+        }
+        Kind::Subnet => {
+            step.retry_dependency(
+                "network interfaces in the subnet to go",
+                DEPENDENCY_DEADLINE,
+                || async {
+                    sdk!("DeleteSubnet", ec2.delete_subnet().subnet_id(id).send()).map(|_| ())
+                },
+            )
+            .await
+        }
+        Kind::Vpc => {
+            step.retry_dependency(
+                "everything in the VPC to be deleted",
+                DEPENDENCY_DEADLINE,
+                || async { sdk!("DeleteVpc", ec2.delete_vpc().vpc_id(id).send()).map(|_| ()) },
+            )
+            .await
+        }
+        Kind::StackSecret => Err(AwsError::new(
+            "delete",
+            "the stack secret is not an EC2 resource",
+        )),
+    }
+}
+
+fn client_token(parts: &[&str]) -> String {
+    let digest = Sha256::digest(parts.join("\n").as_bytes());
+    digest.iter().take(24).map(|b| format!("{b:02x}")).collect()
+}
+
+async fn set_dns(ctx: &Ctx, vpc_id: &str, support: bool, hostnames: bool) -> Result<(), AwsError> {
+    let ec2 = &ctx.aws.ec2;
+    let on = |v: bool| AttributeBooleanValue::builder().value(v).build();
+    // AWS takes one attribute per call.
+    sdk!(
+        "ModifyVpcAttribute",
+        ec2.modify_vpc_attribute()
+            .vpc_id(vpc_id)
+            .enable_dns_support(on(support))
+            .send()
+    )?;
+    sdk!(
+        "ModifyVpcAttribute",
+        ec2.modify_vpc_attribute()
+            .vpc_id(vpc_id)
+            .enable_dns_hostnames(on(hostnames))
+            .send()
+    )?;
+    Ok(())
+}
+
+async fn write_tags(
+    ctx: &Ctx,
+    physical: &str,
+    tags: &BTreeMap<String, String>,
+) -> Result<(), AwsError> {
+    let tags: Vec<Tag> = tags
+        .iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect();
+    sdk!(
+        "CreateTags",
+        ctx.aws
+            .ec2
+            .create_tags()
+            .resources(physical)
+            .set_tags(Some(tags))
+            .send()
+    )
+    .map(|_| ())
+}
+
+async fn attach_gateway(ctx: &Ctx, igw: &str, vpc_id: &str) -> Result<(), AwsError> {
+    let attached = sdk!(
+        "AttachInternetGateway",
+        ctx.aws
+            .ec2
+            .attach_internet_gateway()
+            .internet_gateway_id(igw)
+            .vpc_id(vpc_id)
+            .send()
+    );
+    match attached {
+        Err(e) if e.code.as_deref() == Some("Resource.AlreadyAssociated") => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
+async fn nat_state(ctx: &Ctx, nat_id: &str) -> Result<Option<NatGatewayState>, AwsError> {
+    let out = sdk!(
+        "DescribeNatGateways",
+        ctx.aws
+            .ec2
+            .describe_nat_gateways()
+            .nat_gateway_ids(nat_id)
+            .send()
+    );
+    match out {
+        Ok(out) => Ok(out.nat_gateways().first().and_then(|n| n.state().cloned())),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+async fn wait_nat_available(ctx: &Ctx, step: &Step, nat_id: &str) -> Result<(), AwsError> {
+    step.wait_until(
+        "the NAT gateway to become available, so private subnets can route through it",
+        NAT_AVAILABLE_DEADLINE,
+        POLL,
+        || async {
+            match nat_state(ctx, nat_id).await? {
+                Some(NatGatewayState::Available) => Ok(Some(())),
+                Some(NatGatewayState::Failed) => Err(AwsError::new(
+                    "CreateNatGateway",
+                    format!(
+                        "NAT gateway {nat_id} failed; see its failure message in the EC2 console"
+                    ),
+                )),
+                _ => Ok(None),
+            }
+        },
+    )
+    .await
+}
+
+/// Makes a route table hold exactly the routes wanted (besides `local`).
+async fn converge_routes(
+    ctx: &Ctx,
+    table: &str,
+    wanted: &BTreeMap<String, LogicalId>,
+) -> Result<(), AwsError> {
+    let ec2 = &ctx.aws.ec2;
+    let out = sdk!(
+        "DescribeRouteTables",
+        ec2.describe_route_tables().route_table_ids(table).send()
+    )?;
+    let current: BTreeMap<String, String> = out
+        .route_tables()
+        .iter()
+        .flat_map(|t| t.routes())
+        .filter(|r| r.gateway_id() != Some("local"))
+        .filter_map(|r| {
+            let target = r.nat_gateway_id().or(r.gateway_id()).unwrap_or("blackhole");
+            Some((r.destination_cidr_block()?.to_string(), target.to_string()))
+        })
+        .collect();
+    for (dest, target) in wanted {
+        let target = ctx.resolve(target)?;
+        let nat = target.starts_with("nat-");
+        match current.get(dest) {
+            Some(now) if *now == target => {}
+            Some(_) => {
+                let req = ec2
+                    .replace_route()
+                    .route_table_id(table)
+                    .destination_cidr_block(dest);
+                let req = if nat {
+                    req.nat_gateway_id(&target)
+                } else {
+                    req.gateway_id(&target)
+                };
+                sdk!("ReplaceRoute", req.send())?;
+            }
+            None => {
+                let req = ec2
+                    .create_route()
+                    .route_table_id(table)
+                    .destination_cidr_block(dest);
+                let req = if nat {
+                    req.nat_gateway_id(&target)
+                } else {
+                    req.gateway_id(&target)
+                };
+                sdk!("CreateRoute", req.send())?;
+            }
+        }
+    }
+    for dest in current.keys().filter(|d| !wanted.contains_key(*d)) {
+        sdk!(
+            "DeleteRoute",
+            ec2.delete_route()
+                .route_table_id(table)
+                .destination_cidr_block(dest)
+                .send()
+        )?;
+    }
+    Ok(())
+}
+
+/// Associates a subnet with a table, moving it from another table if need be.
+async fn associate(ctx: &Ctx, table: &str, subnet: &str) -> Result<String, AwsError> {
+    let ec2 = &ctx.aws.ec2;
+    let out = sdk!(
+        "DescribeRouteTables",
+        ec2.describe_route_tables()
+            .filters(filter("association.subnet-id", subnet))
+            .send()
+    )?;
+    let existing = out.route_tables().iter().find_map(|t| {
+        t.associations()
+            .iter()
+            .find(|a| a.subnet_id() == Some(subnet))
+            .map(|a| {
+                (
+                    t.route_table_id().unwrap_or_default().to_string(),
+                    a.route_table_association_id()
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+    });
+    match existing {
+        Some((current, assoc)) if current == table => Ok(assoc),
+        Some((_, assoc)) => sdk!(
+            "ReplaceRouteTableAssociation",
+            ec2.replace_route_table_association()
+                .association_id(assoc)
+                .route_table_id(table)
+                .send()
+        )?
+        .new_association_id()
+        .map(str::to_string)
+        .ok_or_else(|| {
+            AwsError::new(
+                "ReplaceRouteTableAssociation",
+                "no association id in the answer",
+            )
+        }),
+        None => sdk!(
+            "AssociateRouteTable",
+            ec2.associate_route_table()
+                .route_table_id(table)
+                .subnet_id(subnet)
+                .send()
+        )?
+        .association_id()
+        .map(str::to_string)
+        .ok_or_else(|| AwsError::new("AssociateRouteTable", "no association id in the answer")),
+    }
+}
+
+async fn group_permissions(
+    ctx: &Ctx,
+    group_id: &str,
+) -> Result<(Vec<IpPermission>, Vec<IpPermission>), AwsError> {
+    let out = sdk!(
+        "DescribeSecurityGroups",
+        ctx.aws
+            .ec2
+            .describe_security_groups()
+            .group_ids(group_id)
+            .send()
+    )?;
+    let group = out.security_groups().first();
+    Ok((
+        group
+            .map(|g| g.ip_permissions().to_vec())
+            .unwrap_or_default(),
+        group
+            .map(|g| g.ip_permissions_egress().to_vec())
+            .unwrap_or_default(),
+    ))
+}
+
+/// Makes a group hold exactly the wanted rules: authorizes what is missing
+/// and revokes the rest (AWS's default allow-all egress among it). The
+/// comparison is physical, so a rule naming a re-created group is renewed.
+async fn converge_rules(
+    ctx: &Ctx,
+    group_id: &str,
+    ingress: &BTreeSet<Rule>,
+    egress: &BTreeSet<Rule>,
+) -> Result<(), AwsError> {
+    let ec2 = &ctx.aws.ec2;
+    let (now_in, now_out) = group_permissions(ctx, group_id).await?;
+    let want = |rules: &BTreeSet<Rule>| -> Result<BTreeSet<AwsRule>, AwsError> {
+        rules.iter().map(|r| AwsRule::physical(ctx, r)).collect()
+    };
+    let (want_in, want_out) = (want(ingress)?, want(egress)?);
+    let (have_in, have_out) = (aws_rules(&now_in), aws_rules(&now_out));
+    let perms = |a: &BTreeSet<AwsRule>, b: &BTreeSet<AwsRule>| -> Option<Vec<IpPermission>> {
+        let list: Vec<IpPermission> = a.difference(b).map(AwsRule::permission).collect();
+        (!list.is_empty()).then_some(list)
+    };
+    if let Some(extra) = perms(&have_in, &want_in) {
+        sdk!(
+            "RevokeSecurityGroupIngress",
+            ec2.revoke_security_group_ingress()
+                .group_id(group_id)
+                .set_ip_permissions(Some(extra))
+                .send()
+        )?;
+    }
+    if let Some(extra) = perms(&have_out, &want_out) {
+        sdk!(
+            "RevokeSecurityGroupEgress",
+            ec2.revoke_security_group_egress()
+                .group_id(group_id)
+                .set_ip_permissions(Some(extra))
+                .send()
+        )?;
+    }
+    if let Some(missing) = perms(&want_in, &have_in) {
+        sdk!(
+            "AuthorizeSecurityGroupIngress",
+            ec2.authorize_security_group_ingress()
+                .group_id(group_id)
+                .set_ip_permissions(Some(missing))
+                .send()
+        )?;
+    }
+    if let Some(missing) = perms(&want_out, &have_out) {
+        sdk!(
+            "AuthorizeSecurityGroupEgress",
+            ec2.authorize_security_group_egress()
+                .group_id(group_id)
+                .set_ip_permissions(Some(missing))
+                .send()
+        )?;
+    }
+    Ok(())
+}
+
+/// Revokes every rule of a group, so the groups it names can be deleted.
+async fn revoke_all(ctx: &Ctx, group_id: &str) -> Result<(), AwsError> {
+    let ec2 = &ctx.aws.ec2;
+    let (ingress, egress) = group_permissions(ctx, group_id).await?;
+    if !ingress.is_empty() {
+        sdk!(
+            "RevokeSecurityGroupIngress",
+            ec2.revoke_security_group_ingress()
+                .group_id(group_id)
+                .set_ip_permissions(Some(ingress))
+                .send()
+        )?;
+    }
+    if !egress.is_empty() {
+        sdk!(
+            "RevokeSecurityGroupEgress",
+            ec2.revoke_security_group_egress()
+                .group_id(group_id)
+                .set_ip_permissions(Some(egress))
+                .send()
+        )?;
+    }
+    Ok(())
+}
+
+/// Deletes network interfaces left detached in a group (by a deleted load
+/// balancer or VPC link); they would block the group's deletion for good.
+async fn sweep_interfaces(ctx: &Ctx, group_id: &str) -> Result<(), AwsError> {
+    let ec2 = &ctx.aws.ec2;
+    let out = sdk!(
+        "DescribeNetworkInterfaces",
+        ec2.describe_network_interfaces()
+            .filters(filter("group-id", group_id))
+            .filters(filter("status", "available"))
+            .send()
+    )?;
+    for eni in out.network_interfaces() {
+        if let Some(eni_id) = eni.network_interface_id() {
+            let deleted = sdk!(
+                "DeleteNetworkInterface",
+                ec2.delete_network_interface()
+                    .network_interface_id(eni_id)
+                    .send()
+            );
+            match deleted {
+                Err(e) if !e.is_not_found() => return Err(e),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}

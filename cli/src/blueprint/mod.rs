@@ -1,0 +1,131 @@
+//! The blueprint: a TOML description of one stack, parsed and validated
+//! before anything talks to AWS.
+//!
+//! Parsing (serde) catches unknown and missing fields and wrong types;
+//! [`validate`] catches what serde cannot see (CIDR arithmetic, duplicate
+//! ports and paths, Fargate sizes). Every problem is reported with the file,
+//! line and column, the field's dotted path, and what is allowed, and all of
+//! them are reported at once so a user fixes the file in one pass.
+
+mod model;
+mod validate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use model::*;
+
+/// One problem in a blueprint file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: usize,
+    pub column: usize,
+    /// Dotted path of the field, e.g. `network.public_subnets[1]`.
+    pub field: String,
+    pub message: String,
+    /// What the field accepts, when that can be said briefly.
+    pub allowed: Option<String>,
+}
+
+/// Everything wrong with one blueprint file.
+#[derive(Debug, thiserror::Error)]
+pub struct BlueprintError {
+    pub file: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for BlueprintError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.problems.len();
+        writeln!(
+            f,
+            "the blueprint {} has {count} problem{}; nothing was sent to AWS:",
+            self.file.display(),
+            if count == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            write!(f, "  {}:{}:{}: ", self.file.display(), p.line, p.column)?;
+            if p.field.is_empty() {
+                writeln!(f, "{}", p.message)?;
+            } else {
+                writeln!(f, "{}: {}", p.field, p.message)?;
+            }
+            if let Some(allowed) = &p.allowed {
+                writeln!(f, "      allowed: {allowed}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads, parses and validates the blueprint at `path`.
+pub fn load(path: &Path) -> Result<Blueprint, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &text).map_err(LoadError::Invalid)
+}
+
+/// Parses and validates blueprint text; `path` is used only in messages.
+pub fn parse(path: &Path, text: &str) -> Result<Blueprint, BlueprintError> {
+    let fail = |problems| BlueprintError {
+        file: path.to_path_buf(),
+        problems,
+    };
+    let blueprint: Blueprint = toml::from_str(text).map_err(|e| {
+        let (line, column) = e
+            .span()
+            .map(|s| line_column(text, s.start))
+            .unwrap_or((1, 1));
+        fail(vec![serde_problem(e.message(), line, column)])
+    })?;
+    let problems = validate::check(&blueprint, text);
+    if problems.is_empty() {
+        Ok(blueprint)
+    } else {
+        Err(fail(problems))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "cannot read the blueprint {}: {source}\n  pass the right file with --blueprint PATH",
+        path.display()
+    )]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Invalid(BlueprintError),
+}
+
+/// Turns a serde message into a problem, splitting off the "expected ..."
+/// list serde appends so it shows as what is allowed.
+fn serde_problem(message: &str, line: usize, column: usize) -> Problem {
+    let message = message.trim();
+    let (message, allowed) = match message.split_once(", expected ") {
+        Some((m, allowed)) => (m.to_string(), Some(allowed.to_string())),
+        None => (message.to_string(), None),
+    };
+    Problem {
+        line,
+        column,
+        field: String::new(),
+        message,
+        allowed,
+    }
+}
+
+/// 1-based line and column of a byte offset.
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests;

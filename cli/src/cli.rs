@@ -1,0 +1,73 @@
+//! The command line, and nothing else: clap definitions that `commands`
+//! resolves into typed settings.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::printer::OutputFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "techctl",
+    version,
+    about = "Provision, deploy and run the ordering system on AWS, straight through the AWS SDK",
+    long_about = None,
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The stack description to work from
+    #[arg(
+        long,
+        global = true,
+        default_value = "blueprints/techchallenge.toml",
+        value_name = "PATH"
+    )]
+    pub blueprint: PathBuf,
+    /// AWS region (default: AWS_REGION or the profile's, else the blueprint's)
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+    /// AWS profile from ~/.aws/config
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+    /// Output for people (text) or for scripts (json)
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Answer yes to every confirmation
+    #[arg(long, short = 'y', global = true)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what `up` would change, without changing anything
+    Plan {
+        /// Exit 0 when nothing would change and 2 when something would
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Create or converge the stack described by the blueprint
+    Up {
+        /// How many resources to work on at once
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=64))]
+        parallelism: u16,
+    },
+    /// Delete everything the stack owns, including what the blueprint no longer lists
+    Down {
+        /// Delete the stack secret at once instead of scheduling its deletion
+        #[arg(long)]
+        force_delete_secrets: bool,
+        /// How many resources to work on at once
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=64))]
+        parallelism: u16,
+    },
+    /// What exists, whether it matches the blueprint, and the stack outputs
+    Status,
+}

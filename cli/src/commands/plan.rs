@@ -1,0 +1,27 @@
+//! `techctl plan`: what `up` would do, changing nothing.
+
+use std::process::ExitCode;
+
+use serde_json::json;
+
+use super::{Settings, prepare};
+use crate::error::{CliError, EXIT_CHANGES};
+use crate::plan::render;
+use crate::printer::Printer;
+use crate::stack;
+
+pub async fn exec(
+    settings: &Settings,
+    printer: &Printer,
+    detailed_exitcode: bool,
+) -> Result<ExitCode, CliError> {
+    let (blueprint, aws) = prepare(settings).await?;
+    let plan = stack::plan(&aws, &blueprint).await?;
+    printer.text(&render::text(&plan, printer.colour()));
+    printer.json(&json!({ "plan": plan, "counts": plan.counts(), "aws_calls": aws.calls.len() }));
+    Ok(if detailed_exitcode && plan.has_changes() {
+        ExitCode::from(EXIT_CHANGES)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,55 @@
+//! `techctl up`: make AWS match the blueprint.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::{Settings, confirm, prepare, summarise};
+use crate::apply::{self, Ctx, Options};
+use crate::error::CliError;
+use crate::plan::render;
+use crate::printer::Printer;
+use crate::stack;
+
+pub async fn exec(
+    settings: &Settings,
+    printer: &Arc<Printer>,
+    parallelism: usize,
+) -> Result<ExitCode, CliError> {
+    let (blueprint, aws) = prepare(settings).await?;
+    let plan = stack::plan(&aws, &blueprint).await?;
+    printer.text(&render::text(&plan, printer.colour()));
+    printer.json(&json!({ "plan": plan }));
+    if !plan.has_changes() {
+        printer.text(&format!(
+            "Nothing to do: {} AWS calls, none changing.",
+            aws.calls.len()
+        ));
+        printer.json(&json!({
+            "summary": null,
+            "total_aws_calls": aws.calls.len(),
+            "total_mutating_calls": aws.calls.mutating(),
+        }));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if plan.destroys_anything() {
+        let c = plan.counts();
+        confirm(
+            settings,
+            &format!(
+                "This plan replaces {} and deletes {} resource(s) of stack {}.",
+                c.replace, c.delete, plan.stack
+            ),
+            "yes",
+            "to allow it",
+        )?;
+    }
+    let options = Options {
+        parallelism,
+        ..Options::default()
+    };
+    let ctx = Arc::new(Ctx::new(aws.clone(), blueprint.stack_name(), options));
+    let report = apply::apply(ctx, &plan, printer.clone()).await;
+    summarise(printer, "Apply", &report, &aws)
+}

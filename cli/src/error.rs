@@ -1,0 +1,50 @@
+//! Error policy.
+//!
+//! - Library code returns concrete errors: `BlueprintError` for a bad file,
+//!   `AwsError` for a failed call, `RegionMismatch` for a confused setup.
+//! - Commands turn them into a [`CliError`], which decides the exit code and
+//!   prints one paragraph that says what is wrong and how to fix it; never a
+//!   backtrace.
+//! - Exit codes: 0 done; 1 the user's to fix (blueprint, flags, credentials,
+//!   a refused confirmation); 2 `plan --detailed-exitcode` found changes;
+//!   3 AWS failed before anything was changed; 4 an apply finished partly.
+
+use std::process::ExitCode;
+
+use crate::aws::AwsError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    User(String),
+    #[error("{0}")]
+    Aws(AwsError),
+    #[error("{0}")]
+    Partial(String),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            CliError::User(_) => ExitCode::from(1),
+            CliError::Aws(_) => ExitCode::from(3),
+            CliError::Partial(_) => ExitCode::from(4),
+        }
+    }
+}
+
+impl From<AwsError> for CliError {
+    fn from(e: AwsError) -> Self {
+        if e.is_credentials_problem() {
+            CliError::User(format!(
+                "AWS refused the credentials: {e}\n  configure them with `aws configure`, AWS_PROFILE or --profile, \
+                 or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            ))
+        } else {
+            CliError::Aws(e)
+        }
+    }
+}
+
+/// Exit code of `plan --detailed-exitcode` when something would change.
+pub const EXIT_CHANGES: u8 = 2;

@@ -1,0 +1,303 @@
+//! The plan: what `up` would do to make AWS match the blueprint, as data.
+//!
+//! Desired resources (from [`expand`]) are matched with observed ones by
+//! logical id and compared field by field. A difference in a field AWS can
+//! change in place is an update; anywhere else it is a replacement, and a
+//! replacement spreads to the resources that live inside the replaced one.
+
+pub mod expand;
+pub mod render;
+pub mod resource;
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use serde_json::Value;
+
+pub use resource::{Kind, LogicalId, Observed, Resource, Spec};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Create,
+    Update,
+    Replace,
+    Delete,
+    NoOp,
+}
+
+impl Action {
+    pub fn verb(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Replace => "replace",
+            Action::Delete => "delete",
+            Action::NoOp => "no change",
+        }
+    }
+
+    pub fn destroys(self) -> bool {
+        matches!(self, Action::Replace | Action::Delete)
+    }
+}
+
+/// One field that differs between AWS and the blueprint.
+#[derive(Clone, Debug, Serialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    pub forces_replacement: bool,
+}
+
+/// What happens to one resource.
+#[derive(Clone, Debug, Serialize)]
+pub struct Change {
+    pub id: LogicalId,
+    pub kind: Kind,
+    pub action: Action,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub physical_id: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldChange>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    pub stack: String,
+    pub region: String,
+    pub changes: Vec<Change>,
+    #[serde(skip)]
+    pub desired: Vec<Resource>,
+    #[serde(skip)]
+    pub observed: Vec<Observed>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub create: usize,
+    pub update: usize,
+    pub replace: usize,
+    pub delete: usize,
+    pub unchanged: usize,
+}
+
+impl Plan {
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts::default();
+        for change in &self.changes {
+            match change.action {
+                Action::Create => c.create += 1,
+                Action::Update => c.update += 1,
+                Action::Replace => c.replace += 1,
+                Action::Delete => c.delete += 1,
+                Action::NoOp => c.unchanged += 1,
+            }
+        }
+        c
+    }
+
+    pub fn has_changes(&self) -> bool {
+        self.changes.iter().any(|c| c.action != Action::NoOp)
+    }
+
+    pub fn destroys_anything(&self) -> bool {
+        self.changes.iter().any(|c| c.action.destroys())
+    }
+}
+
+/// Compares what the blueprint wants with what AWS has.
+pub fn compute(stack: &str, region: &str, desired: Vec<Resource>, observed: Vec<Observed>) -> Plan {
+    let (primary, duplicates) = pick_primaries(&observed);
+    let mut changes: Vec<Change> = desired
+        .iter()
+        .map(|want| match primary.get(&want.id) {
+            None => Change {
+                id: want.id.clone(),
+                kind: want.kind(),
+                action: Action::Create,
+                physical_id: None,
+                fields: Vec::new(),
+                reason: None,
+            },
+            Some(have) => compare(stack, want, have),
+        })
+        .collect();
+
+    spread_replacements(&desired, &mut changes);
+
+    let wanted: HashMap<&LogicalId, ()> = desired.iter().map(|r| (&r.id, ())).collect();
+    for have in &observed {
+        let reason = if duplicates.contains(&have.physical_id.as_str()) {
+            format!("duplicate of {}", primary[&have.id].physical_id)
+        } else if !wanted.contains_key(&have.id) {
+            "no longer in the blueprint".to_string()
+        } else {
+            continue;
+        };
+        changes.push(Change {
+            id: have.id.clone(),
+            kind: have.spec.kind(),
+            action: Action::Delete,
+            physical_id: Some(have.physical_id.clone()),
+            fields: Vec::new(),
+            reason: Some(reason),
+        });
+    }
+
+    Plan {
+        stack: stack.to_string(),
+        region: region.to_string(),
+        changes,
+        desired,
+        observed,
+    }
+}
+
+/// Everything the stack owns, to be deleted, in the order `down` deletes it.
+pub fn teardown(stack: &str, region: &str, observed: Vec<Observed>) -> Plan {
+    let mut changes: Vec<Change> = observed
+        .iter()
+        .map(|o| Change {
+            id: o.id.clone(),
+            kind: o.spec.kind(),
+            action: Action::Delete,
+            physical_id: Some(o.physical_id.clone()),
+            fields: Vec::new(),
+            reason: None,
+        })
+        .collect();
+    changes.sort_by(|a, b| (a.kind.deletion_wave(), &a.id).cmp(&(b.kind.deletion_wave(), &b.id)));
+    Plan {
+        stack: stack.to_string(),
+        region: region.to_string(),
+        changes,
+        desired: Vec::new(),
+        observed,
+    }
+}
+
+/// When AWS holds two resources with the same logical id (a create whose
+/// answer was lost, then retried elsewhere), one is kept and the others are
+/// deleted: the one in the best state, then the oldest-looking id.
+fn pick_primaries(observed: &[Observed]) -> (HashMap<LogicalId, &Observed>, Vec<&str>) {
+    let mut by_id: BTreeMap<&LogicalId, Vec<&Observed>> = BTreeMap::new();
+    for o in observed {
+        by_id.entry(&o.id).or_default().push(o);
+    }
+    let mut primary = HashMap::new();
+    let mut duplicates = Vec::new();
+    for (id, mut group) in by_id {
+        group.sort_by_key(|o| (state_rank(o.state.as_deref()), o.physical_id.clone()));
+        primary.insert(id.clone(), group[0]);
+        duplicates.extend(group[1..].iter().map(|o| o.physical_id.as_str()));
+    }
+    (primary, duplicates)
+}
+
+fn state_rank(state: Option<&str>) -> u8 {
+    match state {
+        None | Some("available") => 0,
+        Some("pending") => 1,
+        _ => 2,
+    }
+}
+
+fn compare(stack: &str, want: &Resource, have: &Observed) -> Change {
+    let kind = want.kind();
+    let desired = want.spec.fields();
+    let actual = have.spec.fields();
+    let mut fields: Vec<FieldChange> = desired
+        .iter()
+        .filter(|(name, value)| actual.get(*name) != Some(value))
+        .map(|(name, value)| FieldChange {
+            field: name.clone(),
+            before: actual.get(name).cloned(),
+            after: Some(value.clone()),
+            forces_replacement: !kind.updatable(name),
+        })
+        .collect();
+
+    let want_tags = expand::tags(stack, &want.id);
+    let missing: BTreeMap<&String, &String> = want_tags
+        .iter()
+        .filter(|(k, v)| have.tags.get(*k) != Some(*v))
+        .collect();
+    if !missing.is_empty()
+        && kind != Kind::SecurityGroupRules
+        && kind != Kind::RouteTableAssociation
+    {
+        let before: BTreeMap<&String, Option<&String>> =
+            missing.keys().map(|k| (*k, have.tags.get(*k))).collect();
+        fields.push(FieldChange {
+            field: "tags".into(),
+            before: serde_json::to_value(before).ok(),
+            after: serde_json::to_value(missing).ok(),
+            forces_replacement: false,
+        });
+    }
+
+    let broken = matches!(
+        have.state.as_deref(),
+        Some("failed" | "deleting" | "deleted")
+    );
+    let action = if broken || fields.iter().any(|f| f.forces_replacement) {
+        Action::Replace
+    } else if fields.is_empty() {
+        Action::NoOp
+    } else {
+        Action::Update
+    };
+    Change {
+        id: want.id.clone(),
+        kind,
+        action,
+        physical_id: Some(have.physical_id.clone()),
+        fields,
+        reason: broken.then(|| format!("AWS reports it {}", have.state.as_deref().unwrap_or(""))),
+    }
+}
+
+/// A resource living inside a replaced one is replaced too; one that merely
+/// points at a replaced or new resource is updated to point at the new id.
+fn spread_replacements(desired: &[Resource], changes: &mut [Change]) {
+    loop {
+        let action: HashMap<LogicalId, Action> =
+            changes.iter().map(|c| (c.id.clone(), c.action)).collect();
+        let mut changed = false;
+        for (want, change) in desired.iter().zip(changes.iter_mut()) {
+            if matches!(change.action, Action::Replace | Action::Create) {
+                continue;
+            }
+            let replaced = want
+                .spec
+                .fixed_refs()
+                .into_iter()
+                .find(|r| action.get(*r) == Some(&Action::Replace));
+            if let Some(r) = replaced {
+                change.action = Action::Replace;
+                change.reason = Some(format!("it lives in {r}, which is replaced"));
+                changed = true;
+                continue;
+            }
+            if change.action == Action::NoOp {
+                let renewed = want
+                    .spec
+                    .mutable_refs()
+                    .into_iter()
+                    .find(|r| matches!(action.get(*r), Some(Action::Replace | Action::Create)));
+                if let Some(r) = renewed {
+                    change.action = Action::Update;
+                    change.reason = Some(format!("it refers to {r}, which gets a new id"));
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! A stack as a whole: observe everything it owns, plan against the
+//! blueprint, and read its outputs.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value, json};
+
+use crate::aws::{self, Aws, AwsError};
+use crate::blueprint::Blueprint;
+use crate::plan::{self, Observed, Plan};
+
+/// Everything in AWS tagged with the stack, whatever the blueprint says.
+pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> {
+    let mut all = aws::network::observe(aws, stack).await?;
+    let names: HashMap<String, plan::LogicalId> = all
+        .iter()
+        .map(|o| (o.physical_id.clone(), o.id.clone()))
+        .collect();
+    all.extend(aws::secrets::observe(aws, stack, &names).await?);
+    Ok(all)
+}
+
+/// What `down` deletes: everything observed, except a stack secret that is
+/// already scheduled for deletion, unless it is to go at once.
+pub fn doomed(observed: Vec<Observed>, force_delete_secrets: bool) -> Vec<Observed> {
+    observed
+        .into_iter()
+        .filter(|o| {
+            force_delete_secrets
+                || !matches!(
+                    o.spec,
+                    plan::Spec::StackSecret {
+                        scheduled_for_deletion: true,
+                        ..
+                    }
+                )
+        })
+        .collect()
+}
+
+pub async fn plan(aws: &Aws, blueprint: &Blueprint) -> Result<Plan, AwsError> {
+    let observed = observe(aws, blueprint.stack_name()).await?;
+    let desired = plan::expand::desired(blueprint);
+    Ok(plan::compute(
+        blueprint.stack_name(),
+        blueprint.region(),
+        desired,
+        observed,
+    ))
+}
+
+/// The stack outputs, with secrets masked: what `status` shows.
+pub async fn outputs(aws: &Aws, stack: &str) -> Result<Option<Map<String, Value>>, AwsError> {
+    let name = plan::expand::secret_name(stack);
+    let value = match aws.secrets.get_secret_value().secret_id(&name).send().await {
+        Ok(out) => out.secret_string().unwrap_or("{}").to_string(),
+        Err(e) => {
+            let e = AwsError::from_sdk("GetSecretValue", e);
+            // Missing, or scheduled for deletion: no outputs to show.
+            if e.is_not_found() || e.code.as_deref() == Some("InvalidRequestException") {
+                return Ok(None);
+            }
+            return Err(e);
+        }
+    };
+    let Ok(Value::Object(mut map)) = serde_json::from_str::<Value>(&value) else {
+        return Ok(Some(Map::from_iter([(
+            "error".to_string(),
+            json!("the stack secret does not hold a JSON object"),
+        )])));
+    };
+    for (key, v) in map.iter_mut() {
+        if key == "jwt_private_key" || key.contains("password") {
+            *v = json!("(secret, hidden)");
+        } else if key == "jwt_public_key" {
+            *v = json!("(PEM public key)");
+        } else if key == "jwt_jwks" {
+            let count = v.get("keys").and_then(Value::as_array).map_or(0, Vec::len);
+            *v = json!(format!(
+                "(JWK set, {count} key{})",
+                if count == 1 { "" } else { "s" }
+            ));
+        }
+    }
+    Ok(Some(map))
+}

@@ -1,0 +1,202 @@
+//! `up` and `down` under faults injected between techctl and moto:
+//! throttling, lost answers, dropped connections and a killed process.
+//! Each run must converge on a re-run without duplicates.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use testkit::proxy::{Fault, Seen};
+
+fn full_stack() -> BTreeMap<&'static str, usize> {
+    BTreeMap::from([
+        ("vpc", 1),
+        ("subnet", 4),
+        ("internet-gateway", 1),
+        ("elastic-ip", 1),
+        ("nat-gateway", 1),
+        ("route-table", 3),
+        ("security-group", 4),
+    ])
+}
+
+fn is_mutating(op: &str) -> bool {
+    !(op.starts_with("Describe") || op.starts_with("Get") || op.starts_with("List"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_and_server_errors_do_not_fail_up() {
+    let h = Harness::start().await;
+    // Every third request is throttled and every seventh answers 500.
+    h.proxy.set_policy(|seen: &Seen| match seen.index {
+        i if i % 3 == 1 => Fault::Throttle,
+        i if i % 7 == 5 => Fault::ServerError,
+        _ => Fault::Pass,
+    });
+    let bp = blueprint_with(&[]);
+    let (report, _) = h.up(&bp).await;
+    assert_done(&report);
+    assert!(
+        h.proxy.faults() > 10,
+        "only {} faults were injected",
+        h.proxy.faults()
+    );
+    let aws = h.direct().await;
+    assert_eq!(count_tagged(&aws, "techchallenge").await, full_stack());
+    h.proxy.set_policy(|_: &Seen| Fault::Pass);
+    assert!(!h.plan(&bp).await.has_changes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_answer_is_lost_is_not_made_twice() {
+    let h = Harness::start().await;
+    // Every create reaches moto, but the first answer of each kind is lost.
+    let seen_once = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    let first = seen_once.clone();
+    h.proxy.set_policy(move |seen: &Seen| {
+        let creates = [
+            "CreateVpc",
+            "CreateSubnet",
+            "CreateInternetGateway",
+            "AllocateAddress",
+            "CreateRouteTable",
+            "CreateSecurityGroup",
+            "CreateNatGateway",
+        ];
+        if creates.contains(&seen.operation.as_str())
+            && first.lock().unwrap().insert(seen.operation.clone())
+        {
+            Fault::ForwardThenFail
+        } else {
+            Fault::Pass
+        }
+    });
+    let bp = blueprint_with(&[]);
+    let (report, _) = h.up(&bp).await;
+    assert_done(&report);
+    assert_eq!(
+        seen_once.lock().unwrap().len(),
+        7,
+        "every create kind met a lost answer"
+    );
+    let aws = h.direct().await;
+    assert_eq!(count_tagged(&aws, "techchallenge").await, full_stack());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_up_cut_off_midway_converges_on_rerun() {
+    let h = Harness::start().await;
+    // After 12 changing calls the network "goes away": every request fails.
+    let mutating = Arc::new(AtomicUsize::new(0));
+    let counter = mutating.clone();
+    h.proxy.set_policy(move |seen: &Seen| {
+        let cut = if is_mutating(&seen.operation) {
+            counter.fetch_add(1, Ordering::SeqCst) >= 12
+        } else {
+            counter.load(Ordering::SeqCst) > 12
+        };
+        if cut { Fault::Drop } else { Fault::Pass }
+    });
+    let bp = blueprint_with(&[]);
+    let (report, _) = h.up_with(h.impatient().await, &bp).await;
+    assert!(
+        !report.succeeded(),
+        "the cut should have failed the first up"
+    );
+    assert!(
+        report
+            .results
+            .iter()
+            .any(|r| r.outcome == techctl::apply::Outcome::Done)
+    );
+
+    h.proxy.set_policy(|_: &Seen| Fault::Pass);
+    let (report, _) = h.up(&bp).await;
+    assert_done(&report);
+    let aws = h.direct().await;
+    assert_eq!(count_tagged(&aws, "techchallenge").await, full_stack());
+    assert!(!h.plan(&bp).await.has_changes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_up_converges_on_rerun_without_duplicates() {
+    let h = Harness::start().await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_techctl"))
+        .args(["up", "--yes", "--blueprint"])
+        .arg(blueprint_path())
+        .env("AWS_ENDPOINT_URL", &h.proxy.url)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", REGION)
+        .env_remove("AWS_PROFILE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start techctl up");
+    // Kill it as soon as it has made a handful of changes.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let changes = h
+            .proxy
+            .operations()
+            .iter()
+            .filter(|o| is_mutating(o))
+            .count();
+        if changes >= 8 {
+            child.kill().expect("kill techctl");
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "up finished before it could be killed"
+        );
+        assert!(Instant::now() < deadline, "up made no progress");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    child.wait().unwrap();
+    let aws = h.direct().await;
+    let partial = count_tagged(&aws, "techchallenge").await;
+    assert!(
+        partial.values().sum::<usize>() > 0,
+        "nothing was created before the kill"
+    );
+    assert_ne!(
+        partial,
+        full_stack(),
+        "the kill came too late to interrupt anything"
+    );
+
+    let bp = blueprint_with(&[]);
+    assert_done(&h.up(&bp).await.0);
+    assert_eq!(count_tagged(&aws, "techchallenge").await, full_stack());
+    assert!(!h.plan(&bp).await.has_changes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_down_converges_on_rerun() {
+    let h = Harness::start().await;
+    let bp = blueprint_with(&[]);
+    assert_done(&h.up(&bp).await.0);
+    let deletes = Arc::new(AtomicUsize::new(0));
+    let counter = deletes.clone();
+    h.proxy.set_policy(move |seen: &Seen| {
+        if is_mutating(&seen.operation) && counter.fetch_add(1, Ordering::SeqCst) >= 10 {
+            Fault::Drop
+        } else {
+            Fault::Pass
+        }
+    });
+    let (report, _) = h.down_with(h.impatient().await, &bp, true).await;
+    assert!(!report.succeeded());
+    h.proxy.set_policy(|_: &Seen| Fault::Pass);
+    assert_done(&h.down(&bp, true).await.0);
+    let aws = h.direct().await;
+    for (kind, count) in count_tagged(&aws, "techchallenge").await {
+        assert_eq!(count, 0, "{count} {kind} left after the second down");
+    }
+}

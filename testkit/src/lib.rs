@@ -1,0 +1,31 @@
+//! Real stand-ins for tests: a moto server (AWS), a proxy between a client
+//! and it that records every call and injects faults, and free ports.
+//!
+//! Nothing here is a mock of our own code: moto answers the real AWS APIs,
+//! and the proxy speaks plain HTTP to both sides.
+
+pub mod moto;
+pub mod proxy;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+pub use moto::Moto;
+pub use proxy::{Fault, FaultProxy};
+
+/// A TCP port that was free a moment ago on the loopback interface.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("cannot bind a loopback port to find a free one")
+}
+
+/// The workspace root, where `.venv/` lives once `.ci/run` or the README
+/// set-up has made it.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}

@@ -1,0 +1,273 @@
+//! An HTTP proxy that sits between an AWS client and moto: it records the
+//! operation of every request and, when told to, answers in moto's place
+//! with throttling or server errors, or drops the connection.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+/// What the proxy does with one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Forward it and return moto's answer.
+    Pass,
+    /// Answer with the service's throttling error; moto never sees it.
+    Throttle,
+    /// Answer 500; moto never sees it.
+    ServerError,
+    /// Forward it (so it takes effect) but answer 500: a lost response.
+    ForwardThenFail,
+    /// Close the connection without an answer; moto never sees it.
+    Drop,
+}
+
+/// The request as the policy sees it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    /// 0-based position among all requests.
+    pub index: usize,
+    /// `CreateVpc`, `GetSecretValue`, ...
+    pub operation: String,
+}
+
+type Policy = Arc<dyn Fn(&Seen) -> Fault + Send + Sync>;
+
+pub struct FaultProxy {
+    pub url: String,
+    log: Arc<Mutex<Vec<(String, Fault)>>>,
+    policy: Arc<Mutex<Policy>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy to `target` (e.g. moto's URL) that passes everything.
+    pub async fn start(target: &str) -> FaultProxy {
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("bind the proxy");
+        let url = format!("http://{}", listener.local_addr().expect("proxy address"));
+        let log: Arc<Mutex<Vec<(String, Fault)>>> = Arc::default();
+        let policy: Arc<Mutex<Policy>> = Arc::new(Mutex::new(Arc::new(|_: &Seen| Fault::Pass)));
+        let client: Client<HttpConnector, Full<Bytes>> =
+            Client::builder(TokioExecutor::new()).build_http();
+        let target = target.trim_end_matches('/').to_string();
+        let (task_log, task_policy) = (log.clone(), policy.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (log, policy, client, target) = (
+                    task_log.clone(),
+                    task_policy.clone(),
+                    client.clone(),
+                    target.clone(),
+                );
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        handle(
+                            req,
+                            log.clone(),
+                            policy.clone(),
+                            client.clone(),
+                            target.clone(),
+                        )
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        FaultProxy {
+            url,
+            log,
+            policy,
+            task,
+        }
+    }
+
+    /// Replaces the fault policy.
+    pub fn set_policy(&self, policy: impl Fn(&Seen) -> Fault + Send + Sync + 'static) {
+        *self.policy.lock().expect("policy lock") = Arc::new(policy);
+    }
+
+    /// Every operation seen so far, in order.
+    pub fn operations(&self) -> Vec<String> {
+        self.log
+            .lock()
+            .expect("log lock")
+            .iter()
+            .map(|(op, _)| op.clone())
+            .collect()
+    }
+
+    /// How many requests were answered with a fault.
+    pub fn faults(&self) -> usize {
+        self.log
+            .lock()
+            .expect("log lock")
+            .iter()
+            .filter(|(_, f)| *f != Fault::Pass)
+            .count()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[derive(Debug)]
+struct Dropped;
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by the fault proxy")
+    }
+}
+impl std::error::Error for Dropped {}
+
+async fn handle(
+    req: Request<Incoming>,
+    log: Arc<Mutex<Vec<(String, Fault)>>>,
+    policy: Arc<Mutex<Policy>>,
+    client: Client<HttpConnector, Full<Bytes>>,
+    target: String,
+) -> Result<Response<Full<Bytes>>, Dropped> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let json_protocol = parts.headers.contains_key("x-amz-target");
+    let operation = operation_of(&parts.headers, &body);
+    let fault = {
+        let policy = policy.lock().map(|p| p.clone()).map_err(|_| Dropped)?;
+        let mut log = log.lock().map_err(|_| Dropped)?;
+        let seen = Seen {
+            index: log.len(),
+            operation: operation.clone(),
+        };
+        let fault = policy(&seen);
+        log.push((operation, fault));
+        fault
+    };
+    match fault {
+        Fault::Drop => Err(Dropped),
+        Fault::Throttle => Ok(throttle(json_protocol)),
+        Fault::ServerError => Ok(server_error(json_protocol)),
+        Fault::Pass | Fault::ForwardThenFail => {
+            let path = parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/");
+            let mut forward = Request::builder()
+                .method(parts.method.clone())
+                .uri(format!("{target}{path}"));
+            for (name, value) in &parts.headers {
+                if name != "host" {
+                    forward = forward.header(name, value);
+                }
+            }
+            let forward = forward.body(Full::new(body)).map_err(|_| Dropped)?;
+            let answer = client.request(forward).await.map_err(|_| Dropped)?;
+            if fault == Fault::ForwardThenFail {
+                return Ok(server_error(json_protocol));
+            }
+            let (parts, body) = answer.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .map_err(|_| Dropped)?;
+            let mut response = Response::builder().status(parts.status);
+            for (name, value) in &parts.headers {
+                if name != "transfer-encoding" && name != "content-length" {
+                    response = response.header(name, value);
+                }
+            }
+            response.body(Full::new(body)).map_err(|_| Dropped)
+        }
+    }
+}
+
+/// `X-Amz-Target: secretsmanager.CreateSecret` for JSON protocols,
+/// `Action=CreateVpc` in the form body for EC2's query protocol.
+fn operation_of(headers: &hyper::HeaderMap, body: &[u8]) -> String {
+    if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        return target.rsplit('.').next().unwrap_or(target).to_string();
+    }
+    String::from_utf8_lossy(body)
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("Action="))
+        .unwrap_or("?")
+        .to_string()
+}
+
+fn throttle(json_protocol: bool) -> Response<Full<Bytes>> {
+    if json_protocol {
+        error_response(
+            StatusCode::BAD_REQUEST,
+            "application/x-amz-json-1.1",
+            Some("ThrottlingException"),
+            r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#,
+        )
+    } else {
+        error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/xml",
+            None,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>RequestLimitExceeded</Code>\
+             <Message>Request limit exceeded.</Message></Error></Errors><RequestID>fault-proxy</RequestID></Response>",
+        )
+    }
+}
+
+fn server_error(json_protocol: bool) -> Response<Full<Bytes>> {
+    if json_protocol {
+        error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "application/x-amz-json-1.1",
+            Some("InternalServiceError"),
+            r#"{"__type":"InternalServiceError","message":"injected by the fault proxy"}"#,
+        )
+    } else {
+        error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/xml",
+            None,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>InternalError</Code>\
+             <Message>injected by the fault proxy</Message></Error></Errors><RequestID>fault-proxy</RequestID></Response>",
+        )
+    }
+}
+
+fn error_response(
+    status: StatusCode,
+    content_type: &str,
+    error_type: Option<&str>,
+    body: &str,
+) -> Response<Full<Bytes>> {
+    let mut response = Response::builder()
+        .status(status)
+        .header("content-type", content_type);
+    if let Some(t) = error_type {
+        response = response.header("x-amzn-errortype", t);
+    }
+    response
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
