@@ -8,18 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
 
-[ -x .venv/bin/moto_server ] || { python3 -m venv .venv && .venv/bin/pip install --quiet 'moto[server]'; }
-cargo build --quiet --release -p techctl
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-techctl="$target_dir/release/techctl"
-
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-MOTO_IAM_LOAD_MANAGED_POLICIES=true .venv/bin/moto_server -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
-moto_pid=$!
-trap 'kill $moto_pid 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do (echo >/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.1; done
-export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
-unset AWS_PROFILE
+. scripts/moto.sh
+build_techctl
+start_moto
 
 results=$(mktemp)
 # One timed command: prints "name seconds calls mutating".
@@ -27,7 +18,7 @@ measure() {
   local name=$1; shift
   local start end out
   start=$(date +%s.%N)
-  out=$("$techctl" --output json "$@")
+  out=$("$TECHCTL" --output json "$@")
   end=$(date +%s.%N)
   python3 - "$name" "$start" "$end" "$out" >>"$results" <<'PY'
 import json, sys
@@ -44,7 +35,7 @@ PY
 }
 
 # Warm moto's backends once so the first measured run is not an outlier.
-"$techctl" plan >/dev/null
+"$TECHCTL" plan >/dev/null
 for _ in $(seq 1 "$runs"); do
   measure "up-from-nothing" up --yes
   measure "no-op-up" up --yes

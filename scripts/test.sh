@@ -4,10 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -x .venv/bin/moto_server ]; then
-  echo "Installing the moto server (AWS emulator) into .venv ..." >&2
-  python3 -m venv .venv
-  .venv/bin/pip install --quiet 'moto[server]'
-fi
+. scripts/moto.sh
+ensure_moto
 
 cargo test --workspace --all-targets "$@"

@@ -25,6 +25,7 @@ pub struct Printer {
     format: OutputFormat,
     live: Option<MultiProgress>,
     colour: bool,
+    live_over: std::sync::atomic::AtomicBool,
     state: Mutex<State>,
 }
 
@@ -45,6 +46,7 @@ impl Printer {
             colour: format == OutputFormat::Text
                 && std::io::stdout().is_terminal()
                 && console::colors_enabled(),
+            live_over: std::sync::atomic::AtomicBool::new(false),
             state: Mutex::new(State::default()),
         }
     }
@@ -71,12 +73,19 @@ impl Printer {
         }
     }
 
+    /// Ends the live view: what is printed next goes below its last frame.
+    pub fn end_live(&self) {
+        self.live_over
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     fn line(&self, text: &str) {
+        let over = self.live_over.load(std::sync::atomic::Ordering::SeqCst);
         match &self.live {
-            Some(multi) => {
+            Some(multi) if !over => {
                 let _ = multi.println(text);
             }
-            None => {
+            _ => {
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "{text}");
                 let _ = out.flush();

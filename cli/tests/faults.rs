@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -126,14 +126,8 @@ async fn an_up_cut_off_midway_converges_on_rerun() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_up_converges_on_rerun_without_duplicates() {
     let h = Harness::start().await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_techctl"))
-        .args(["up", "--yes", "--blueprint"])
-        .arg(blueprint_path())
-        .env("AWS_ENDPOINT_URL", &h.proxy.url)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", REGION)
-        .env_remove("AWS_PROFILE")
+    let mut child = techctl_at(&h.proxy.url)
+        .args(["up", "--yes"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -199,4 +193,95 @@ async fn an_interrupted_down_converges_on_rerun() {
     for (kind, count) in count_tagged(&aws, "techchallenge").await {
         assert_eq!(count, 0, "{count} {kind} left after the second down");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn down_waits_out_dependency_violations() {
+    let h = Harness::start().await;
+    let bp = blueprint_with(&[]);
+    assert_done(&h.up(&bp).await.0);
+    // AWS answers DependencyViolation while something it has not finished
+    // deleting still holds on: the first two tries of each delete get it.
+    let tries = Arc::new(std::sync::Mutex::new(BTreeMap::<String, usize>::new()));
+    let seen_tries = tries.clone();
+    h.proxy.set_policy(move |seen: &Seen| {
+        if ["DeleteVpc", "DeleteSecurityGroup", "DeleteSubnet"].contains(&seen.operation.as_str()) {
+            let mut tries = seen_tries.lock().unwrap();
+            let n = tries.entry(seen.operation.clone()).or_default();
+            *n += 1;
+            if *n <= 2 {
+                return Fault::Ec2Error("DependencyViolation");
+            }
+        }
+        Fault::Pass
+    });
+    let (report, aws) = h.down(&bp, true).await;
+    assert_done(&report);
+    let ops: Vec<String> = aws
+        .calls
+        .snapshot()
+        .into_iter()
+        .map(|c| c.operation)
+        .collect();
+    assert_eq!(
+        ops.iter().filter(|o| *o == "DeleteVpc").count(),
+        3,
+        "{ops:?}"
+    );
+    for (kind, count) in count_tagged(&h.direct().await, "techchallenge").await {
+        assert_eq!(count, 0, "{count} {kind} left");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_resource_skips_its_dependants_and_the_rest_finishes() {
+    let h = Harness::start().await;
+    // The NAT gateway can never be created.
+    h.proxy.set_policy(|seen: &Seen| {
+        if seen.operation == "CreateNatGateway" {
+            Fault::Ec2Error("NatGatewayLimitExceeded")
+        } else {
+            Fault::Pass
+        }
+    });
+    let out = techctl_at(&h.proxy.url)
+        .args(["up", "--yes"])
+        .output()
+        .expect("run techctl up");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "a partial apply exits 4: {said}"
+    );
+    assert!(said.contains("Apply incomplete"), "{said}");
+    assert!(
+        said.contains(
+            "network/nat-gateway/a (NAT gateway): CreateNatGateway failed: NatGatewayLimitExceeded"
+        ),
+        "{said}"
+    );
+    for skipped in [
+        "network/route-table/private-a (after network/nat-gateway/a)",
+        "secret/stack (after network/nat-gateway/a)",
+    ] {
+        assert!(
+            said.contains(skipped),
+            "{skipped} not listed as skipped: {said}"
+        );
+    }
+    // Independent branches finished: every security group and subnet exists.
+    let aws = h.direct().await;
+    let counts = count_tagged(&aws, "techchallenge").await;
+    assert_eq!(counts["security-group"], 4);
+    assert_eq!(counts["subnet"], 4);
+    assert_eq!(counts["nat-gateway"], 0);
+    assert_eq!(
+        counts["route-table"], 1,
+        "only the public table, which needs no NAT gateway"
+    );
 }

@@ -29,6 +29,9 @@ pub enum Fault {
     ForwardThenFail,
     /// Close the connection without an answer; moto never sees it.
     Drop,
+    /// Answer 400 with this EC2 error code (such as `DependencyViolation`);
+    /// moto never sees it.
+    Ec2Error(&'static str),
 }
 
 /// The request as the policy sees it.
@@ -168,6 +171,15 @@ async fn handle(
         Fault::Drop => Err(Dropped),
         Fault::Throttle => Ok(throttle(json_protocol)),
         Fault::ServerError => Ok(server_error(json_protocol)),
+        Fault::Ec2Error(code) => Ok(error_response(
+            StatusCode::BAD_REQUEST,
+            "text/xml",
+            None,
+            &format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code>\
+                 <Message>injected by the fault proxy</Message></Error></Errors><RequestID>fault-proxy</RequestID></Response>"
+            ),
+        )),
         Fault::Pass | Fault::ForwardThenFail => {
             let path = parts
                 .uri

@@ -516,3 +516,67 @@ fn settle(step: &Step, result: Result<Option<String>, AwsError>) -> Result<(), S
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<Event>>);
+    impl Reporter for Recorder {
+        fn report(&self, event: Event) {
+            self.0.lock().unwrap().push(event);
+        }
+    }
+
+    fn step(reporter: Arc<Recorder>) -> Step {
+        Step {
+            id: LogicalId::new(&["network", "nat-gateway", "a"]),
+            kind: Kind::NatGateway,
+            action: Action::Create,
+            reporter,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_wait_says_what_it_waits_for_and_gives_up_at_its_deadline() {
+        let recorder = Arc::new(Recorder::default());
+        let result: Result<(), AwsError> = step(recorder.clone())
+            .wait_until(
+                "the NAT gateway to become available",
+                Duration::from_millis(60),
+                Duration::from_millis(10),
+                || async { Ok(None) },
+            )
+            .await;
+        let error = result.unwrap_err().to_string();
+        assert!(
+            error.contains("gave up after 0s waiting for the NAT gateway to become available"),
+            "{error}"
+        );
+        let events = recorder.0.lock().unwrap();
+        assert!(events.len() >= 3, "each poll reports progress");
+        assert!(events.iter().all(|e| matches!(&e.status, Status::Waiting { what, .. } if what == "the NAT gateway to become available")));
+    }
+
+    #[tokio::test]
+    async fn a_wait_returns_as_soon_as_the_check_passes() {
+        let recorder = Arc::new(Recorder::default());
+        let mut polls = 0;
+        let value = step(recorder.clone())
+            .wait_until(
+                "it",
+                Duration::from_secs(5),
+                Duration::from_millis(1),
+                || {
+                    polls += 1;
+                    let ready = polls == 3;
+                    async move { Ok(ready.then_some(42)) }
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(value, 42);
+        assert_eq!(recorder.0.lock().unwrap().len(), 2);
+    }
+}

@@ -2,6 +2,16 @@
 //! observe, create, update and delete its kinds and which errors mean
 //! "already gone".
 
+/// Sends an SDK request and turns its error into an [`AwsError`] named
+/// after the operation.
+macro_rules! sdk {
+    ($op:literal, $call:expr) => {
+        $call
+            .await
+            .map_err(|e| $crate::aws::AwsError::from_sdk($op, e))
+    };
+}
+
 pub mod network;
 pub mod secrets;
 

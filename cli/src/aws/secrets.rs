@@ -23,12 +23,6 @@ pub const RECOVERY_WINDOW_DAYS: i64 = 7;
 
 const KEY_FIELDS: [&str; 4] = ["jwt_kid", "jwt_private_key", "jwt_public_key", "jwt_jwks"];
 
-macro_rules! sdk {
-    ($op:literal, $call:expr) => {
-        $call.await.map_err(|e| AwsError::from_sdk($op, e))
-    };
-}
-
 /// What the stack secret holds now.
 struct Current {
     arn: String,

@@ -141,6 +141,7 @@ pub(crate) fn summarise(
     report: &Report,
     aws: &Aws,
 ) -> Result<ExitCode, CliError> {
+    printer.end_live();
     let total_calls = aws.calls.len();
     let total_mutating = aws.calls.mutating();
     if printer.format() == OutputFormat::Json {

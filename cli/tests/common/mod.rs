@@ -134,6 +134,21 @@ pub async fn connect_with(url: &str, max_attempts: Option<u32>) -> Aws {
         .expect("connect to moto")
 }
 
+/// The techctl binary, pointed at `endpoint` through the standard AWS
+/// configuration chain, run from the workspace root.
+pub fn techctl_at(endpoint: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_techctl"));
+    command
+        .current_dir(testkit::workspace_root())
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", REGION)
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_MAX_ATTEMPTS");
+    command
+}
+
 pub fn stack_filter(stack: &str) -> Filter {
     Filter::builder()
         .name("tag:techctl:stack")

@@ -1,0 +1,35 @@
+# Sourced by the scripts that need the AWS emulator: installs it into .venv
+# on first use and starts it on a free loopback port.
+
+# Installs the moto server into .venv unless it is there.
+ensure_moto() {
+  if [ ! -x .venv/bin/moto_server ]; then
+    echo "==> installing the moto server (AWS emulator) into .venv" >&2
+    python3 -m venv .venv
+    .venv/bin/pip install --quiet 'moto[server]'
+  fi
+}
+
+# Starts moto, waits until it listens, stops it when the script exits, and
+# points the AWS configuration chain at it.
+start_moto() {
+  ensure_moto
+  local port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  MOTO_IAM_LOAD_MANAGED_POLICIES=true .venv/bin/moto_server -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+  MOTO_PID=$!
+  trap 'kill $MOTO_PID 2>/dev/null || true' EXIT
+  for _ in $(seq 1 300); do
+    (echo >/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break
+    sleep 0.1
+  done
+  export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
+  unset AWS_PROFILE
+}
+
+# Builds techctl in release mode and sets TECHCTL to the binary.
+build_techctl() {
+  echo "==> building techctl" >&2
+  cargo build --quiet --release -p techctl
+  TECHCTL="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/techctl"
+}
