@@ -322,11 +322,12 @@ pub fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
     Duration::from_millis(fastrand::u64(millis / 2..=millis))
 }
 
-/// Creates a resource without ever making two, even where the API takes
-/// no idempotency token (or an emulator ignores it). The create is sent with the SDK's retries off; when it fails
-/// in a way that may hide a success (5xx, timeout, lost connection), the
-/// resource is looked up by its tags before the create is tried again.
 impl Aws {
+    /// Creates a resource without ever making two, even where the API takes
+    /// no idempotency token (or an emulator ignores it). The create is sent
+    /// with the SDK's retries off; when it fails in a way that may hide a
+    /// success (5xx, timeout, lost connection), the resource is looked up by
+    /// its tags before the create is tried again.
     pub async fn create_once<T, C, CF, F, FF>(
         &self,
         mut create: C,

@@ -301,3 +301,177 @@ fn spread_replacements(desired: &[Resource], changes: &mut [Change]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::plan::expand::{ids, tags};
+    use crate::plan::resource::{KeysState, Output};
+
+    fn vpc(cidr: &str) -> Spec {
+        Spec::Vpc {
+            cidr: cidr.into(),
+            dns_support: true,
+            dns_hostnames: true,
+        }
+    }
+
+    fn subnet(cidr: &str) -> Spec {
+        Spec::Subnet {
+            vpc: ids::vpc(),
+            cidr: cidr.into(),
+            availability_zone: "us-east-1a".into(),
+        }
+    }
+
+    fn secret() -> Spec {
+        Spec::StackSecret {
+            name: "techctl/s".into(),
+            outputs: BTreeMap::from([("vpc_id".to_string(), Output::Id(ids::vpc()))]),
+            jwt_keys: KeysState::Present,
+            scheduled_for_deletion: false,
+        }
+    }
+
+    fn seen(id: LogicalId, physical: &str, spec: Spec) -> Observed {
+        Observed {
+            tags: tags("s", &id),
+            id,
+            physical_id: physical.into(),
+            spec,
+            state: None,
+        }
+    }
+
+    fn desired() -> Vec<Resource> {
+        vec![
+            Resource::new(ids::vpc(), vpc("10.0.0.0/16")),
+            Resource::new(ids::subnet("private", "a"), subnet("10.0.10.0/24")),
+            Resource::new(ids::stack_secret(), secret()),
+        ]
+    }
+
+    fn action(plan: &Plan, id: &LogicalId) -> Action {
+        plan.changes
+            .iter()
+            .find(|c| &c.id == id)
+            .map(|c| c.action)
+            .unwrap()
+    }
+
+    #[test]
+    fn nothing_observed_means_everything_is_created() {
+        let plan = compute("s", "us-east-1", desired(), vec![]);
+        assert!(plan.changes.iter().all(|c| c.action == Action::Create));
+        assert_eq!(plan.counts().create, 3);
+    }
+
+    #[test]
+    fn a_replaced_vpc_takes_what_lives_in_it_and_updates_what_points_at_it() {
+        let observed = vec![
+            seen(ids::vpc(), "vpc-1", vpc("10.9.0.0/16")),
+            seen(
+                ids::subnet("private", "a"),
+                "subnet-1",
+                subnet("10.0.10.0/24"),
+            ),
+            seen(ids::stack_secret(), "arn:1", secret()),
+        ];
+        let plan = compute("s", "us-east-1", desired(), observed);
+        assert_eq!(action(&plan, &ids::vpc()), Action::Replace);
+        assert_eq!(action(&plan, &ids::subnet("private", "a")), Action::Replace);
+        assert_eq!(action(&plan, &ids::stack_secret()), Action::Update);
+        let text = render::text(&plan, false);
+        assert!(text.contains("-/+ replace  network/vpc"), "{text}");
+        assert!(
+            text.contains("cidr: \"10.9.0.0/16\" → \"10.0.0.0/16\" (forces replacement)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("because it lives in network/vpc, which is replaced"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "Plan: 0 to create, 1 to update, 2 to replace, 0 to delete, 0 unchanged."
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn updatable_fields_missing_tags_orphans_and_duplicates() {
+        let mut dns_off = vpc("10.0.0.0/16");
+        if let Spec::Vpc { dns_hostnames, .. } = &mut dns_off {
+            *dns_hostnames = false;
+        }
+        let mut untagged_subnet = seen(
+            ids::subnet("private", "a"),
+            "subnet-1",
+            subnet("10.0.10.0/24"),
+        );
+        untagged_subnet.tags.remove("Name");
+        let observed = vec![
+            seen(ids::vpc(), "vpc-1", dns_off),
+            untagged_subnet,
+            seen(
+                ids::subnet("private", "a"),
+                "subnet-2",
+                subnet("10.0.10.0/24"),
+            ),
+            seen(
+                ids::subnet("private", "z"),
+                "subnet-3",
+                subnet("10.0.99.0/24"),
+            ),
+            seen(ids::stack_secret(), "arn:1", secret()),
+        ];
+        let plan = compute("s", "us-east-1", desired(), observed);
+        let vpc_change = plan.changes.iter().find(|c| c.id == ids::vpc()).unwrap();
+        assert_eq!(vpc_change.action, Action::Update);
+        assert_eq!(vpc_change.fields[0].field, "dns_hostnames");
+        assert!(!vpc_change.fields[0].forces_replacement);
+        assert_eq!(
+            action(&plan, &ids::subnet("private", "a")),
+            Action::Update,
+            "tags are updated in place"
+        );
+        let deletes: BTreeMap<&str, &str> = plan
+            .changes
+            .iter()
+            .filter(|c| c.action == Action::Delete)
+            .map(|c| {
+                (
+                    c.physical_id.as_deref().unwrap(),
+                    c.reason.as_deref().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            deletes,
+            BTreeMap::from([
+                ("subnet-2", "duplicate of subnet-1"),
+                ("subnet-3", "no longer in the blueprint")
+            ])
+        );
+        assert!(plan.destroys_anything());
+    }
+
+    #[test]
+    fn a_plan_serialises_with_its_fields_and_without_secrets() {
+        let plan = compute(
+            "s",
+            "us-east-1",
+            desired(),
+            vec![seen(ids::vpc(), "vpc-1", vpc("10.9.0.0/16"))],
+        );
+        let json = serde_json::to_value(&plan).unwrap();
+        let first = &json["changes"][0];
+        assert_eq!(first["action"], "replace");
+        assert_eq!(first["fields"][0]["field"], "cidr");
+        assert_eq!(first["fields"][0]["forces_replacement"], true);
+        assert!(!json.to_string().contains("PRIVATE KEY"));
+    }
+}
