@@ -74,11 +74,16 @@ pub fn parse(path: &Path, text: &str) -> Result<Blueprint, BlueprintError> {
         problems,
     };
     let blueprint: Blueprint = toml::from_str(text).map_err(|e| {
-        let (line, column) = e
-            .span()
-            .map(|s| line_column(text, s.start))
-            .unwrap_or((1, 1));
-        fail(vec![serde_problem(e.message(), line, column)])
+        let offset = e.span().map_or(0, |s| s.start);
+        let (line, column) = line_column(text, offset);
+        let key = text.lines().nth(line - 1).and_then(key_of_line);
+        fail(vec![serde_problem(
+            e.message(),
+            line,
+            column,
+            table_at(text, offset),
+            key,
+        )])
     })?;
     let problems = validate::check(&blueprint, text);
     if problems.is_empty() {
@@ -103,20 +108,63 @@ pub enum LoadError {
 }
 
 /// Turns a serde message into a problem, splitting off the "expected ..."
-/// list serde appends so it shows as what is allowed.
-fn serde_problem(message: &str, line: usize, column: usize) -> Problem {
+/// list serde appends so it shows as what is allowed, and naming the field
+/// from the table it sits in and the name serde quotes.
+fn serde_problem(
+    message: &str,
+    line: usize,
+    column: usize,
+    table: Option<&str>,
+    key: Option<&str>,
+) -> Problem {
     let message = message.trim();
     let (message, allowed) = match message.split_once(", expected ") {
         Some((m, allowed)) => (m.to_string(), Some(allowed.to_string())),
         None => (message.to_string(), None),
     };
+    // serde quotes the field when it is unknown or missing; otherwise the
+    // key on the offending line is the field.
+    let quoted = message
+        .split('`')
+        .nth(1)
+        .filter(|_| message.contains(" field `"))
+        .or(key);
+    let field = match (table, quoted) {
+        (Some(table), Some(name)) => format!("{table}.{name}"),
+        (Some(table), None) => table.to_string(),
+        (None, Some(name)) => name.to_string(),
+        (None, None) => String::new(),
+    };
     Problem {
         line,
         column,
-        field: String::new(),
+        field,
         message,
         allowed,
     }
+}
+
+/// The key of a `key = value` line.
+fn key_of_line(line: &str) -> Option<&str> {
+    let key = line.split_once('=')?.0.trim();
+    (!key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+    .then_some(key)
+}
+
+/// The `[table]` whose body holds `offset` (or whose header it is).
+fn table_at(text: &str, offset: usize) -> Option<&str> {
+    let line_end = text[offset.min(text.len())..]
+        .find('\n')
+        .map_or(text.len(), |i| offset + i);
+    text[..line_end]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim())
 }
 
 /// 1-based line and column of a byte offset.

@@ -180,6 +180,7 @@ fn a_missing_field_is_named() {
 fn a_bad_nat_mode_lists_the_choices() {
     let p = &problems(&with("nat = \"single\"", "nat = \"two\"")).problems[0];
     assert!(p.message.contains("unknown variant `two`"), "{}", p.message);
+    assert_eq!(p.field, "network.nat");
     assert_eq!(
         p.allowed.as_deref(),
         Some("one of `single`, `per-az`, `none`")
