@@ -1,16 +1,21 @@
-//! Real stand-ins for tests: a moto server (AWS), a proxy between a client
-//! and it that records every call and injects faults, and free ports.
+//! Real stand-ins for tests: a moto server (AWS), a private PostgreSQL
+//! cluster, a proxy between an AWS client and moto that records every call
+//! and injects faults, signed test tokens, and free ports.
 //!
 //! Nothing here is a mock of our own code: moto answers the real AWS APIs,
 //! and the proxy speaks plain HTTP to both sides.
 
+pub mod http;
+pub mod jwt;
 pub mod moto;
+pub mod postgres;
 pub mod proxy;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
 
 pub use moto::Moto;
+pub use postgres::{Postgres, postgres};
 pub use proxy::{Fault, FaultProxy};
 
 /// A TCP port that was free a moment ago on the loopback interface.

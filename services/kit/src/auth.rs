@@ -1,0 +1,355 @@
+//! JWT authentication shared by every service.
+//!
+//! Tokens are RS256 only (`alg: none`, HS256 and every other algorithm are
+//! refused before any key is touched). The header's `kid` picks the key from
+//! a JWK set that is cached, refreshed in the background, and refetched at
+//! once (at most every few seconds) when an unknown `kid` shows up, so a
+//! rotated key is accepted without a restart. `iss`, `aud` and `exp` are
+//! checked, and each route says which roles may call it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
+use josekit::jwk::Jwk;
+use josekit::jws::RS256;
+use josekit::jws::alg::rsassa::RsassaJwsVerifier;
+use josekit::jwt;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+/// Who a token speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A registered customer, identified by CPF.
+    Customer,
+    /// An anonymous customer.
+    Guest,
+    /// Kitchen and counter staff.
+    Employee,
+    /// Staff who may also manage employees.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Customer => "customer",
+            Role::Guest => "guest",
+            Role::Employee => "employee",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Roles that count as staff.
+    pub const STAFF: &'static [Role] = &[Role::Employee, Role::Admin];
+    /// Roles that may order.
+    pub const CUSTOMERS: &'static [Role] = &[Role::Customer, Role::Guest];
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The verified caller of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// `sub`: the user's id.
+    pub subject: String,
+    pub role: Role,
+    /// `jti`: the token's own id.
+    pub token_id: String,
+    /// `exp`, as seconds since the Unix epoch.
+    pub expires_at: u64,
+}
+
+impl Caller {
+    /// 403 unless the caller has one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<&Self, ApiError> {
+        if roles.contains(&self.role) {
+            Ok(self)
+        } else {
+            let allowed: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+            Err(ApiError::Forbidden(format!(
+                "this route is for {}; the token is a {}'s",
+                allowed.join(" or "),
+                self.role
+            )))
+        }
+    }
+
+    pub fn is_staff(&self) -> bool {
+        Role::STAFF.contains(&self.role)
+    }
+}
+
+/// Where the public keys come from.
+pub trait JwkSource: Send + Sync {
+    fn fetch(&self) -> Pin<Box<dyn Future<Output = anyhow::Result<Vec<Jwk>>> + Send + '_>>;
+}
+
+/// A fixed set of keys (tests, or a service given its keys at start).
+pub struct StaticKeys(pub Vec<Jwk>);
+
+impl JwkSource for StaticKeys {
+    fn fetch(&self) -> Pin<Box<dyn Future<Output = anyhow::Result<Vec<Jwk>>> + Send + '_>> {
+        let keys = self.0.clone();
+        Box::pin(async move { Ok(keys) })
+    }
+}
+
+/// A JSON file holding a JWK set (`{"keys": [...]}`) or a stack secret
+/// (whose `jwt_jwks` is one), re-read at each refresh.
+pub struct JwksFile(pub PathBuf);
+
+impl JwkSource for JwksFile {
+    fn fetch(&self) -> Pin<Box<dyn Future<Output = anyhow::Result<Vec<Jwk>>> + Send + '_>> {
+        Box::pin(async move {
+            let text = tokio::fs::read_to_string(&self.0).await?;
+            parse_jwk_set(&text)
+        })
+    }
+}
+
+/// The public keys of a JWK set or of a stack secret's `jwt_jwks`.
+pub fn parse_jwk_set(text: &str) -> anyhow::Result<Vec<Jwk>> {
+    let doc: serde_json::Value = serde_json::from_str(text)?;
+    let set = doc.get("jwt_jwks").unwrap_or(&doc);
+    let keys = set
+        .get("keys")
+        .and_then(|k| k.as_array())
+        .ok_or_else(|| anyhow::anyhow!("no \"keys\" array in the JWK set"))?;
+    keys.iter()
+        .map(|k| {
+            let map = k
+                .as_object()
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("a key is not an object"))?;
+            Ok(Jwk::from_map(map)?)
+        })
+        .collect()
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("missing bearer token: send Authorization: Bearer <token>")]
+    Missing,
+    #[error("malformed token")]
+    Malformed,
+    #[error("only RS256 tokens are accepted, this one is {0}")]
+    Algorithm(String),
+    #[error("the token names no signing key (kid)")]
+    NoKeyId,
+    #[error("the token was signed with an unknown or retired key")]
+    UnknownKey,
+    #[error("the token's signature is invalid")]
+    Signature,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token was not issued by {0}")]
+    Issuer(String),
+    #[error("the token is not meant for {0}")]
+    Audience(String),
+    #[error("the token lacks the claim {0}")]
+    Claim(&'static str),
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        ApiError::Unauthorized(e.to_string())
+    }
+}
+
+/// Verifies tokens against a cached JWK set.
+pub struct Verifier {
+    issuer: String,
+    audience: String,
+    source: Box<dyn JwkSource>,
+    keys: RwLock<KeyCache>,
+    /// Seconds of clock skew tolerated on `exp`.
+    leeway: u64,
+}
+
+struct KeyCache {
+    by_kid: HashMap<String, Arc<RsassaJwsVerifier>>,
+    fetched_at: Option<Instant>,
+}
+
+/// An unknown `kid` triggers a refetch, but not more often than this.
+const REFETCH_AT_MOST_EVERY: Duration = Duration::from_secs(5);
+
+impl Verifier {
+    /// Loads the keys once; fails if they cannot be read at start.
+    pub async fn new(
+        issuer: &str,
+        audience: &str,
+        source: Box<dyn JwkSource>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let verifier = Arc::new(Verifier {
+            issuer: issuer.to_string(),
+            audience: audience.to_string(),
+            source,
+            keys: RwLock::new(KeyCache {
+                by_kid: HashMap::new(),
+                fetched_at: None,
+            }),
+            leeway: 30,
+        });
+        verifier.refresh().await?;
+        Ok(verifier)
+    }
+
+    /// Rereads the key set. On failure the last good set stays in use.
+    pub async fn refresh(&self) -> anyhow::Result<usize> {
+        let fetched = self.source.fetch().await;
+        let mut cache = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        cache.fetched_at = Some(Instant::now());
+        let jwks = fetched?;
+        let mut by_kid = HashMap::new();
+        for jwk in jwks {
+            let Some(kid) = jwk.key_id().map(str::to_string) else {
+                continue;
+            };
+            match RS256.verifier_from_jwk(&jwk) {
+                Ok(v) => {
+                    by_kid.insert(kid, Arc::new(v));
+                }
+                Err(e) => {
+                    tracing::warn!(%kid, error = %e, "skipping a key that is not an RSA public key")
+                }
+            }
+        }
+        let count = by_kid.len();
+        cache.by_kid = by_kid;
+        Ok(count)
+    }
+
+    /// Refreshes every `every` in the background until the process ends.
+    pub fn spawn_refresh(self: &Arc<Self>, every: Duration) {
+        let verifier = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(v) = verifier.upgrade() else { break };
+                if let Err(e) = v.refresh().await {
+                    tracing::warn!(error = %e, "cannot refresh the JWK set; keeping the last good one");
+                }
+            }
+        });
+    }
+
+    fn key(&self, kid: &str) -> Option<Arc<RsassaJwsVerifier>> {
+        self.keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_kid
+            .get(kid)
+            .cloned()
+    }
+
+    fn may_refetch(&self) -> bool {
+        let cache = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        cache
+            .fetched_at
+            .is_none_or(|t| t.elapsed() >= REFETCH_AT_MOST_EVERY)
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        let header = jwt::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        let alg = header
+            .claim("alg")
+            .and_then(|v| v.as_str())
+            .unwrap_or("none")
+            .to_string();
+        if alg != "RS256" {
+            return Err(AuthError::Algorithm(alg));
+        }
+        let kid = header
+            .claim("kid")
+            .and_then(|v| v.as_str())
+            .ok_or(AuthError::NoKeyId)?
+            .to_string();
+        let key = match self.key(&kid) {
+            Some(k) => k,
+            None if self.may_refetch() => {
+                if let Err(e) = self.refresh().await {
+                    tracing::warn!(error = %e, "cannot refresh the JWK set for an unknown kid");
+                }
+                self.key(&kid).ok_or(AuthError::UnknownKey)?
+            }
+            None => return Err(AuthError::UnknownKey),
+        };
+        let (payload, _) =
+            jwt::decode_with_verifier(token, key.as_ref()).map_err(|_| AuthError::Signature)?;
+
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let exp = payload
+            .expires_at()
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs())
+            .ok_or(AuthError::Claim("exp"))?;
+        if exp + self.leeway < now {
+            return Err(AuthError::Expired);
+        }
+        if payload.issuer() != Some(self.issuer.as_str()) {
+            return Err(AuthError::Issuer(self.issuer.clone()));
+        }
+        if !payload
+            .audience()
+            .is_some_and(|a| a.iter().any(|x| *x == self.audience))
+        {
+            return Err(AuthError::Audience(self.audience.clone()));
+        }
+        let subject = payload
+            .subject()
+            .ok_or(AuthError::Claim("sub"))?
+            .to_string();
+        let role = payload
+            .claim("role")
+            .and_then(|r| serde_json::from_value::<Role>(r.clone()).ok())
+            .ok_or(AuthError::Claim("role"))?;
+        let token_id = payload.jwt_id().ok_or(AuthError::Claim("jti"))?.to_string();
+        Ok(Caller {
+            subject,
+            role,
+            token_id,
+            expires_at: exp,
+        })
+    }
+}
+
+impl<S> FromRequestParts<S> for Caller
+where
+    Arc<Verifier>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let verifier = Arc::<Verifier>::from_ref(state);
+        let token = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(AuthError::Missing)?;
+        Ok(verifier.verify(token).await?)
+    }
+}

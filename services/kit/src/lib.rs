@@ -1,0 +1,19 @@
+//! What every service of the ordering system shares, so that all five
+//! behave the same at their edges: configuration read from the environment
+//! with errors that name the variable, tracing, a PostgreSQL pool with
+//! embedded migrations, one error type rendered as RFC 9457 problem
+//! details, JWT authentication against a cached JWK set, health checks,
+//! request ids, graceful shutdown and an OpenAPI document with a page that
+//! renders it.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod docs;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod server;
+pub mod telemetry;
+
+pub use error::{ApiError, ApiResult};

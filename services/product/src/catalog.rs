@@ -1,0 +1,421 @@
+//! Categories and products.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use service_kit::auth::{Caller, Role};
+use service_kit::error::{ApiError, ApiResult, FieldError, unique_violation};
+use service_kit::extract::{Json, Path, Query};
+use sqlx::FromRow;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::AppState;
+
+const NAME_MAX: usize = 100;
+const DESCRIPTION_MAX: usize = 500;
+const URL_MAX: usize = 2048;
+/// R$ 100,000.00: no menu item costs more.
+const PRICE_MAX_CENTS: i64 = 10_000_000;
+const PREPARATION_MAX_MINUTES: i32 = 240;
+const PER_PAGE_MAX: i64 = 100;
+const LOOKUP_MAX: usize = 100;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/categories", get(list_categories))
+        .route("/products", get(list_products).post(create_product))
+        .route("/products/lookup", post(lookup))
+        .route(
+            "/products/{id}",
+            get(get_product)
+                .put(update_product)
+                .delete(deactivate_product),
+        )
+}
+
+#[derive(Debug, Serialize, FromRow, utoipa::ToSchema)]
+pub struct Category {
+    pub id: Uuid,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, FromRow, utoipa::ToSchema)]
+pub struct Product {
+    pub id: Uuid,
+    pub name: String,
+    pub description: String,
+    /// The category's name: Lanche, Acompanhamento, Bebida or Sobremesa.
+    pub category: String,
+    /// The price in integer cents (BRL).
+    pub price_cents: i64,
+    pub image_url: Option<String>,
+    pub preparation_minutes: i32,
+    /// Inactive products stay readable but cannot be ordered.
+    pub active: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// What an employee sends to create or replace a product.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductInput {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub category: String,
+    pub price_cents: i64,
+    #[serde(default)]
+    pub image_url: Option<String>,
+    pub preparation_minutes: i32,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only this category (by name).
+    pub category: Option<String>,
+    /// 1-based page number.
+    pub page: Option<i64>,
+    /// Products per page, 1 to 100 (default 20).
+    pub per_page: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ProductPage {
+    pub items: Vec<Product>,
+    pub page: i64,
+    pub per_page: i64,
+    pub total: i64,
+}
+
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LookupRequest {
+    pub ids: Vec<Uuid>,
+}
+
+/// The answer of a batch lookup: what can be ordered, and what cannot.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LookupResult {
+    pub products: Vec<Product>,
+    pub unknown: Vec<Uuid>,
+    pub inactive: Vec<Uuid>,
+}
+
+const SELECT_PRODUCT: &str = "SELECT p.id, p.name, p.description, c.name AS category, p.price_cents, p.image_url, \
+     p.preparation_minutes, p.active, p.created_at, p.updated_at \
+     FROM products p JOIN categories c ON c.id = p.category_id";
+
+/// The four categories, in menu order.
+#[utoipa::path(get, path = "/categories", responses((status = 200, body = [Category])))]
+pub async fn list_categories(State(state): State<AppState>) -> ApiResult<Json<Vec<Category>>> {
+    let rows = sqlx::query_as::<_, Category>("SELECT id, name FROM categories ORDER BY position")
+        .fetch_all(&state.pool)
+        .await?;
+    Ok(Json(rows))
+}
+
+/// Active products, by name, a page at a time.
+#[utoipa::path(
+    get, path = "/products", params(ListQuery),
+    responses((status = 200, body = ProductPage), (status = 422, body = service_kit::error::Problem))
+)]
+pub async fn list_products(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<ProductPage>> {
+    let page = q.page.unwrap_or(1);
+    let per_page = q.per_page.unwrap_or(20);
+    let mut errors = Vec::new();
+    if page < 1 {
+        errors.push(FieldError::new("page", "must be 1 or more"));
+    }
+    if !(1..=PER_PAGE_MAX).contains(&per_page) {
+        errors.push(FieldError::new(
+            "per_page",
+            format!("must be between 1 and {PER_PAGE_MAX}"),
+        ));
+    }
+    let category = match &q.category {
+        Some(name) => match category_id(&state, name).await? {
+            Some(id) => Some(id),
+            None => {
+                errors.push(unknown_category(&state, name).await?);
+                None
+            }
+        },
+        None => None,
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(errors));
+    }
+    let filter = "WHERE p.active AND ($1::uuid IS NULL OR p.category_id = $1)";
+    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM products p {filter}"))
+        .bind(category)
+        .fetch_one(&state.pool)
+        .await?;
+    let items = sqlx::query_as::<_, Product>(&format!(
+        "{SELECT_PRODUCT} {filter} ORDER BY c.position, p.name LIMIT $2 OFFSET $3"
+    ))
+    .bind(category)
+    .bind(per_page)
+    .bind((page - 1) * per_page)
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(Json(ProductPage {
+        items,
+        page,
+        per_page,
+        total,
+    }))
+}
+
+/// One product, active or not.
+#[utoipa::path(
+    get, path = "/products/{id}",
+    responses((status = 200, body = Product), (status = 404, body = service_kit::error::Problem))
+)]
+pub async fn get_product(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Product>> {
+    find(&state, id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| not_found(id))
+}
+
+/// Adds a product (employees).
+#[utoipa::path(
+    post, path = "/products", request_body = ProductInput, security(("bearer" = [])),
+    responses(
+        (status = 201, body = Product), (status = 401, body = service_kit::error::Problem),
+        (status = 403, body = service_kit::error::Problem), (status = 409, body = service_kit::error::Problem),
+        (status = 422, body = service_kit::error::Problem)
+    )
+)]
+pub async fn create_product(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(input): Json<ProductInput>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require(Role::STAFF)?;
+    let category = validate(&state, &input).await?;
+    let id = Uuid::now_v7();
+    let inserted = sqlx::query(
+        "INSERT INTO products (id, name, description, category_id, price_cents, image_url, preparation_minutes) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(id)
+    .bind(input.name.trim())
+    .bind(input.description.trim())
+    .bind(category)
+    .bind(input.price_cents)
+    .bind(&input.image_url)
+    .bind(input.preparation_minutes)
+    .execute(&state.pool)
+    .await;
+    inserted.map_err(|e| duplicate_name(e, &input.name))?;
+    let product = find(&state, id).await?.ok_or_else(|| not_found(id))?;
+    let mut headers = HeaderMap::new();
+    if let Ok(location) = HeaderValue::from_str(&format!("/products/{id}")) {
+        headers.insert(header::LOCATION, location);
+    }
+    Ok((StatusCode::CREATED, headers, Json(product)))
+}
+
+/// Replaces a product's fields (employees).
+#[utoipa::path(
+    put, path = "/products/{id}", request_body = ProductInput, security(("bearer" = [])),
+    responses(
+        (status = 200, body = Product), (status = 404, body = service_kit::error::Problem),
+        (status = 409, body = service_kit::error::Problem), (status = 422, body = service_kit::error::Problem)
+    )
+)]
+pub async fn update_product(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Json(input): Json<ProductInput>,
+) -> ApiResult<Json<Product>> {
+    caller.require(Role::STAFF)?;
+    let category = validate(&state, &input).await?;
+    let updated = sqlx::query(
+        "UPDATE products SET name = $2, description = $3, category_id = $4, price_cents = $5, image_url = $6, \
+         preparation_minutes = $7, active = true, updated_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(input.name.trim())
+    .bind(input.description.trim())
+    .bind(category)
+    .bind(input.price_cents)
+    .bind(&input.image_url)
+    .bind(input.preparation_minutes)
+    .execute(&state.pool)
+    .await
+    .map_err(|e| duplicate_name(e, &input.name))?;
+    if updated.rows_affected() == 0 {
+        return Err(not_found(id));
+    }
+    find(&state, id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| not_found(id))
+}
+
+/// Takes a product off the menu (employees). It stays readable, so past
+/// orders keep their reference.
+#[utoipa::path(
+    delete, path = "/products/{id}", security(("bearer" = [])),
+    responses((status = 204), (status = 404, body = service_kit::error::Problem))
+)]
+pub async fn deactivate_product(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    caller.require(Role::STAFF)?;
+    let done = sqlx::query("UPDATE products SET active = false, updated_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(&state.pool)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(not_found(id));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Several products at once, saying which ids are unknown or inactive: how
+/// the order service prices an order.
+#[utoipa::path(
+    post, path = "/products/lookup", request_body = LookupRequest,
+    responses((status = 200, body = LookupResult), (status = 422, body = service_kit::error::Problem))
+)]
+pub async fn lookup(
+    State(state): State<AppState>,
+    Json(req): Json<LookupRequest>,
+) -> ApiResult<Json<LookupResult>> {
+    if req.ids.is_empty() || req.ids.len() > LOOKUP_MAX {
+        return Err(ApiError::invalid(vec![FieldError::new(
+            "ids",
+            format!("must hold 1 to {LOOKUP_MAX} product ids"),
+        )]));
+    }
+    let found = sqlx::query_as::<_, Product>(&format!("{SELECT_PRODUCT} WHERE p.id = ANY($1)"))
+        .bind(&req.ids)
+        .fetch_all(&state.pool)
+        .await?;
+    let mut unknown = Vec::new();
+    let mut inactive = Vec::new();
+    let mut products = Vec::new();
+    for id in &req.ids {
+        match found.iter().find(|p| p.id == *id) {
+            None => unknown.push(*id),
+            Some(p) if !p.active => inactive.push(*id),
+            Some(p) => {
+                if !products.iter().any(|q: &Product| q.id == p.id) {
+                    products.push(p.clone());
+                }
+            }
+        }
+    }
+    unknown.dedup();
+    inactive.dedup();
+    Ok(Json(LookupResult {
+        products,
+        unknown,
+        inactive,
+    }))
+}
+
+async fn find(state: &AppState, id: Uuid) -> ApiResult<Option<Product>> {
+    Ok(
+        sqlx::query_as::<_, Product>(&format!("{SELECT_PRODUCT} WHERE p.id = $1"))
+            .bind(id)
+            .fetch_optional(&state.pool)
+            .await?,
+    )
+}
+
+async fn category_id(state: &AppState, name: &str) -> ApiResult<Option<Uuid>> {
+    Ok(
+        sqlx::query_scalar("SELECT id FROM categories WHERE lower(name) = lower($1)")
+            .bind(name.trim())
+            .fetch_optional(&state.pool)
+            .await?,
+    )
+}
+
+async fn unknown_category(state: &AppState, name: &str) -> ApiResult<FieldError> {
+    let names: Vec<String> = sqlx::query_scalar("SELECT name FROM categories ORDER BY position")
+        .fetch_all(&state.pool)
+        .await?;
+    Ok(FieldError::new(
+        "category",
+        format!("unknown category {name:?}; one of: {}", names.join(", ")),
+    ))
+}
+
+/// Every problem of a product at once; the category's id when all is well.
+async fn validate(state: &AppState, input: &ProductInput) -> ApiResult<Uuid> {
+    let mut errors = Vec::new();
+    let name = input.name.trim();
+    if name.is_empty() || name.chars().count() > NAME_MAX {
+        errors.push(FieldError::new(
+            "name",
+            format!("must be 1 to {NAME_MAX} characters"),
+        ));
+    }
+    if input.description.chars().count() > DESCRIPTION_MAX {
+        errors.push(FieldError::new(
+            "description",
+            format!("must be at most {DESCRIPTION_MAX} characters"),
+        ));
+    }
+    if !(1..=PRICE_MAX_CENTS).contains(&input.price_cents) {
+        errors.push(FieldError::new(
+            "price_cents",
+            format!("must be a whole number of cents from 1 to {PRICE_MAX_CENTS}"),
+        ));
+    }
+    if !(0..=PREPARATION_MAX_MINUTES).contains(&input.preparation_minutes) {
+        errors.push(FieldError::new(
+            "preparation_minutes",
+            format!("must be 0 to {PREPARATION_MAX_MINUTES}"),
+        ));
+    }
+    if let Some(url) = &input.image_url
+        && (url.len() > URL_MAX || !(url.starts_with("https://") || url.starts_with("http://")))
+    {
+        errors.push(FieldError::new(
+            "image_url",
+            format!("must be an http(s) URL of at most {URL_MAX} characters"),
+        ));
+    }
+    let category = category_id(state, &input.category).await?;
+    if category.is_none() {
+        errors.push(unknown_category(state, &input.category).await?);
+    }
+    match category {
+        Some(id) if errors.is_empty() => Ok(id),
+        _ => Err(ApiError::invalid(errors)),
+    }
+}
+
+fn duplicate_name(e: sqlx::Error, name: &str) -> ApiError {
+    match unique_violation(&e) {
+        Some(_) => ApiError::Conflict(format!("a product named {:?} already exists", name.trim())),
+        None => e.into(),
+    }
+}
+
+fn not_found(id: Uuid) -> ApiError {
+    ApiError::NotFound(format!("no product with id {id}"))
+}

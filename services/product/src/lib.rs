@@ -1,0 +1,142 @@
+//! The product service: the catalog of products and their categories.
+//! Anyone may read it; employees change it. The order service prices
+//! orders through the batch lookup, never from what a client sends.
+
+mod catalog;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::FromRef;
+use service_kit::auth::{JwksFile, Verifier};
+use service_kit::config::{ConfigError, Env};
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use utoipa::OpenApi;
+
+pub use catalog::{LookupRequest, LookupResult, Product, ProductInput, ProductPage};
+
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Settings, from the environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub port: u16,
+    pub database_url: String,
+    pub pool_size: u32,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    /// A JWK set, or a stack secret holding one under `jwt_jwks`.
+    pub jwks_file: String,
+    pub jwks_refresh: Duration,
+}
+
+impl Config {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Config {
+            port: env.parsed_or("PORT", 4002, "a TCP port such as 4002")?,
+            database_url: env
+                .required("DATABASE_URL", "a postgres:// URL of the catalog database")?,
+            pool_size: env.parsed_or("DB_POOL_SIZE", 10, "a number of connections such as 10")?,
+            jwt_issuer: env.parsed_or(
+                "JWT_ISSUER",
+                "techchallenge".to_string(),
+                "the issuer the user service signs with",
+            )?,
+            jwt_audience: env.parsed_or(
+                "JWT_AUDIENCE",
+                "techchallenge".to_string(),
+                "the audience of the tokens",
+            )?,
+            jwks_file: env.required(
+                "JWKS_FILE",
+                "the path of the JWK set (or stack secret) that verifies tokens",
+            )?,
+            jwks_refresh: Duration::from_secs(env.parsed_or(
+                "JWKS_REFRESH_SECONDS",
+                60,
+                "how often the JWK set is reread, in seconds",
+            )?),
+        })
+    }
+}
+
+/// What every handler gets.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub verifier: Arc<Verifier>,
+}
+
+impl FromRef<AppState> for Arc<Verifier> {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Product service", description = "The catalog: products and categories, priced in integer cents."),
+    paths(
+        catalog::list_categories,
+        catalog::list_products,
+        catalog::get_product,
+        catalog::create_product,
+        catalog::update_product,
+        catalog::deactivate_product,
+        catalog::lookup,
+    ),
+    components(schemas(service_kit::error::Problem)),
+    modifiers(&BearerAuth),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The whole service as a router: its routes, health, docs and the shared edge.
+pub fn router(state: AppState) -> Router {
+    let routes = catalog::routes()
+        .with_state(state.clone())
+        .merge(service_kit::health::routes(state.pool.clone()))
+        .merge(service_kit::docs::routes(ApiDoc::openapi()));
+    service_kit::server::app(routes)
+}
+
+/// Connects, migrates and serves until SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let pool = service_kit::db::connect(&config.database_url, config.pool_size, &MIGRATOR).await?;
+    let verifier = Verifier::new(
+        &config.jwt_issuer,
+        &config.jwt_audience,
+        Box::new(JwksFile(config.jwks_file.clone().into())),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("JWKS_FILE {}: {e}", config.jwks_file))?;
+    verifier.spawn_refresh(config.jwks_refresh);
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.port)).await?;
+    tracing::info!(port = config.port, "product service listening");
+    service_kit::server::serve(
+        router(AppState { pool, verifier }),
+        listener,
+        service_kit::server::shutdown_signal(),
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,601 @@
+//! The product service through its router, against a real PostgreSQL
+//! database of its own, with tokens signed like the user service's.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use product_service::{AppState, MIGRATOR};
+use serde_json::{Value, json};
+use service_kit::auth::{JwksFile, StaticKeys, Verifier};
+use testkit::jwt::{self, TestSigner};
+use tower::ServiceExt;
+
+struct App {
+    router: Router,
+    signer: TestSigner,
+}
+
+impl App {
+    async fn start() -> App {
+        let signer = TestSigner::new("key-1");
+        let verifier = Verifier::new(
+            "techchallenge",
+            "techchallenge",
+            Box::new(StaticKeys(vec![signer.public_jwk()])),
+        )
+        .await
+        .unwrap();
+        App {
+            router: product_service::router(AppState {
+                pool: database().await,
+                verifier,
+            }),
+            signer,
+        }
+    }
+
+    fn staff(&self) -> String {
+        self.signer.token("employee-1", "employee")
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some(b) => req
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        };
+        send(&self.router, req.unwrap()).await
+    }
+
+    async fn create(&self, body: Value) -> Value {
+        let answer = self
+            .call("POST", "/products", Some(&self.staff()), Some(body))
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+        answer.body
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    content_type: String,
+    request_id: Option<String>,
+    location: Option<String>,
+    body: Value,
+}
+
+async fn send(router: &Router, req: Request<Body>) -> Answer {
+    let res = router.clone().oneshot(req).await.unwrap();
+    let header_of = |name: &str| {
+        res.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (status, content_type, request_id, location) = (
+        res.status(),
+        header_of("content-type").unwrap_or_default(),
+        header_of("x-request-id"),
+        header_of("location"),
+    );
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Answer {
+        status,
+        content_type,
+        request_id,
+        location,
+        body,
+    }
+}
+
+async fn database() -> sqlx::PgPool {
+    let url = tokio::task::spawn_blocking(|| testkit::postgres().fresh_database("product"))
+        .await
+        .unwrap();
+    service_kit::db::connect(&url, 5, &MIGRATOR).await.unwrap()
+}
+
+fn burger() -> Value {
+    json!({
+        "name": "X-Burger", "description": "Pão, carne e queijo", "category": "Lanche",
+        "price_cents": 2590, "image_url": "https://img.example/x.png", "preparation_minutes": 8
+    })
+}
+
+/// Asserts a problem document with this status whose detail contains `detail`.
+#[track_caller]
+fn assert_problem(answer: &Answer, status: StatusCode, detail: &str) {
+    assert_eq!(answer.status, status, "{}", answer.body);
+    assert_eq!(answer.content_type, "application/problem+json");
+    assert_eq!(answer.body["status"], status.as_u16());
+    assert_eq!(answer.body["type"], "about:blank");
+    let text = answer.body.to_string();
+    assert!(text.contains(detail), "expected {detail:?} in {text}");
+}
+
+#[tokio::test]
+async fn categories_are_seeded_in_menu_order() {
+    let app = App::start().await;
+    let answer = app.call("GET", "/categories", None, None).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let names: Vec<&str> = answer
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Lanche", "Acompanhamento", "Bebida", "Sobremesa"]);
+}
+
+#[tokio::test]
+async fn employees_manage_the_catalog_and_everyone_reads_it() {
+    let app = App::start().await;
+    let created = app
+        .call("POST", "/products", Some(&app.staff()), Some(burger()))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        created.location.as_deref(),
+        Some(format!("/products/{id}").as_str())
+    );
+    assert_eq!(created.body["price_cents"], 2590);
+    assert_eq!(created.body["category"], "Lanche");
+    assert_eq!(uuid::Uuid::parse_str(&id).unwrap().get_version_num(), 7);
+
+    app.create(json!({"name": "Batata frita", "category": "Acompanhamento", "price_cents": 1200, "preparation_minutes": 5})).await;
+    app.create(json!({"name": "Refrigerante", "category": "Bebida", "price_cents": 700, "preparation_minutes": 0})).await;
+
+    let all = app.call("GET", "/products", None, None).await;
+    assert_eq!(all.body["total"], 3);
+    let drinks = app
+        .call("GET", "/products?category=Bebida", None, None)
+        .await;
+    assert_eq!(drinks.body["total"], 1);
+    assert_eq!(drinks.body["items"][0]["name"], "Refrigerante");
+    let page2 = app
+        .call("GET", "/products?page=2&per_page=2", None, None)
+        .await;
+    assert_eq!(page2.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(page2.body["page"], 2);
+
+    let mut changed = burger();
+    changed["price_cents"] = json!(2790);
+    let updated = app
+        .call(
+            "PUT",
+            &format!("/products/{id}"),
+            Some(&app.staff()),
+            Some(changed),
+        )
+        .await;
+    assert_eq!(updated.status, StatusCode::OK);
+    assert_eq!(updated.body["price_cents"], 2790);
+
+    let deleted = app
+        .call(
+            "DELETE",
+            &format!("/products/{id}"),
+            Some(&app.staff()),
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let after = app
+        .call("GET", &format!("/products/{id}"), None, None)
+        .await;
+    assert_eq!(
+        after.status,
+        StatusCode::OK,
+        "a deactivated product stays readable"
+    );
+    assert_eq!(after.body["active"], false);
+    assert_eq!(
+        app.call("GET", "/products", None, None).await.body["total"],
+        2
+    );
+}
+
+#[tokio::test]
+async fn the_batch_lookup_names_unknown_and_inactive_ids() {
+    let app = App::start().await;
+    let kept = app.create(burger()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let gone = app.create(json!({"name": "Sorvete", "category": "Sobremesa", "price_cents": 900, "preparation_minutes": 2})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.call(
+        "DELETE",
+        &format!("/products/{gone}"),
+        Some(&app.staff()),
+        None,
+    )
+    .await;
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let answer = app
+        .call(
+            "POST",
+            "/products/lookup",
+            None,
+            Some(json!({"ids": [kept, gone, unknown]})),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.body["products"][0]["id"], kept.as_str());
+    assert_eq!(answer.body["products"][0]["price_cents"], 2590);
+    assert_eq!(answer.body["inactive"], json!([gone]));
+    assert_eq!(answer.body["unknown"], json!([unknown]));
+    let empty = app
+        .call("POST", "/products/lookup", None, Some(json!({"ids": []})))
+        .await;
+    assert_problem(
+        &empty,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "must hold 1 to 100 product ids",
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_problem_never_a_500() {
+    let app = App::start().await;
+    let staff = app.staff();
+    let post = |body: Body, content_type: &'static str| {
+        Request::builder()
+            .method("POST")
+            .uri("/products")
+            .header(header::AUTHORIZATION, format!("Bearer {staff}"))
+            .header(header::CONTENT_TYPE, content_type)
+            .body(body)
+            .unwrap()
+    };
+    let malformed = send(
+        &app.router,
+        post(Body::from("{\"name\": "), "application/json"),
+    )
+    .await;
+    assert_problem(
+        &malformed,
+        StatusCode::BAD_REQUEST,
+        "the body is not valid JSON",
+    );
+    let wrong_type = send(
+        &app.router,
+        post(Body::from(burger().to_string()), "text/plain"),
+    )
+    .await;
+    assert_problem(
+        &wrong_type,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "Content-Type: application/json",
+    );
+
+    let missing = app
+        .call(
+            "POST",
+            "/products",
+            Some(&app.staff()),
+            Some(json!({"name": "X"})),
+        )
+        .await;
+    assert_problem(
+        &missing,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "missing field `category`",
+    );
+    let unknown_field = {
+        let mut b = burger();
+        b["stock"] = json!(3);
+        app.call("POST", "/products", Some(&app.staff()), Some(b))
+            .await
+    };
+    assert_problem(
+        &unknown_field,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown field `stock`",
+    );
+
+    for price in [0, -100] {
+        let mut b = burger();
+        b["price_cents"] = json!(price);
+        let answer = app
+            .call("POST", "/products", Some(&app.staff()), Some(b))
+            .await;
+        assert_problem(
+            &answer,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "must be a whole number of cents from 1",
+        );
+        assert_eq!(answer.body["errors"][0]["field"], "price_cents");
+    }
+    let fractional = {
+        let mut b = burger();
+        b["price_cents"] = json!(25.9);
+        app.call("POST", "/products", Some(&app.staff()), Some(b))
+            .await
+    };
+    assert_problem(&fractional, StatusCode::UNPROCESSABLE_ENTITY, "price_cents");
+
+    let oversized = {
+        let mut b = burger();
+        b["name"] = json!("x".repeat(101));
+        b["description"] = json!("y".repeat(501));
+        app.call("POST", "/products", Some(&app.staff()), Some(b))
+            .await
+    };
+    assert_problem(
+        &oversized,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "2 fields are invalid",
+    );
+    let fields: Vec<&str> = oversized.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["name", "description"]);
+
+    let unknown_category = {
+        let mut b = burger();
+        b["category"] = json!("Pizza");
+        app.call("POST", "/products", Some(&app.staff()), Some(b))
+            .await
+    };
+    assert_problem(
+        &unknown_category,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown category \\\"Pizza\\\"; one of: Lanche, Acompanhamento, Bebida, Sobremesa",
+    );
+
+    app.create(burger()).await;
+    let duplicate = app
+        .call("POST", "/products", Some(&app.staff()), Some(burger()))
+        .await;
+    assert_problem(
+        &duplicate,
+        StatusCode::CONFLICT,
+        "a product named \\\"X-Burger\\\" already exists",
+    );
+
+    assert_problem(
+        &app.call("GET", "/nowhere", None, None).await,
+        StatusCode::NOT_FOUND,
+        "no such route",
+    );
+    assert_problem(
+        &app.call("PATCH", "/categories", None, None).await,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed",
+    );
+    assert_problem(
+        &app.call("GET", "/products/not-a-uuid", None, None).await,
+        StatusCode::BAD_REQUEST,
+        "invalid path",
+    );
+    assert_problem(
+        &app.call("GET", "/products?page=abc", None, None).await,
+        StatusCode::BAD_REQUEST,
+        "invalid query string",
+    );
+    assert_problem(
+        &app.call("GET", "/products?per_page=1000", None, None).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "per_page",
+    );
+    assert_problem(
+        &app.call(
+            "GET",
+            &format!("/products/{}", uuid::Uuid::now_v7()),
+            None,
+            None,
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "no product with id",
+    );
+}
+
+#[tokio::test]
+async fn tokens_are_checked_and_roles_enforced() {
+    let app = &App::start().await;
+    let claims = |role: &str| app.signer.claims("someone", role);
+    let attempt = |token: String| async move {
+        app.call("POST", "/products", Some(&token), Some(burger()))
+            .await
+    };
+
+    assert_problem(
+        &app.call("POST", "/products", None, Some(burger())).await,
+        StatusCode::UNAUTHORIZED,
+        "missing bearer token",
+    );
+    assert_problem(
+        &attempt("not.a.token".into()).await,
+        StatusCode::UNAUTHORIZED,
+        "malformed token",
+    );
+
+    let mut expired = claims("employee");
+    expired.insert("exp".into(), json!(1_600_000_000));
+    assert_problem(
+        &attempt(app.signer.sign(expired)).await,
+        StatusCode::UNAUTHORIZED,
+        "the token has expired",
+    );
+
+    let mut other_audience = claims("employee");
+    other_audience.insert("aud".into(), json!("someone-else"));
+    assert_problem(
+        &attempt(app.signer.sign(other_audience)).await,
+        StatusCode::UNAUTHORIZED,
+        "not meant for techchallenge",
+    );
+
+    let mut other_issuer = claims("employee");
+    other_issuer.insert("iss".into(), json!("evil"));
+    assert_problem(
+        &attempt(app.signer.sign(other_issuer)).await,
+        StatusCode::UNAUTHORIZED,
+        "not issued by techchallenge",
+    );
+
+    // Signed by another key that claims to be ours.
+    let forger = TestSigner::new("key-1");
+    assert_problem(
+        &attempt(forger.token("someone", "employee")).await,
+        StatusCode::UNAUTHORIZED,
+        "signature is invalid",
+    );
+    assert_problem(
+        &attempt(jwt::unsigned(claims("employee"), "key-1")).await,
+        StatusCode::UNAUTHORIZED,
+        "only RS256 tokens are accepted, this one is none",
+    );
+    let public_key_bytes = app.signer.jwk_set().into_bytes();
+    assert_problem(
+        &attempt(jwt::hs256(claims("employee"), "key-1", &public_key_bytes)).await,
+        StatusCode::UNAUTHORIZED,
+        "this one is HS256",
+    );
+    assert_problem(
+        &attempt(app.signer.sign_as(claims("employee"), "key-9")).await,
+        StatusCode::UNAUTHORIZED,
+        "unknown or retired key",
+    );
+    let customer = app.signer.token("customer-1", "customer");
+    assert_problem(
+        &attempt(customer).await,
+        StatusCode::FORBIDDEN,
+        "this route is for employee or admin; the token is a customer's",
+    );
+    assert_eq!(
+        attempt(app.signer.token("admin-1", "admin")).await.status,
+        StatusCode::CREATED
+    );
+}
+
+#[tokio::test]
+async fn a_rotated_key_verifies_until_it_is_retired() {
+    let old = TestSigner::new("key-old");
+    let new = TestSigner::new("key-new");
+    let dir = tempfile_dir();
+    let file = dir.join("jwks.json");
+    let both = json!({"keys": [Value::Object(old.public_jwk().as_ref().clone()), Value::Object(new.public_jwk().as_ref().clone())]});
+    std::fs::write(&file, both.to_string()).unwrap();
+    let verifier = Verifier::new(
+        "techchallenge",
+        "techchallenge",
+        Box::new(JwksFile(file.clone())),
+    )
+    .await
+    .unwrap();
+
+    let old_token = old.token("e", "employee");
+    let new_token = new.token("e", "employee");
+    assert!(
+        verifier.verify(&old_token).await.is_ok(),
+        "rotated but not retired: still valid"
+    );
+    assert!(verifier.verify(&new_token).await.is_ok());
+
+    // Retire the old key: the set now holds only the new one.
+    std::fs::write(&file, new.jwk_set()).unwrap();
+    verifier.refresh().await.unwrap();
+    assert_eq!(
+        verifier.verify(&old_token).await.unwrap_err().to_string(),
+        "the token was signed with an unknown or retired key"
+    );
+    assert!(verifier.verify(&new_token).await.is_ok());
+
+    // A set that cannot be read keeps the last good one.
+    std::fs::write(&file, "{ not json").unwrap();
+    assert!(verifier.refresh().await.is_err());
+    assert!(verifier.verify(&new_token).await.is_ok());
+    let _ = Arc::strong_count(&verifier);
+}
+
+#[tokio::test]
+async fn health_docs_and_request_ids() {
+    let app = App::start().await;
+    let live = app.call("GET", "/health/live", None, None).await;
+    assert_eq!(live.status, StatusCode::OK);
+    let ready = app.call("GET", "/health/ready", None, None).await;
+    assert_eq!(ready.body["database"], "ok");
+    assert!(
+        uuid::Uuid::parse_str(ready.request_id.as_deref().unwrap()).is_ok(),
+        "a request id is made when none is sent"
+    );
+
+    let given = Request::builder()
+        .uri("/categories")
+        .header("x-request-id", "abc-123")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        send(&app.router, given).await.request_id.as_deref(),
+        Some("abc-123")
+    );
+
+    let spec = app.call("GET", "/openapi.json", None, None).await;
+    assert_eq!(spec.status, StatusCode::OK);
+    for path in [
+        "/products",
+        "/products/{id}",
+        "/products/lookup",
+        "/categories",
+    ] {
+        assert!(
+            spec.body["paths"].get(path).is_some(),
+            "{path} is not documented"
+        );
+    }
+    let page = app
+        .router
+        .clone()
+        .oneshot(Request::builder().uri("/docs").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let html = String::from_utf8(
+        page.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(html.contains("fetch('openapi.json')"));
+    assert!(
+        !html.contains("src=\"http"),
+        "the docs page loads nothing from elsewhere"
+    );
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "product-test-{}-{}",
+        std::process::id(),
+        uuid::Uuid::now_v7()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
