@@ -19,6 +19,7 @@ pub struct TestSigner {
     pub audience: String,
     private: Jwk,
     public: Jwk,
+    private_pem: String,
 }
 
 impl TestSigner {
@@ -37,6 +38,7 @@ impl TestSigner {
             audience: "techchallenge".into(),
             private,
             public,
+            private_pem: String::from_utf8_lossy(&pair.to_pem_private_key()).to_string(),
         }
     }
 
@@ -47,6 +49,24 @@ impl TestSigner {
     /// A JWK set holding this key, as JSON text.
     pub fn jwk_set(&self) -> String {
         json!({ "keys": [Value::Object(self.public.as_ref().clone())] }).to_string()
+    }
+
+    /// A key file in the stack secret's layout, signing with this key and
+    /// publishing it beside `also_published`.
+    pub fn key_file(&self, also_published: &[&TestSigner]) -> String {
+        let mut keys = vec![Value::Object(self.public.as_ref().clone())];
+        keys.extend(
+            also_published
+                .iter()
+                .map(|s| Value::Object(s.public.as_ref().clone())),
+        );
+        json!({
+            "jwt_kid": self.kid,
+            "jwt_private_key": self.private_pem,
+            "jwt_public_key": "",
+            "jwt_jwks": { "keys": keys },
+        })
+        .to_string()
     }
 
     /// Claims valid for the next hour.

@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -105,19 +104,6 @@ impl JwkSource for StaticKeys {
     fn fetch(&self) -> Pin<Box<dyn Future<Output = anyhow::Result<Vec<Jwk>>> + Send + '_>> {
         let keys = self.0.clone();
         Box::pin(async move { Ok(keys) })
-    }
-}
-
-/// A JSON file holding a JWK set (`{"keys": [...]}`) or a stack secret
-/// (whose `jwt_jwks` is one), re-read at each refresh.
-pub struct JwksFile(pub PathBuf);
-
-impl JwkSource for JwksFile {
-    fn fetch(&self) -> Pin<Box<dyn Future<Output = anyhow::Result<Vec<Jwk>>> + Send + '_>> {
-        Box::pin(async move {
-            let text = tokio::fs::read_to_string(&self.0).await?;
-            parse_jwk_set(&text)
-        })
     }
 }
 

@@ -13,6 +13,7 @@ pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod keys;
 pub mod server;
 pub mod telemetry;
 

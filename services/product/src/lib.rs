@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::FromRef;
-use service_kit::auth::{JwksFile, Verifier};
+use service_kit::auth::Verifier;
 use service_kit::config::{ConfigError, Env};
+use service_kit::keys::KeySource;
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use utoipa::OpenApi;
@@ -27,8 +28,6 @@ pub struct Config {
     pub pool_size: u32,
     pub jwt_issuer: String,
     pub jwt_audience: String,
-    /// A JWK set, or a stack secret holding one under `jwt_jwks`.
-    pub jwks_file: String,
     pub jwks_refresh: Duration,
 }
 
@@ -48,10 +47,6 @@ impl Config {
                 "JWT_AUDIENCE",
                 "techchallenge".to_string(),
                 "the audience of the tokens",
-            )?,
-            jwks_file: env.required(
-                "JWKS_FILE",
-                "the path of the JWK set (or stack secret) that verifies tokens",
             )?,
             jwks_refresh: Duration::from_secs(env.parsed_or(
                 "JWKS_REFRESH_SECONDS",
@@ -119,16 +114,14 @@ pub fn router(state: AppState) -> Router {
     service_kit::server::app(routes)
 }
 
-/// Connects, migrates and serves until SIGTERM.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// Connects, migrates and serves until SIGTERM; tokens are verified with
+/// the keys of `keys`.
+pub async fn run(config: Config, keys: KeySource) -> anyhow::Result<()> {
     let pool = service_kit::db::connect(&config.database_url, config.pool_size, &MIGRATOR).await?;
-    let verifier = Verifier::new(
-        &config.jwt_issuer,
-        &config.jwt_audience,
-        Box::new(JwksFile(config.jwks_file.clone().into())),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("JWKS_FILE {}: {e}", config.jwks_file))?;
+    let described = keys.describe();
+    let verifier = Verifier::new(&config.jwt_issuer, &config.jwt_audience, Box::new(keys))
+        .await
+        .map_err(|e| anyhow::anyhow!("{described}: {e:#}"))?;
     verifier.spawn_refresh(config.jwks_refresh);
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.port)).await?;
     tracing::info!(port = config.port, "product service listening");

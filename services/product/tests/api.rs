@@ -9,7 +9,8 @@ use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use product_service::{AppState, MIGRATOR};
 use serde_json::{Value, json};
-use service_kit::auth::{JwksFile, StaticKeys, Verifier};
+use service_kit::auth::{StaticKeys, Verifier};
+use service_kit::keys::KeySource;
 use testkit::jwt::{self, TestSigner};
 use tower::ServiceExt;
 
@@ -504,7 +505,7 @@ async fn a_rotated_key_verifies_until_it_is_retired() {
     let verifier = Verifier::new(
         "techchallenge",
         "techchallenge",
-        Box::new(JwksFile(file.clone())),
+        Box::new(KeySource::File(file.clone())),
     )
     .await
     .unwrap();

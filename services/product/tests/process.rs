@@ -40,7 +40,7 @@ fn start() -> Service {
             "DATABASE_URL",
             testkit::postgres().fresh_database("product_process"),
         )
-        .env("JWKS_FILE", &jwks)
+        .env("KEYS_FILE", &jwks)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

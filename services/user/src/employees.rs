@@ -1,0 +1,152 @@
+//! Employees: the first admin from configuration, and more added by admins.
+
+use argon2::Argon2;
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHasher, SaltString};
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::post;
+use serde::{Deserialize, Serialize};
+use service_kit::auth::{Caller, Role};
+use service_kit::error::{ApiError, ApiResult, FieldError, unique_violation};
+use service_kit::extract::Json;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::customers::{check_email, check_name};
+
+/// An argon2 hash of a random password, checked when a login names no
+/// employee so that both failures take the same time.
+pub const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$J0wvP5f5qP0cPNmQm2m2fQk3j0oB0XhZ5g8Y0m8c5yY";
+
+const PASSWORD_MIN: usize = 12;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/employees", post(create))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewEmployee {
+    pub name: String,
+    pub email: String,
+    /// At least 12 characters.
+    pub password: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Employee {
+    pub id: Uuid,
+    pub name: String,
+    pub email: String,
+    pub role: Role,
+}
+
+/// Adds an employee (admins).
+#[utoipa::path(
+    post, path = "/employees", request_body = NewEmployee, security(("bearer" = [])),
+    responses((status = 201, body = Employee), (status = 403, body = service_kit::error::Problem), (status = 409, body = service_kit::error::Problem))
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(input): Json<NewEmployee>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require(&[Role::Admin])?;
+    let mut errors = Vec::new();
+    let name = check_name(&input.name, &mut errors);
+    let email = check_email(&input.email, &mut errors);
+    if input.password.chars().count() < PASSWORD_MIN {
+        errors.push(FieldError::new(
+            "password",
+            format!("must be at least {PASSWORD_MIN} characters"),
+        ));
+    }
+    if !Role::STAFF.contains(&input.role) {
+        errors.push(FieldError::new("role", "must be employee or admin"));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(errors));
+    }
+    let id = insert(&state.pool, &name, &email, input.password, input.role)
+        .await
+        .map_err(
+            |e| match e.downcast_ref::<sqlx::Error>().and_then(unique_violation) {
+                Some(_) => {
+                    ApiError::Conflict(format!("an employee with email {email} exists already"))
+                }
+                None => ApiError::Internal(e),
+            },
+        )?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Employee {
+            id,
+            name,
+            email,
+            role: input.role,
+        }),
+    ))
+}
+
+async fn insert(
+    pool: &PgPool,
+    name: &str,
+    email: &str,
+    password: String,
+    role: Role,
+) -> anyhow::Result<Uuid> {
+    let hash = tokio::task::spawn_blocking(move || {
+        Argon2::default()
+            .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
+            .map(|h| h.to_string())
+            .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))
+    })
+    .await??;
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO employees (id, name, email, password_hash, role) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id)
+    .bind(name)
+    .bind(email)
+    .bind(hash)
+    .bind(role.as_str())
+    .execute(pool)
+    .await?;
+    Ok(id)
+}
+
+/// Creates the first admin from configuration unless that email exists.
+pub async fn ensure_admin(pool: &PgPool, email: &str, password: &str) -> anyhow::Result<()> {
+    let email = email.trim().to_lowercase();
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM employees WHERE email = $1)")
+            .bind(&email)
+            .fetch_one(pool)
+            .await?;
+    if !exists {
+        match insert(
+            pool,
+            "Administrator",
+            &email,
+            password.to_string(),
+            Role::Admin,
+        )
+        .await
+        {
+            Ok(_) => tracing::info!(%email, "created the first admin"),
+            // Another replica made it at the same moment.
+            Err(e)
+                if e.downcast_ref::<sqlx::Error>()
+                    .and_then(unique_violation)
+                    .is_some() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

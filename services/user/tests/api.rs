@@ -1,0 +1,463 @@
+//! The user service through its router, against its own PostgreSQL
+//! database, with keys in a local key file as `techctl dev` writes them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use service_kit::keys::KeySource;
+use testkit::jwt::TestSigner;
+use tower::ServiceExt;
+use user_service::{AppState, Config, MIGRATOR, Settings};
+
+const ADMIN_EMAIL: &str = "admin@lanchonete.example";
+const ADMIN_PASSWORD: &str = "correct horse battery staple";
+const CPF: &str = "529.982.247-25";
+
+struct App {
+    router: Router,
+    state: AppState,
+    key_file: PathBuf,
+}
+
+struct Answer {
+    status: StatusCode,
+    content_type: String,
+    body: Value,
+}
+
+impl App {
+    async fn start(signer: &TestSigner) -> App {
+        let dir = std::env::temp_dir().join(format!(
+            "user-test-{}-{}",
+            std::process::id(),
+            uuid::Uuid::now_v7()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key_file = dir.join("keys.json");
+        std::fs::write(&key_file, signer.key_file(&[])).unwrap();
+        let url = tokio::task::spawn_blocking(|| testkit::postgres().fresh_database("user"))
+            .await
+            .unwrap();
+        let pool = service_kit::db::connect(&url, 5, &MIGRATOR).await.unwrap();
+        let config = Config {
+            port: 0,
+            database_url: url,
+            pool_size: 5,
+            settings: Settings {
+                issuer: "techchallenge".into(),
+                public_url: "http://localhost:8080".into(),
+            },
+            jwt_audience: "techchallenge".into(),
+            token_lifetime: Duration::from_secs(900),
+            keys_refresh: Duration::from_secs(3600),
+            admin: Some((ADMIN_EMAIL.into(), ADMIN_PASSWORD.into())),
+        };
+        let state = user_service::state(pool, KeySource::File(key_file.clone()), &config)
+            .await
+            .unwrap();
+        App {
+            router: user_service::router(state.clone()),
+            state,
+            key_file,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some(b) => req
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        }
+        .unwrap();
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let content_type = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        Answer {
+            status,
+            content_type,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+
+    async fn register(&self, name: &str, cpf: &str, email: &str) -> Answer {
+        self.call(
+            "POST",
+            "/users",
+            None,
+            Some(json!({"name": name, "cpf": cpf, "email": email})),
+        )
+        .await
+    }
+
+    async fn token(&self, path: &str, body: Option<Value>) -> String {
+        let answer = self.call("POST", path, None, body).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        answer.body["access_token"].as_str().unwrap().to_string()
+    }
+
+    async fn admin_token(&self) -> String {
+        self.token(
+            "/auth/employee/token",
+            Some(json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})),
+        )
+        .await
+    }
+}
+
+#[track_caller]
+fn assert_problem(answer: &Answer, status: StatusCode, detail: &str) {
+    assert_eq!(answer.status, status, "{}", answer.body);
+    assert_eq!(answer.content_type, "application/problem+json");
+    assert!(
+        answer.body.to_string().contains(detail),
+        "expected {detail:?} in {}",
+        answer.body
+    );
+}
+
+/// The header and claims of a token, read without verifying it.
+fn decode(token: &str) -> (Value, Value) {
+    let mut parts = token.split('.');
+    let mut part =
+        || serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts.next().unwrap()).unwrap()).unwrap();
+    (part(), part())
+}
+
+#[tokio::test]
+async fn a_customer_registers_and_gets_a_token_without_personal_data() {
+    let app = App::start(&TestSigner::new("key-a")).await;
+    let created = app.register("Ana Souza", CPF, "Ana@Example.com").await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["cpf"], "52998224725");
+    assert_eq!(created.body["email"], "ana@example.com");
+    let id = created.body["id"].as_str().unwrap().to_string();
+
+    assert_problem(
+        &app.register("Other", "52998224725", "other@example.com")
+            .await,
+        StatusCode::CONFLICT,
+        "this CPF is already registered",
+    );
+    assert_problem(
+        &app.register("Other", "111.444.777-35", "ana@example.com")
+            .await,
+        StatusCode::CONFLICT,
+        "this email is already registered",
+    );
+
+    let token = app
+        .token("/auth/token", Some(json!({"cpf": "52998224725"})))
+        .await;
+    let (header, claims) = decode(&token);
+    assert_eq!(header["alg"], "RS256");
+    assert_eq!(header["kid"], "key-a");
+    assert_eq!(claims["sub"], id.as_str());
+    assert_eq!(claims["role"], "customer");
+    assert_eq!(claims["iss"], "techchallenge");
+    assert_eq!(claims["aud"], "techchallenge");
+    assert_eq!(
+        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+        900
+    );
+    assert!(claims["jti"].is_string());
+    let everything = format!("{header}{claims}");
+    assert!(
+        !everything.contains("52998224725") && !everything.contains("ana@"),
+        "no CPF or email in a token: {everything}"
+    );
+
+    // The customer reads and edits themself; another customer may not.
+    assert_eq!(
+        app.call("GET", &format!("/users/{id}"), Some(&token), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let edited = app
+        .call(
+            "PATCH",
+            &format!("/users/{id}"),
+            Some(&token),
+            Some(json!({"name": "Ana S. Souza"})),
+        )
+        .await;
+    assert_eq!(edited.body["name"], "Ana S. Souza");
+    let other = app
+        .register("Bruno", "111.444.777-35", "bruno@example.com")
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_problem(
+        &app.call("GET", &format!("/users/{other}"), Some(&token), None)
+            .await,
+        StatusCode::FORBIDDEN,
+        "only the customer themself or staff",
+    );
+    assert_problem(
+        &app.call("GET", "/users?cpf=52998224725", Some(&token), None)
+            .await,
+        StatusCode::FORBIDDEN,
+        "for employee or admin",
+    );
+
+    let staff = app.admin_token().await;
+    let found = app
+        .call("GET", "/users?cpf=529.982.247-25", Some(&staff), None)
+        .await;
+    assert_eq!(found.body["id"], id.as_str());
+}
+
+#[tokio::test]
+async fn bad_input_is_a_problem_with_the_field_named() {
+    let app = App::start(&TestSigner::new("key-a")).await;
+    for (cpf, why) in [
+        ("111.111.111-11", "one repeated digit"),
+        ("529.982.247-24", "check digits do not match"),
+        ("529.982.247", "11 digits"),
+    ] {
+        let answer = app.register("Ana", cpf, "ana@example.com").await;
+        assert_problem(&answer, StatusCode::UNPROCESSABLE_ENTITY, why);
+        assert_eq!(answer.body["errors"][0]["field"], "cpf");
+    }
+    let answer = app
+        .register(&"A".repeat(101), "111.111.111-11", "not-an-email")
+        .await;
+    assert_problem(
+        &answer,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "3 fields are invalid",
+    );
+    let missing = app
+        .call(
+            "POST",
+            "/users",
+            None,
+            Some(json!({"name": "Ana", "cpf": CPF})),
+        )
+        .await;
+    assert_problem(
+        &missing,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "missing field `email`",
+    );
+    let unknown = app
+        .call(
+            "POST",
+            "/auth/token",
+            None,
+            Some(json!({"cpf": "111.444.777-35"})),
+        )
+        .await;
+    assert_problem(&unknown, StatusCode::NOT_FOUND, "register with POST /users");
+    let bad = app
+        .call("POST", "/auth/token", None, Some(json!({"cpf": "123"})))
+        .await;
+    assert_problem(&bad, StatusCode::UNPROCESSABLE_ENTITY, "11 digits");
+}
+
+#[tokio::test]
+async fn guests_and_employees_get_tokens_of_their_role() {
+    let app = App::start(&TestSigner::new("key-a")).await;
+    let guest = app.token("/auth/guest", None).await;
+    let (_, claims) = decode(&guest);
+    assert_eq!(claims["role"], "guest");
+    assert!(uuid::Uuid::parse_str(claims["sub"].as_str().unwrap()).is_ok());
+
+    let admin = app.admin_token().await;
+    assert_eq!(decode(&admin).1["role"], "admin");
+    let wrong = app
+        .call(
+            "POST",
+            "/auth/employee/token",
+            None,
+            Some(json!({"email": ADMIN_EMAIL, "password": "nope"})),
+        )
+        .await;
+    let unknown = app
+        .call(
+            "POST",
+            "/auth/employee/token",
+            None,
+            Some(json!({"email": "who@x.example", "password": "nope"})),
+        )
+        .await;
+    assert_problem(&wrong, StatusCode::UNAUTHORIZED, "wrong email or password");
+    assert_eq!(
+        wrong.body, unknown.body,
+        "an unknown email and a wrong password look the same"
+    );
+
+    let new = json!({"name": "Carla", "email": "carla@lanchonete.example", "password": "twelve chars ok", "role": "employee"});
+    let created = app
+        .call("POST", "/employees", Some(&admin), Some(new.clone()))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_problem(
+        &app.call("POST", "/employees", Some(&admin), Some(new))
+            .await,
+        StatusCode::CONFLICT,
+        "exists already",
+    );
+    let employee = app
+        .token(
+            "/auth/employee/token",
+            Some(json!({"email": "carla@lanchonete.example", "password": "twelve chars ok"})),
+        )
+        .await;
+    assert_eq!(decode(&employee).1["role"], "employee");
+    let refused = app
+        .call("POST", "/employees", Some(&employee), Some(json!({"name": "D", "email": "d@x.example", "password": "twelve chars ok", "role": "admin"})))
+        .await;
+    assert_problem(&refused, StatusCode::FORBIDDEN, "this route is for admin");
+    assert_problem(
+        &app.call("GET", "/users?cpf=52998224725", Some(&guest), None)
+            .await,
+        StatusCode::FORBIDDEN,
+        "the token is a guest's",
+    );
+}
+
+#[tokio::test]
+async fn anonymization_erases_personal_data_but_keeps_the_id() {
+    let app = App::start(&TestSigner::new("key-a")).await;
+    let id = app.register("Ana Souza", CPF, "ana@example.com").await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mismatch = app
+        .call(
+            "POST",
+            "/users/anonymization",
+            None,
+            Some(json!({"name": "Ana", "cpf": CPF, "email": "ana@example.com"})),
+        )
+        .await;
+    assert_problem(&mismatch, StatusCode::NOT_FOUND, "no customer matches");
+    let done = app
+        .call(
+            "POST",
+            "/users/anonymization",
+            None,
+            Some(json!({"name": "Ana Souza", "cpf": "52998224725", "email": "ANA@example.com"})),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::NO_CONTENT, "{}", done.body);
+
+    let staff = app.admin_token().await;
+    let record = app
+        .call("GET", &format!("/users/{id}"), Some(&staff), None)
+        .await;
+    assert_eq!(record.status, StatusCode::OK);
+    assert_eq!(record.body["name"], Value::Null);
+    assert_eq!(record.body["cpf"], Value::Null);
+    assert_eq!(record.body["email"], Value::Null);
+    assert!(record.body["anonymized_at"].is_string());
+    assert_eq!(
+        app.call("POST", "/auth/token", None, Some(json!({"cpf": CPF})))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    // The CPF is free again.
+    assert_eq!(
+        app.register("Ana Souza", CPF, "ana@example.com")
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+}
+
+#[tokio::test]
+async fn keys_are_published_and_a_rotation_keeps_live_tokens_valid() {
+    let old = TestSigner::new("key-a");
+    let new = TestSigner::new("key-b");
+    let app = App::start(&old).await;
+    let id = app.register("Ana", CPF, "ana@example.com").await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = app.token("/auth/token", Some(json!({"cpf": CPF}))).await;
+
+    let jwks = app.call("GET", "/.well-known/jwks.json", None, None).await;
+    assert_eq!(jwks.body["keys"][0]["kid"], "key-a");
+    assert!(
+        jwks.body["keys"][0].get("d").is_none(),
+        "no private part is published"
+    );
+    let discovery = app
+        .call("GET", "/.well-known/openid-configuration", None, None)
+        .await;
+    assert_eq!(discovery.body["issuer"], "techchallenge");
+    assert_eq!(
+        discovery.body["jwks_uri"],
+        "http://localhost:8080/.well-known/jwks.json"
+    );
+    assert_eq!(
+        discovery.body["id_token_signing_alg_values_supported"],
+        json!(["RS256"])
+    );
+
+    // Rotate: sign with key-b, keep publishing key-a.
+    std::fs::write(&app.key_file, new.key_file(&[&old])).unwrap();
+    app.state.verifier.refresh().await.unwrap();
+    let after = app.token("/auth/token", Some(json!({"cpf": CPF}))).await;
+    assert_eq!(decode(&after).0["kid"], "key-b");
+    for token in [&before, &after] {
+        assert_eq!(
+            app.call("GET", &format!("/users/{id}"), Some(token), None)
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+
+    // Retire key-a: tokens it signed are refused, the new ones still work.
+    std::fs::write(&app.key_file, new.key_file(&[])).unwrap();
+    app.state.verifier.refresh().await.unwrap();
+    assert_problem(
+        &app.call("GET", &format!("/users/{id}"), Some(&before), None)
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "unknown or retired key",
+    );
+    assert_eq!(
+        app.call("GET", &format!("/users/{id}"), Some(&after), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    // A key file that cannot be read keeps the last good keys.
+    std::fs::write(&app.key_file, "{ broken").unwrap();
+    let _ = app.state.verifier.refresh().await;
+    assert_eq!(
+        decode(&app.token("/auth/guest", None).await).0["kid"],
+        "key-b"
+    );
+}
