@@ -10,6 +10,7 @@ pub mod jwt;
 pub mod moto;
 pub mod postgres;
 pub mod proxy;
+pub mod router;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

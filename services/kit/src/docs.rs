@@ -26,3 +26,23 @@ pub fn routes(spec: OpenApi) -> Router {
         )
         .route("/docs", get(|| async { Html(PAGE) }))
 }
+
+/// Declares the bearer-token scheme that protected operations name with
+/// `security(("bearer" = []))`.
+pub struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}

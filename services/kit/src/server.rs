@@ -11,7 +11,8 @@ use axum::http::{HeaderName, Request, StatusCode};
 use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
 
 use crate::error::ApiError;
 
@@ -28,10 +29,13 @@ pub fn app(routes: Router) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {
-                let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request<Body>| {
+                    let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                })
+                // One line per answered request, carrying the span's request id.
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         // Outermost: take the caller's id or make one, and echo it back.
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
@@ -68,4 +72,32 @@ pub async fn shutdown_signal() {
         _ = terminate => {},
     }
     tracing::info!("shutting down: finishing requests in flight");
+}
+
+/// The whole `main` of a service: logs first, then its settings (a bad
+/// variable exits 2 with its name), then `run` (a failure exits 1).
+pub async fn main<S, Fut>(
+    service: &str,
+    settings: impl Future<Output = Result<S, crate::config::ConfigError>>,
+    run: impl FnOnce(S) -> Fut,
+) -> std::process::ExitCode
+where
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    crate::telemetry::init(service);
+    let settings = match settings.await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match run(settings).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = ?e, "{service} stopped");
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -3,25 +3,15 @@ use service_kit::keys::KeySource;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    service_kit::telemetry::init("product-service");
-    let env = Env::process();
-    let settings = match product_service::Config::from_env(&env) {
-        Ok(config) => KeySource::from_env(&env).await.map(|keys| (config, keys)),
-        Err(e) => Err(e),
+    let settings = async {
+        let env = Env::process();
+        Ok((
+            product_service::Config::from_env(&env)?,
+            KeySource::from_env(&env).await?,
+        ))
     };
-    let (config, keys) = match settings {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    match product_service::run(config, keys).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = ?e, "product service stopped");
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    service_kit::server::main("product-service", settings, |(config, keys)| {
+        product_service::run(config, keys)
+    })
+    .await
 }

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use service_kit::auth::{StaticKeys, Verifier};
 use service_kit::keys::KeySource;
 use testkit::jwt::{self, TestSigner};
+use testkit::router::{self, Answer, assert_problem, send};
 use tower::ServiceExt;
 
 struct App {
@@ -49,17 +50,7 @@ impl App {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Answer {
-        let mut req = Request::builder().method(method).uri(path);
-        if let Some(t) = token {
-            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        let req = match body {
-            Some(b) => req
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(b.to_string())),
-            None => req.body(Body::empty()),
-        };
-        send(&self.router, req.unwrap()).await
+        router::call(&self.router, method, path, token, body).await
     }
 
     async fn create(&self, body: Value) -> Value {
@@ -68,39 +59,6 @@ impl App {
             .await;
         assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
         answer.body
-    }
-}
-
-struct Answer {
-    status: StatusCode,
-    content_type: String,
-    request_id: Option<String>,
-    location: Option<String>,
-    body: Value,
-}
-
-async fn send(router: &Router, req: Request<Body>) -> Answer {
-    let res = router.clone().oneshot(req).await.unwrap();
-    let header_of = |name: &str| {
-        res.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let (status, content_type, request_id, location) = (
-        res.status(),
-        header_of("content-type").unwrap_or_default(),
-        header_of("x-request-id"),
-        header_of("location"),
-    );
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    Answer {
-        status,
-        content_type,
-        request_id,
-        location,
-        body,
     }
 }
 
@@ -116,17 +74,6 @@ fn burger() -> Value {
         "name": "X-Burger", "description": "Pão, carne e queijo", "category": "Lanche",
         "price_cents": 2590, "image_url": "https://img.example/x.png", "preparation_minutes": 8
     })
-}
-
-/// Asserts a problem document with this status whose detail contains `detail`.
-#[track_caller]
-fn assert_problem(answer: &Answer, status: StatusCode, detail: &str) {
-    assert_eq!(answer.status, status, "{}", answer.body);
-    assert_eq!(answer.content_type, "application/problem+json");
-    assert_eq!(answer.body["status"], status.as_u16());
-    assert_eq!(answer.body["type"], "about:blank");
-    let text = answer.body.to_string();
-    assert!(text.contains(detail), "expected {detail:?} in {text}");
 }
 
 #[tokio::test]

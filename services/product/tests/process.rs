@@ -24,6 +24,10 @@ impl Drop for Service {
 }
 
 fn start() -> Service {
+    start_with(&[], Stdio::null())
+}
+
+fn start_with(env: &[(&str, &str)], stdout: Stdio) -> Service {
     let signer = TestSigner::new("key-1");
     let dir = std::env::temp_dir().join(format!(
         "product-process-{}-{}",
@@ -42,7 +46,8 @@ fn start() -> Service {
         )
         .env("KEYS_FILE", &jwks)
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .envs(env.iter().copied())
+        .stdout(stdout)
         .stderr(Stdio::null())
         .spawn()
         .expect("start the product service");
@@ -146,4 +151,33 @@ fn sigterm_lets_the_request_in_flight_finish_and_exits_0() {
     assert_eq!(status.code(), Some(0));
     // And it no longer listens.
     assert!(TcpStream::connect(("127.0.0.1", service.port)).is_err());
+}
+
+#[test]
+fn json_logs_carry_the_request_id() {
+    let mut service = start_with(
+        &[("LOG_FORMAT", "json"), ("RUST_LOG", "info")],
+        Stdio::piped(),
+    );
+    let answer = http::send(
+        service.port,
+        "GET",
+        "/categories",
+        &[("x-request-id", "trace-me-123")],
+        None,
+    )
+    .unwrap();
+    assert_eq!(answer.header("x-request-id"), Some("trace-me-123"));
+    let _ = Command::new("kill")
+        .args(["-TERM", &service.child.id().to_string()])
+        .status();
+    let mut out = String::new();
+    std::io::Read::read_to_string(service.child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    let line = out
+        .lines()
+        .find(|l| l.contains("trace-me-123"))
+        .unwrap_or_else(|| panic!("no log line names the request id:\n{out}"));
+    let entry: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
+    assert_eq!(entry["span"]["request_id"], "trace-me-123");
+    assert_eq!(entry["span"]["path"], "/categories");
 }

@@ -14,6 +14,7 @@ use axum::Router;
 use axum::extract::FromRef;
 use service_kit::auth::Verifier;
 use service_kit::config::{ConfigError, Env};
+use service_kit::docs::BearerAuth;
 use service_kit::keys::KeySource;
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
@@ -127,24 +128,6 @@ impl FromRef<AppState> for Arc<Verifier> {
     modifiers(&BearerAuth),
 )]
 struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}
 
 pub fn router(state: AppState) -> Router {
     let routes = customers::routes()

@@ -5,15 +5,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use service_kit::keys::KeySource;
 use testkit::jwt::TestSigner;
-use tower::ServiceExt;
+use testkit::router::{self, Answer, assert_problem};
 use user_service::{AppState, Config, MIGRATOR, Settings};
 
 const ADMIN_EMAIL: &str = "admin@lanchonete.example";
@@ -24,12 +22,6 @@ struct App {
     router: Router,
     state: AppState,
     key_file: PathBuf,
-}
-
-struct Answer {
-    status: StatusCode,
-    content_type: String,
-    body: Value,
 }
 
 impl App {
@@ -76,31 +68,7 @@ impl App {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Answer {
-        let mut req = Request::builder().method(method).uri(path);
-        if let Some(t) = token {
-            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        let req = match body {
-            Some(b) => req
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(b.to_string())),
-            None => req.body(Body::empty()),
-        }
-        .unwrap();
-        let res = self.router.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let content_type = res
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        Answer {
-            status,
-            content_type,
-            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        }
+        router::call(&self.router, method, path, token, body).await
     }
 
     async fn register(&self, name: &str, cpf: &str, email: &str) -> Answer {
@@ -126,17 +94,6 @@ impl App {
         )
         .await
     }
-}
-
-#[track_caller]
-fn assert_problem(answer: &Answer, status: StatusCode, detail: &str) {
-    assert_eq!(answer.status, status, "{}", answer.body);
-    assert_eq!(answer.content_type, "application/problem+json");
-    assert!(
-        answer.body.to_string().contains(detail),
-        "expected {detail:?} in {}",
-        answer.body
-    );
 }
 
 /// The header and claims of a token, read without verifying it.

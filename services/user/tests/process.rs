@@ -19,7 +19,9 @@ impl Drop for Running {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signs_with_the_key_of_the_stack_secret() {
-    let moto = tokio::task::spawn_blocking(testkit::Moto::start).await.unwrap();
+    let moto = tokio::task::spawn_blocking(testkit::Moto::start)
+        .await
+        .unwrap();
     let signer = TestSigner::new("stack-key");
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
@@ -36,7 +38,10 @@ async fn signs_with_the_key_of_the_stack_secret() {
         .unwrap();
 
     let port = testkit::free_port();
-    let database = tokio::task::spawn_blocking(|| testkit::postgres().fresh_database("user_process")).await.unwrap();
+    let database =
+        tokio::task::spawn_blocking(|| testkit::postgres().fresh_database("user_process"))
+            .await
+            .unwrap();
     let _service = Running(
         Command::new(env!("CARGO_BIN_EXE_user-service"))
             .env("PORT", port.to_string())
@@ -54,9 +59,11 @@ async fn signs_with_the_key_of_the_stack_secret() {
             .spawn()
             .unwrap(),
     );
-    tokio::task::spawn_blocking(move || http::wait_until_ok(port, "/health/ready", Duration::from_secs(30)))
-        .await
-        .unwrap();
+    tokio::task::spawn_blocking(move || {
+        http::wait_until_ok(port, "/health/ready", Duration::from_secs(30))
+    })
+    .await
+    .unwrap();
 
     let answers = tokio::task::spawn_blocking(move || {
         let registered = http::send(
@@ -67,14 +74,23 @@ async fn signs_with_the_key_of_the_stack_secret() {
             Some(r#"{"name":"Ana","cpf":"529.982.247-25","email":"ana@example.com"}"#),
         )
         .unwrap();
-        let token = http::send(port, "POST", "/auth/token", &[], Some(r#"{"cpf":"52998224725"}"#)).unwrap();
+        let token = http::send(
+            port,
+            "POST",
+            "/auth/token",
+            &[],
+            Some(r#"{"cpf":"52998224725"}"#),
+        )
+        .unwrap();
         let jwks = http::send(port, "GET", "/.well-known/jwks.json", &[], None).unwrap();
         let admin = http::send(
             port,
             "POST",
             "/auth/employee/token",
             &[],
-            Some(r#"{"email":"admin@lanchonete.example","password":"correct horse battery staple"}"#),
+            Some(
+                r#"{"email":"admin@lanchonete.example","password":"correct horse battery staple"}"#,
+            ),
         )
         .unwrap();
         (registered, token, jwks, admin)
@@ -85,7 +101,11 @@ async fn signs_with_the_key_of_the_stack_secret() {
     assert_eq!(registered.status, 201, "{}", registered.body);
     assert_eq!(token.status, 200, "{}", token.body);
     assert_eq!(jwks.json()["keys"][0]["kid"], "stack-key");
-    assert_eq!(admin.status, 200, "the first admin comes from configuration: {}", admin.body);
+    assert_eq!(
+        admin.status, 200,
+        "the first admin comes from configuration: {}",
+        admin.body
+    );
 
     // The token verifies with the published key, as any service would check it.
     let verifier = service_kit::auth::Verifier::new(
@@ -95,7 +115,10 @@ async fn signs_with_the_key_of_the_stack_secret() {
     )
     .await
     .unwrap();
-    let caller = verifier.verify(token.json()["access_token"].as_str().unwrap()).await.unwrap();
+    let caller = verifier
+        .verify(token.json()["access_token"].as_str().unwrap())
+        .await
+        .unwrap();
     assert_eq!(caller.subject, registered.json()["id"].as_str().unwrap());
 }
 
@@ -118,5 +141,8 @@ fn configuration_errors_name_the_variable() {
         .unwrap();
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("STACK_SECRET_ID: is not set"), "{said}");
-    assert!(said.contains("or set KEYS_FILE to a local key file"), "{said}");
+    assert!(
+        said.contains("or set KEYS_FILE to a local key file"),
+        "{said}"
+    );
 }

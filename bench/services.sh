@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Throughput and latency of the user and product services, release builds,
+# each with its own PostgreSQL database on this machine, beside a bare axum
+# handler in the same run as the ceiling. Load from wrk on loopback.
+#
+#   bash bench/services.sh [SECONDS] [CONNECTIONS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-10}
+connections=${2:-32}
+
+command -v wrk >/dev/null || { apt-get install -y -q wrk >/dev/null; }
+. scripts/postgres.sh
+
+echo "==> building release binaries" >&2
+cargo build --quiet --release -p user-service -p product-service -p service-kit --example bare
+target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; stop_postgres; rm -rf "$work"; }
+trap cleanup EXIT
+start_postgres
+python3 scripts/keys.py "$work/keys.json"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+user_port=$(free_port); product_port=$(free_port); bare_port=$(free_port)
+
+common=(KEYS_FILE="$work/keys.json" RUST_LOG=warn DB_POOL_SIZE=16)
+env "${common[@]}" PORT="$user_port" DATABASE_URL="$(new_database users)" \
+  ADMIN_EMAIL=admin@bench.example ADMIN_PASSWORD="bench admin password" "$target/user-service" >"$work/user.log" 2>&1 &
+pids+=($!)
+env "${common[@]}" PORT="$product_port" DATABASE_URL="$(new_database products)" "$target/product-service" >"$work/product.log" 2>&1 &
+pids+=($!)
+PORT="$bare_port" "$target/examples/bare" &
+pids+=($!)
+for port in "$user_port" "$product_port"; do
+  for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null && break; sleep 0.1; done
+done
+
+# A realistic menu and one registered customer.
+admin=$(curl -fs -X POST "http://127.0.0.1:$user_port/auth/employee/token" -H 'content-type: application/json' \
+  -d '{"email":"admin@bench.example","password":"bench admin password"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+categories=(Lanche Acompanhamento Bebida Sobremesa)
+for i in $(seq 1 40); do
+  curl -fs -X POST "http://127.0.0.1:$product_port/products" -H "authorization: Bearer $admin" -H 'content-type: application/json' \
+    -d "{\"name\":\"Item $i\",\"description\":\"Item number $i of the menu\",\"category\":\"${categories[$((i % 4))]}\",\"price_cents\":$((500 + i * 37)),\"preparation_minutes\":$((i % 12))}" >/dev/null
+done
+product_id=$(curl -fs "http://127.0.0.1:$product_port/products?per_page=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])')
+curl -fs -X POST "http://127.0.0.1:$user_port/users" -H 'content-type: application/json' \
+  -d '{"name":"Ana Souza","cpf":"529.982.247-25","email":"ana@bench.example"}' >/dev/null
+cat >"$work/token.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"cpf":"52998224725"}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+
+results="$work/results"
+run() {
+  local name=$1; shift
+  wrk -t2 -c"$connections" -d"${seconds}s" --latency "$@" >"$work/wrk.out"
+  python3 - "$name" "$work/wrk.out" >>"$results" <<'PY'
+import re, sys
+name, text = sys.argv[1], open(sys.argv[2]).read()
+def ms(label):
+    m = re.search(r"^\s*%s%%\s+([\d.]+)(us|ms|s)\s*$" % label, text, re.M)
+    value, unit = float(m.group(1)), m.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+print(name, rps, ms("50"), ms("99"), errors.group(1) if errors else 0)
+PY
+}
+echo "==> $seconds s per endpoint, $connections connections, 2 wrk threads" >&2
+run "bare axum handler" "http://127.0.0.1:$bare_port/"
+run "GET /products" "http://127.0.0.1:$product_port/products"
+run "GET /products/{id}" "http://127.0.0.1:$product_port/products/$product_id"
+run "POST /auth/token" -s "$work/token.lua" "http://127.0.0.1:$user_port/auth/token"
+
+python3 - "$results" <<'PY'
+import sys
+rows = [line.rsplit(" ", 4) for line in open(sys.argv[1])]
+bare = float(rows[0][1])
+print(f"{'endpoint':<22}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs bare':>9}{'errors':>8}")
+for name, rps, p50, p99, errors in rows:
+    print(f"{name:<22}{float(rps):>10.0f}{float(p50):>9.2f}{float(p99):>9.2f}{float(rps)/bare:>9.2f}{int(errors):>8}")
+PY
