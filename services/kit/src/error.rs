@@ -160,3 +160,48 @@ pub fn unique_violation(e: &sqlx::Error) -> Option<String> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::to_bytes;
+
+    async fn rendered(error: ApiError) -> (StatusCode, String, serde_json::Value) {
+        let response = error.into_response();
+        let status = response.status();
+        let content_type = response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let body = to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        (status, content_type, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn an_internal_error_is_a_bare_500_that_leaks_nothing() {
+        let secret = anyhow::anyhow!("connection to 10.0.3.7:5432 refused for user admin");
+        let (status, content_type, body) =
+            rendered(ApiError::Internal(secret.context("loading the order"))).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(content_type, "application/problem+json");
+        assert_eq!(
+            body,
+            serde_json::json!({"type": "about:blank", "title": "Internal Server Error", "status": 500})
+        );
+    }
+
+    #[tokio::test]
+    async fn invalid_fields_are_listed() {
+        let error = ApiError::invalid(vec![
+            FieldError::new("price_cents", "must be 1 or more"),
+            FieldError::new("name", "too long"),
+        ]);
+        let (status, _, body) = rendered(error).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(body["detail"], "2 fields are invalid");
+        assert_eq!(
+            body["errors"][0],
+            serde_json::json!({"field": "price_cents", "message": "must be 1 or more"})
+        );
+    }
+}
