@@ -13,7 +13,8 @@ command -v wrk >/dev/null || { apt-get install -y -q wrk >/dev/null; }
 . scripts/postgres.sh
 
 echo "==> building release binaries" >&2
-cargo build --quiet --release -p user-service -p product-service -p service-kit --example bare
+cargo build --quiet --release -p user-service -p product-service
+cargo build --quiet --release -p service-kit --example bare
 target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release
 
 work=$(mktemp -d)
@@ -34,7 +35,9 @@ pids+=($!)
 PORT="$bare_port" "$target/examples/bare" &
 pids+=($!)
 for port in "$user_port" "$product_port"; do
-  for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null && break; sleep 0.1; done
+  ready=
+  for _ in $(seq 1 300); do curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null && ready=1 && break; sleep 0.1; done
+  [ -n "$ready" ] || { echo "a service on port $port did not become ready; its log:" >&2; cat "$work"/*.log >&2; exit 1; }
 done
 
 # A realistic menu and one registered customer.

@@ -1,5 +1,7 @@
 //! Categories and products.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -185,11 +187,12 @@ pub async fn list_products(
 pub async fn get_product(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
-) -> ApiResult<Json<Product>> {
-    find(&state, id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| not_found(id))
+) -> ApiResult<Json<Arc<Product>>> {
+    if let Some(product) = state.cache.get(id) {
+        return Ok(Json(product));
+    }
+    let product = find(&state, id).await?.ok_or_else(|| not_found(id))?;
+    Ok(Json(state.cache.put(product)))
 }
 
 /// Adds a product (employees).
@@ -261,6 +264,7 @@ pub async fn update_product(
     .execute(&state.pool)
     .await
     .map_err(|e| duplicate_name(e, &input.name))?;
+    state.cache.forget(id);
     if updated.rows_affected() == 0 {
         return Err(not_found(id));
     }
@@ -286,6 +290,7 @@ pub async fn deactivate_product(
         .bind(id)
         .execute(&state.pool)
         .await?;
+    state.cache.forget(id);
     if done.rows_affected() == 0 {
         return Err(not_found(id));
     }

@@ -2,6 +2,7 @@
 //! Anyone may read it; employees change it. The order service prices
 //! orders through the batch lookup, never from what a client sends.
 
+mod cache;
 mod catalog;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use utoipa::OpenApi;
 
+pub use cache::ProductCache;
 pub use catalog::{LookupRequest, LookupResult, Product, ProductInput, ProductPage};
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -30,6 +32,8 @@ pub struct Config {
     pub jwt_issuer: String,
     pub jwt_audience: String,
     pub jwks_refresh: Duration,
+    /// How long a product read stays cached in this replica.
+    pub cache_ttl: Duration,
 }
 
 impl Config {
@@ -49,6 +53,11 @@ impl Config {
                 "techchallenge".to_string(),
                 "the audience of the tokens",
             )?,
+            cache_ttl: Duration::from_millis(env.parsed_or(
+                "PRODUCT_CACHE_MILLISECONDS",
+                2000,
+                "how long a product read is cached, in milliseconds (0 turns the cache off)",
+            )?),
             jwks_refresh: Duration::from_secs(env.parsed_or(
                 "JWKS_REFRESH_SECONDS",
                 60,
@@ -63,6 +72,17 @@ impl Config {
 pub struct AppState {
     pub pool: PgPool,
     pub verifier: Arc<Verifier>,
+    pub cache: Arc<ProductCache>,
+}
+
+impl AppState {
+    pub fn new(pool: PgPool, verifier: Arc<Verifier>, cache_ttl: Duration) -> Self {
+        Self {
+            pool,
+            verifier,
+            cache: Arc::new(ProductCache::new(cache_ttl)),
+        }
+    }
 }
 
 impl FromRef<AppState> for Arc<Verifier> {
@@ -109,7 +129,7 @@ pub async fn run(config: Config, keys: KeySource) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.port)).await?;
     tracing::info!(port = config.port, "product service listening");
     service_kit::server::serve(
-        router(AppState { pool, verifier }),
+        router(AppState::new(pool, verifier, config.cache_ttl)),
         listener,
         service_kit::server::shutdown_signal(),
     )

@@ -2,6 +2,7 @@
 //! database of its own, with tokens signed like the user service's.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -31,10 +32,12 @@ impl App {
         .await
         .unwrap();
         App {
-            router: product_service::router(AppState {
-                pool: database().await,
+            // A long cache life: reads after writes must still be fresh.
+            router: product_service::router(AppState::new(
+                database().await,
                 verifier,
-            }),
+                Duration::from_secs(600),
+            )),
             signer,
         }
     }
