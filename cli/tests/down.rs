@@ -57,9 +57,7 @@ async fn down_leaves_nothing_tagged_with_the_stack() {
 
     let (report, _) = h.down(&bp, false).await;
     assert_done(&report);
-    for (kind, count) in count_tagged(&aws, "techchallenge").await {
-        assert_eq!(count, 0, "{count} {kind} left after down");
-    }
+    assert_nothing_left(&aws, "techchallenge").await;
     // Nothing of the stack's VPC is left either, tagged or not.
     let in_vpc = aws
         .ec2

@@ -190,9 +190,7 @@ async fn an_interrupted_down_converges_on_rerun() {
     h.proxy.set_policy(|_: &Seen| Fault::Pass);
     assert_done(&h.down(&bp, true).await.0);
     let aws = h.direct().await;
-    for (kind, count) in count_tagged(&aws, "techchallenge").await {
-        assert_eq!(count, 0, "{count} {kind} left after the second down");
-    }
+    assert_nothing_left(&aws, "techchallenge").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,9 +226,7 @@ async fn down_waits_out_dependency_violations() {
         3,
         "{ops:?}"
     );
-    for (kind, count) in count_tagged(&h.direct().await, "techchallenge").await {
-        assert_eq!(count, 0, "{count} {kind} left");
-    }
+    assert_nothing_left(&h.direct().await, "techchallenge").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

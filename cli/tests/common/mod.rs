@@ -238,6 +238,13 @@ pub async fn count_tagged(aws: &Aws, stack: &str) -> BTreeMap<&'static str, usiz
     ])
 }
 
+/// Asserts that no resource of any EC2 type carries the stack tag.
+pub async fn assert_nothing_left(aws: &Aws, stack: &str) {
+    for (kind, count) in count_tagged(aws, stack).await {
+        assert_eq!(count, 0, "{count} {kind} left tagged with the stack");
+    }
+}
+
 /// The stack secret's JSON, or None when it is missing or scheduled for deletion.
 pub async fn secret_json(aws: &Aws, stack: &str) -> Option<serde_json::Value> {
     let out = aws
