@@ -109,12 +109,7 @@ async fn down_deletes_in_aws_dependency_order() {
 
     // techctl's own call log and the proxy's recording hold the same calls
     // (parallel requests may reach the proxy in another order).
-    let ops: Vec<String> = aws
-        .calls
-        .snapshot()
-        .into_iter()
-        .map(|c| c.operation)
-        .collect();
+    let ops: Vec<String> = aws.calls.operations();
     let mut logged = ops.clone();
     let mut recorded = h.proxy.operations()[before..].to_vec();
     logged.sort();

@@ -215,12 +215,7 @@ async fn down_waits_out_dependency_violations() {
     });
     let (report, aws) = h.down(&bp, true).await;
     assert_done(&report);
-    let ops: Vec<String> = aws
-        .calls
-        .snapshot()
-        .into_iter()
-        .map(|c| c.operation)
-        .collect();
+    let ops: Vec<String> = aws.calls.operations();
     assert_eq!(
         ops.iter().filter(|o| *o == "DeleteVpc").count(),
         3,

@@ -195,6 +195,11 @@ impl CallLog {
         self.len() == 0
     }
 
+    /// The operation names, in order.
+    pub fn operations(&self) -> Vec<String> {
+        self.snapshot().into_iter().map(|c| c.operation).collect()
+    }
+
     pub fn mutating(&self) -> usize {
         self.snapshot().iter().filter(|c| c.is_mutating()).count()
     }

@@ -12,91 +12,19 @@ use super::{
     group_of_rules, no_retry, rules_physical_id, tag_spec,
 };
 use crate::apply::{Ctx, Step};
-use crate::aws::{AwsError, TAG_ID, TAG_STACK};
+use crate::aws::AwsError;
 use crate::plan::{Kind, LogicalId, Observed, Resource, Spec};
 
-/// Looks a resource up by its stack and logical id tags.
-async fn find(ctx: &Ctx, kind: Kind, id: &LogicalId) -> Result<Option<String>, AwsError> {
-    let ec2 = &ctx.aws.ec2;
-    let filters = [
-        filter(&format!("tag:{TAG_STACK}"), &ctx.stack),
-        filter(&format!("tag:{TAG_ID}"), id.as_str()),
-    ];
-    let found = match kind {
-        Kind::Vpc => sdk!(
-            "DescribeVpcs",
-            ec2.describe_vpcs()
-                .set_filters(Some(filters.to_vec()))
-                .send()
-        )?
-        .vpcs()
-        .first()
-        .and_then(|v| v.vpc_id().map(str::to_string)),
-        Kind::Subnet => sdk!(
-            "DescribeSubnets",
-            ec2.describe_subnets()
-                .set_filters(Some(filters.to_vec()))
-                .send()
-        )?
-        .subnets()
-        .first()
-        .and_then(|v| v.subnet_id().map(str::to_string)),
-        Kind::InternetGateway => sdk!(
-            "DescribeInternetGateways",
-            ec2.describe_internet_gateways()
-                .set_filters(Some(filters.to_vec()))
-                .send()
-        )?
-        .internet_gateways()
-        .first()
-        .and_then(|v| v.internet_gateway_id().map(str::to_string)),
-        Kind::ElasticIp => sdk!(
-            "DescribeAddresses",
-            ec2.describe_addresses()
-                .set_filters(Some(filters.to_vec()))
-                .send()
-        )?
-        .addresses()
-        .first()
-        .and_then(|v| v.allocation_id().map(str::to_string)),
-        Kind::RouteTable => sdk!(
-            "DescribeRouteTables",
-            ec2.describe_route_tables()
-                .set_filters(Some(filters.to_vec()))
-                .send()
-        )?
-        .route_tables()
-        .first()
-        .and_then(|v| v.route_table_id().map(str::to_string)),
-        Kind::NatGateway => sdk!(
-            "DescribeNatGateways",
-            ec2.describe_nat_gateways()
-                .set_filter(Some(filters.to_vec()))
-                .send()
-        )?
-        .nat_gateways()
-        .iter()
-        .find(|n| {
-            !matches!(
-                n.state(),
-                Some(
-                    NatGatewayState::Deleted | NatGatewayState::Deleting | NatGatewayState::Failed
-                )
-            )
-        })
-        .and_then(|v| v.nat_gateway_id().map(str::to_string)),
-        Kind::SecurityGroup => sdk!(
-            "DescribeSecurityGroups",
-            ec2.describe_security_groups()
-                .set_filters(Some(filters.to_vec()))
-                .send()
-        )?
-        .security_groups()
-        .first()
-        .and_then(|v| v.group_id().map(str::to_string)),
-        _ => None,
-    };
-    Ok(found)
+/// Looks a resource up by its stack and logical id tags, the way `up`
+/// observes the stack: only on the rare path where a create's answer was
+/// lost, so reusing the whole observation costs little and keeps one place
+/// that knows how to read each kind.
+async fn find(ctx: &Ctx, id: &LogicalId) -> Result<Option<String>, AwsError> {
+    Ok(super::observe(&ctx.aws, &ctx.stack)
+        .await?
+        .into_iter()
+        .find(|o| &o.id == id && !matches!(o.state.as_deref(), Some("deleting" | "failed")))
+        .map(|o| o.physical_id))
 }
 
 /// Creates `resource` and returns its physical id.
@@ -104,8 +32,7 @@ pub async fn create(ctx: &Ctx, step: &Step, resource: &Resource) -> Result<Strin
     let ec2 = &ctx.aws.ec2;
     let tags = ctx.tags(&resource.id);
     let id = &resource.id;
-    let kind = resource.kind();
-    let lookup = || find(ctx, kind, id);
+    let lookup = || find(ctx, id);
     match &resource.spec {
         Spec::Vpc {
             cidr,
