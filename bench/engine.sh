@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Wall time and AWS calls of the engine's commands against a local moto
 # server: `up` from nothing, a no-op `up`, `plan`, and `down`. Prints the
-# median of RUNS runs of each (default 5), from a release build.
+# median of RUNS runs of each (default 5), from a release build (PROFILE=dev
+# for a debug one), and the longest chain of dependent waits in the graph.
 #
 #   bash bench/engine.sh [RUNS]
 set -euo pipefail
@@ -43,15 +44,21 @@ for _ in $(seq 1 "$runs"); do
   measure "down" down --yes --force-delete-secrets
 done
 
-python3 - "$results" "$runs" <<'PY'
+python3 - "$results" "$runs" "${PROFILE:-release}" <<'PY'
 import statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
     name, secs, calls, mutating = line.split()
     rows.setdefault(name, []).append((float(secs), int(calls), int(mutating)))
-print(f"techctl against moto, release build, median of {sys.argv[2]} runs")
+print(f"techctl against moto, {sys.argv[3]} build, median of {sys.argv[2]} runs")
 print(f"{'command':<18}{'wall time':>12}{'AWS calls':>12}{'changing':>10}")
 for name in ["up-from-nothing", "no-op-up", "plan", "down"]:
     r = rows[name]
     print(f"{name:<18}{statistics.median(x[0] for x in r):>10.3f} s{int(statistics.median(x[1] for x in r)):>12}{int(statistics.median(x[2] for x in r)):>10}")
 PY
+
+"$TECHCTL" plan --output json | python3 -c '
+import json, sys
+chain = json.loads(sys.stdin.readline())["longest_wait_chain"]
+print(f"longest chain of dependent waits: {len(chain["waits"])} wait(s), about {chain["typical_minutes"]} min on AWS ({" -> ".join(chain["waits"])}), among {chain["resources"]} resources")
+'

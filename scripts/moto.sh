@@ -27,9 +27,11 @@ start_moto() {
   unset AWS_PROFILE
 }
 
-# Builds techctl in release mode and sets TECHCTL to the binary.
+# Builds techctl (release mode unless PROFILE=dev) and sets TECHCTL to the binary.
 build_techctl() {
-  echo "==> building techctl" >&2
-  cargo build --quiet --release -p techctl
-  TECHCTL="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/techctl"
+  local profile=${PROFILE:-release} dir
+  echo "==> building techctl ($profile)" >&2
+  cargo build --quiet --profile "$profile" -p techctl
+  dir=$([ "$profile" = dev ] && echo debug || echo "$profile")
+  TECHCTL="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/$dir/techctl"
 }

@@ -64,6 +64,10 @@ pub enum Command {
         /// Delete the stack secret at once instead of scheduling its deletion
         #[arg(long)]
         force_delete_secrets: bool,
+        /// Keep the database's data: delete the instance with a final
+        /// snapshot and keep its automated backups
+        #[arg(long, conflicts_with = "force_delete_secrets")]
+        keep_data: bool,
         /// How many resources to work on at once
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=64))]
         parallelism: u16,

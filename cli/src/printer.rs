@@ -118,6 +118,7 @@ impl Printer {
             Status::Waiting {
                 what,
                 elapsed_seconds,
+                state: aws_state,
             } => {
                 let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
                 let now = Instant::now();
@@ -132,7 +133,10 @@ impl Printer {
                 (
                     "Waiting",
                     Style::new().yellow(),
-                    format!("for {what} [{elapsed_seconds}s elapsed]"),
+                    match aws_state {
+                        Some(s) => format!("for {what} [now {s}, {elapsed_seconds}s elapsed]"),
+                        None => format!("for {what} [{elapsed_seconds}s elapsed]"),
+                    },
                 )
             }
             Status::Done { physical_id } => (
@@ -179,9 +183,13 @@ impl Printer {
                 bar.set_prefix(doing);
                 bar.set_message(format!("{} {}", event.id, event.kind));
             }
-            Status::Waiting { what, .. } => {
+            Status::Waiting { what, state, .. } => {
                 bar.set_prefix("Waiting");
-                bar.set_message(format!("{} for {what}", event.id));
+                let now = state
+                    .as_ref()
+                    .map(|s| format!(" (now {s})"))
+                    .unwrap_or_default();
+                bar.set_message(format!("{} for {what}{now}", event.id));
             }
             Status::Done { physical_id } => {
                 bar.set_prefix(done);

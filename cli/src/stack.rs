@@ -1,8 +1,6 @@
 //! A stack as a whole: observe everything it owns, plan against the
 //! blueprint, and read its outputs.
 
-use std::collections::HashMap;
-
 use serde_json::{Map, Value, json};
 
 use crate::aws::{self, Aws, AwsError};
@@ -11,13 +9,7 @@ use crate::plan::{self, Observed, Plan};
 
 /// Everything in AWS tagged with the stack, whatever the blueprint says.
 pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> {
-    let mut all = aws::network::observe(aws, stack).await?;
-    let names: HashMap<String, plan::LogicalId> = all
-        .iter()
-        .map(|o| (o.physical_id.clone(), o.id.clone()))
-        .collect();
-    all.extend(aws::secrets::observe(aws, stack, &names).await?);
-    Ok(all)
+    aws::observe(aws, stack).await
 }
 
 /// What `down` deletes: everything observed, except a stack secret that is

@@ -99,7 +99,7 @@ fn plan_detailed_exitcode_and_down_confirmation() {
     assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
     assert!(
         text(&plan)
-            .contains("Plan: 24 to create, 0 to update, 0 to replace, 0 to delete, 0 unchanged."),
+            .contains("Plan: 75 to create, 0 to update, 0 to replace, 0 to delete, 0 unchanged."),
         "{}",
         text(&plan)
     );
@@ -117,7 +117,7 @@ fn plan_detailed_exitcode_and_down_confirmation() {
     let json = techctl(url, &["plan", "--output", "json"]);
     let doc: serde_json::Value =
         serde_json::from_slice(&json.stdout).expect("plan --output json is JSON");
-    assert_eq!(doc["counts"]["unchanged"], 24);
+    assert_eq!(doc["counts"]["unchanged"], 75);
     assert!(
         doc["plan"]["changes"]
             .as_array()

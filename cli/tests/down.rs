@@ -103,6 +103,11 @@ async fn down_deletes_in_aws_dependency_order() {
     let h = Harness::start().await;
     let bp = blueprint_with(&[]);
     assert_done(&h.up(&bp).await.0);
+    // A service running in the cluster, as `deploy` leaves one: it must
+    // be drained before the cluster goes.
+    let direct = h.direct().await;
+    let outputs = secret_json(&direct, "techchallenge").await.unwrap();
+    run_a_service(&direct, &outputs).await;
     let before = h.proxy.operations().len();
     let (report, aws) = h.down(&bp, true).await;
     assert_done(&report);
@@ -133,11 +138,122 @@ async fn down_deletes_in_aws_dependency_order() {
     // gateways go before subnets, subnets before the VPC, the secret last.
     assert!(last(&ops, "RevokeSecurityGroupIngress") < position(&ops, "DeleteSecurityGroup"));
     assert!(last(&ops, "DisassociateRouteTable") < position(&ops, "DeleteRouteTable"));
-    assert!(last(&ops, "DeleteSecurityGroup") < position(&ops, "DeleteSubnet"));
     assert!(last(&ops, "DeleteRouteTable") < position(&ops, "DeleteSubnet"));
     assert!(last(&ops, "DeleteInternetGateway") < position(&ops, "DeleteSubnet"));
     assert!(last(&ops, "DeleteSubnet") < position(&ops, "DeleteVpc"));
     assert!(position(&ops, "DeleteVpc") < position(&ops, "DeleteSecret"));
     // Detached interfaces are swept from each group before it is deleted.
     assert!(position(&ops, "DescribeNetworkInterfaces") < position(&ops, "DeleteSecurityGroup"));
+
+    // Gateway: the route before the integration, the integration before
+    // the VPC link, and the link waited out before its subnets and group.
+    assert!(position(&ops, "DeleteRoute") < position(&ops, "DeleteIntegration"));
+    assert!(position(&ops, "DeleteIntegration") < position(&ops, "DeleteVpcLink"));
+    let link = position(&ops, "DeleteVpcLink");
+    assert!(
+        ops[link..].iter().any(|o| o == "GetVpcLink"),
+        "no wait for the link"
+    );
+    assert!(last(&ops, "GetVpcLink") < position(&ops, "DeleteSecurityGroup"));
+    assert!(last(&ops, "GetVpcLink") < position(&ops, "DeleteSubnet"));
+    // Load balancer: rules, listener, balancer; its interfaces waited out
+    // before any group or subnet goes.
+    assert!(last(&ops, "DeleteRule") < position(&ops, "DeleteListener"));
+    assert!(position(&ops, "DeleteListener") < position(&ops, "DeleteLoadBalancer"));
+    let balancer = position(&ops, "DeleteLoadBalancer");
+    let interfaces = balancer
+        + ops[balancer..]
+            .iter()
+            .position(|o| o == "DescribeNetworkInterfaces")
+            .expect("a wait for the balancer's interfaces");
+    assert!(interfaces < position(&ops, "DeleteSecurityGroup"));
+    assert!(interfaces < position(&ops, "DeleteSubnet"));
+    // The database, waited out, before its subnet group, group and subnets.
+    let database = position(&ops, "DeleteDBInstance");
+    assert!(
+        ops[database..position(&ops, "DeleteDBSubnetGroup")]
+            .iter()
+            .any(|o| o == "DescribeDBInstances")
+    );
+    assert!(database < position(&ops, "DeleteSecurityGroup"));
+    assert!(position(&ops, "DeleteDBSubnetGroup") < position(&ops, "DeleteSubnet"));
+    // ECS: the service scaled to zero, deleted and drained before the
+    // cluster; target groups, roles and log groups after it.
+    assert!(position(&ops, "UpdateService") < position(&ops, "DeleteService"));
+    let cluster = position(&ops, "DeleteCluster");
+    assert!(
+        ops[position(&ops, "DeleteService")..cluster]
+            .iter()
+            .any(|o| o == "DescribeServices")
+    );
+    assert!(cluster < position(&ops, "DeleteTargetGroup"));
+    assert!(cluster < position(&ops, "DeleteRole"));
+    assert!(cluster < position(&ops, "DeleteLogGroup"));
+    assert!(cluster < position(&ops, "DeleteSecurityGroup"));
+    // Subscriptions before topics and queues.
+    assert!(last(&ops, "Unsubscribe") < position(&ops, "DeleteTopic"));
+    assert!(last(&ops, "Unsubscribe") < position(&ops, "DeleteQueue"));
+    // The secret after every other delete.
+    let secret = position(&ops, "DeleteSecret");
+    for op in ops
+        .iter()
+        .filter(|o| o.starts_with("Delete") && *o != "DeleteSecret")
+    {
+        assert!(last(&ops, op) < secret, "{op} after the secret");
+    }
+    assert_nothing_left(&direct, "techchallenge").await;
+}
+
+/// Registers a task definition and runs one Fargate service of it in the
+/// stack's cluster, behind the user target group.
+async fn run_a_service(aws: &techctl::aws::Aws, outputs: &serde_json::Value) {
+    use aws_sdk_ecs::types::{
+        AwsVpcConfiguration, Compatibility, ContainerDefinition, LaunchType, NetworkConfiguration,
+        NetworkMode,
+    };
+    let text = |k: &str| outputs[k].as_str().unwrap().to_string();
+    aws.ecs
+        .register_task_definition()
+        .family("techchallenge-user")
+        .requires_compatibilities(Compatibility::Fargate)
+        .network_mode(NetworkMode::Awsvpc)
+        .cpu("256")
+        .memory("512")
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("user")
+                .image("user:1")
+                .memory(512)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let subnets: Vec<String> = outputs["private_subnet_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    aws.ecs
+        .create_service()
+        .cluster(text("cluster_arn"))
+        .service_name("user")
+        .task_definition("techchallenge-user")
+        .desired_count(1)
+        .launch_type(LaunchType::Fargate)
+        .network_configuration(
+            NetworkConfiguration::builder()
+                .awsvpc_configuration(
+                    AwsVpcConfiguration::builder()
+                        .set_subnets(Some(subnets))
+                        .security_groups(text("services_security_group_id"))
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
 }

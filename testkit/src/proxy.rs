@@ -32,6 +32,9 @@ pub enum Fault {
     /// Answer 400 with this EC2 error code (such as `DependencyViolation`);
     /// moto never sees it.
     Ec2Error(&'static str),
+    /// Forward it and replace text in moto's answer: a resource that stays
+    /// in a state moto never holds it in (an RDS instance `creating`).
+    Rewrite(&'static str, &'static str),
 }
 
 /// The request as the policy sees it.
@@ -155,7 +158,7 @@ async fn handle(
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     let json_protocol = parts.headers.contains_key("x-amz-target");
-    let operation = operation_of(&parts.headers, &body);
+    let operation = operation_of(&parts.method, parts.uri.path(), &parts.headers, &body);
     let fault = {
         let policy = policy.lock().map(|p| p.clone()).map_err(|_| Dropped)?;
         let mut log = log.lock().map_err(|_| Dropped)?;
@@ -180,7 +183,7 @@ async fn handle(
                  <Message>injected by the fault proxy</Message></Error></Errors><RequestID>fault-proxy</RequestID></Response>"
             ),
         )),
-        Fault::Pass | Fault::ForwardThenFail => {
+        Fault::Pass | Fault::ForwardThenFail | Fault::Rewrite(..) => {
             let path = parts
                 .uri
                 .path_and_query()
@@ -200,11 +203,14 @@ async fn handle(
                 return Ok(server_error(json_protocol));
             }
             let (parts, body) = answer.into_parts();
-            let body = body
+            let mut body = body
                 .collect()
                 .await
                 .map(|b| b.to_bytes())
                 .map_err(|_| Dropped)?;
+            if let Fault::Rewrite(from, to) = fault {
+                body = Bytes::from(String::from_utf8_lossy(&body).replace(from, to));
+            }
             let mut response = Response::builder().status(parts.status);
             for (name, value) in &parts.headers {
                 if name != "transfer-encoding" && name != "content-length" {
@@ -217,16 +223,64 @@ async fn handle(
 }
 
 /// `X-Amz-Target: secretsmanager.CreateSecret` for JSON protocols,
-/// `Action=CreateVpc` in the form body for EC2's query protocol.
-fn operation_of(headers: &hyper::HeaderMap, body: &[u8]) -> String {
+/// `Action=CreateVpc` in the form body for query protocols, and the method
+/// and path for API Gateway's REST protocol (`DELETE /v2/apis/ID`).
+fn operation_of(
+    method: &hyper::Method,
+    path: &str,
+    headers: &hyper::HeaderMap,
+    body: &[u8],
+) -> String {
     if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
         return target.rsplit('.').next().unwrap_or(target).to_string();
     }
     String::from_utf8_lossy(body)
         .split('&')
         .find_map(|pair| pair.strip_prefix("Action="))
-        .unwrap_or("?")
-        .to_string()
+        .map(str::to_string)
+        .or_else(|| rest_operation(method, path))
+        .unwrap_or_else(|| "?".to_string())
+}
+
+/// API Gateway v2's operation from the method and the last collection in
+/// the path, and whether an id follows it.
+fn rest_operation(method: &hyper::Method, path: &str) -> Option<String> {
+    const COLLECTIONS: [(&str, &str); 5] = [
+        ("apis", "Api"),
+        ("integrations", "Integration"),
+        ("routes", "Route"),
+        ("stages", "Stage"),
+        ("vpclinks", "VpcLink"),
+    ];
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if segments.first() != Some(&"v2") {
+        return None;
+    }
+    if segments.get(1) == Some(&"tags") {
+        return Some(
+            match *method {
+                hyper::Method::GET => "GetTags",
+                hyper::Method::DELETE => "UntagResource",
+                _ => "TagResource",
+            }
+            .to_string(),
+        );
+    }
+    let (position, name) = segments.iter().enumerate().rev().find_map(|(i, s)| {
+        COLLECTIONS
+            .iter()
+            .find(|(plural, _)| plural == s)
+            .map(|(_, singular)| (i, *singular))
+    })?;
+    let with_id = position + 1 < segments.len();
+    Some(match (method.as_str(), with_id) {
+        ("GET", false) => format!("Get{name}s"),
+        ("GET", true) => format!("Get{name}"),
+        ("POST", _) => format!("Create{name}"),
+        ("PATCH", _) => format!("Update{name}"),
+        ("DELETE", _) => format!("Delete{name}"),
+        _ => return None,
+    })
 }
 
 fn throttle(json_protocol: bool) -> Response<Full<Bytes>> {

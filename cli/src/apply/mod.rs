@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::aws::{self, Aws, AwsError};
+use crate::plan::resource::Output;
 use crate::plan::{Action, Kind, LogicalId, Observed, Plan, Resource};
 pub use dag::Outcome;
 
@@ -33,6 +34,10 @@ pub enum Status {
     Waiting {
         what: String,
         elapsed_seconds: u64,
+        /// AWS's word for where the resource is, when it has one (`creating`,
+        /// `backing-up`, `provisioning`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        state: Option<String>,
     },
     Done {
         physical_id: Option<String>,
@@ -69,9 +74,14 @@ impl Step {
     }
 
     pub fn waiting(&self, what: &str, elapsed: Duration) {
+        self.waiting_in(what, elapsed, None);
+    }
+
+    fn waiting_in(&self, what: &str, elapsed: Duration, state: Option<String>) {
         self.emit(Status::Waiting {
             what: what.to_string(),
             elapsed_seconds: elapsed.as_secs(),
+            state,
         });
     }
 
@@ -88,25 +98,53 @@ impl Step {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Option<T>, AwsError>>,
     {
+        self.wait_for_state(what, deadline, interval, || {
+            let polled = check();
+            async move { polled.await.map(|v| v.ok_or(None)) }
+        })
+        .await
+    }
+
+    /// Like [`Step::wait_until`], with `check` answering `Err(state)` while
+    /// the resource is not there yet, so the state is shown while waiting.
+    pub async fn wait_for_state<T, F, Fut>(
+        &self,
+        what: &str,
+        deadline: Duration,
+        interval: Duration,
+        mut check: F,
+    ) -> Result<T, AwsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Result<T, Option<String>>, AwsError>>,
+    {
         let started = Instant::now();
         loop {
-            if let Some(value) = check().await? {
-                return Ok(value);
-            }
+            let state = match check().await? {
+                Ok(value) => return Ok(value),
+                Err(state) => state,
+            };
             let elapsed = started.elapsed();
             if elapsed >= deadline {
+                let last = state
+                    .map(|s| format!(" (last state: {s})"))
+                    .unwrap_or_default();
                 return Err(AwsError::new(
                     "wait",
-                    format!("gave up after {}s waiting for {what}", deadline.as_secs()),
+                    format!(
+                        "gave up after {}s waiting for {what}{last}",
+                        deadline.as_secs()
+                    ),
                 ));
             }
-            self.waiting(what, elapsed);
+            self.waiting_in(what, elapsed, state);
             tokio::time::sleep(interval).await;
         }
     }
 
-    /// Retries `op` while AWS answers DependencyViolation: something that
-    /// is being deleted still holds on to the resource.
+    /// Retries `op` while AWS says the resource is still in use (EC2's
+    /// DependencyViolation and its kin elsewhere): something that is being
+    /// deleted still holds on to it.
     pub async fn retry_dependency<F, Fut>(
         &self,
         what: &str,
@@ -121,7 +159,7 @@ impl Step {
         let mut attempt = 0;
         loop {
             match op().await {
-                Err(e) if e.is_dependency_violation() && started.elapsed() < deadline => {
+                Err(e) if e.is_in_use() && started.elapsed() < deadline => {
                     self.waiting(what, started.elapsed());
                     tokio::time::sleep(aws::backoff(
                         attempt,
@@ -144,6 +182,8 @@ pub struct Options {
     pub parallelism: usize,
     /// Delete the stack secret at once instead of scheduling its deletion.
     pub force_delete_secrets: bool,
+    /// Delete the database with a final snapshot, keeping its backups.
+    pub keep_data: bool,
 }
 
 impl Default for Options {
@@ -151,6 +191,7 @@ impl Default for Options {
         Self {
             parallelism: 10,
             force_delete_secrets: false,
+            keep_data: false,
         }
     }
 }
@@ -162,6 +203,7 @@ pub struct Ctx {
     pub stack: String,
     pub options: Options,
     ids: Mutex<HashMap<LogicalId, String>>,
+    attributes: Mutex<HashMap<(LogicalId, String), String>>,
 }
 
 impl Ctx {
@@ -171,6 +213,46 @@ impl Ctx {
             stack: stack.to_string(),
             options,
             ids: Mutex::new(HashMap::new()),
+            attributes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records a value other resources refer to, such as an ARN.
+    pub fn remember_attribute(&self, id: &LogicalId, name: &str, value: &str) {
+        if let Ok(mut attributes) = self.attributes.lock() {
+            attributes.insert((id.clone(), name.to_string()), value.to_string());
+        }
+    }
+
+    /// A value a resource this one refers to gave when it was made.
+    pub fn attribute(&self, id: &LogicalId, name: &str) -> Result<String, AwsError> {
+        self.attributes
+            .lock()
+            .ok()
+            .and_then(|a| a.get(&(id.clone(), name.to_string())).cloned())
+            .ok_or_else(|| AwsError::new("resolve", format!("{id} has no {name} yet")))
+    }
+
+    /// The text an output stands for, now that what it names exists.
+    pub fn output(&self, output: &Output) -> Result<serde_json::Value, AwsError> {
+        Ok(match output {
+            Output::Text(t) => serde_json::Value::String(t.clone()),
+            Output::Id(id) => serde_json::Value::String(self.resolve(id)?),
+            Output::Attr { of, attr } => serde_json::Value::String(self.attribute(of, attr)?),
+            Output::List(items) => serde_json::Value::Array(
+                items
+                    .iter()
+                    .map(|o| self.output(o))
+                    .collect::<Result<_, _>>()?,
+            ),
+        })
+    }
+
+    /// The one string an output stands for (an ARN, an id).
+    pub fn output_text(&self, output: &Output) -> Result<String, AwsError> {
+        match self.output(output)? {
+            serde_json::Value::String(s) => Ok(s),
+            other => Ok(other.to_string()),
         }
     }
 
@@ -181,6 +263,14 @@ impl Ctx {
             .ok()
             .and_then(|ids| ids.get(id).cloned())
             .ok_or_else(|| AwsError::new("resolve", format!("{id} does not exist yet")))
+    }
+
+    /// The physical ids of several resources this one refers to.
+    pub fn resolve_all<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a LogicalId>,
+    ) -> Result<Vec<String>, AwsError> {
+        ids.into_iter().map(|id| self.resolve(id)).collect()
     }
 
     pub fn try_resolve(&self, id: &LogicalId) -> Option<String> {
@@ -259,6 +349,11 @@ pub async fn apply(ctx: Arc<Ctx>, plan: &Plan, reporter: Arc<dyn Reporter>) -> R
             && let Some(physical) = &change.physical_id
         {
             ctx.remember(&change.id, physical);
+            if let Some(observed) = by_physical.get(physical.as_str()) {
+                for (name, value) in &observed.attributes {
+                    ctx.remember_attribute(&change.id, name, value);
+                }
+            }
         }
     }
 
@@ -356,7 +451,8 @@ fn finish(
     }
 }
 
-/// Deletes in waves (see [`Kind::deletion_wave`]), as many at once as allowed.
+/// Deletes in AWS's order (see [`Kind::deleted_after`]), as many at once as
+/// allowed.
 async fn destroy(
     ctx: Arc<Ctx>,
     doomed: &[(&Observed, Action)],
@@ -364,29 +460,28 @@ async fn destroy(
 ) -> Vec<ResourceResult> {
     let items: HashMap<String, (Observed, Action)> = doomed
         .iter()
-        .map(|(o, a)| (o.physical_id.clone(), ((*o).clone(), *a)))
+        .map(|(o, a)| (destroy_key(o), ((*o).clone(), *a)))
         .collect();
     let tasks: Vec<dag::Task<String>> = doomed
         .iter()
         .map(|(o, _)| dag::Task {
-            key: o.physical_id.clone(),
+            key: destroy_key(o),
             deps: doomed
                 .iter()
-                .filter(|(other, _)| {
-                    other.spec.kind().deletion_wave() < o.spec.kind().deletion_wave()
-                })
-                .map(|(other, _)| other.physical_id.clone())
+                .filter(|(other, _)| other.spec.kind().deleted_before(o.spec.kind()))
+                .map(|(other, _)| destroy_key(other))
                 .collect(),
         })
         .collect();
     let items = Arc::new(items);
     let run_items = items.clone();
-    let outcomes = dag::walk(tasks, ctx.options.parallelism, move |physical: String| {
+    let outcomes = dag::walk(tasks, ctx.options.parallelism, move |key: String| {
         let ctx = ctx.clone();
         let items = run_items.clone();
         let reporter = reporter.clone();
         async move {
-            let (observed, action) = &items[&physical];
+            let (observed, action) = &items[&key];
+            let physical = observed.physical_id.clone();
             let step = Step {
                 id: observed.id.clone(),
                 kind: observed.spec.kind(),
@@ -394,27 +489,30 @@ async fn destroy(
                 reporter,
             };
             step.emit(Status::Started);
-            let result = match observed.spec.kind() {
-                Kind::StackSecret => aws::secrets::delete(&ctx, observed).await,
-                _ => aws::network::delete(&ctx, &step, observed).await,
-            };
-            settle(&step, result.map(|()| Some(physical.clone())))
+            let result = aws::delete(&ctx, &step, observed).await;
+            settle(&step, result.map(|()| Some(physical)))
         }
     })
     .await;
     outcomes
         .into_iter()
-        .map(|(physical, outcome)| {
-            let (observed, action) = &items[&physical];
+        .map(|(key, outcome)| {
+            let (observed, action) = &items[&key];
             ResourceResult {
                 id: observed.id.clone(),
                 kind: observed.spec.kind(),
                 action: *action,
-                physical_id: Some(physical),
+                physical_id: Some(observed.physical_id.clone()),
                 outcome,
             }
         })
         .collect()
+}
+
+/// A doomed resource's key in the walk: physical ids are unique only
+/// within a kind, and logical ids are shared by duplicates.
+fn destroy_key(o: &Observed) -> String {
+    format!("{} {}", o.id, o.physical_id)
 }
 
 /// Creates, updates and re-creates in dependency order.
@@ -491,13 +589,11 @@ async fn converge(
     resource: &Resource,
     action: Action,
 ) -> Result<Option<String>, AwsError> {
-    let current = ctx.try_resolve(&resource.id);
-    match (resource.kind(), action, current) {
-        (Kind::StackSecret, _, _) => aws::secrets::converge(ctx, step, resource).await.map(Some),
-        (_, Action::Update, Some(physical)) => aws::network::update(ctx, step, resource, &physical)
+    match (action, ctx.try_resolve(&resource.id)) {
+        (Action::Update, Some(physical)) => aws::update(ctx, step, resource, &physical)
             .await
             .map(|()| Some(physical)),
-        _ => aws::network::create(ctx, step, resource).await.map(Some),
+        _ => aws::create(ctx, step, resource).await.map(Some),
     }
 }
 

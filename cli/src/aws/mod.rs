@@ -12,9 +12,24 @@ macro_rules! sdk {
     };
 }
 
+/// The request options for a create sent through [`Aws::create_once`]: the
+/// SDK must not retry it, as a retried create could make a second resource.
+macro_rules! no_retry {
+    ($krate:ident) => {
+        $krate::config::Builder::default().retry_config(aws_config::retry::RetryConfig::disabled())
+    };
+}
+
+pub mod alb;
+pub mod database;
+pub mod ecs;
+pub mod gateway;
+pub mod messaging;
 pub mod network;
+pub mod registry;
 pub mod secrets;
 
+use std::collections::{BTreeMap, HashMap};
 use std::error::Error as StdError;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -35,8 +50,54 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde::Serialize;
 
+use crate::apply::{Ctx, Step};
+use crate::plan::resource::Output;
+use crate::plan::{Kind, LogicalId, Observed, Resource, Spec};
+
 pub const TAG_STACK: &str = "techctl:stack";
 pub const TAG_ID: &str = "techctl:id";
+
+/// The logical id a stack resource carries, or a stand-in for one that
+/// carries only the stack tag, so it is still deleted with the stack.
+pub fn logical_id(tags: &BTreeMap<String, String>, physical: &str) -> LogicalId {
+    tags.get(TAG_ID)
+        .and_then(|t| LogicalId::parse(t))
+        .unwrap_or_else(|| {
+            let cleaned: String = physical
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_lowercase()
+                    } else {
+                        '-'
+                    }
+                })
+                .collect();
+            LogicalId::new(&["untracked", cleaned.trim_matches('-')])
+        })
+}
+
+/// A resource found by its stack tag.
+pub fn observed(
+    physical: &str,
+    tags: BTreeMap<String, String>,
+    spec: Spec,
+    state: Option<String>,
+) -> Observed {
+    Observed {
+        id: logical_id(&tags, physical),
+        physical_id: physical.to_string(),
+        spec,
+        tags,
+        state,
+        attributes: BTreeMap::new(),
+    }
+}
+
+/// Whether `tags` mark a resource of `stack`.
+pub fn in_stack(tags: &BTreeMap<String, String>, stack: &str) -> bool {
+    tags.get(TAG_STACK).map(String::as_str) == Some(stack)
+}
 
 /// How to reach AWS. Anything left `None` comes from the standard AWS
 /// configuration chain (environment, profiles, `AWS_ENDPOINT_URL`).
@@ -61,6 +122,15 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
 pub struct Aws {
     pub ec2: aws_sdk_ec2::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub apigw: aws_sdk_apigatewayv2::Client,
+    pub ecs: aws_sdk_ecs::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub rds: aws_sdk_rds::Client,
+    pub ecr: aws_sdk_ecr::Client,
+    pub sns: aws_sdk_sns::Client,
+    pub sqs: aws_sdk_sqs::Client,
     pub region: String,
     pub calls: CallLog,
     /// Attempts per call, for the retries the engine makes itself.
@@ -137,21 +207,29 @@ pub async fn connect(
     let partition = RetryPartition::custom("techctl")
         .token_bucket(TokenBucket::unlimited())
         .build();
-    let ec2 = aws_sdk_ec2::Client::from_conf(
-        aws_sdk_ec2::config::Builder::from(&config)
-            .retry_partition(partition.clone())
-            .interceptor(calls.clone())
-            .build(),
-    );
-    let secrets = aws_sdk_secretsmanager::Client::from_conf(
-        aws_sdk_secretsmanager::config::Builder::from(&config)
-            .retry_partition(partition)
-            .interceptor(calls.clone())
-            .build(),
-    );
+    // Every client shares the retry partition and the call log.
+    macro_rules! client {
+        ($krate:ident) => {
+            $krate::Client::from_conf(
+                $krate::config::Builder::from(&config)
+                    .retry_partition(partition.clone())
+                    .interceptor(calls.clone())
+                    .build(),
+            )
+        };
+    }
     Ok(Aws {
-        ec2,
-        secrets,
+        ec2: client!(aws_sdk_ec2),
+        secrets: client!(aws_sdk_secretsmanager),
+        elb: client!(aws_sdk_elasticloadbalancingv2),
+        apigw: client!(aws_sdk_apigatewayv2),
+        ecs: client!(aws_sdk_ecs),
+        iam: client!(aws_sdk_iam),
+        logs: client!(aws_sdk_cloudwatchlogs),
+        rds: client!(aws_sdk_rds),
+        ecr: client!(aws_sdk_ecr),
+        sns: client!(aws_sdk_sns),
+        sqs: client!(aws_sdk_sqs),
         region,
         calls,
         max_attempts,
@@ -280,9 +358,42 @@ impl AwsError {
         self.code.as_deref().is_some_and(|c| {
             c.ends_with("NotFound")
                 || c.ends_with(".NotFound")
-                || c == "ResourceNotFoundException"
+                || c.ends_with("NotFoundFault")
+                || c.ends_with("NotFoundException")
+                || c == "NoSuchEntity"
+                || c == "AWS.SimpleQueueService.NonExistentQueue"
+                || c == "QueueDoesNotExist"
                 || c == "Gateway.NotAttached"
         })
+    }
+
+    /// A create met a resource of the same name: a retry after a lost
+    /// answer, or one made by hand. The caller adopts it.
+    pub fn is_already_exists(&self) -> bool {
+        self.code.as_deref().is_some_and(|c| {
+            c.contains("AlreadyExists")
+                || c == "EntityAlreadyExists"
+                || c == "DuplicateTargetGroupName"
+                || c == "DuplicateListener"
+                || c == "PriorityInUse"
+        })
+    }
+
+    /// Something still uses the resource in a way AWS reports outside EC2's
+    /// `DependencyViolation`.
+    pub fn is_in_use(&self) -> bool {
+        self.is_dependency_violation()
+            || self.code.as_deref().is_some_and(|c| {
+                matches!(
+                    c,
+                    "ResourceInUse"
+                        | "DeleteConflict"
+                        | "InvalidDBSubnetGroupStateFault"
+                        | "ClusterContainsServicesException"
+                        | "ClusterContainsTasksException"
+                        | "ConflictException"
+                )
+            })
     }
 
     /// Something still uses the resource; AWS will let go of it in time.
@@ -325,6 +436,170 @@ pub fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
     let ceiling = base.saturating_mul(1u32 << attempt.min(16)).min(cap);
     let millis = ceiling.as_millis().max(1) as u64;
     Duration::from_millis(fastrand::u64(millis / 2..=millis))
+}
+
+/// Looks a resource up by its tags through an area's own observation: only
+/// on the rare path where a create's answer was lost, so reusing the whole
+/// observation costs little and keeps one place that knows how to read
+/// each kind.
+pub async fn find<F>(observe: F, id: &LogicalId) -> Result<Option<String>, AwsError>
+where
+    F: Future<Output = Result<Vec<Observed>, AwsError>>,
+{
+    Ok(observe
+        .await?
+        .into_iter()
+        .find(|o| &o.id == id && !matches!(o.state.as_deref(), Some("deleting" | "failed")))
+        .map(|o| o.physical_id))
+}
+
+/// A delete whose resource is already gone has done its job.
+pub fn gone(result: Result<(), AwsError>) -> Result<(), AwsError> {
+    match result {
+        Err(e) if e.is_not_found() => Ok(()),
+        other => other,
+    }
+}
+
+/// Turns a `Vec` of tags from any SDK into a map.
+pub fn tag_map<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> BTreeMap<String, String> {
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Which area of AWS a kind belongs to, for routing the engine's calls.
+/// Each area's future is boxed where it is called: the SDK's futures are
+/// large, and inlined into one they overflow a worker thread's stack.
+fn area(kind: Kind) -> Area {
+    match kind {
+        Kind::Vpc
+        | Kind::Subnet
+        | Kind::InternetGateway
+        | Kind::ElasticIp
+        | Kind::NatGateway
+        | Kind::RouteTable
+        | Kind::RouteTableAssociation
+        | Kind::SecurityGroup
+        | Kind::SecurityGroupRules => Area::Network,
+        Kind::LoadBalancer | Kind::TargetGroup | Kind::Listener | Kind::ListenerRule => Area::Alb,
+        Kind::VpcLink | Kind::HttpApi | Kind::Integration | Kind::ApiRoute | Kind::ApiStage => {
+            Area::Gateway
+        }
+        Kind::Cluster | Kind::Role | Kind::LogGroup => Area::Ecs,
+        Kind::DbSubnetGroup | Kind::DbInstance => Area::Database,
+        Kind::Repository => Area::Registry,
+        Kind::Topic | Kind::Queue | Kind::Subscription => Area::Messaging,
+        Kind::StackSecret | Kind::StackOutputs => Area::Secrets,
+    }
+}
+
+enum Area {
+    Network,
+    Alb,
+    Gateway,
+    Ecs,
+    Database,
+    Registry,
+    Messaging,
+    Secrets,
+}
+
+/// Creates `resource` and returns its physical id.
+pub async fn create(ctx: &Ctx, step: &Step, resource: &Resource) -> Result<String, AwsError> {
+    match area(resource.kind()) {
+        Area::Network => Box::pin(network::create(ctx, step, resource)).await,
+        Area::Alb => Box::pin(alb::create(ctx, step, resource)).await,
+        Area::Gateway => Box::pin(gateway::create(ctx, step, resource)).await,
+        Area::Ecs => Box::pin(ecs::create(ctx, step, resource)).await,
+        Area::Database => Box::pin(database::create(ctx, step, resource)).await,
+        Area::Registry => Box::pin(registry::create(ctx, step, resource)).await,
+        Area::Messaging => Box::pin(messaging::create(ctx, step, resource)).await,
+        Area::Secrets => Box::pin(secrets::converge(ctx, step, resource)).await,
+    }
+}
+
+/// Brings an existing resource's updatable fields and tags in line.
+pub async fn update(
+    ctx: &Ctx,
+    step: &Step,
+    resource: &Resource,
+    physical: &str,
+) -> Result<(), AwsError> {
+    match area(resource.kind()) {
+        Area::Network => Box::pin(network::update(ctx, step, resource, physical)).await,
+        Area::Alb => Box::pin(alb::update(ctx, step, resource, physical)).await,
+        Area::Gateway => Box::pin(gateway::update(ctx, step, resource, physical)).await,
+        Area::Ecs => Box::pin(ecs::update(ctx, step, resource, physical)).await,
+        Area::Database => Box::pin(database::update(ctx, step, resource, physical)).await,
+        Area::Registry => Box::pin(registry::update(ctx, step, resource, physical)).await,
+        Area::Messaging => Box::pin(messaging::update(ctx, step, resource, physical)).await,
+        Area::Secrets => Box::pin(secrets::converge(ctx, step, resource))
+            .await
+            .map(|_| ()),
+    }
+}
+
+/// Deletes one observed resource; "already gone" counts as done.
+pub async fn delete(ctx: &Ctx, step: &Step, observed: &Observed) -> Result<(), AwsError> {
+    match area(observed.spec.kind()) {
+        Area::Network => Box::pin(network::delete(ctx, step, observed)).await,
+        Area::Alb => Box::pin(alb::delete(ctx, step, observed)).await,
+        Area::Gateway => Box::pin(gateway::delete(ctx, step, observed)).await,
+        Area::Ecs => Box::pin(ecs::delete(ctx, step, observed)).await,
+        Area::Database => Box::pin(database::delete(ctx, step, observed)).await,
+        Area::Registry => Box::pin(registry::delete(ctx, step, observed)).await,
+        Area::Messaging => Box::pin(messaging::delete(ctx, step, observed)).await,
+        Area::Secrets => Box::pin(secrets::delete(ctx, observed)).await,
+    }
+}
+
+/// Everything in AWS tagged with the stack, with the physical ids and ARNs
+/// that resources hold of each other turned into logical references.
+pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> {
+    // Boxed: the SDK's futures are large, and eight side by side would
+    // overflow a worker thread's stack.
+    let (network, alb, gateway, ecs, database, registry, messaging, secrets) = tokio::try_join!(
+        Box::pin(network::observe(aws, stack)),
+        Box::pin(alb::observe(aws, stack)),
+        Box::pin(gateway::observe(aws, stack)),
+        Box::pin(ecs::observe(aws, stack)),
+        Box::pin(database::observe(aws, stack)),
+        Box::pin(registry::observe(aws, stack)),
+        Box::pin(messaging::observe(aws, stack)),
+        Box::pin(secrets::observe(aws, stack)),
+    )?;
+    let mut all: Vec<Observed> = [
+        network, alb, gateway, ecs, database, registry, messaging, secrets,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    relink(&mut all);
+    Ok(all)
+}
+
+/// Physical ids (and the attributes some references use instead, such as a
+/// queue's ARN) → the resources they stand for.
+fn relink(all: &mut [Observed]) {
+    let mut known: HashMap<String, Output> = HashMap::new();
+    for o in all.iter() {
+        for (name, value) in &o.attributes {
+            known.insert(value.clone(), Output::attr(o.id.clone(), name));
+        }
+    }
+    // A physical id wins over an attribute with the same text (a topic's
+    // ARN is both).
+    for o in all.iter() {
+        known.insert(o.physical_id.clone(), Output::Id(o.id.clone()));
+    }
+    let lookup = |s: &str| known.get(s).cloned();
+    for o in all.iter_mut() {
+        o.spec.relink(&lookup);
+    }
 }
 
 impl Aws {

@@ -1,14 +1,20 @@
 //! The stack secret: one Secrets Manager secret per stack holding the stack
-//! outputs and the JWT signing keys, as the design documents ask.
+//! outputs, the JWT signing keys and the database password, as the design
+//! documents ask.
 //!
 //! Layout (a JSON object): every output under its own name (`vpc_id`,
-//! `private_subnet_ids`, ...), and the keys as `jwt_kid`,
+//! `db_host`, `order_queue_url`, ...); the keys as `jwt_kid`,
 //! `jwt_private_key` (PKCS#8 PEM), `jwt_public_key` (SPKI PEM) and
-//! `jwt_jwks` (a JWK set). Keys are made once and kept by every later `up`.
+//! `jwt_jwks` (a JWK set); the master password as `db_password`.
+//! Credentials are made once, by the first `up`, and kept by every later
+//! one; outputs are written by a step of their own once what they name
+//! exists.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use aws_sdk_secretsmanager::types::Tag;
+use rand::Rng;
+use rand::distributions::Alphanumeric;
 use serde_json::{Map, Value, json};
 
 use super::{Aws, AwsError};
@@ -16,12 +22,27 @@ use crate::apply::{Ctx, Step};
 use crate::keys;
 use crate::plan::expand::{ids, secret_name};
 use crate::plan::resource::{KeysState, Output};
-use crate::plan::{LogicalId, Observed, Resource, Spec};
+use crate::plan::{Observed, Resource, Spec};
 
 /// Days a deleted stack secret can still be restored (AWS allows 7 to 30).
 pub const RECOVERY_WINDOW_DAYS: i64 = 7;
 
 const KEY_FIELDS: [&str; 4] = ["jwt_kid", "jwt_private_key", "jwt_public_key", "jwt_jwks"];
+pub const DATABASE_PASSWORD: &str = "db_password";
+/// Long enough to be unguessable, alphanumeric so that no URL or shell
+/// quoting can mangle it.
+const PASSWORD_LENGTH: usize = 40;
+
+/// Fields the secret's own step owns; the outputs step leaves them alone.
+fn is_credential(key: &str) -> bool {
+    key.starts_with("jwt_") || key == DATABASE_PASSWORD
+}
+
+fn present(value: &Map<String, Value>, fields: &[&str]) -> bool {
+    fields
+        .iter()
+        .all(|f| value.get(*f).is_some_and(|v| !v.is_null() && v != ""))
+}
 
 /// What the stack secret holds now.
 struct Current {
@@ -86,125 +107,125 @@ fn parse(name: &str, text: &str) -> Result<Map<String, Value>, AwsError> {
     }
 }
 
-/// The stack secret, if there is one; its physical references are turned
-/// back into logical ids through `names`.
-pub async fn observe(
-    aws: &Aws,
-    stack: &str,
-    names: &HashMap<String, LogicalId>,
-) -> Result<Vec<Observed>, AwsError> {
+/// The stack secret and its outputs, if there is a secret. Outputs are
+/// read as text; the observation of the whole stack turns the ids and ARNs
+/// among them back into references.
+pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> {
     let name = secret_name(stack);
     let Some(current) = read(aws, &name).await? else {
         return Ok(Vec::new());
     };
-    let value = current.value.unwrap_or_default();
-    let logical = |v: &str| {
-        names
-            .get(v)
-            .cloned()
-            .unwrap_or_else(|| LogicalId::foreign(v))
+    let state = |ok: bool| {
+        if ok {
+            KeysState::Present
+        } else {
+            KeysState::Missing
+        }
     };
-    let outputs = value
-        .iter()
-        .filter(|(k, _)| !k.starts_with("jwt_"))
-        .filter_map(|(k, v)| {
-            let output = match v {
-                Value::String(s) if names.contains_key(s) => Output::Id(logical(s)),
-                Value::String(s) if looks_physical(s) => Output::Id(LogicalId::foreign(s)),
-                Value::String(s) => Output::Text(s.clone()),
-                Value::Array(items) => Output::Ids(
-                    items
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .map(logical)
-                        .collect(),
-                ),
-                _ => return None,
-            };
-            Some((k.clone(), output))
-        })
-        .collect();
-    let has_keys = KEY_FIELDS
-        .iter()
-        .all(|f| value.get(*f).is_some_and(|v| !v.is_null()));
-    Ok(vec![Observed {
+    let value = current.value.clone().unwrap_or_default();
+    let mut found = vec![Observed {
         id: ids::stack_secret(),
-        physical_id: current.arn,
+        physical_id: current.arn.clone(),
         spec: Spec::StackSecret {
             name,
-            outputs,
-            jwt_keys: if has_keys {
-                KeysState::Present
-            } else {
-                KeysState::Missing
-            },
+            jwt_keys: state(present(&value, &KEY_FIELDS)),
+            database_password: state(present(&value, &[DATABASE_PASSWORD])),
             scheduled_for_deletion: current.scheduled_for_deletion,
         },
         tags: current.tags,
         state: None,
-    }])
+        attributes: BTreeMap::new(),
+    }];
+    // A secret scheduled for deletion cannot be read: no outputs to compare.
+    if current.value.is_some() {
+        let outputs = value
+            .iter()
+            .filter(|(k, _)| !is_credential(k))
+            .filter_map(|(k, v)| Some((k.clone(), as_output(v)?)))
+            .collect();
+        found.push(Observed {
+            id: ids::stack_outputs(),
+            physical_id: outputs_physical_id(&current.arn),
+            spec: Spec::StackOutputs {
+                secret: ids::stack_secret(),
+                outputs,
+            },
+            tags: BTreeMap::new(),
+            state: None,
+            attributes: BTreeMap::new(),
+        });
+    }
+    Ok(found)
 }
 
-/// An EC2-style id such as `vpc-0abc` or `subnet-12`: a stale reference.
-fn looks_physical(s: &str) -> bool {
-    s.split_once('-').is_some_and(|(prefix, rest)| {
-        ["vpc", "subnet", "sg", "nat", "igw", "rtb", "eipalloc"].contains(&prefix)
-            && rest.chars().all(|c| c.is_ascii_hexdigit())
-    })
+/// The outputs are not a resource of their own in AWS; they are known by
+/// the secret's ARN with a suffix.
+fn outputs_physical_id(arn: &str) -> String {
+    format!("{arn}#outputs")
 }
 
-/// Creates the secret, or restores and updates it, keeping its keys.
+fn as_output(value: &Value) -> Option<Output> {
+    match value {
+        Value::String(s) => Some(Output::Text(s.clone())),
+        Value::Array(items) => Some(Output::List(items.iter().filter_map(as_output).collect())),
+        _ => None,
+    }
+}
+
+/// Restores a secret scheduled for deletion (only then can the keys it
+/// holds be read and kept), and reads it.
+async fn restored(ctx: &Ctx, name: &str) -> Result<Option<Current>, AwsError> {
+    let current = read(&ctx.aws, name).await?;
+    match current {
+        Some(scheduled) if scheduled.scheduled_for_deletion => {
+            sdk!(
+                "RestoreSecret",
+                ctx.aws
+                    .secrets
+                    .restore_secret()
+                    .secret_id(&scheduled.arn)
+                    .send()
+            )?;
+            read(&ctx.aws, name).await
+        }
+        other => Ok(other),
+    }
+}
+
+/// Creates the secret, or restores it, and makes the credentials it lacks;
+/// credentials it has are never replaced.
 pub async fn converge(ctx: &Ctx, _step: &Step, resource: &Resource) -> Result<String, AwsError> {
-    let Spec::StackSecret { name, outputs, .. } = &resource.spec else {
-        return Err(AwsError::new("converge", "not the stack secret"));
-    };
+    match &resource.spec {
+        Spec::StackSecret { name, .. } => converge_secret(ctx, resource, name).await,
+        Spec::StackOutputs { secret, outputs } => {
+            let arn = ctx.resolve(secret)?;
+            write_outputs(ctx, &arn, outputs).await?;
+            Ok(outputs_physical_id(&arn))
+        }
+        _ => Err(AwsError::new("converge", "not the stack secret")),
+    }
+}
+
+async fn converge_secret(ctx: &Ctx, resource: &Resource, name: &str) -> Result<String, AwsError> {
     let sm = &ctx.aws.secrets;
     let tags = ctx.tags(&resource.id);
-    let mut current = read(&ctx.aws, name).await?;
-    if let Some(scheduled) = current.as_ref().filter(|c| c.scheduled_for_deletion) {
-        // Restore first: only then can the keys it holds be read and kept.
-        sdk!(
-            "RestoreSecret",
-            sm.restore_secret().secret_id(&scheduled.arn).send()
-        )?;
-        current = read(&ctx.aws, name).await?;
+    let current = restored(ctx, name).await?;
+    let mut value = current
+        .as_ref()
+        .and_then(|c| c.value.clone())
+        .unwrap_or_default();
+    if !present(&value, &KEY_FIELDS) {
+        let key = tokio::task::spawn_blocking(keys::generate)
+            .await
+            .map_err(|e| AwsError::new("keys", e.to_string()))?
+            .map_err(|e| AwsError::new("keys", e.to_string()))?;
+        value.insert("jwt_kid".into(), json!(key.kid));
+        value.insert("jwt_private_key".into(), json!(key.private_key_pem));
+        value.insert("jwt_public_key".into(), json!(key.public_key_pem));
+        value.insert("jwt_jwks".into(), keys::jwk_set(&[&key]));
     }
-
-    let mut value = Map::new();
-    for (key, output) in outputs {
-        let v = match output {
-            Output::Text(t) => json!(t),
-            Output::Id(id) => json!(ctx.resolve(id)?),
-            Output::Ids(list) => json!(
-                list.iter()
-                    .map(|id| ctx.resolve(id))
-                    .collect::<Result<Vec<_>, _>>()?
-            ),
-        };
-        value.insert(key.clone(), v);
-    }
-    let kept_keys = current.as_ref().and_then(|c| c.value.as_ref()).filter(|v| {
-        KEY_FIELDS
-            .iter()
-            .all(|f| v.get(*f).is_some_and(|x| !x.is_null()))
-    });
-    match kept_keys {
-        // Every jwt_ field is carried over, so later key rotations survive `up`.
-        Some(old) => value.extend(
-            old.iter()
-                .filter(|(k, _)| k.starts_with("jwt_"))
-                .map(|(k, v)| (k.clone(), v.clone())),
-        ),
-        None => {
-            let key = tokio::task::spawn_blocking(keys::generate)
-                .await
-                .map_err(|e| AwsError::new("keys", e.to_string()))?
-                .map_err(|e| AwsError::new("keys", e.to_string()))?;
-            value.insert("jwt_kid".into(), json!(key.kid));
-            value.insert("jwt_private_key".into(), json!(key.private_key_pem));
-            value.insert("jwt_public_key".into(), json!(key.public_key_pem));
-            value.insert("jwt_jwks".into(), keys::jwk_set(&[&key]));
-        }
+    if !present(&value, &[DATABASE_PASSWORD]) {
+        value.insert(DATABASE_PASSWORD.into(), json!(new_password()));
     }
     let text = Value::Object(value.clone()).to_string();
 
@@ -214,7 +235,7 @@ pub async fn converge(ctx: &Ctx, _step: &Step, resource: &Resource) -> Result<St
             sm.create_secret()
                 .name(name)
                 .description(format!(
-                    "techctl stack {}: outputs and JWT signing keys",
+                    "techctl stack {}: outputs, JWT signing keys, database password",
                     ctx.stack
                 ))
                 .secret_string(&text)
@@ -229,13 +250,7 @@ pub async fn converge(ctx: &Ctx, _step: &Step, resource: &Resource) -> Result<St
     };
 
     if current.value.as_ref() != Some(&value) {
-        sdk!(
-            "PutSecretValue",
-            sm.put_secret_value()
-                .secret_id(&current.arn)
-                .secret_string(&text)
-                .send()
-        )?;
+        put(ctx, &current.arn, &text).await?;
     }
     let missing: Vec<Tag> = tags
         .iter()
@@ -254,9 +269,75 @@ pub async fn converge(ctx: &Ctx, _step: &Step, resource: &Resource) -> Result<St
     Ok(current.arn)
 }
 
+async fn put(ctx: &Ctx, arn: &str, text: &str) -> Result<(), AwsError> {
+    sdk!(
+        "PutSecretValue",
+        ctx.aws
+            .secrets
+            .put_secret_value()
+            .secret_id(arn)
+            .secret_string(text)
+            .send()
+    )
+    .map(|_| ())
+}
+
+/// Writes the outputs beside the credentials, dropping outputs the
+/// blueprint no longer has.
+async fn write_outputs(
+    ctx: &Ctx,
+    arn: &str,
+    outputs: &BTreeMap<String, Output>,
+) -> Result<(), AwsError> {
+    let current = read(&ctx.aws, arn)
+        .await?
+        .and_then(|c| c.value)
+        .ok_or_else(|| AwsError::new("GetSecretValue", "the stack secret cannot be read"))?;
+    let mut value: Map<String, Value> = current
+        .iter()
+        .filter(|(k, _)| is_credential(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (key, output) in outputs {
+        value.insert(key.clone(), ctx.output(output)?);
+    }
+    if value != current {
+        put(ctx, arn, &Value::Object(value).to_string()).await?;
+    }
+    Ok(())
+}
+
+fn new_password() -> String {
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(PASSWORD_LENGTH)
+        .map(char::from)
+        .collect()
+}
+
+/// The master password of the stack's database, from the stack secret
+/// (which the secret's step has made before the database's step runs).
+pub async fn database_password(ctx: &Ctx) -> Result<String, AwsError> {
+    let arn = ctx.resolve(&ids::stack_secret())?;
+    read(&ctx.aws, &arn)
+        .await?
+        .and_then(|c| c.value)
+        .and_then(|v| v.get(DATABASE_PASSWORD)?.as_str().map(str::to_string))
+        .ok_or_else(|| {
+            AwsError::new(
+                "GetSecretValue",
+                format!("the stack secret has no {DATABASE_PASSWORD}; re-run `techctl up`"),
+            )
+        })
+}
+
 /// Schedules the secret's deletion with a recovery window, or deletes it at
 /// once when asked to.
 pub async fn delete(ctx: &Ctx, observed: &Observed) -> Result<(), AwsError> {
+    // The outputs go with the secret.
+    if observed.spec.kind() == crate::plan::Kind::StackOutputs {
+        return Ok(());
+    }
     let scheduled = matches!(
         observed.spec,
         Spec::StackSecret {

@@ -16,9 +16,9 @@ use crate::stack;
 pub async fn exec(
     settings: &Settings,
     printer: &Arc<Printer>,
-    force_delete_secrets: bool,
-    parallelism: usize,
+    options: Options,
 ) -> Result<ExitCode, CliError> {
+    let force_delete_secrets = options.force_delete_secrets;
     let (blueprint, aws) = prepare(settings).await?;
     let stack_name = blueprint.stack_name();
     let observed = stack::doomed(
@@ -35,6 +35,13 @@ pub async fn exec(
     }
     let preview = plan::teardown(stack_name, blueprint.region(), observed.clone());
     printer.text(&render::text(&preview, printer.colour()));
+    if options.keep_data {
+        printer.text(
+            "--keep-data: the database instance is deleted with a final snapshot \
+             (<instance>-final-<UTC time>) and its automated backups are kept; \
+             the snapshot's master password stays in the stack secret.",
+        );
+    }
     if !force_delete_secrets {
         printer.text(&format!(
             "The stack secret is scheduled for deletion with a {RECOVERY_WINDOW_DAYS}-day recovery window \
@@ -51,10 +58,6 @@ pub async fn exec(
         stack_name,
         "to delete the stack",
     )?;
-    let options = Options {
-        parallelism,
-        force_delete_secrets,
-    };
     let ctx = Arc::new(Ctx::new(aws.clone(), stack_name, options));
     let report = apply::destroy_all(ctx, &observed, printer.clone()).await;
     summarise(printer, "Destroy", &report, &aws)

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::apply::Report;
+use crate::apply::{self, Report};
 use crate::aws::{self, Aws, AwsSettings};
 use crate::blueprint::{self, Blueprint};
 use crate::cli::{Cli, Command};
@@ -70,15 +70,15 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Up { parallelism } => up::exec(&settings, &printer, parallelism.into()).await,
             Command::Down {
                 force_delete_secrets,
+                keep_data,
                 parallelism,
             } => {
-                down::exec(
-                    &settings,
-                    &printer,
+                let options = apply::Options {
+                    parallelism: parallelism.into(),
                     force_delete_secrets,
-                    parallelism.into(),
-                )
-                .await
+                    keep_data,
+                };
+                down::exec(&settings, &printer, options).await
             }
             Command::Status => status::exec(&settings, &printer).await,
         }

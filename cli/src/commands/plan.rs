@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::{Settings, prepare};
 use crate::error::{CliError, EXIT_CHANGES};
-use crate::plan::render;
+use crate::plan::{cost, render, waits};
 use crate::printer::Printer;
 use crate::stack;
 
@@ -17,8 +17,21 @@ pub async fn exec(
 ) -> Result<ExitCode, CliError> {
     let (blueprint, aws) = prepare(settings).await?;
     let plan = stack::plan(&aws, &blueprint).await?;
-    printer.text(&render::text(&plan, printer.colour()));
-    printer.json(&json!({ "plan": plan, "counts": plan.counts(), "aws_calls": aws.calls.len() }));
+    let cost = cost::estimate(&blueprint);
+    let waits = waits::longest(&plan.desired);
+    printer.text(&format!(
+        "{}{}{}",
+        render::text(&plan, printer.colour()),
+        cost::render(&cost, blueprint.region()),
+        render::waits(&waits),
+    ));
+    printer.json(&json!({
+        "plan": plan,
+        "counts": plan.counts(),
+        "aws_calls": aws.calls.len(),
+        "cost": cost,
+        "longest_wait_chain": waits,
+    }));
     Ok(if detailed_exitcode && plan.has_changes() {
         ExitCode::from(EXIT_CHANGES)
     } else {

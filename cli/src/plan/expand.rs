@@ -1,14 +1,23 @@
-//! Blueprint → the resources the stack should have.
+//! Blueprint → the resources the stack should have. This file lays out the
+//! network; `platform` what runs on it (load balancer, gateway, ECS, IAM,
+//! logs, registry) and `data` what keeps state (database, messaging, the
+//! stack secret and its outputs).
+
+mod data;
+mod platform;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::blueprint::{Blueprint, NatMode};
 
-use super::resource::{KeysState, LogicalId, Output, Peer, Resource, Rule, Spec};
+use super::resource::{LogicalId, Peer, Resource, Rule, Spec};
+
+pub use data::{DATABASE_NAME, DATABASE_USER, service_database};
+pub use platform::{HEALTH_CHECK_PATH, role_path};
 
 pub const ANYWHERE: &str = "0.0.0.0/0";
 const HTTPS: u16 = 443;
-const ALB_LISTENER_PORT: u16 = 80;
+pub const ALB_LISTENER_PORT: u16 = 80;
 
 /// Logical ids of the resources other parts of the engine refer to by name.
 pub mod ids {
@@ -41,8 +50,75 @@ pub mod ids {
     pub fn security_group_rules(role: &str) -> LogicalId {
         LogicalId::new(&["network", "security-group-rules", role])
     }
+    pub fn load_balancer() -> LogicalId {
+        LogicalId::new(&["load-balancing", "load-balancer"])
+    }
+    pub fn listener() -> LogicalId {
+        LogicalId::new(&["load-balancing", "listener"])
+    }
+    pub fn target_group(service: &str) -> LogicalId {
+        LogicalId::new(&["load-balancing", "target-group", service])
+    }
+    pub fn listener_rule(service: &str, n: usize) -> LogicalId {
+        LogicalId::new(&["load-balancing", "listener-rule", &format!("{service}-{n}")])
+    }
+    pub fn vpc_link() -> LogicalId {
+        LogicalId::new(&["gateway", "vpc-link"])
+    }
+    pub fn api() -> LogicalId {
+        LogicalId::new(&["gateway", "api"])
+    }
+    pub fn integration() -> LogicalId {
+        LogicalId::new(&["gateway", "integration"])
+    }
+    pub fn api_route() -> LogicalId {
+        LogicalId::new(&["gateway", "route"])
+    }
+    pub fn api_stage() -> LogicalId {
+        LogicalId::new(&["gateway", "stage"])
+    }
+    pub fn cluster() -> LogicalId {
+        LogicalId::new(&["ecs", "cluster"])
+    }
+    pub fn execution_role() -> LogicalId {
+        LogicalId::new(&["iam", "role", "task-execution"])
+    }
+    pub fn task_role(service: &str) -> LogicalId {
+        LogicalId::new(&["iam", "role", &format!("task-{service}")])
+    }
+    pub fn log_group(service: &str) -> LogicalId {
+        LogicalId::new(&["logs", "group", service])
+    }
+    pub fn db_subnet_group() -> LogicalId {
+        LogicalId::new(&["database", "subnet-group"])
+    }
+    pub fn db_instance() -> LogicalId {
+        LogicalId::new(&["database", "instance"])
+    }
+    pub fn repository(service: &str) -> LogicalId {
+        LogicalId::new(&["registry", "repository", service])
+    }
+    pub fn topic(service: &str) -> LogicalId {
+        LogicalId::new(&["messaging", "topic", service])
+    }
+    pub fn queue(service: &str) -> LogicalId {
+        LogicalId::new(&["messaging", "queue", service])
+    }
+    pub fn dead_letter_queue(service: &str) -> LogicalId {
+        LogicalId::new(&["messaging", "dead-letter-queue", service])
+    }
+    pub fn subscription(consumer: &str, producer: &str) -> LogicalId {
+        LogicalId::new(&[
+            "messaging",
+            "subscription",
+            &format!("{consumer}-from-{producer}"),
+        ])
+    }
     pub fn stack_secret() -> LogicalId {
         LogicalId::new(&["secret", "stack"])
+    }
+    pub fn stack_outputs() -> LogicalId {
+        LogicalId::new(&["secret", "outputs"])
     }
 }
 
@@ -187,8 +263,19 @@ pub fn desired(bp: &Blueprint) -> Vec<Resource> {
     }
 
     out.extend(security_groups(bp));
-    out.push(stack_secret(bp, &zones, &nat_zones));
+    out.extend(platform::load_balancing(bp, &zones));
+    out.extend(platform::gateway(bp, &zones));
+    out.extend(platform::compute(bp));
+    out.extend(platform::registry(bp));
+    out.extend(data::database(bp, &zones));
+    out.extend(data::messaging(bp));
+    out.extend(data::secret(bp, &zones, &nat_zones));
     out
+}
+
+/// The private subnets, one per zone: where everything of the stack runs.
+fn private_subnets(zones: &[String]) -> BTreeSet<LogicalId> {
+    zones.iter().map(|z| ids::subnet("private", z)).collect()
 }
 
 fn security_groups(bp: &Blueprint) -> Vec<Resource> {
@@ -250,36 +337,6 @@ fn security_groups(bp: &Blueprint) -> Vec<Resource> {
         ));
     }
     out
-}
-
-fn stack_secret(bp: &Blueprint, zones: &[String], nat_zones: &[&String]) -> Resource {
-    let subnets = |tier: &str| Output::Ids(zones.iter().map(|z| ids::subnet(tier, z)).collect());
-    let mut outputs = BTreeMap::from([
-        ("stack".to_string(), Output::Text(bp.stack_name().into())),
-        ("region".to_string(), Output::Text(bp.region().into())),
-        ("vpc_id".to_string(), Output::Id(ids::vpc())),
-        ("public_subnet_ids".to_string(), subnets("public")),
-        ("private_subnet_ids".to_string(), subnets("private")),
-        (
-            "nat_gateway_ids".to_string(),
-            Output::Ids(nat_zones.iter().map(|z| ids::nat_gateway(z)).collect()),
-        ),
-    ]);
-    for (role, _) in SECURITY_GROUPS {
-        outputs.insert(
-            format!("{}_security_group_id", role.replace('-', "_")),
-            Output::Id(ids::security_group(role)),
-        );
-    }
-    Resource::new(
-        ids::stack_secret(),
-        Spec::StackSecret {
-            name: secret_name(bp.stack_name()),
-            outputs,
-            jwt_keys: KeysState::Present,
-            scheduled_for_deletion: false,
-        },
-    )
 }
 
 /// The tags every resource of a stack carries; AWS is the only state store.

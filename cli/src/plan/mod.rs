@@ -5,9 +5,11 @@
 //! change in place is an update; anywhere else it is a replacement, and a
 //! replacement spreads to the resources that live inside the replaced one.
 
+pub mod cost;
 pub mod expand;
 pub mod render;
 pub mod resource;
+pub mod waits;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -112,6 +114,11 @@ impl Plan {
 /// Compares what the blueprint wants with what AWS has.
 pub fn compute(stack: &str, region: &str, desired: Vec<Resource>, observed: Vec<Observed>) -> Plan {
     let (primary, duplicates) = pick_primaries(&observed);
+    let resolve = |output: &resource::Output| match output {
+        resource::Output::Id(id) => primary.get(id).map(|o| o.physical_id.clone()),
+        resource::Output::Attr { of, attr } => primary.get(of)?.attributes.get(attr).cloned(),
+        _ => None,
+    };
     let mut changes: Vec<Change> = desired
         .iter()
         .map(|want| match primary.get(&want.id) {
@@ -123,7 +130,7 @@ pub fn compute(stack: &str, region: &str, desired: Vec<Resource>, observed: Vec<
                 fields: Vec::new(),
                 reason: None,
             },
-            Some(have) => compare(stack, want, have),
+            Some(have) => compare(stack, want, have, &resolve),
         })
         .collect();
 
@@ -200,15 +207,34 @@ fn pick_primaries(observed: &[Observed]) -> (HashMap<LogicalId, &Observed>, Vec<
 
 fn state_rank(state: Option<&str>) -> u8 {
     match state {
-        None | Some("available") => 0,
-        Some("pending") => 1,
+        None | Some("available" | "active") => 0,
+        Some(s) if settling(s) => 1,
         _ => 2,
     }
 }
 
-fn compare(stack: &str, want: &Resource, have: &Observed) -> Change {
+/// States on the way to ready: an interrupted `up` left the resource
+/// there, and the next one waits for it rather than re-creating it.
+fn settling(state: &str) -> bool {
+    matches!(
+        state,
+        "pending"
+            | "provisioning"
+            | "creating"
+            | "modifying"
+            | "backing-up"
+            | "configuring-enhanced-monitoring"
+    )
+}
+
+/// Resolves a reference to the text AWS holds for it, from what was observed.
+type Resolve<'a> = dyn Fn(&resource::Output) -> Option<String> + 'a;
+
+fn compare(stack: &str, want: &Resource, have: &Observed, resolve: &Resolve) -> Change {
     let kind = want.kind();
-    let desired = want.spec.fields();
+    let mut rendered = want.spec.clone();
+    rendered.render_outputs(resolve);
+    let desired = rendered.fields();
     let actual = have.spec.fields();
     let mut fields: Vec<FieldChange> = desired
         .iter()
@@ -226,10 +252,7 @@ fn compare(stack: &str, want: &Resource, have: &Observed) -> Change {
         .iter()
         .filter(|(k, v)| have.tags.get(*k) != Some(*v))
         .collect();
-    if !missing.is_empty()
-        && kind != Kind::SecurityGroupRules
-        && kind != Kind::RouteTableAssociation
-    {
+    if !missing.is_empty() && kind.tagged() {
         let before: BTreeMap<&String, Option<&String>> =
             missing.keys().map(|k| (*k, have.tags.get(*k))).collect();
         fields.push(FieldChange {
@@ -244,12 +267,23 @@ fn compare(stack: &str, want: &Resource, have: &Observed) -> Change {
         have.state.as_deref(),
         Some("failed" | "deleting" | "deleted")
     );
-    let action = if broken || fields.iter().any(|f| f.forces_replacement) {
-        Action::Replace
+    let state = have.state.as_deref().unwrap_or("");
+    let (action, reason) = if broken || fields.iter().any(|f| f.forces_replacement) {
+        (
+            Action::Replace,
+            broken.then(|| format!("AWS reports it {state}")),
+        )
+    } else if fields.is_empty() && settling(state) {
+        (
+            Action::Update,
+            Some(format!(
+                "AWS reports it {state}; up waits until it is ready"
+            )),
+        )
     } else if fields.is_empty() {
-        Action::NoOp
+        (Action::NoOp, None)
     } else {
-        Action::Update
+        (Action::Update, None)
     };
     Change {
         id: want.id.clone(),
@@ -257,7 +291,7 @@ fn compare(stack: &str, want: &Resource, have: &Observed) -> Change {
         action,
         physical_id: Some(have.physical_id.clone()),
         fields,
-        reason: broken.then(|| format!("AWS reports it {}", have.state.as_deref().unwrap_or(""))),
+        reason,
     }
 }
 
@@ -308,7 +342,7 @@ mod tests {
 
     use super::*;
     use crate::plan::expand::{ids, tags};
-    use crate::plan::resource::{KeysState, Output};
+    use crate::plan::resource::Output;
 
     fn vpc(cidr: &str) -> Spec {
         Spec::Vpc {
@@ -327,11 +361,9 @@ mod tests {
     }
 
     fn secret() -> Spec {
-        Spec::StackSecret {
-            name: "techctl/s".into(),
+        Spec::StackOutputs {
+            secret: ids::stack_secret(),
             outputs: BTreeMap::from([("vpc_id".to_string(), Output::Id(ids::vpc()))]),
-            jwt_keys: KeysState::Present,
-            scheduled_for_deletion: false,
         }
     }
 
@@ -342,6 +374,7 @@ mod tests {
             physical_id: physical.into(),
             spec,
             state: None,
+            attributes: BTreeMap::new(),
         }
     }
 
@@ -349,7 +382,7 @@ mod tests {
         vec![
             Resource::new(ids::vpc(), vpc("10.0.0.0/16")),
             Resource::new(ids::subnet("private", "a"), subnet("10.0.10.0/24")),
-            Resource::new(ids::stack_secret(), secret()),
+            Resource::new(ids::stack_outputs(), secret()),
         ]
     }
 
@@ -377,12 +410,12 @@ mod tests {
                 "subnet-1",
                 subnet("10.0.10.0/24"),
             ),
-            seen(ids::stack_secret(), "arn:1", secret()),
+            seen(ids::stack_outputs(), "arn:1", secret()),
         ];
         let plan = compute("s", "us-east-1", desired(), observed);
         assert_eq!(action(&plan, &ids::vpc()), Action::Replace);
         assert_eq!(action(&plan, &ids::subnet("private", "a")), Action::Replace);
-        assert_eq!(action(&plan, &ids::stack_secret()), Action::Update);
+        assert_eq!(action(&plan, &ids::stack_outputs()), Action::Update);
         let text = render::text(&plan, false);
         assert!(text.contains("-/+ replace  network/vpc"), "{text}");
         assert!(
@@ -426,7 +459,7 @@ mod tests {
                 "subnet-3",
                 subnet("10.0.99.0/24"),
             ),
-            seen(ids::stack_secret(), "arn:1", secret()),
+            seen(ids::stack_outputs(), "arn:1", secret()),
         ];
         let plan = compute("s", "us-east-1", desired(), observed);
         let vpc_change = plan.changes.iter().find(|c| c.id == ids::vpc()).unwrap();

@@ -81,3 +81,18 @@ pub fn text(plan: &Plan, colour: bool) -> String {
     );
     out
 }
+
+/// The longest chain of waits, as a lower bound on `up` against real AWS.
+pub fn waits(chain: &super::waits::WaitChain) -> String {
+    if chain.waits.is_empty() {
+        return String::new();
+    }
+    let steps: Vec<String> = chain.waits.iter().map(|id| id.to_string()).collect();
+    format!(
+        "\nLongest chain of dependent waits: {} ({} wait(s), about {} min on AWS) among {} resources.\n",
+        steps.join(" → "),
+        chain.waits.len(),
+        chain.typical_minutes,
+        chain.resources
+    )
+}

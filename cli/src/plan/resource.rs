@@ -7,6 +7,8 @@ use std::fmt;
 
 use serde::{Serialize, Serializer};
 
+const FOREIGN: &str = "(not in stack: ";
+
 /// A resource's name within its stack, such as `network/subnet/private-a`.
 /// Stored on the resource as the `techctl:id` tag.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -37,7 +39,12 @@ impl LogicalId {
     /// Stands for a physical resource the stack does not own (or no longer
     /// has), so that a reference to it never equals a desired reference.
     pub fn foreign(physical_id: &str) -> Self {
-        Self(format!("(not in stack: {physical_id})"))
+        Self(format!("{FOREIGN}{physical_id})"))
+    }
+
+    /// The physical id a [`LogicalId::foreign`] stands for.
+    pub fn foreign_physical(&self) -> Option<&str> {
+        self.0.strip_prefix(FOREIGN)?.strip_suffix(')')
     }
 
     pub fn as_str(&self) -> &str {
@@ -51,50 +58,60 @@ impl fmt::Display for LogicalId {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Kind {
-    Vpc,
-    Subnet,
-    InternetGateway,
-    ElasticIp,
-    NatGateway,
-    RouteTable,
-    RouteTableAssociation,
-    SecurityGroup,
-    SecurityGroupRules,
-    StackSecret,
+/// Declares the kinds once, with the label people read.
+macro_rules! kinds {
+    ($($kind:ident => $label:literal,)*) => {
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(rename_all = "kebab-case")]
+        pub enum Kind {
+            $($kind,)*
+        }
+
+        impl Kind {
+            pub const ALL: &[Kind] = &[$(Kind::$kind,)*];
+
+            pub fn label(self) -> &'static str {
+                match self {
+                    $(Kind::$kind => $label,)*
+                }
+            }
+        }
+    };
+}
+
+kinds! {
+    Vpc => "VPC",
+    Subnet => "subnet",
+    InternetGateway => "internet gateway",
+    ElasticIp => "Elastic IP",
+    NatGateway => "NAT gateway",
+    RouteTable => "route table",
+    RouteTableAssociation => "route table association",
+    SecurityGroup => "security group",
+    SecurityGroupRules => "security group rules",
+    LoadBalancer => "load balancer",
+    TargetGroup => "target group",
+    Listener => "listener",
+    ListenerRule => "listener rule",
+    VpcLink => "VPC link",
+    HttpApi => "HTTP API",
+    Integration => "API integration",
+    ApiRoute => "API route",
+    ApiStage => "API stage",
+    Cluster => "ECS cluster",
+    Role => "IAM role",
+    LogGroup => "log group",
+    DbSubnetGroup => "DB subnet group",
+    DbInstance => "RDS instance",
+    Repository => "ECR repository",
+    Topic => "SNS topic",
+    Queue => "SQS queue",
+    Subscription => "SNS subscription",
+    StackSecret => "stack secret",
+    StackOutputs => "stack outputs",
 }
 
 impl Kind {
-    pub const ALL: [Kind; 10] = [
-        Kind::Vpc,
-        Kind::Subnet,
-        Kind::InternetGateway,
-        Kind::ElasticIp,
-        Kind::NatGateway,
-        Kind::RouteTable,
-        Kind::RouteTableAssociation,
-        Kind::SecurityGroup,
-        Kind::SecurityGroupRules,
-        Kind::StackSecret,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Kind::Vpc => "VPC",
-            Kind::Subnet => "subnet",
-            Kind::InternetGateway => "internet gateway",
-            Kind::ElasticIp => "Elastic IP",
-            Kind::NatGateway => "NAT gateway",
-            Kind::RouteTable => "route table",
-            Kind::RouteTableAssociation => "route table association",
-            Kind::SecurityGroup => "security group",
-            Kind::SecurityGroupRules => "security group rules",
-            Kind::StackSecret => "stack secret",
-        }
-    }
-
     /// Fields AWS lets us change in place; a difference anywhere else means
     /// the resource is replaced.
     pub fn updatable(self, field: &str) -> bool {
@@ -102,28 +119,152 @@ impl Kind {
             Kind::Vpc => matches!(field, "dns_support" | "dns_hostnames"),
             Kind::RouteTable => field == "routes",
             Kind::SecurityGroupRules => matches!(field, "ingress" | "egress"),
+            Kind::LoadBalancer | Kind::VpcLink => {
+                matches!(field, "subnets" | "security_groups") && self == Kind::LoadBalancer
+            }
+            Kind::TargetGroup => {
+                matches!(field, "health_check_path" | "deregistration_delay_seconds")
+            }
+            Kind::Listener => field == "default_status",
+            Kind::ListenerRule => matches!(field, "paths" | "target_group"),
+            Kind::HttpApi => field == "cors",
+            Kind::Integration => matches!(field, "vpc_link" | "listener"),
+            Kind::ApiRoute => field == "integration",
+            Kind::ApiStage => field == "auto_deploy",
+            Kind::Cluster => field == "container_insights",
+            Kind::Role => field == "policy",
+            Kind::LogGroup => field == "retention_days",
+            Kind::DbSubnetGroup => field == "subnets",
+            Kind::DbInstance => matches!(
+                field,
+                "engine_version"
+                    | "instance_class"
+                    | "allocated_storage_gb"
+                    | "backup_retention_days"
+                    | "security_group"
+                    | "port"
+            ),
+            Kind::Repository => matches!(field, "scan_on_push" | "keep_images"),
+            Kind::Queue => matches!(
+                field,
+                "visibility_timeout_seconds" | "retention_seconds" | "dead_letter" | "senders"
+            ),
+            Kind::Subscription => matches!(field, "events" | "raw_delivery"),
             Kind::StackSecret => field != "name",
-            _ => false,
+            Kind::StackOutputs => field == "outputs",
+            Kind::Subnet
+            | Kind::InternetGateway
+            | Kind::ElasticIp
+            | Kind::NatGateway
+            | Kind::RouteTableAssociation
+            | Kind::SecurityGroup
+            | Kind::Topic => false,
         }
     }
 
-    /// Deletion happens in waves: a resource is deleted only once every
-    /// resource of an earlier wave is gone. The order is AWS's, which moto
-    /// does not enforce: routes and associations before their tables, the NAT
-    /// gateway before its Elastic IP is released, every public address
-    /// released before the internet gateway is detached, rules revoked
-    /// before groups that they name, and the VPC last. The stack secret goes
-    /// after everything, so an interrupted `down` still has the keys.
-    pub fn deletion_wave(self) -> u8 {
+    /// Whether AWS keeps tags on the resource itself; the rest live inside
+    /// a tagged parent and are known by it.
+    pub fn tagged(self) -> bool {
+        !matches!(
+            self,
+            Kind::RouteTableAssociation
+                | Kind::SecurityGroupRules
+                | Kind::Integration
+                | Kind::ApiRoute
+                | Kind::Subscription
+                | Kind::StackOutputs
+        )
+    }
+
+    /// The kinds that must be gone before a resource of this kind can be
+    /// deleted: AWS's real order, which moto does not enforce. Routes and
+    /// integrations go before the VPC link, the VPC link, the load balancer,
+    /// the database and the cluster's tasks before the subnets and security
+    /// groups they hold network interfaces in, the NAT gateway before its
+    /// Elastic IP, every public address before the internet gateway, and
+    /// the VPC last. The stack secret outlives everything, so an
+    /// interrupted `down` still has the keys and the database password.
+    pub fn deleted_after(self) -> &'static [Kind] {
+        use Kind::*;
         match self {
-            Kind::RouteTableAssociation | Kind::SecurityGroupRules => 0,
-            Kind::RouteTable | Kind::NatGateway => 1,
-            Kind::ElasticIp | Kind::SecurityGroup => 2,
-            Kind::InternetGateway => 3,
-            Kind::Subnet => 4,
-            Kind::Vpc => 5,
-            Kind::StackSecret => 6,
+            Integration => &[ApiRoute],
+            HttpApi => &[ApiRoute, ApiStage, Integration],
+            VpcLink => &[Integration, HttpApi],
+            Listener => &[ListenerRule],
+            TargetGroup => &[ListenerRule, Listener, Cluster],
+            LoadBalancer => &[Listener],
+            DbSubnetGroup => &[DbInstance],
+            Topic | Queue => &[Subscription],
+            Role | LogGroup => &[Cluster],
+            RouteTable => &[RouteTableAssociation],
+            ElasticIp => &[NatGateway],
+            SecurityGroup => &[
+                SecurityGroupRules,
+                LoadBalancer,
+                VpcLink,
+                DbInstance,
+                Cluster,
+            ],
+            InternetGateway => &[ElasticIp, NatGateway],
+            Subnet => &[
+                RouteTableAssociation,
+                NatGateway,
+                LoadBalancer,
+                VpcLink,
+                DbSubnetGroup,
+                DbInstance,
+                Cluster,
+            ],
+            Vpc => &[
+                Subnet,
+                SecurityGroup,
+                InternetGateway,
+                RouteTable,
+                TargetGroup,
+            ],
+            StackSecret => &[
+                StackOutputs,
+                Vpc,
+                HttpApi,
+                TargetGroup,
+                DbSubnetGroup,
+                Role,
+                LogGroup,
+                Repository,
+                Topic,
+                Queue,
+            ],
+            Cluster
+            | Repository
+            | ApiRoute
+            | ApiStage
+            | ListenerRule
+            | Subscription
+            | RouteTableAssociation
+            | SecurityGroupRules
+            | NatGateway
+            | DbInstance
+            | StackOutputs => &[],
         }
+    }
+
+    /// How many kinds deep this kind sits in the deletion order: the order
+    /// `down` lists resources in.
+    pub fn deletion_wave(self) -> u8 {
+        self.deleted_after()
+            .iter()
+            .map(|k| k.deletion_wave() + 1)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Whether a resource of this kind must be gone before one of `other`
+    /// is deleted, directly or through kinds in between.
+    pub fn deleted_before(self, other: Kind) -> bool {
+        other
+            .deleted_after()
+            .iter()
+            .any(|k| *k == self || self.deleted_before(*k))
     }
 }
 
@@ -184,23 +325,87 @@ impl Serialize for Rule {
     }
 }
 
-/// A value written to the stack secret: a literal, or the physical id(s) of
-/// other resources, known once they exist.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// A value that names other resources: a literal, the physical id of a
+/// resource, one of its attributes (an ARN, a DNS name), or a list of these.
+/// Used where AWS holds references as plain strings: the stack outputs,
+/// IAM policies, queue policies.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(untagged)]
 pub enum Output {
     Text(String),
     Id(LogicalId),
-    Ids(Vec<LogicalId>),
+    Attr { of: LogicalId, attr: String },
+    List(Vec<Output>),
 }
 
-/// Whether the stack secret holds a usable JWT signing key. The key itself
-/// never appears in a plan.
+impl Output {
+    pub fn attr(of: LogicalId, attr: &str) -> Self {
+        Output::Attr {
+            of,
+            attr: attr.to_string(),
+        }
+    }
+
+    pub fn ids(ids: impl IntoIterator<Item = LogicalId>) -> Self {
+        Output::List(ids.into_iter().map(Output::Id).collect())
+    }
+
+    /// The resources this value names.
+    pub fn refs(&self) -> Vec<&LogicalId> {
+        match self {
+            Output::Text(_) => vec![],
+            Output::Id(id) | Output::Attr { of: id, .. } => vec![id],
+            Output::List(items) => items.iter().flat_map(Output::refs).collect(),
+        }
+    }
+
+    /// The value with every reference `resolve` knows replaced by its text:
+    /// what AWS would hold if nothing it names changes.
+    fn rendered(self, resolve: &dyn Fn(&Output) -> Option<String>) -> Output {
+        match self {
+            Output::List(items) => {
+                Output::List(items.into_iter().map(|o| o.rendered(resolve)).collect())
+            }
+            Output::Text(text) => Output::Text(text),
+            reference => match resolve(&reference) {
+                Some(text) => Output::Text(text),
+                None => reference,
+            },
+        }
+    }
+}
+
+/// Whether the stack secret holds a generated credential (a JWT signing
+/// key, the database password). The value itself never appears in a plan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum KeysState {
     Present,
     Missing,
+}
+
+/// The gateway's CORS answer, as the blueprint states it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Cors {
+    pub allow_origins: BTreeSet<String>,
+    pub allow_methods: BTreeSet<String>,
+    pub allow_headers: BTreeSet<String>,
+    pub max_age_seconds: i32,
+}
+
+/// One statement of an IAM policy: these actions on these resources.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Statement {
+    pub actions: BTreeSet<String>,
+    pub resources: BTreeSet<Output>,
+}
+
+/// Where a queue sends what it failed to deliver.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeadLetter {
+    /// The dead-letter queue's ARN.
+    pub queue: Output,
+    pub max_receive_count: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -243,11 +448,123 @@ pub enum Spec {
         ingress: BTreeSet<Rule>,
         egress: BTreeSet<Rule>,
     },
+    LoadBalancer {
+        name: String,
+        internal: bool,
+        subnets: BTreeSet<LogicalId>,
+        security_groups: BTreeSet<LogicalId>,
+    },
+    TargetGroup {
+        name: String,
+        vpc: LogicalId,
+        port: u16,
+        health_check_path: String,
+        deregistration_delay_seconds: u32,
+    },
+    Listener {
+        load_balancer: LogicalId,
+        port: u16,
+        /// What a request that matches no rule gets.
+        default_status: u16,
+    },
+    ListenerRule {
+        listener: LogicalId,
+        priority: u32,
+        /// Path patterns, at most five per rule (AWS's limit).
+        paths: BTreeSet<String>,
+        target_group: LogicalId,
+    },
+    VpcLink {
+        name: String,
+        subnets: BTreeSet<LogicalId>,
+        security_groups: BTreeSet<LogicalId>,
+    },
+    HttpApi {
+        name: String,
+        cors: Cors,
+    },
+    Integration {
+        api: LogicalId,
+        vpc_link: LogicalId,
+        listener: LogicalId,
+    },
+    ApiRoute {
+        api: LogicalId,
+        route_key: String,
+        integration: LogicalId,
+    },
+    ApiStage {
+        api: LogicalId,
+        name: String,
+        auto_deploy: bool,
+    },
+    Cluster {
+        name: String,
+        container_insights: bool,
+    },
+    Role {
+        name: String,
+        /// The AWS service allowed to assume the role.
+        trusted_service: String,
+        /// The role's one inline policy: every right it has.
+        policy: BTreeSet<Statement>,
+    },
+    LogGroup {
+        name: String,
+        retention_days: u32,
+    },
+    DbSubnetGroup {
+        name: String,
+        subnets: BTreeSet<LogicalId>,
+    },
+    DbInstance {
+        identifier: String,
+        engine_version: String,
+        instance_class: String,
+        allocated_storage_gb: u32,
+        backup_retention_days: u32,
+        port: u16,
+        master_username: String,
+        database_name: String,
+        encrypted: bool,
+        publicly_accessible: bool,
+        subnet_group: LogicalId,
+        security_group: LogicalId,
+    },
+    Repository {
+        name: String,
+        scan_on_push: bool,
+        keep_images: u32,
+    },
+    Topic {
+        name: String,
+    },
+    Queue {
+        name: String,
+        visibility_timeout_seconds: u32,
+        retention_seconds: u32,
+        dead_letter: Option<DeadLetter>,
+        /// Topics (ARNs) allowed to send to the queue.
+        senders: BTreeSet<Output>,
+    },
+    Subscription {
+        topic: LogicalId,
+        queue: LogicalId,
+        /// Event names let through by the filter policy.
+        events: BTreeSet<String>,
+        /// The queue gets the message as published, not wrapped in SNS's
+        /// envelope.
+        raw_delivery: bool,
+    },
     StackSecret {
         name: String,
-        outputs: BTreeMap<String, Output>,
         jwt_keys: KeysState,
+        database_password: KeysState,
         scheduled_for_deletion: bool,
+    },
+    StackOutputs {
+        secret: LogicalId,
+        outputs: BTreeMap<String, Output>,
     },
 }
 
@@ -263,7 +580,26 @@ impl Spec {
             Spec::RouteTableAssociation { .. } => Kind::RouteTableAssociation,
             Spec::SecurityGroup { .. } => Kind::SecurityGroup,
             Spec::SecurityGroupRules { .. } => Kind::SecurityGroupRules,
+            Spec::LoadBalancer { .. } => Kind::LoadBalancer,
+            Spec::TargetGroup { .. } => Kind::TargetGroup,
+            Spec::Listener { .. } => Kind::Listener,
+            Spec::ListenerRule { .. } => Kind::ListenerRule,
+            Spec::VpcLink { .. } => Kind::VpcLink,
+            Spec::HttpApi { .. } => Kind::HttpApi,
+            Spec::Integration { .. } => Kind::Integration,
+            Spec::ApiRoute { .. } => Kind::ApiRoute,
+            Spec::ApiStage { .. } => Kind::ApiStage,
+            Spec::Cluster { .. } => Kind::Cluster,
+            Spec::Role { .. } => Kind::Role,
+            Spec::LogGroup { .. } => Kind::LogGroup,
+            Spec::DbSubnetGroup { .. } => Kind::DbSubnetGroup,
+            Spec::DbInstance { .. } => Kind::DbInstance,
+            Spec::Repository { .. } => Kind::Repository,
+            Spec::Topic { .. } => Kind::Topic,
+            Spec::Queue { .. } => Kind::Queue,
+            Spec::Subscription { .. } => Kind::Subscription,
             Spec::StackSecret { .. } => Kind::StackSecret,
+            Spec::StackOutputs { .. } => Kind::StackOutputs,
         }
     }
 
@@ -274,14 +610,39 @@ impl Spec {
             Spec::Subnet { vpc, .. }
             | Spec::InternetGateway { vpc }
             | Spec::RouteTable { vpc, .. }
-            | Spec::SecurityGroup { vpc, .. } => vec![vpc],
+            | Spec::SecurityGroup { vpc, .. }
+            | Spec::TargetGroup { vpc, .. } => vec![vpc],
             Spec::NatGateway { subnet, elastic_ip } => vec![subnet, elastic_ip],
             Spec::RouteTableAssociation {
                 route_table,
                 subnet,
             } => vec![route_table, subnet],
             Spec::SecurityGroupRules { group, .. } => vec![group],
-            Spec::Vpc { .. } | Spec::ElasticIp {} | Spec::StackSecret { .. } => vec![],
+            Spec::Listener { load_balancer, .. } => vec![load_balancer],
+            Spec::ListenerRule { listener, .. } => vec![listener],
+            Spec::VpcLink {
+                subnets,
+                security_groups,
+                ..
+            } => subnets.iter().chain(security_groups).collect(),
+            Spec::Integration { api, .. }
+            | Spec::ApiRoute { api, .. }
+            | Spec::ApiStage { api, .. } => vec![api],
+            Spec::DbInstance { subnet_group, .. } => vec![subnet_group],
+            Spec::Subscription { topic, queue, .. } => vec![topic, queue],
+            Spec::StackOutputs { secret, .. } => vec![secret],
+            Spec::Vpc { .. }
+            | Spec::ElasticIp {}
+            | Spec::LoadBalancer { .. }
+            | Spec::HttpApi { .. }
+            | Spec::Cluster { .. }
+            | Spec::Role { .. }
+            | Spec::LogGroup { .. }
+            | Spec::DbSubnetGroup { .. }
+            | Spec::Repository { .. }
+            | Spec::Topic { .. }
+            | Spec::Queue { .. }
+            | Spec::StackSecret { .. } => vec![],
         }
     }
 
@@ -299,15 +660,153 @@ impl Spec {
                     Peer::Cidr(_) => None,
                 })
                 .collect(),
-            Spec::StackSecret { outputs, .. } => outputs
-                .values()
-                .flat_map(|o| match o {
-                    Output::Text(_) => vec![],
-                    Output::Id(id) => vec![id],
-                    Output::Ids(ids) => ids.iter().collect(),
-                })
+            Spec::LoadBalancer {
+                subnets,
+                security_groups,
+                ..
+            } => subnets.iter().chain(security_groups).collect(),
+            Spec::ListenerRule { target_group, .. } => vec![target_group],
+            Spec::Integration {
+                vpc_link, listener, ..
+            } => vec![vpc_link, listener],
+            Spec::ApiRoute { integration, .. } => vec![integration],
+            Spec::Role { policy, .. } => policy
+                .iter()
+                .flat_map(|s| s.resources.iter().flat_map(Output::refs))
                 .collect(),
+            Spec::DbSubnetGroup { subnets, .. } => subnets.iter().collect(),
+            Spec::DbInstance { security_group, .. } => vec![security_group],
+            Spec::Queue {
+                dead_letter,
+                senders,
+                ..
+            } => dead_letter
+                .iter()
+                .flat_map(|d| d.queue.refs())
+                .chain(senders.iter().flat_map(Output::refs))
+                .collect(),
+            Spec::StackOutputs { outputs, .. } => outputs.values().flat_map(Output::refs).collect(),
             _ => vec![],
+        }
+    }
+
+    /// Turns the physical ids read back from AWS into references to the
+    /// resources that carry them, once the whole stack has been observed.
+    /// `lookup` knows every observed physical id and attribute.
+    pub fn relink(&mut self, lookup: &dyn Fn(&str) -> Option<Output>) {
+        let id = |id: &mut LogicalId| {
+            // A resource may be named by its id or by an attribute (a
+            // queue by its URL or its ARN): either way it is that resource.
+            if let Some(Output::Id(found) | Output::Attr { of: found, .. }) =
+                id.foreign_physical().and_then(lookup)
+            {
+                *id = found;
+            }
+        };
+        let set = |ids: &mut BTreeSet<LogicalId>| {
+            *ids = std::mem::take(ids)
+                .into_iter()
+                .map(|mut i| {
+                    id(&mut i);
+                    i
+                })
+                .collect();
+        };
+        match self {
+            Spec::Subnet { vpc, .. }
+            | Spec::InternetGateway { vpc }
+            | Spec::RouteTable { vpc, .. }
+            | Spec::SecurityGroup { vpc, .. }
+            | Spec::TargetGroup { vpc, .. } => id(vpc),
+            Spec::LoadBalancer {
+                subnets,
+                security_groups,
+                ..
+            }
+            | Spec::VpcLink {
+                subnets,
+                security_groups,
+                ..
+            } => {
+                set(subnets);
+                set(security_groups);
+            }
+            Spec::Listener { load_balancer, .. } => id(load_balancer),
+            Spec::ListenerRule {
+                listener,
+                target_group,
+                ..
+            } => {
+                id(listener);
+                id(target_group);
+            }
+            Spec::Integration {
+                api,
+                vpc_link,
+                listener,
+            } => {
+                id(api);
+                id(vpc_link);
+                id(listener);
+            }
+            Spec::ApiRoute {
+                api, integration, ..
+            } => {
+                id(api);
+                id(integration);
+            }
+            Spec::ApiStage { api, .. } => id(api),
+            Spec::DbSubnetGroup { subnets, .. } => set(subnets),
+            Spec::DbInstance {
+                subnet_group,
+                security_group,
+                ..
+            } => {
+                id(subnet_group);
+                id(security_group);
+            }
+            Spec::Subscription { topic, queue, .. } => {
+                id(topic);
+                id(queue);
+            }
+            _ => {}
+        }
+    }
+
+    /// Writes the references held as text in AWS (ARNs in policies, ids in
+    /// the stack outputs) as that text, where `resolve` knows it, so that
+    /// they compare with what AWS holds.
+    pub fn render_outputs(&mut self, resolve: &dyn Fn(&Output) -> Option<String>) {
+        let set = |items: &mut BTreeSet<Output>| {
+            *items = std::mem::take(items)
+                .into_iter()
+                .map(|o| o.rendered(resolve))
+                .collect();
+        };
+        let one =
+            |o: &mut Output| *o = std::mem::replace(o, Output::List(vec![])).rendered(resolve);
+        match self {
+            Spec::Role { policy, .. } => {
+                *policy = std::mem::take(policy)
+                    .into_iter()
+                    .map(|mut s| {
+                        set(&mut s.resources);
+                        s
+                    })
+                    .collect();
+            }
+            Spec::Queue {
+                dead_letter,
+                senders,
+                ..
+            } => {
+                if let Some(d) = dead_letter {
+                    one(&mut d.queue);
+                }
+                set(senders);
+            }
+            Spec::StackOutputs { outputs, .. } => outputs.values_mut().for_each(one),
+            _ => {}
         }
     }
 
@@ -367,4 +866,15 @@ pub struct Observed {
     /// AWS's own word for its state, where it has one (`available`, `pending`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
+    /// Values other resources refer to besides the physical id: `arn`,
+    /// `dns_name`, `endpoint`, `url`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl Observed {
+    pub fn with_attribute(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.attributes.insert(name.to_string(), value.into());
+        self
+    }
 }

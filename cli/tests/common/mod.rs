@@ -238,9 +238,371 @@ pub async fn count_tagged(aws: &Aws, stack: &str) -> BTreeMap<&'static str, usiz
     ])
 }
 
-/// Asserts that no resource of any EC2 type carries the stack tag.
+fn tagged_with(pairs: Vec<(String, String)>, stack: &str) -> bool {
+    pairs
+        .iter()
+        .any(|(k, v)| k == "techctl:stack" && v == stack)
+}
+
+/// How many resources of each type outside EC2 carry the stack tag (or,
+/// for the untagged kinds, live in one that does), read straight from AWS.
+pub async fn count_platform(aws: &Aws, stack: &str) -> BTreeMap<&'static str, usize> {
+    let mut counts = BTreeMap::new();
+
+    let balancers = aws.elb.describe_load_balancers().send().await.unwrap();
+    let groups = aws.elb.describe_target_groups().send().await.unwrap();
+    let arns: Vec<String> = balancers
+        .load_balancers()
+        .iter()
+        .filter_map(|b| b.load_balancer_arn())
+        .chain(
+            groups
+                .target_groups()
+                .iter()
+                .filter_map(|g| g.target_group_arn()),
+        )
+        .map(str::to_string)
+        .collect();
+    let mut tagged_arns = Vec::new();
+    for chunk in arns.chunks(20) {
+        let tags = aws
+            .elb
+            .describe_tags()
+            .set_resource_arns(Some(chunk.to_vec()))
+            .send()
+            .await
+            .unwrap();
+        for d in tags.tag_descriptions() {
+            let pairs = d
+                .tags()
+                .iter()
+                .map(|t| {
+                    (
+                        t.key().unwrap_or_default().into(),
+                        t.value().unwrap_or_default().into(),
+                    )
+                })
+                .collect();
+            if tagged_with(pairs, stack) {
+                tagged_arns.push(d.resource_arn().unwrap_or_default().to_string());
+            }
+        }
+    }
+    let mut listeners = 0;
+    let mut rules = 0;
+    for arn in tagged_arns.iter().filter(|a| a.contains(":loadbalancer/")) {
+        let found = aws
+            .elb
+            .describe_listeners()
+            .load_balancer_arn(arn)
+            .send()
+            .await
+            .unwrap();
+        listeners += found.listeners().len();
+        for l in found.listeners() {
+            let r = aws
+                .elb
+                .describe_rules()
+                .listener_arn(l.listener_arn().unwrap())
+                .send()
+                .await
+                .unwrap();
+            rules += r
+                .rules()
+                .iter()
+                .filter(|r| r.is_default() != Some(true))
+                .count();
+        }
+    }
+    counts.insert(
+        "load-balancer",
+        tagged_arns
+            .iter()
+            .filter(|a| a.contains(":loadbalancer/"))
+            .count(),
+    );
+    counts.insert(
+        "target-group",
+        tagged_arns
+            .iter()
+            .filter(|a| a.contains(":targetgroup/"))
+            .count(),
+    );
+    counts.insert("listener", listeners);
+    counts.insert("listener-rule", rules);
+
+    let apis = aws.apigw.get_apis().send().await.unwrap();
+    let ours: Vec<String> = apis
+        .items()
+        .iter()
+        .filter(|a| {
+            a.tags()
+                .and_then(|t| t.get("techctl:stack"))
+                .map(String::as_str)
+                == Some(stack)
+        })
+        .filter_map(|a| a.api_id().map(str::to_string))
+        .collect();
+    counts.insert("http-api", ours.len());
+    let (mut integrations, mut routes, mut stages) = (0, 0, 0);
+    for api in &ours {
+        integrations += aws
+            .apigw
+            .get_integrations()
+            .api_id(api)
+            .send()
+            .await
+            .unwrap()
+            .items()
+            .len();
+        routes += aws
+            .apigw
+            .get_routes()
+            .api_id(api)
+            .send()
+            .await
+            .unwrap()
+            .items()
+            .len();
+        stages += aws
+            .apigw
+            .get_stages()
+            .api_id(api)
+            .send()
+            .await
+            .unwrap()
+            .items()
+            .len();
+    }
+    counts.insert("api-integration", integrations);
+    counts.insert("api-route", routes);
+    counts.insert("api-stage", stages);
+    let links = aws.apigw.get_vpc_links().send().await.unwrap();
+    counts.insert(
+        "vpc-link",
+        links
+            .items()
+            .iter()
+            .filter(|l| {
+                l.tags()
+                    .and_then(|t| t.get("techctl:stack"))
+                    .map(String::as_str)
+                    == Some(stack)
+            })
+            .count(),
+    );
+
+    let clusters = aws.ecs.list_clusters().send().await.unwrap();
+    let described = if clusters.cluster_arns().is_empty() {
+        0
+    } else {
+        aws.ecs
+            .describe_clusters()
+            .set_clusters(Some(clusters.cluster_arns().to_vec()))
+            .include(aws_sdk_ecs::types::ClusterField::Tags)
+            .send()
+            .await
+            .unwrap()
+            .clusters()
+            .iter()
+            .filter(|c| c.status() == Some("ACTIVE"))
+            .filter(|c| {
+                tagged_with(
+                    c.tags()
+                        .iter()
+                        .map(|t| {
+                            (
+                                t.key().unwrap_or_default().into(),
+                                t.value().unwrap_or_default().into(),
+                            )
+                        })
+                        .collect(),
+                    stack,
+                )
+            })
+            .count()
+    };
+    counts.insert("ecs-cluster", described);
+
+    let roles = aws.iam.list_roles().send().await.unwrap();
+    let mut our_roles = 0;
+    for role in roles.roles() {
+        let tags = aws
+            .iam
+            .list_role_tags()
+            .role_name(role.role_name())
+            .send()
+            .await
+            .unwrap();
+        let pairs = tags
+            .tags()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect();
+        if tagged_with(pairs, stack) || role.path().starts_with(&format!("/techctl/{stack}/")) {
+            our_roles += 1;
+        }
+    }
+    counts.insert("iam-role", our_roles);
+
+    let logs = aws.logs.describe_log_groups().send().await.unwrap();
+    let mut our_logs = 0;
+    for g in logs.log_groups() {
+        let tags = aws
+            .logs
+            .list_tags_for_resource()
+            .resource_arn(g.arn().unwrap().trim_end_matches(":*"))
+            .send()
+            .await
+            .unwrap();
+        let pairs = tags
+            .tags()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if tagged_with(pairs, stack) {
+            our_logs += 1;
+        }
+    }
+    counts.insert("log-group", our_logs);
+
+    let instances = aws.rds.describe_db_instances().send().await.unwrap();
+    counts.insert(
+        "db-instance",
+        instances
+            .db_instances()
+            .iter()
+            .filter(|d| {
+                tagged_with(
+                    d.tag_list()
+                        .iter()
+                        .map(|t| {
+                            (
+                                t.key().unwrap_or_default().into(),
+                                t.value().unwrap_or_default().into(),
+                            )
+                        })
+                        .collect(),
+                    stack,
+                )
+            })
+            .count(),
+    );
+    let subnet_groups = aws.rds.describe_db_subnet_groups().send().await.unwrap();
+    let mut our_groups = 0;
+    for g in subnet_groups.db_subnet_groups() {
+        let tags = aws
+            .rds
+            .list_tags_for_resource()
+            .resource_name(g.db_subnet_group_arn().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let pairs = tags
+            .tag_list()
+            .iter()
+            .map(|t| {
+                (
+                    t.key().unwrap_or_default().into(),
+                    t.value().unwrap_or_default().into(),
+                )
+            })
+            .collect();
+        if tagged_with(pairs, stack) {
+            our_groups += 1;
+        }
+    }
+    counts.insert("db-subnet-group", our_groups);
+
+    let repositories = aws.ecr.describe_repositories().send().await.unwrap();
+    let mut our_repositories = 0;
+    for r in repositories.repositories() {
+        let tags = aws
+            .ecr
+            .list_tags_for_resource()
+            .resource_arn(r.repository_arn().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let pairs = tags
+            .tags()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect();
+        if tagged_with(pairs, stack) {
+            our_repositories += 1;
+        }
+    }
+    counts.insert("ecr-repository", our_repositories);
+
+    let topics = aws.sns.list_topics().send().await.unwrap();
+    let mut our_topics = Vec::new();
+    for t in topics.topics() {
+        let arn = t.topic_arn().unwrap();
+        let tags = aws
+            .sns
+            .list_tags_for_resource()
+            .resource_arn(arn)
+            .send()
+            .await
+            .unwrap();
+        let pairs = tags
+            .tags()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect();
+        if tagged_with(pairs, stack) {
+            our_topics.push(arn.to_string());
+        }
+    }
+    counts.insert("sns-topic", our_topics.len());
+    let subscriptions = aws.sns.list_subscriptions().send().await.unwrap();
+    counts.insert(
+        "sns-subscription",
+        subscriptions
+            .subscriptions()
+            .iter()
+            .filter(|s| {
+                s.topic_arn().is_some_and(|t| {
+                    t.rsplit(':')
+                        .next()
+                        .unwrap_or("")
+                        .starts_with(&format!("{stack}-"))
+                })
+            })
+            .count(),
+    );
+
+    let queues = aws.sqs.list_queues().send().await.unwrap();
+    let mut our_queues = 0;
+    for url in queues.queue_urls() {
+        let tags = aws
+            .sqs
+            .list_queue_tags()
+            .queue_url(url)
+            .send()
+            .await
+            .unwrap();
+        let pairs = tags
+            .tags()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if tagged_with(pairs, stack) {
+            our_queues += 1;
+        }
+    }
+    counts.insert("sqs-queue", our_queues);
+    counts
+}
+
+/// Asserts that no resource of any type carries the stack tag.
 pub async fn assert_nothing_left(aws: &Aws, stack: &str) {
-    for (kind, count) in count_tagged(aws, stack).await {
+    let mut counts = count_tagged(aws, stack).await;
+    counts.extend(count_platform(aws, stack).await);
+    for (kind, count) in counts {
         assert_eq!(count, 0, "{count} {kind} left tagged with the stack");
     }
 }

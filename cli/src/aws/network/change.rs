@@ -15,16 +15,8 @@ use crate::apply::{Ctx, Step};
 use crate::aws::AwsError;
 use crate::plan::{Kind, LogicalId, Observed, Resource, Spec};
 
-/// Looks a resource up by its stack and logical id tags, the way `up`
-/// observes the stack: only on the rare path where a create's answer was
-/// lost, so reusing the whole observation costs little and keeps one place
-/// that knows how to read each kind.
 async fn find(ctx: &Ctx, id: &LogicalId) -> Result<Option<String>, AwsError> {
-    Ok(super::observe(&ctx.aws, &ctx.stack)
-        .await?
-        .into_iter()
-        .find(|o| &o.id == id && !matches!(o.state.as_deref(), Some("deleting" | "failed")))
-        .map(|o| o.physical_id))
+    crate::aws::find(super::observe(&ctx.aws, &ctx.stack), id).await
 }
 
 /// Creates `resource` and returns its physical id.
@@ -265,10 +257,7 @@ pub async fn create(ctx: &Ctx, step: &Step, resource: &Resource) -> Result<Strin
             converge_rules(ctx, &group_id, ingress, egress).await?;
             Ok(rules_physical_id(&group_id))
         }
-        Spec::StackSecret { .. } => Err(AwsError::new(
-            "create",
-            "the stack secret is not an EC2 resource",
-        )),
+        _ => Err(AwsError::new("create", "not an EC2 network resource")),
     }
 }
 
@@ -456,10 +445,7 @@ pub async fn delete(ctx: &Ctx, step: &Step, observed: &Observed) -> Result<(), A
             )
             .await
         }
-        Kind::StackSecret => Err(AwsError::new(
-            "delete",
-            "the stack secret is not an EC2 resource",
-        )),
+        _ => Err(AwsError::new("delete", "not an EC2 network resource")),
     }
 }
 

@@ -18,7 +18,7 @@ use aws_sdk_ec2::types::{
 
 pub use change::{create, delete, update};
 
-use super::{Aws, AwsError, TAG_ID, TAG_STACK};
+use super::{Aws, AwsError, TAG_STACK, logical_id};
 use crate::plan::expand::ids;
 use crate::plan::{LogicalId, Observed, Spec};
 use rules::rules_of;
@@ -55,14 +55,6 @@ fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
 /// a retried create could make a second resource.
 fn no_retry() -> aws_sdk_ec2::config::Builder {
     aws_sdk_ec2::config::Builder::default().retry_config(RetryConfig::disabled())
-}
-
-/// The logical id a stack resource carries, or a stand-in for one that
-/// carries only the stack tag, so it is still deleted with the stack.
-fn logical_id(tags: &BTreeMap<String, String>, physical: &str) -> LogicalId {
-    tags.get(TAG_ID)
-        .and_then(|t| LogicalId::parse(t))
-        .unwrap_or_else(|| LogicalId::new(&["untracked", physical]))
 }
 
 /// Everything of the stack's in EC2, found by its tag.
@@ -269,6 +261,7 @@ pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> 
                 },
                 tags: BTreeMap::new(),
                 state: None,
+                attributes: BTreeMap::new(),
             });
         }
     }
@@ -299,20 +292,14 @@ pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> 
             },
             tags: BTreeMap::new(),
             state: None,
+            attributes: BTreeMap::new(),
         });
     }
     Ok(out)
 }
 
 fn observed(physical: &str, tags: &[Tag], spec: Spec, state: Option<String>) -> Observed {
-    let tags = tag_map(tags);
-    Observed {
-        id: logical_id(&tags, physical),
-        physical_id: physical.to_string(),
-        spec,
-        tags,
-        state,
-    }
+    super::observed(physical, tag_map(tags), spec, state)
 }
 
 /// The rules of a group are not a resource of their own in AWS; they are

@@ -1,0 +1,675 @@
+//! Where the services run: the ECS cluster, the IAM roles its tasks use and
+//! one CloudWatch log group per service.
+//!
+//! Roles are found by their IAM path (`/techctl/STACK/`), since IAM lists no
+//! tags; their physical id is the role name. Log groups are found by their
+//! name prefix (`/techctl/STACK/`) and known by their name.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use aws_sdk_ecs::types::{ClusterSetting, ClusterSettingName, Tag as EcsTag};
+use serde_json::{Value, json};
+
+use super::{Aws, AwsError, in_stack, observed, tag_map};
+use crate::apply::{Ctx, Step};
+use crate::plan::expand::role_path;
+use crate::plan::resource::{Output, Statement};
+use crate::plan::{Observed, Resource, Spec};
+
+const DRAINED_DEADLINE: Duration = Duration::from_secs(20 * 60);
+const IN_USE_DEADLINE: Duration = Duration::from_secs(10 * 60);
+const POLL: Duration = Duration::from_secs(5);
+/// The name of the one inline policy of each role.
+const POLICY_NAME: &str = "techctl";
+
+fn log_prefix(stack: &str) -> String {
+    format!("/techctl/{stack}/")
+}
+
+pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> {
+    let (clusters, roles, logs) = tokio::try_join!(
+        observe_clusters(aws, stack),
+        observe_roles(aws, stack),
+        observe_log_groups(aws, stack),
+    )?;
+    Ok(clusters.into_iter().chain(roles).chain(logs).collect())
+}
+
+async fn observe_clusters(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> {
+    let mut arns = Vec::new();
+    let mut token = None;
+    loop {
+        let page = sdk!(
+            "ListClusters",
+            aws.ecs.list_clusters().set_next_token(token.take()).send()
+        )?;
+        arns.extend(page.cluster_arns().iter().cloned());
+        match page.next_token() {
+            Some(t) => token = Some(t.to_string()),
+            None => break,
+        }
+    }
+    let mut out = Vec::new();
+    // DescribeClusters takes at most 100 clusters at a time.
+    for chunk in arns.chunks(100) {
+        let answer = sdk!(
+            "DescribeClusters",
+            aws.ecs
+                .describe_clusters()
+                .set_clusters(Some(chunk.to_vec()))
+                .include(aws_sdk_ecs::types::ClusterField::Tags)
+                .include(aws_sdk_ecs::types::ClusterField::Settings)
+                .send()
+        )?;
+        for c in answer.clusters() {
+            let tags = tag_map(
+                c.tags()
+                    .iter()
+                    .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
+            );
+            let status = c.status().unwrap_or_default().to_ascii_lowercase();
+            // Deleted clusters stay listed for a while as INACTIVE.
+            let Some(arn) = c
+                .cluster_arn()
+                .filter(|_| in_stack(&tags, stack) && status != "inactive")
+            else {
+                continue;
+            };
+            let insights = c.settings().iter().any(|s| {
+                s.name() == Some(&ClusterSettingName::ContainerInsights)
+                    && matches!(s.value(), Some("enabled" | "enhanced"))
+            });
+            out.push(observed(
+                arn,
+                tags,
+                Spec::Cluster {
+                    name: c.cluster_name().unwrap_or_default().to_string(),
+                    container_insights: insights,
+                },
+                Some(status),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// IAM hands policy documents back URL-encoded.
+fn url_decode(text: &str) -> String {
+    if text.trim_start().starts_with('{') {
+        return text.to_string();
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&text[i + 1..i + 3], 16) {
+                Ok(b) => {
+                    out.push(b);
+                    i += 3;
+                }
+                Err(_) => {
+                    out.push(b'%');
+                    i += 1;
+                }
+            },
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A string or a list of strings, as IAM documents allow either.
+fn strings(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        _ => vec![],
+    }
+}
+
+fn statements_of(document: &str) -> BTreeSet<Statement> {
+    let doc: Value = serde_json::from_str(&url_decode(document)).unwrap_or(Value::Null);
+    let list = match doc.get("Statement") {
+        Some(Value::Array(items)) => items.clone(),
+        Some(single) => vec![single.clone()],
+        None => vec![],
+    };
+    list.iter()
+        .filter(|s| s.get("Effect").and_then(Value::as_str) == Some("Allow"))
+        .map(|s| Statement {
+            actions: strings(s.get("Action")).into_iter().collect(),
+            resources: strings(s.get("Resource"))
+                .into_iter()
+                .map(Output::Text)
+                .collect(),
+        })
+        .collect()
+}
+
+fn trusted_service(document: &str) -> String {
+    let doc: Value = serde_json::from_str(&url_decode(document)).unwrap_or(Value::Null);
+    let statement = match doc.get("Statement") {
+        Some(Value::Array(items)) => items.first().cloned(),
+        other => other.cloned(),
+    };
+    statement
+        .as_ref()
+        .and_then(|s| s.pointer("/Principal/Service"))
+        .map(|v| strings(Some(v)).join(","))
+        .unwrap_or_default()
+}
+
+async fn observe_roles(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> {
+    let mut names = Vec::new();
+    let mut marker = None;
+    loop {
+        let page = sdk!(
+            "ListRoles",
+            aws.iam
+                .list_roles()
+                .path_prefix(role_path(stack))
+                .set_marker(marker.take())
+                .send()
+        )?;
+        names.extend(page.roles().iter().map(|r| r.role_name().to_string()));
+        match page.marker().filter(|_| page.is_truncated()) {
+            Some(m) => marker = Some(m.to_string()),
+            None => break,
+        }
+    }
+    let mut out = Vec::new();
+    for name in names {
+        let role = match sdk!("GetRole", aws.iam.get_role().role_name(&name).send()) {
+            Ok(answer) => answer.role,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e),
+        };
+        let Some(role) = role else { continue };
+        let tags = tag_map(role.tags().iter().map(|t| (t.key(), t.value())));
+        if !in_stack(&tags, stack) {
+            continue;
+        }
+        let policy = match sdk!(
+            "GetRolePolicy",
+            aws.iam
+                .get_role_policy()
+                .role_name(&name)
+                .policy_name(POLICY_NAME)
+                .send()
+        ) {
+            Ok(answer) => statements_of(answer.policy_document()),
+            Err(e) if e.is_not_found() => BTreeSet::new(),
+            Err(e) => return Err(e),
+        };
+        let spec = Spec::Role {
+            name: name.clone(),
+            trusted_service: trusted_service(role.assume_role_policy_document().unwrap_or("{}")),
+            policy,
+        };
+        out.push(observed(&name, tags, spec, None).with_attribute("arn", role.arn()));
+    }
+    Ok(out)
+}
+
+async fn observe_log_groups(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> {
+    let mut groups = Vec::new();
+    let mut token = None;
+    loop {
+        let page = sdk!(
+            "DescribeLogGroups",
+            aws.logs
+                .describe_log_groups()
+                .log_group_name_prefix(log_prefix(stack))
+                .set_next_token(token.take())
+                .send()
+        )?;
+        groups.extend(page.log_groups().iter().cloned());
+        match page.next_token() {
+            Some(t) => token = Some(t.to_string()),
+            None => break,
+        }
+    }
+    let mut out = Vec::new();
+    for g in groups {
+        let (Some(name), Some(arn)) = (g.log_group_name(), g.arn()) else {
+            continue;
+        };
+        let tags = sdk!(
+            "ListTagsForResource",
+            aws.logs
+                .list_tags_for_resource()
+                .resource_arn(arn.trim_end_matches(":*"))
+                .send()
+        )?;
+        let tags = tag_map(
+            tags.tags()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        if !in_stack(&tags, stack) {
+            continue;
+        }
+        let spec = Spec::LogGroup {
+            name: name.to_string(),
+            retention_days: g.retention_in_days().unwrap_or(0) as u32,
+        };
+        out.push(observed(name, tags, spec, None).with_attribute("arn", arn));
+    }
+    Ok(out)
+}
+
+/// The policy document of a role, with every reference resolved to an ARN.
+fn policy_document(ctx: &Ctx, policy: &BTreeSet<Statement>) -> Result<String, AwsError> {
+    let statements = policy
+        .iter()
+        .map(|s| {
+            let resources = s
+                .resources
+                .iter()
+                .map(|r| ctx.output_text(r))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(json!({
+                "Effect": "Allow",
+                "Action": s.actions.iter().collect::<Vec<_>>(),
+                "Resource": resources,
+            }))
+        })
+        .collect::<Result<Vec<_>, AwsError>>()?;
+    Ok(json!({ "Version": "2012-10-17", "Statement": statements }).to_string())
+}
+
+fn trust_document(service: &str) -> String {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": { "Service": service },
+            "Action": "sts:AssumeRole",
+        }],
+    })
+    .to_string()
+}
+
+pub async fn create(ctx: &Ctx, step: &Step, resource: &Resource) -> Result<String, AwsError> {
+    let aws = &ctx.aws;
+    let tags = ctx.tags(&resource.id);
+    match &resource.spec {
+        Spec::Cluster {
+            name,
+            container_insights,
+        } => {
+            // CreateCluster returns the existing cluster of the same name.
+            let answer = sdk!(
+                "CreateCluster",
+                aws.ecs
+                    .create_cluster()
+                    .cluster_name(name)
+                    .settings(insights_setting(*container_insights))
+                    .set_tags(Some(ecs_tags(&tags)))
+                    .send()
+            )?;
+            answer
+                .cluster()
+                .and_then(|c| c.cluster_arn().map(str::to_string))
+                .ok_or_else(|| AwsError::new("CreateCluster", "no cluster ARN in the answer"))
+        }
+        Spec::Role {
+            name,
+            trusted_service,
+            ..
+        } => {
+            let created = sdk!(
+                "CreateRole",
+                aws.iam
+                    .create_role()
+                    .role_name(name)
+                    .path(role_path(&ctx.stack))
+                    .assume_role_policy_document(trust_document(trusted_service))
+                    .description(format!("techctl stack {}: {}", ctx.stack, resource.id))
+                    .set_tags(Some(iam_tags(&tags)))
+                    .send()
+            );
+            let arn = match created {
+                Ok(answer) => answer.role.map(|r| r.arn).unwrap_or_default(),
+                // Left by an interrupted run (or a lost answer): adopt it.
+                Err(e) if e.is_already_exists() => {
+                    sdk!("GetRole", aws.iam.get_role().role_name(name).send())?
+                        .role
+                        .map(|r| r.arn)
+                        .unwrap_or_default()
+                }
+                Err(e) => return Err(e),
+            };
+            ctx.remember_attribute(&resource.id, "arn", &arn);
+            update(ctx, step, resource, name).await?;
+            Ok(name.clone())
+        }
+        Spec::LogGroup { name, .. } => {
+            let created = sdk!(
+                "CreateLogGroup",
+                aws.logs
+                    .create_log_group()
+                    .log_group_name(name)
+                    .set_tags(Some(tags.clone().into_iter().collect()))
+                    .send()
+            );
+            match created {
+                Ok(_) => {}
+                Err(e) if e.is_already_exists() => {}
+                Err(e) => return Err(e),
+            }
+            let listed = sdk!(
+                "DescribeLogGroups",
+                aws.logs
+                    .describe_log_groups()
+                    .log_group_name_prefix(name)
+                    .send()
+            )?;
+            let arn = listed
+                .log_groups()
+                .iter()
+                .find(|g| g.log_group_name() == Some(name))
+                .and_then(|g| g.arn())
+                .ok_or_else(|| {
+                    AwsError::new("DescribeLogGroups", format!("{name} is not listed"))
+                })?;
+            ctx.remember_attribute(&resource.id, "arn", arn);
+            update(ctx, step, resource, name).await?;
+            Ok(name.clone())
+        }
+        _ => Err(AwsError::new("create", "not an ECS resource")),
+    }
+}
+
+fn insights_setting(on: bool) -> ClusterSetting {
+    ClusterSetting::builder()
+        .name(ClusterSettingName::ContainerInsights)
+        .value(if on { "enabled" } else { "disabled" })
+        .build()
+}
+
+fn ecs_tags(tags: &BTreeMap<String, String>) -> Vec<EcsTag> {
+    tags.iter()
+        .map(|(k, v)| EcsTag::builder().key(k).value(v).build())
+        .collect()
+}
+
+fn iam_tags(tags: &BTreeMap<String, String>) -> Vec<aws_sdk_iam::types::Tag> {
+    tags.iter()
+        .filter_map(|(k, v)| {
+            aws_sdk_iam::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .ok()
+        })
+        .collect()
+}
+
+pub async fn update(
+    ctx: &Ctx,
+    _step: &Step,
+    resource: &Resource,
+    physical: &str,
+) -> Result<(), AwsError> {
+    let aws = &ctx.aws;
+    let tags = ctx.tags(&resource.id);
+    match &resource.spec {
+        Spec::Cluster {
+            container_insights, ..
+        } => {
+            sdk!(
+                "UpdateClusterSettings",
+                aws.ecs
+                    .update_cluster_settings()
+                    .cluster(physical)
+                    .settings(insights_setting(*container_insights))
+                    .send()
+            )?;
+            sdk!(
+                "TagResource",
+                aws.ecs
+                    .tag_resource()
+                    .resource_arn(physical)
+                    .set_tags(Some(ecs_tags(&tags)))
+                    .send()
+            )
+            .map(|_| ())
+        }
+        Spec::Role { policy, .. } => {
+            sdk!(
+                "PutRolePolicy",
+                aws.iam
+                    .put_role_policy()
+                    .role_name(physical)
+                    .policy_name(POLICY_NAME)
+                    .policy_document(policy_document(ctx, policy)?)
+                    .send()
+            )?;
+            sdk!(
+                "TagRole",
+                aws.iam
+                    .tag_role()
+                    .role_name(physical)
+                    .set_tags(Some(iam_tags(&tags)))
+                    .send()
+            )
+            .map(|_| ())
+        }
+        Spec::LogGroup { retention_days, .. } => {
+            sdk!(
+                "PutRetentionPolicy",
+                aws.logs
+                    .put_retention_policy()
+                    .log_group_name(physical)
+                    .retention_in_days(*retention_days as i32)
+                    .send()
+            )?;
+            let arn = ctx.attribute(&resource.id, "arn")?;
+            sdk!(
+                "TagResource",
+                aws.logs
+                    .tag_resource()
+                    .resource_arn(arn.trim_end_matches(":*"))
+                    .set_tags(Some(tags.into_iter().collect()))
+                    .send()
+            )
+            .map(|_| ())
+        }
+        _ => Err(AwsError::new("update", "not an ECS resource")),
+    }
+}
+
+pub async fn delete(ctx: &Ctx, step: &Step, observed: &Observed) -> Result<(), AwsError> {
+    let aws = &ctx.aws;
+    let physical = observed.physical_id.as_str();
+    match &observed.spec {
+        Spec::Cluster { .. } => {
+            drain_services(ctx, step, physical).await?;
+            step.retry_dependency("the cluster's tasks to stop", IN_USE_DEADLINE, || async {
+                sdk!(
+                    "DeleteCluster",
+                    aws.ecs.delete_cluster().cluster(physical).send()
+                )
+                .map(|_| ())
+            })
+            .await
+        }
+        Spec::Role { .. } => {
+            let inline = match sdk!(
+                "ListRolePolicies",
+                aws.iam.list_role_policies().role_name(physical).send()
+            ) {
+                Ok(answer) => answer.policy_names().to_vec(),
+                Err(e) if e.is_not_found() => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            for name in inline {
+                super::gone(
+                    sdk!(
+                        "DeleteRolePolicy",
+                        aws.iam
+                            .delete_role_policy()
+                            .role_name(physical)
+                            .policy_name(name)
+                            .send()
+                    )
+                    .map(|_| ()),
+                )?;
+            }
+            // Policies attached by hand would block the delete.
+            let attached = sdk!(
+                "ListAttachedRolePolicies",
+                aws.iam
+                    .list_attached_role_policies()
+                    .role_name(physical)
+                    .send()
+            )?;
+            for policy in attached.attached_policies() {
+                if let Some(arn) = policy.policy_arn() {
+                    super::gone(
+                        sdk!(
+                            "DetachRolePolicy",
+                            aws.iam
+                                .detach_role_policy()
+                                .role_name(physical)
+                                .policy_arn(arn)
+                                .send()
+                        )
+                        .map(|_| ()),
+                    )?;
+                }
+            }
+            step.retry_dependency("the role to be let go of", IN_USE_DEADLINE, || async {
+                sdk!(
+                    "DeleteRole",
+                    aws.iam.delete_role().role_name(physical).send()
+                )
+                .map(|_| ())
+            })
+            .await
+        }
+        Spec::LogGroup { .. } => super::gone(
+            sdk!(
+                "DeleteLogGroup",
+                aws.logs.delete_log_group().log_group_name(physical).send()
+            )
+            .map(|_| ()),
+        ),
+        _ => Err(AwsError::new("delete", "not an ECS resource")),
+    }
+}
+
+/// Scales every service of the cluster to zero, deletes it, and waits
+/// until its tasks have drained: their network interfaces hold the
+/// subnets and the security group, and their target registrations the
+/// target groups.
+async fn drain_services(ctx: &Ctx, step: &Step, cluster: &str) -> Result<(), AwsError> {
+    let ecs = &ctx.aws.ecs;
+    let mut services = Vec::new();
+    let mut token = None;
+    loop {
+        let page = match sdk!(
+            "ListServices",
+            ecs.list_services()
+                .cluster(cluster)
+                .set_next_token(token.take())
+                .send()
+        ) {
+            Ok(page) => page,
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        services.extend(page.service_arns().iter().cloned());
+        match page.next_token() {
+            Some(t) => token = Some(t.to_string()),
+            None => break,
+        }
+    }
+    for service in &services {
+        sdk!(
+            "UpdateService",
+            ecs.update_service()
+                .cluster(cluster)
+                .service(service)
+                .desired_count(0)
+                .send()
+        )?;
+        sdk!(
+            "DeleteService",
+            ecs.delete_service()
+                .cluster(cluster)
+                .service(service)
+                .force(true)
+                .send()
+        )?;
+    }
+    if services.is_empty() {
+        return Ok(());
+    }
+    step.wait_for_state(
+        "the cluster's services to drain",
+        DRAINED_DEADLINE,
+        POLL,
+        || async {
+            let mut pending = 0;
+            // DescribeServices takes at most 10 services at a time.
+            for chunk in services.chunks(10) {
+                let answer = sdk!(
+                    "DescribeServices",
+                    ecs.describe_services()
+                        .cluster(cluster)
+                        .set_services(Some(chunk.to_vec()))
+                        .send()
+                )?;
+                pending += answer
+                    .services()
+                    .iter()
+                    .filter(|s| s.status() != Some("INACTIVE") || s.running_count() > 0)
+                    .count();
+            }
+            Ok(if pending == 0 {
+                Ok(())
+            } else {
+                Err(Some(format!("{pending} service(s) draining")))
+            })
+        },
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iam_documents_are_read_whether_encoded_or_not() {
+        let encoded = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Action%22%3A%22sns%3APublish%22%2C%22Resource%22%3A%22arn%3Aaws%3Asns%3Aus-east-1%3A1%3At%22%7D%5D%7D";
+        let statements = statements_of(encoded);
+        assert_eq!(statements.len(), 1);
+        let s = statements.first().unwrap();
+        assert!(s.actions.contains("sns:Publish"));
+        assert!(
+            s.resources
+                .contains(&Output::Text("arn:aws:sns:us-east-1:1:t".into()))
+        );
+        assert_eq!(
+            trusted_service(&trust_document("ecs-tasks.amazonaws.com")),
+            "ecs-tasks.amazonaws.com"
+        );
+    }
+}
