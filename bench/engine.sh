@@ -57,8 +57,11 @@ for name in ["up-from-nothing", "no-op-up", "plan", "down"]:
     print(f"{name:<18}{statistics.median(x[0] for x in r):>10.3f} s{int(statistics.median(x[1] for x in r)):>12}{int(statistics.median(x[2] for x in r)):>10}")
 PY
 
-"$TECHCTL" plan --output json | python3 -c '
+"$TECHCTL" plan --output json >"$results.plan"
+python3 - "$results.plan" <<'PY'
 import json, sys
-chain = json.loads(sys.stdin.readline())["longest_wait_chain"]
-print(f"longest chain of dependent waits: {len(chain["waits"])} wait(s), about {chain["typical_minutes"]} min on AWS ({" -> ".join(chain["waits"])}), among {chain["resources"]} resources")
-'
+chain = json.loads(open(sys.argv[1]).readline())["longest_wait_chain"]
+waits = " -> ".join(chain["waits"])
+print(f"longest chain of dependent waits: {len(chain['waits'])} wait(s), "
+      f"about {chain['typical_minutes']} min on AWS ({waits}), among {chain['resources']} resources")
+PY
