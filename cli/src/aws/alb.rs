@@ -12,7 +12,7 @@ use elbv2::types::{
     RuleCondition, Tag, TargetGroupAttribute, TargetTypeEnum,
 };
 
-use super::{Aws, AwsError, in_stack, observed, tag_map};
+use super::{Aws, AwsError, all_pages, in_stack, observed, tag_map};
 use crate::apply::{Ctx, Step};
 use crate::plan::{LogicalId, Observed, Resource, Spec};
 
@@ -62,34 +62,28 @@ async fn tags_of(
 
 pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> {
     let elb = &aws.elb;
-    let (mut balancers, mut groups) = (Vec::new(), Vec::new());
-    let mut marker = None;
-    loop {
+    let balancers = all_pages(|marker| async move {
         let page = sdk!(
             "DescribeLoadBalancers",
-            elb.describe_load_balancers()
-                .set_marker(marker.take())
-                .send()
+            elb.describe_load_balancers().set_marker(marker).send()
         )?;
-        balancers.extend(page.load_balancers().iter().cloned());
-        match page.next_marker() {
-            Some(m) => marker = Some(m.to_string()),
-            None => break,
-        }
-    }
-    loop {
+        Ok((
+            page.load_balancers().to_vec(),
+            page.next_marker().map(str::to_string),
+        ))
+    })
+    .await?;
+    let groups = all_pages(|marker| async move {
         let page = sdk!(
             "DescribeTargetGroups",
-            elb.describe_target_groups()
-                .set_marker(marker.take())
-                .send()
+            elb.describe_target_groups().set_marker(marker).send()
         )?;
-        groups.extend(page.target_groups().iter().cloned());
-        match page.next_marker() {
-            Some(m) => marker = Some(m.to_string()),
-            None => break,
-        }
-    }
+        Ok((
+            page.target_groups().to_vec(),
+            page.next_marker().map(str::to_string),
+        ))
+    })
+    .await?;
     let arns: Vec<String> = balancers
         .iter()
         .filter_map(|b| b.load_balancer_arn())

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use aws_sdk_rds::types::{DbInstance, Tag};
 
-use super::{Aws, AwsError, in_stack, observed, tag_map};
+use super::{Aws, AwsError, all_pages, in_stack, observed, tag_map};
 use crate::apply::{Ctx, Step};
 use crate::plan::{LogicalId, Observed, Resource, Spec};
 
@@ -35,78 +35,76 @@ fn tags_of(tags: &[Tag]) -> std::collections::BTreeMap<String, String> {
 
 pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> {
     let rds = &aws.rds;
-    let mut out = Vec::new();
-    let mut marker = None;
-    loop {
+    let subnet_groups = all_pages(|marker| async move {
         let page = sdk!(
             "DescribeDBSubnetGroups",
-            rds.describe_db_subnet_groups()
-                .set_marker(marker.take())
-                .send()
+            rds.describe_db_subnet_groups().set_marker(marker).send()
         )?;
-        for g in page.db_subnet_groups() {
-            let (Some(name), Some(arn)) = (g.db_subnet_group_name(), g.db_subnet_group_arn())
-            else {
-                continue;
-            };
-            let tags = sdk!(
-                "ListTagsForResource",
-                rds.list_tags_for_resource().resource_name(arn).send()
-            )?;
-            let tags = tags_of(tags.tag_list());
-            if !in_stack(&tags, stack) {
-                continue;
-            }
-            let spec = Spec::DbSubnetGroup {
-                name: name.to_string(),
-                subnets: g
-                    .subnets()
-                    .iter()
-                    .filter_map(|s| s.subnet_identifier())
-                    .map(LogicalId::foreign)
-                    .collect(),
-            };
-            let state = g.subnet_group_status().map(str::to_ascii_lowercase);
-            out.push(observed(
-                name,
-                tags,
-                spec,
-                state.filter(|s| s != "complete"),
-            ));
-        }
-        match page.marker() {
-            Some(m) => marker = Some(m.to_string()),
-            None => break,
-        }
-    }
-    loop {
+        Ok((
+            page.db_subnet_groups().to_vec(),
+            page.marker().map(str::to_string),
+        ))
+    })
+    .await?;
+    let instances = all_pages(|marker| async move {
         let page = sdk!(
             "DescribeDBInstances",
-            rds.describe_db_instances().set_marker(marker.take()).send()
+            rds.describe_db_instances().set_marker(marker).send()
         )?;
-        for db in page.db_instances() {
-            let tags = tags_of(db.tag_list());
-            let Some(identifier) = db
-                .db_instance_identifier()
-                .filter(|_| in_stack(&tags, stack))
-            else {
-                continue;
-            };
-            let mut seen = observed(
-                identifier,
-                tags,
-                instance_spec(db),
-                db.db_instance_status().map(str::to_string),
-            );
-            if let Some(address) = db.endpoint().and_then(|e| e.address()) {
-                seen = seen.with_attribute("endpoint", address);
-            }
-            out.push(seen);
+        Ok((
+            page.db_instances().to_vec(),
+            page.marker().map(str::to_string),
+        ))
+    })
+    .await?;
+    let mut out = Vec::new();
+    for g in &subnet_groups {
+        let (Some(name), Some(arn)) = (g.db_subnet_group_name(), g.db_subnet_group_arn()) else {
+            continue;
+        };
+        let tags = sdk!(
+            "ListTagsForResource",
+            rds.list_tags_for_resource().resource_name(arn).send()
+        )?;
+        let tags = tags_of(tags.tag_list());
+        if !in_stack(&tags, stack) {
+            continue;
         }
-        match page.marker() {
-            Some(m) => marker = Some(m.to_string()),
-            None => break,
+        let spec = Spec::DbSubnetGroup {
+            name: name.to_string(),
+            subnets: g
+                .subnets()
+                .iter()
+                .filter_map(|s| s.subnet_identifier())
+                .map(LogicalId::foreign)
+                .collect(),
+        };
+        let state = g.subnet_group_status().map(str::to_ascii_lowercase);
+        out.push(observed(
+            name,
+            tags,
+            spec,
+            state.filter(|s| s != "complete"),
+        ));
+    }
+    for db in &instances {
+        let tags = tags_of(db.tag_list());
+        let Some(identifier) = db
+            .db_instance_identifier()
+            .filter(|_| in_stack(&tags, stack))
+        else {
+            continue;
+        };
+        let mut seen = observed(
+            identifier,
+            tags,
+            instance_spec(db),
+            db.db_instance_status().map(str::to_string),
+        );
+        if let Some(address) = db.endpoint().and_then(|e| e.address()) {
+            seen = seen.with_attribute("endpoint", address);
         }
+        out.push(seen);
     }
     Ok(out)
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use aws_sdk_ecs::types::{ClusterSetting, ClusterSettingName, Tag as EcsTag};
 use serde_json::{Value, json};
 
-use super::{Aws, AwsError, in_stack, observed, tag_map};
+use super::{Aws, AwsError, all_pages, in_stack, observed, policy, tag_map};
 use crate::apply::{Ctx, Step};
 use crate::plan::expand::role_path;
 use crate::plan::resource::{Output, Statement};
@@ -37,19 +37,17 @@ pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> 
 }
 
 async fn observe_clusters(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> {
-    let mut arns = Vec::new();
-    let mut token = None;
-    loop {
+    let arns = all_pages(|token| async move {
         let page = sdk!(
             "ListClusters",
-            aws.ecs.list_clusters().set_next_token(token.take()).send()
+            aws.ecs.list_clusters().set_next_token(token).send()
         )?;
-        arns.extend(page.cluster_arns().iter().cloned());
-        match page.next_token() {
-            Some(t) => token = Some(t.to_string()),
-            None => break,
-        }
-    }
+        Ok((
+            page.cluster_arns().to_vec(),
+            page.next_token().map(str::to_string),
+        ))
+    })
+    .await?;
     let mut out = Vec::new();
     // DescribeClusters takes at most 100 clusters at a time.
     for chunk in arns.chunks(100) {
@@ -127,31 +125,14 @@ fn url_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// A string or a list of strings, as IAM documents allow either.
-fn strings(value: Option<&Value>) -> Vec<String> {
-    match value {
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_string)
-            .collect(),
-        _ => vec![],
-    }
-}
-
 fn statements_of(document: &str) -> BTreeSet<Statement> {
     let doc: Value = serde_json::from_str(&url_decode(document)).unwrap_or(Value::Null);
-    let list = match doc.get("Statement") {
-        Some(Value::Array(items)) => items.clone(),
-        Some(single) => vec![single.clone()],
-        None => vec![],
-    };
-    list.iter()
+    policy::statements(&doc)
+        .into_iter()
         .filter(|s| s.get("Effect").and_then(Value::as_str) == Some("Allow"))
         .map(|s| Statement {
-            actions: strings(s.get("Action")).into_iter().collect(),
-            resources: strings(s.get("Resource"))
+            actions: policy::strings(s.get("Action")).into_iter().collect(),
+            resources: policy::strings(s.get("Resource"))
                 .into_iter()
                 .map(Output::Text)
                 .collect(),
@@ -161,35 +142,40 @@ fn statements_of(document: &str) -> BTreeSet<Statement> {
 
 fn trusted_service(document: &str) -> String {
     let doc: Value = serde_json::from_str(&url_decode(document)).unwrap_or(Value::Null);
-    let statement = match doc.get("Statement") {
-        Some(Value::Array(items)) => items.first().cloned(),
-        other => other.cloned(),
-    };
-    statement
-        .as_ref()
+    policy::statements(&doc)
+        .first()
         .and_then(|s| s.pointer("/Principal/Service"))
-        .map(|v| strings(Some(v)).join(","))
+        .map(|v| policy::strings(Some(v)).join(","))
         .unwrap_or_default()
 }
 
 async fn observe_roles(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> {
-    let mut names = Vec::new();
-    let mut marker = None;
-    loop {
-        let page = sdk!(
-            "ListRoles",
-            aws.iam
-                .list_roles()
-                .path_prefix(role_path(stack))
-                .set_marker(marker.take())
-                .send()
-        )?;
-        names.extend(page.roles().iter().map(|r| r.role_name().to_string()));
-        match page.marker().filter(|_| page.is_truncated()) {
-            Some(m) => marker = Some(m.to_string()),
-            None => break,
+    let prefix = role_path(stack);
+    let names = all_pages(|marker| {
+        let prefix = prefix.clone();
+        async move {
+            let page = sdk!(
+                "ListRoles",
+                aws.iam
+                    .list_roles()
+                    .path_prefix(prefix)
+                    .set_marker(marker)
+                    .send()
+            )?;
+            let names = page
+                .roles()
+                .iter()
+                .map(|r| r.role_name().to_string())
+                .collect();
+            Ok((
+                names,
+                page.marker()
+                    .filter(|_| page.is_truncated())
+                    .map(str::to_string),
+            ))
         }
-    }
+    })
+    .await?;
     let mut out = Vec::new();
     for name in names {
         let role = match sdk!("GetRole", aws.iam.get_role().role_name(&name).send()) {
@@ -225,23 +211,25 @@ async fn observe_roles(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError
 }
 
 async fn observe_log_groups(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> {
-    let mut groups = Vec::new();
-    let mut token = None;
-    loop {
-        let page = sdk!(
-            "DescribeLogGroups",
-            aws.logs
-                .describe_log_groups()
-                .log_group_name_prefix(log_prefix(stack))
-                .set_next_token(token.take())
-                .send()
-        )?;
-        groups.extend(page.log_groups().iter().cloned());
-        match page.next_token() {
-            Some(t) => token = Some(t.to_string()),
-            None => break,
+    let prefix = log_prefix(stack);
+    let groups = all_pages(|token| {
+        let prefix = prefix.clone();
+        async move {
+            let page = sdk!(
+                "DescribeLogGroups",
+                aws.logs
+                    .describe_log_groups()
+                    .log_group_name_prefix(prefix)
+                    .set_next_token(token)
+                    .send()
+            )?;
+            Ok((
+                page.log_groups().to_vec(),
+                page.next_token().map(str::to_string),
+            ))
         }
-    }
+    })
+    .await?;
     let mut out = Vec::new();
     for g in groups {
         let (Some(name), Some(arn)) = (g.log_group_name(), g.arn()) else {
@@ -580,26 +568,25 @@ pub async fn delete(ctx: &Ctx, step: &Step, observed: &Observed) -> Result<(), A
 /// target groups.
 async fn drain_services(ctx: &Ctx, step: &Step, cluster: &str) -> Result<(), AwsError> {
     let ecs = &ctx.aws.ecs;
-    let mut services = Vec::new();
-    let mut token = None;
-    loop {
-        let page = match sdk!(
+    let listed = all_pages(|token| async move {
+        let page = sdk!(
             "ListServices",
             ecs.list_services()
                 .cluster(cluster)
-                .set_next_token(token.take())
+                .set_next_token(token)
                 .send()
-        ) {
-            Ok(page) => page,
-            Err(e) if e.is_not_found() => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        services.extend(page.service_arns().iter().cloned());
-        match page.next_token() {
-            Some(t) => token = Some(t.to_string()),
-            None => break,
-        }
-    }
+        )?;
+        Ok((
+            page.service_arns().to_vec(),
+            page.next_token().map(str::to_string),
+        ))
+    })
+    .await;
+    let services = match listed {
+        Ok(services) => services,
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(e),
+    };
     for service in &services {
         sdk!(
             "UpdateService",

@@ -12,7 +12,7 @@ use std::time::Duration;
 use apigw::types::{ConnectionType, Cors as AwsCors, IntegrationType, ProtocolType, VpcLinkStatus};
 use aws_sdk_apigatewayv2 as apigw;
 
-use super::{Aws, AwsError, in_stack, observed};
+use super::{Aws, AwsError, all_pages, in_stack, observed};
 use crate::apply::{Ctx, Step};
 use crate::plan::expand::ids;
 use crate::plan::resource::Cors;
@@ -26,8 +26,11 @@ const PROXY_ROUTE: &str = "ANY /{proxy+}";
 const DEFAULT_STAGE: &str = "$default";
 
 fn tag_map(tags: Option<&HashMap<String, String>>) -> BTreeMap<String, String> {
-    tags.map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-        .unwrap_or_default()
+    super::tag_map(
+        tags.into_iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    )
 }
 
 /// `API_ID/ID` → (`API_ID`, `ID`).
@@ -46,27 +49,19 @@ fn aws_cors(cors: &Cors) -> AwsCors {
 
 pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> {
     let gw = &aws.apigw;
-    let (mut apis, mut links) = (Vec::new(), Vec::new());
-    let mut token = None;
-    loop {
-        let page = sdk!("GetApis", gw.get_apis().set_next_token(token.take()).send())?;
-        apis.extend(page.items().iter().cloned());
-        match page.next_token() {
-            Some(t) => token = Some(t.to_string()),
-            None => break,
-        }
-    }
-    loop {
+    let apis = all_pages(|token| async move {
+        let page = sdk!("GetApis", gw.get_apis().set_next_token(token).send())?;
+        Ok((page.items().to_vec(), page.next_token().map(str::to_string)))
+    })
+    .await?;
+    let links = all_pages(|token| async move {
         let page = sdk!(
             "GetVpcLinks",
-            gw.get_vpc_links().set_next_token(token.take()).send()
+            gw.get_vpc_links().set_next_token(token).send()
         )?;
-        links.extend(page.items().iter().cloned());
-        match page.next_token() {
-            Some(t) => token = Some(t.to_string()),
-            None => break,
-        }
-    }
+        Ok((page.items().to_vec(), page.next_token().map(str::to_string)))
+    })
+    .await?;
 
     let mut out = Vec::new();
     for link in &links {

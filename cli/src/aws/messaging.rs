@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value, json};
 
-use super::{Aws, AwsError, in_stack, observed, tag_map};
+use super::{Aws, AwsError, all_pages, in_stack, observed, policy, tag_map};
 use crate::apply::{Ctx, Step};
 use crate::plan::expand::ids;
 use crate::plan::resource::{DeadLetter, Output};
@@ -50,25 +50,18 @@ pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> 
 
 async fn observe_topics(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> {
     let sns = &aws.sns;
-    let mut arns = Vec::new();
-    let mut token = None;
-    loop {
-        let page = sdk!(
-            "ListTopics",
-            sns.list_topics().set_next_token(token.take()).send()
-        )?;
-        arns.extend(
-            page.topics()
-                .iter()
-                .filter_map(|t| t.topic_arn())
-                .filter(|arn| last_segment(arn).starts_with(&format!("{stack}-")))
-                .map(str::to_string),
-        );
-        match page.next_token() {
-            Some(t) => token = Some(t.to_string()),
-            None => break,
-        }
-    }
+    let arns = all_pages(|token| async move {
+        let page = sdk!("ListTopics", sns.list_topics().set_next_token(token).send())?;
+        let ours = page
+            .topics()
+            .iter()
+            .filter_map(|t| t.topic_arn())
+            .filter(|arn| last_segment(arn).starts_with(&format!("{stack}-")))
+            .map(str::to_string)
+            .collect();
+        Ok((ours, page.next_token().map(str::to_string)))
+    })
+    .await?;
     let mut out = Vec::new();
     for arn in arns {
         let tags = sdk!(
@@ -93,89 +86,87 @@ async fn observe_subscriptions(
     topic_name: &str,
 ) -> Result<Vec<Observed>, AwsError> {
     let sns = &aws.sns;
-    let mut out = Vec::new();
-    let mut token = None;
-    loop {
+    let subscriptions = all_pages(|token| async move {
         let page = sdk!(
             "ListSubscriptionsByTopic",
             sns.list_subscriptions_by_topic()
                 .topic_arn(topic_arn)
-                .set_next_token(token.take())
+                .set_next_token(token)
                 .send()
         )?;
-        for sub in page.subscriptions() {
-            let (Some(arn), Some(endpoint)) = (sub.subscription_arn(), sub.endpoint()) else {
-                continue;
-            };
-            // Not yet confirmed: nothing to read or delete.
-            if sub.protocol() != Some("sqs") || arn == "PendingConfirmation" {
-                continue;
-            }
-            let attributes = sdk!(
-                "GetSubscriptionAttributes",
-                sns.get_subscription_attributes()
-                    .subscription_arn(arn)
-                    .send()
-            )?;
-            let attributes = attributes.attributes().cloned().unwrap_or_default();
-            let events = attributes
-                .get("FilterPolicy")
-                .and_then(|p| serde_json::from_str::<Value>(p).ok())
-                .and_then(|p| p.get(EVENT_NAME_ATTRIBUTE).cloned())
-                .and_then(|v| v.as_array().cloned())
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect();
-            let id = match (
-                consumer_of(stack, last_segment(endpoint)),
-                producer_of(stack, topic_name),
-            ) {
-                (Some(consumer), Some(producer)) => ids::subscription(&consumer, &producer),
-                _ => crate::aws::logical_id(&BTreeMap::new(), arn),
-            };
-            out.push(Observed {
-                id,
-                physical_id: arn.to_string(),
-                spec: Spec::Subscription {
-                    topic: LogicalId::foreign(topic_arn),
-                    // The queue is known by its URL; its ARN is an attribute.
-                    queue: LogicalId::foreign(endpoint),
-                    events,
-                    raw_delivery: attributes.get("RawMessageDelivery").map(String::as_str)
-                        == Some("true"),
-                },
-                tags: BTreeMap::new(),
-                state: None,
-                attributes: BTreeMap::new(),
-            });
+        Ok((
+            page.subscriptions().to_vec(),
+            page.next_token().map(str::to_string),
+        ))
+    })
+    .await?;
+    let mut out = Vec::new();
+    for sub in &subscriptions {
+        let (Some(arn), Some(endpoint)) = (sub.subscription_arn(), sub.endpoint()) else {
+            continue;
+        };
+        // Not yet confirmed: nothing to read or delete.
+        if sub.protocol() != Some("sqs") || arn == "PendingConfirmation" {
+            continue;
         }
-        match page.next_token() {
-            Some(t) => token = Some(t.to_string()),
-            None => break,
-        }
+        let attributes = sdk!(
+            "GetSubscriptionAttributes",
+            sns.get_subscription_attributes()
+                .subscription_arn(arn)
+                .send()
+        )?;
+        let attributes = attributes.attributes().cloned().unwrap_or_default();
+        let events = attributes
+            .get("FilterPolicy")
+            .and_then(|p| serde_json::from_str::<Value>(p).ok())
+            .and_then(|p| p.get(EVENT_NAME_ATTRIBUTE).cloned())
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        let id = match (
+            consumer_of(stack, last_segment(endpoint)),
+            producer_of(stack, topic_name),
+        ) {
+            (Some(consumer), Some(producer)) => ids::subscription(&consumer, &producer),
+            _ => crate::aws::logical_id(&BTreeMap::new(), arn),
+        };
+        out.push(Observed {
+            id,
+            physical_id: arn.to_string(),
+            spec: Spec::Subscription {
+                topic: LogicalId::foreign(topic_arn),
+                // The queue is known by its URL; its ARN is an attribute.
+                queue: LogicalId::foreign(endpoint),
+                events,
+                raw_delivery: attributes.get("RawMessageDelivery").map(String::as_str)
+                    == Some("true"),
+            },
+            tags: BTreeMap::new(),
+            state: None,
+            attributes: BTreeMap::new(),
+        });
     }
     Ok(out)
 }
 
 async fn observe_queues(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> {
     let sqs = &aws.sqs;
-    let mut urls = Vec::new();
-    let mut token = None;
-    loop {
+    let urls = all_pages(|token| async move {
         let page = sdk!(
             "ListQueues",
             sqs.list_queues()
                 .queue_name_prefix(format!("{stack}-"))
-                .set_next_token(token.take())
+                .set_next_token(token)
                 .send()
         )?;
-        urls.extend(page.queue_urls().iter().cloned());
-        match page.next_token() {
-            Some(t) => token = Some(t.to_string()),
-            None => break,
-        }
-    }
+        Ok((
+            page.queue_urls().to_vec(),
+            page.next_token().map(str::to_string),
+        ))
+    })
+    .await?;
     let mut out = Vec::new();
     for url in urls {
         let tags = match sdk!(
@@ -240,26 +231,13 @@ async fn observe_queues(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsErro
 }
 
 /// The topics a queue policy lets send to the queue.
-fn senders_of(policy: &str) -> BTreeSet<Output> {
-    let Ok(policy) = serde_json::from_str::<Value>(policy) else {
+fn senders_of(document: &str) -> BTreeSet<Output> {
+    let Ok(document) = serde_json::from_str::<Value>(document) else {
         return BTreeSet::new();
     };
-    let statements = match policy.get("Statement") {
-        Some(Value::Array(items)) => items.clone(),
-        Some(single) => vec![single.clone()],
-        None => vec![],
-    };
-    statements
-        .iter()
-        .filter_map(|s| s.pointer("/Condition/ArnEquals/aws:SourceArn"))
-        .flat_map(|v| match v {
-            Value::String(s) => vec![s.clone()],
-            Value::Array(items) => items
-                .iter()
-                .filter_map(|i| i.as_str().map(str::to_string))
-                .collect(),
-            _ => vec![],
-        })
+    policy::statements(&document)
+        .into_iter()
+        .flat_map(|s| policy::strings(s.pointer("/Condition/ArnEquals/aws:SourceArn")))
         .map(Output::Text)
         .collect()
 }
@@ -493,7 +471,7 @@ pub async fn update(
 
 pub async fn delete(ctx: &Ctx, _step: &Step, observed: &Observed) -> Result<(), AwsError> {
     let physical = observed.physical_id.as_str();
-    let result = match &observed.spec {
+    super::gone(match &observed.spec {
         Spec::Subscription { .. } => sdk!(
             "Unsubscribe",
             ctx.aws.sns.unsubscribe().subscription_arn(physical).send()
@@ -510,11 +488,7 @@ pub async fn delete(ctx: &Ctx, _step: &Step, observed: &Observed) -> Result<(), 
         )
         .map(|_| ()),
         _ => Err(AwsError::new("delete", "not a messaging resource")),
-    };
-    match result {
-        Err(e) if e.is_not_found() => Ok(()),
-        other => other,
-    }
+    })
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ pub mod ecs;
 pub mod gateway;
 pub mod messaging;
 pub mod network;
+mod policy;
 pub mod registry;
 pub mod secrets;
 
@@ -451,6 +452,26 @@ where
         .into_iter()
         .find(|o| &o.id == id && !matches!(o.state.as_deref(), Some("deleting" | "failed")))
         .map(|o| o.physical_id))
+}
+
+/// Every item of a paged listing. `fetch` reads the page that the token
+/// names (the first page for none) and answers its items and the token of
+/// the next page, if there is one.
+pub async fn all_pages<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, AwsError>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, Option<String>), AwsError>>,
+{
+    let mut items = Vec::new();
+    let mut token = None;
+    loop {
+        let (page, next) = fetch(token.take()).await?;
+        items.extend(page);
+        match next {
+            Some(next) => token = Some(next),
+            None => return Ok(items),
+        }
+    }
 }
 
 /// A delete whose resource is already gone has done its job.

@@ -1,10 +1,10 @@
 //! ECR: one repository per service (`STACK/SERVICE`), scanned on push, with
 //! a lifecycle policy that keeps the last N images. Known by name.
 
-use aws_sdk_ecr::types::{ImageScanningConfiguration, Repository, Tag};
+use aws_sdk_ecr::types::{ImageScanningConfiguration, Tag};
 use serde_json::{Value, json};
 
-use super::{Aws, AwsError, in_stack, observed, tag_map};
+use super::{Aws, AwsError, all_pages, in_stack, observed, tag_map};
 use crate::apply::{Ctx, Step};
 use crate::plan::{Observed, Resource, Spec};
 
@@ -34,21 +34,17 @@ fn kept_images(policy: &str) -> u32 {
 
 pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> {
     let ecr = &aws.ecr;
-    let mut repositories: Vec<Repository> = Vec::new();
-    let mut token = None;
-    loop {
+    let repositories = all_pages(|token| async move {
         let page = sdk!(
             "DescribeRepositories",
-            ecr.describe_repositories()
-                .set_next_token(token.take())
-                .send()
+            ecr.describe_repositories().set_next_token(token).send()
         )?;
-        repositories.extend(page.repositories().iter().cloned());
-        match page.next_token() {
-            Some(t) => token = Some(t.to_string()),
-            None => break,
-        }
-    }
+        Ok((
+            page.repositories().to_vec(),
+            page.next_token().map(str::to_string),
+        ))
+    })
+    .await?;
     let prefix = format!("{stack}/");
     let mut out = Vec::new();
     for repo in repositories {
@@ -199,18 +195,18 @@ pub async fn update(
 
 pub async fn delete(ctx: &Ctx, _step: &Step, observed: &Observed) -> Result<(), AwsError> {
     // Images go with the repository: `down` leaves nothing behind.
-    match sdk!(
-        "DeleteRepository",
-        ctx.aws
-            .ecr
-            .delete_repository()
-            .repository_name(&observed.physical_id)
-            .force(true)
-            .send()
-    ) {
-        Err(e) if e.is_not_found() => Ok(()),
-        other => other.map(|_| ()),
-    }
+    super::gone(
+        sdk!(
+            "DeleteRepository",
+            ctx.aws
+                .ecr
+                .delete_repository()
+                .repository_name(&observed.physical_id)
+                .force(true)
+                .send()
+        )
+        .map(|_| ()),
+    )
 }
 
 #[cfg(test)]

@@ -358,8 +358,5 @@ pub async fn delete(ctx: &Ctx, observed: &Observed) -> Result<(), AwsError> {
     } else {
         req.recovery_window_in_days(RECOVERY_WINDOW_DAYS)
     };
-    match sdk!("DeleteSecret", req.send()) {
-        Err(e) if e.is_not_found() => Ok(()),
-        other => other.map(|_| ()),
-    }
+    super::gone(sdk!("DeleteSecret", req.send()).map(|_| ()))
 }

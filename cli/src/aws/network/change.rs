@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use super::rules::{converge_rules, revoke_all, sweep_interfaces};
 use super::{
     DEPENDENCY_DEADLINE, NAT_AVAILABLE_DEADLINE, NAT_DELETED_DEADLINE, POLL, filter,
-    group_of_rules, no_retry, rules_physical_id, tag_spec,
+    group_of_rules, rules_physical_id, tag_spec,
 };
 use crate::apply::{Ctx, Step};
 use crate::aws::AwsError;
@@ -41,7 +41,7 @@ pub async fn create(ctx: &Ctx, step: &Step, resource: &Resource) -> Result<Strin
                                 .cidr_block(cidr)
                                 .tag_specifications(tag_spec(ResourceType::Vpc, &tags))
                                 .customize()
-                                .config_override(no_retry())
+                                .config_override(no_retry!(aws_sdk_ec2))
                                 .send()
                         )?
                         .vpc()
@@ -71,7 +71,7 @@ pub async fn create(ctx: &Ctx, step: &Step, resource: &Resource) -> Result<Strin
                                 .availability_zone(availability_zone)
                                 .tag_specifications(tag_spec(ResourceType::Subnet, &tags))
                                 .customize()
-                                .config_override(no_retry())
+                                .config_override(no_retry!(aws_sdk_ec2))
                                 .send()
                         )?
                         .subnet()
@@ -93,7 +93,7 @@ pub async fn create(ctx: &Ctx, step: &Step, resource: &Resource) -> Result<Strin
                             ec2.create_internet_gateway()
                                 .tag_specifications(tag_spec(ResourceType::InternetGateway, &tags))
                                 .customize()
-                                .config_override(no_retry())
+                                .config_override(no_retry!(aws_sdk_ec2))
                                 .send()
                         )?
                         .internet_gateway()
@@ -118,7 +118,7 @@ pub async fn create(ctx: &Ctx, step: &Step, resource: &Resource) -> Result<Strin
                                 .domain(DomainType::Vpc)
                                 .tag_specifications(tag_spec(ResourceType::ElasticIp, &tags))
                                 .customize()
-                                .config_override(no_retry())
+                                .config_override(no_retry!(aws_sdk_ec2))
                                 .send()
                         )?
                         .allocation_id()
@@ -151,7 +151,7 @@ pub async fn create(ctx: &Ctx, step: &Step, resource: &Resource) -> Result<Strin
                                 .client_token(&token)
                                 .tag_specifications(tag_spec(ResourceType::Natgateway, &tags))
                                 .customize()
-                                .config_override(no_retry())
+                                .config_override(no_retry!(aws_sdk_ec2))
                                 .send()
                         )?
                         .nat_gateway()
@@ -178,7 +178,7 @@ pub async fn create(ctx: &Ctx, step: &Step, resource: &Resource) -> Result<Strin
                                 .vpc_id(&vpc_id)
                                 .tag_specifications(tag_spec(ResourceType::RouteTable, &tags))
                                 .customize()
-                                .config_override(no_retry())
+                                .config_override(no_retry!(aws_sdk_ec2))
                                 .send()
                         )?
                         .route_table()
@@ -215,7 +215,7 @@ pub async fn create(ctx: &Ctx, step: &Step, resource: &Resource) -> Result<Strin
                                 .description(description)
                                 .tag_specifications(tag_spec(ResourceType::SecurityGroup, &tags))
                                 .customize()
-                                .config_override(no_retry())
+                                .config_override(no_retry!(aws_sdk_ec2))
                                 .send()
                         )?
                         .group_id()
@@ -294,19 +294,15 @@ pub async fn update(
 pub async fn delete(ctx: &Ctx, step: &Step, observed: &Observed) -> Result<(), AwsError> {
     let ec2 = &ctx.aws.ec2;
     let id = observed.physical_id.as_str();
-    let gone = |r: Result<(), AwsError>| match r {
-        Err(e) if e.is_not_found() => Ok(()),
-        other => other,
-    };
     match observed.spec.kind() {
-        Kind::RouteTableAssociation => gone(
+        Kind::RouteTableAssociation => crate::aws::gone(
             sdk!(
                 "DisassociateRouteTable",
                 ec2.disassociate_route_table().association_id(id).send()
             )
             .map(|_| ()),
         ),
-        Kind::SecurityGroupRules => gone(revoke_all(ctx, group_of_rules(id)).await),
+        Kind::SecurityGroupRules => crate::aws::gone(revoke_all(ctx, group_of_rules(id)).await),
         Kind::RouteTable => {
             step.retry_dependency(
                 "the route table's subnets to be let go",
@@ -322,7 +318,7 @@ pub async fn delete(ctx: &Ctx, step: &Step, observed: &Observed) -> Result<(), A
             .await
         }
         Kind::NatGateway => {
-            gone(
+            crate::aws::gone(
                 sdk!(
                     "DeleteNatGateway",
                     ec2.delete_nat_gateway().nat_gateway_id(id).send()
@@ -419,7 +415,7 @@ pub async fn delete(ctx: &Ctx, step: &Step, observed: &Observed) -> Result<(), A
                     .await?;
                 }
             }
-            gone(
+            crate::aws::gone(
                 sdk!(
                     "DeleteInternetGateway",
                     ec2.delete_internet_gateway().internet_gateway_id(id).send()

@@ -10,7 +10,6 @@ mod rules;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use aws_config::retry::RetryConfig;
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{
     Filter, NatGatewayState, ResourceType, Tag, TagSpecification, VpcAttributeName,
@@ -49,12 +48,6 @@ fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
             ))
         })
         .collect()
-}
-
-/// Requests sent through [`Aws::create_once`] must not be retried by the SDK:
-/// a retried create could make a second resource.
-fn no_retry() -> aws_sdk_ec2::config::Builder {
-    aws_sdk_ec2::config::Builder::default().retry_config(RetryConfig::disabled())
 }
 
 /// Everything of the stack's in EC2, found by its tag.
