@@ -1,12 +1,14 @@
 //! Real stand-ins for tests: a moto server (AWS), a private PostgreSQL
 //! cluster, a proxy between an AWS client and moto that records every call
-//! and injects faults, signed test tokens, and free ports.
+//! and injects faults, signed test tokens, a fake Mercado Pago, and free
+//! ports.
 //!
 //! Nothing here is a mock of our own code: moto answers the real AWS APIs,
 //! and the proxy speaks plain HTTP to both sides.
 
 pub mod http;
 pub mod jwt;
+pub mod mercadopago;
 pub mod moto;
 pub mod postgres;
 pub mod proxy;
@@ -15,6 +17,7 @@ pub mod router;
 use std::net::TcpListener;
 use std::path::PathBuf;
 
+pub use mercadopago::FakeMercadoPago;
 pub use moto::Moto;
 pub use postgres::{Postgres, postgres};
 pub use proxy::{Fault, FaultProxy};

@@ -70,6 +70,8 @@ pub struct Caller {
     pub token_id: String,
     /// `exp`, as seconds since the Unix epoch.
     pub expires_at: u64,
+    /// `name`: a registered customer's name, for the kitchen's ticket.
+    pub name: Option<String>,
 }
 
 impl Caller {
@@ -195,6 +197,22 @@ impl Verifier {
         Ok(verifier)
     }
 
+    /// A verifier over the keys of `keys` (failing with where they were
+    /// looked for), refreshed every `refresh`.
+    pub async fn start(
+        issuer: &str,
+        audience: &str,
+        keys: crate::keys::KeySource,
+        refresh: Duration,
+    ) -> anyhow::Result<Arc<Self>> {
+        let described = keys.describe();
+        let verifier = Verifier::new(issuer, audience, Box::new(keys))
+            .await
+            .map_err(|e| anyhow::anyhow!("{described}: {e:#}"))?;
+        verifier.spawn_refresh(refresh);
+        Ok(verifier)
+    }
+
     /// Rereads the key set. On failure the last good set stays in use.
     pub async fn refresh(&self) -> anyhow::Result<usize> {
         let fetched = self.source.fetch().await;
@@ -307,11 +325,16 @@ impl Verifier {
             .and_then(|r| serde_json::from_value::<Role>(r.clone()).ok())
             .ok_or(AuthError::Claim("role"))?;
         let token_id = payload.jwt_id().ok_or(AuthError::Claim("jti"))?.to_string();
+        let name = payload
+            .claim("name")
+            .and_then(|n| n.as_str())
+            .map(str::to_string);
         Ok(Caller {
             subject,
             role,
             token_id,
             expires_at: exp,
+            name,
         })
     }
 }

@@ -60,6 +60,74 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     }
 }
 
+/// A value that must not reach logs: its Debug form is redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// What every service with a database and tokens reads.
+#[derive(Debug, Clone)]
+pub struct Common {
+    pub port: u16,
+    pub database_url: String,
+    pub pool_size: u32,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub jwks_refresh: std::time::Duration,
+}
+
+impl Common {
+    /// `owns` says what the database holds, for the error message.
+    pub fn from_env<F: Fn(&str) -> Option<String>>(
+        env: &Env<F>,
+        default_port: u16,
+        owns: &str,
+    ) -> Result<Self, ConfigError> {
+        Ok(Common {
+            port: env.parsed_or(
+                "PORT",
+                default_port,
+                &format!("a TCP port such as {default_port}"),
+            )?,
+            database_url: env.required(
+                "DATABASE_URL",
+                &format!("a postgres:// URL of the {owns} database"),
+            )?,
+            pool_size: env.parsed_or("DB_POOL_SIZE", 10, "a number of connections such as 10")?,
+            jwt_issuer: env.parsed_or(
+                "JWT_ISSUER",
+                "techchallenge".to_string(),
+                "the issuer the user service signs with",
+            )?,
+            jwt_audience: env.parsed_or(
+                "JWT_AUDIENCE",
+                "techchallenge".to_string(),
+                "the audience of the tokens",
+            )?,
+            jwks_refresh: std::time::Duration::from_secs(env.parsed_or(
+                "JWKS_REFRESH_SECONDS",
+                60,
+                "how often the JWK set is reread, in seconds",
+            )?),
+        })
+    }
+}
+
 fn error(variable: &str, problem: &str, expected: &str) -> ConfigError {
     ConfigError {
         variable: variable.to_string(),

@@ -3,8 +3,9 @@
 //! with errors that name the variable, tracing, a PostgreSQL pool with
 //! embedded migrations, one error type rendered as RFC 9457 problem
 //! details, JWT authentication against a cached JWK set, health checks,
-//! request ids, graceful shutdown and an OpenAPI document with a page that
-//! renders it.
+//! request ids, graceful shutdown, an OpenAPI document with a page that
+//! renders it, an HTTP client, and the messaging layer of the saga
+//! (outbox, inbox, SNS/SQS and PostgreSQL transports).
 
 pub mod auth;
 pub mod config;
@@ -13,7 +14,9 @@ pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod http_client;
 pub mod keys;
+pub mod messaging;
 pub mod server;
 pub mod telemetry;
 

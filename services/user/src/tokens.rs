@@ -53,24 +53,29 @@ pub async fn customer_token(
 ) -> ApiResult<Json<Token>> {
     let cpf = Cpf::parse(&login.cpf)
         .map_err(|e| ApiError::invalid(vec![FieldError::new("cpf", e.to_string())]))?;
-    let id: Option<Uuid> = sqlx::query_scalar("SELECT id FROM customers WHERE cpf = $1")
-        .bind(cpf.digits())
-        .fetch_optional(&state.pool)
-        .await?;
-    let id = id.ok_or_else(|| {
+    let found: Option<(Uuid, Option<String>)> =
+        sqlx::query_as("SELECT id, name FROM customers WHERE cpf = $1")
+            .bind(cpf.digits())
+            .fetch_optional(&state.pool)
+            .await?;
+    let (id, name) = found.ok_or_else(|| {
         ApiError::NotFound("no customer with this CPF: register with POST /users, or order as a guest with POST /auth/guest".into())
     })?;
-    Ok(Json(state.signer.issue(&id.to_string(), Role::Customer)?))
+    Ok(Json(state.signer.issue(
+        &id.to_string(),
+        Role::Customer,
+        name.as_deref(),
+    )?))
 }
 
 /// A token for an anonymous customer.
 #[utoipa::path(post, path = "/auth/guest", responses((status = 200, body = Token)))]
 pub async fn guest_token(State(state): State<AppState>) -> ApiResult<Json<Token>> {
-    Ok(Json(
-        state
-            .signer
-            .issue(&Uuid::now_v7().to_string(), Role::Guest)?,
-    ))
+    Ok(Json(state.signer.issue(
+        &Uuid::now_v7().to_string(),
+        Role::Guest,
+        None,
+    )?))
 }
 
 /// A token for an employee, by email and password.
@@ -114,7 +119,7 @@ pub async fn employee_token(
     if !matches || id.is_nil() {
         return Err(ApiError::Unauthorized("wrong email or password".into()));
     }
-    Ok(Json(state.signer.issue(&id.to_string(), role)?))
+    Ok(Json(state.signer.issue(&id.to_string(), role, None)?))
 }
 
 /// The public keys that verify tokens: every key not yet retired.
@@ -136,6 +141,6 @@ pub async fn openid_configuration(State(state): State<AppState>) -> Json<Value> 
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "token_endpoint_auth_methods_supported": ["none"],
-        "claims_supported": ["iss", "aud", "sub", "role", "iat", "exp", "jti"],
+        "claims_supported": ["iss", "aud", "sub", "role", "name", "iat", "exp", "jti"],
     }))
 }

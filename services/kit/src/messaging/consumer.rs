@@ -1,0 +1,214 @@
+//! Takes messages from the service's queue and applies them exactly once.
+//!
+//! For each message: a body that is not an envelope is dead-lettered with
+//! the reason; an event the service does not handle is acknowledged and
+//! logged; otherwise, in one transaction, the `event_id` goes into the
+//! inbox and the handler applies its effect (and writes the events it
+//! causes to the outbox). The message is acknowledged only after that
+//! commit. An event seen before is acknowledged without effect. A handler
+//! that cannot apply the event now has it retried with backoff, and
+//! dead-lettered on the last attempt.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use contracts::DecodeError;
+use sqlx::{PgConnection, PgPool};
+use tokio::task::{JoinHandle, JoinSet};
+use tracing::Instrument;
+
+use super::{BoxFuture, Delivery, Envelope, Relay, Settings, Transport};
+
+const BATCH: usize = 10;
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Why a handler did not apply an event.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    /// Not now: the event does not fit the current state yet, or something
+    /// it needs is unavailable. Retried, then dead-lettered.
+    #[error("{0}")]
+    Retry(String),
+    /// Never: the event can not be applied whatever happens.
+    #[error("{0}")]
+    Reject(String),
+}
+
+impl From<sqlx::Error> for HandleError {
+    fn from(e: sqlx::Error) -> Self {
+        HandleError::Retry(format!("database: {e}"))
+    }
+}
+
+impl From<anyhow::Error> for HandleError {
+    fn from(e: anyhow::Error) -> Self {
+        HandleError::Retry(format!("{e:#}"))
+    }
+}
+
+impl From<DecodeError> for HandleError {
+    fn from(e: DecodeError) -> Self {
+        HandleError::Reject(e.to_string())
+    }
+}
+
+/// Where a delivery stands among its attempts.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt {
+    pub number: u32,
+    pub max: u32,
+}
+
+impl Attempt {
+    /// A retry after this one would be dead-lettered.
+    pub fn is_last(&self) -> bool {
+        self.number >= self.max
+    }
+}
+
+/// A service's reactions to the events it consumes.
+pub trait Handler: Send + Sync + 'static {
+    /// The event names it handles; others are acknowledged and ignored.
+    fn events(&self) -> &'static [&'static str];
+    /// Applies `envelope` inside `tx`, which also records it in the inbox.
+    fn handle<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        envelope: &'a Envelope,
+        attempt: Attempt,
+    ) -> BoxFuture<'a, Result<(), HandleError>>;
+}
+
+/// What became of one delivery.
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Applied,
+    Duplicate,
+    Ignored,
+    Retried,
+    DeadLettered,
+}
+
+/// Consumes the service's queue until the task is aborted.
+pub fn spawn_consumer(
+    pool: PgPool,
+    transport: Arc<dyn Transport>,
+    handler: Arc<dyn Handler>,
+    relay: Relay,
+    settings: Settings,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let deliveries = match transport.receive(BATCH, WAIT).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot receive events; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let mut batch = JoinSet::new();
+            for delivery in deliveries {
+                let (pool, transport, handler, relay, settings) = (
+                    pool.clone(),
+                    transport.clone(),
+                    handler.clone(),
+                    relay.clone(),
+                    settings.clone(),
+                );
+                batch.spawn(async move {
+                    if let Err(e) =
+                        process(&pool, transport.as_ref(), handler.as_ref(), &relay, &settings, &delivery).await
+                    {
+                        // Unacknowledged: it comes back after its visibility timeout.
+                        tracing::warn!(error = %format!("{e:#}"), "cannot settle an event; it will be redelivered");
+                    }
+                });
+            }
+            while batch.join_next().await.is_some() {}
+        }
+    })
+}
+
+async fn process(
+    pool: &PgPool,
+    transport: &dyn Transport,
+    handler: &dyn Handler,
+    relay: &Relay,
+    settings: &Settings,
+    delivery: &Delivery,
+) -> anyhow::Result<Outcome> {
+    let envelope = match Envelope::parse(&delivery.body) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!(error = %e, "dead-lettering a message that is not an event");
+            transport.dead_letter(delivery, &e.to_string()).await?;
+            return Ok(Outcome::DeadLettered);
+        }
+    };
+    let span = tracing::info_span!(
+        "event",
+        event = %envelope.meta.event_name,
+        event_id = %envelope.meta.event_id,
+        correlation_id = %envelope.meta.correlation_id,
+        attempt = delivery.receive_count,
+    );
+    async {
+        if !handler.events().contains(&envelope.name()) {
+            tracing::info!("ignoring an event this service does not handle");
+            transport.ack(delivery).await?;
+            return Ok(Outcome::Ignored);
+        }
+        let mut tx = pool.begin().await?;
+        let first_time = sqlx::query(
+            "INSERT INTO inbox (event_id, event_name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(envelope.meta.event_id)
+        .bind(&envelope.meta.event_name)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !first_time {
+            drop(tx);
+            tracing::info!("already handled; acknowledging the duplicate");
+            transport.ack(delivery).await?;
+            return Ok(Outcome::Duplicate);
+        }
+        let attempt = Attempt {
+            number: delivery.receive_count,
+            max: settings.max_receive,
+        };
+        match handler.handle(&mut tx, &envelope, attempt).await {
+            Ok(()) => {
+                tx.commit().await?;
+                relay.wake();
+                transport.ack(delivery).await?;
+                tracing::info!("applied");
+                Ok(Outcome::Applied)
+            }
+            Err(HandleError::Reject(reason)) => {
+                drop(tx);
+                tracing::error!(%reason, "dead-lettering an event that can never apply");
+                transport.dead_letter(delivery, &reason).await?;
+                Ok(Outcome::DeadLettered)
+            }
+            Err(HandleError::Retry(reason)) if attempt.is_last() => {
+                drop(tx);
+                let reason = format!("gave up after {} attempts: {reason}", attempt.number);
+                tracing::error!(%reason, "dead-lettering an event");
+                transport.dead_letter(delivery, &reason).await?;
+                Ok(Outcome::DeadLettered)
+            }
+            Err(HandleError::Retry(reason)) => {
+                drop(tx);
+                let delay = settings.backoff(attempt.number);
+                tracing::warn!(%reason, ?delay, "cannot apply the event yet; retrying later");
+                transport.retry_later(delivery, delay).await?;
+                Ok(Outcome::Retried)
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}

@@ -1,0 +1,285 @@
+//! Events between services, with no lost and no doubled effect.
+//!
+//! - **Outbox**: a service writes its state change and the events it
+//!   causes in one transaction ([`outbox::add`]); the [`relay`] publishes
+//!   them afterwards and marks them sent. A crash between commit and publish
+//!   only delays the event.
+//! - **Inbox**: the [`consumer`] records each handled `event_id` in the
+//!   same transaction as the handler's effect, so a redelivered message
+//!   changes nothing.
+//! - **Transports**: SNS/SQS on AWS ([`sqs`]), a PostgreSQL queue table for
+//!   local runs and tests ([`postgres`]). Both redeliver a message that was
+//!   not acknowledged, and dead-letter it, with the reason, once it has
+//!   been received `max_receive` times.
+
+pub mod consumer;
+pub mod outbox;
+pub mod postgres;
+pub mod relay;
+pub mod sqs;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+use crate::config::{ConfigError, Env};
+
+pub use consumer::{HandleError, Handler, spawn_consumer};
+pub use contracts::Envelope;
+pub use relay::{Relay, spawn_relay};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A message taken from the service's queue, invisible to other
+/// consumers until it is acknowledged, put back or its visibility ends.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub body: String,
+    /// How many times the message has been received, this time included.
+    pub receive_count: u32,
+    /// What the transport needs to acknowledge it.
+    pub handle: String,
+}
+
+/// A message that could not be handled, kept with the reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub body: String,
+    pub reason: String,
+}
+
+/// One service's view of the event bus: it publishes on its own topic and
+/// consumes its own queue.
+pub trait Transport: Send + Sync {
+    /// Publishes to every queue subscribed to the event's name.
+    fn publish<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// Up to `max` messages, waiting up to `wait` for the first one.
+    fn receive(&self, max: usize, wait: Duration) -> BoxFuture<'_, anyhow::Result<Vec<Delivery>>>;
+    /// The effect is committed: the message is gone for good.
+    fn ack<'a>(&'a self, delivery: &'a Delivery) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// Not now: deliver it again after `delay`.
+    fn retry_later<'a>(
+        &'a self,
+        delivery: &'a Delivery,
+        delay: Duration,
+    ) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// Never: move it to the dead-letter queue with `reason`.
+    fn dead_letter<'a>(
+        &'a self,
+        delivery: &'a Delivery,
+        reason: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// What the dead-letter queue holds (for operators and tests).
+    fn dead_letters(&self) -> BoxFuture<'_, anyhow::Result<Vec<DeadLetter>>>;
+}
+
+/// How a service's messaging behaves, from the environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub transport: TransportSettings,
+    /// Receives before a failing message is dead-lettered.
+    pub max_receive: u32,
+    /// How long a received message stays invisible to other consumers.
+    pub visibility: Duration,
+    /// The first retry delay; it doubles with each further attempt.
+    pub retry_delay: Duration,
+    /// How often the relay looks for unpublished events it was not told about.
+    pub relay_poll: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum TransportSettings {
+    Postgres {
+        url: String,
+    },
+    SnsSqs {
+        topic_arn: String,
+        queue_url: String,
+        dead_letter_queue_url: String,
+    },
+}
+
+impl Settings {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let transport = match env
+            .parsed_or(
+                "EVENT_TRANSPORT",
+                "postgres".to_string(),
+                "postgres or sns-sqs",
+            )?
+            .as_str()
+        {
+            "postgres" => TransportSettings::Postgres {
+                url: env.required(
+                    "EVENTS_DATABASE_URL",
+                    "a postgres:// URL of the database that holds the event queues",
+                )?,
+            },
+            "sns-sqs" => TransportSettings::SnsSqs {
+                topic_arn: env
+                    .required("EVENTS_TOPIC_ARN", "the ARN of this service's SNS topic")?,
+                queue_url: env
+                    .required("EVENTS_QUEUE_URL", "the URL of this service's SQS queue")?,
+                dead_letter_queue_url: env.required(
+                    "EVENTS_DLQ_URL",
+                    "the URL of this service's SQS dead-letter queue",
+                )?,
+            },
+            other => {
+                return Err(ConfigError {
+                    variable: "EVENT_TRANSPORT".into(),
+                    problem: format!("{other:?} is not a transport"),
+                    expected: "postgres or sns-sqs".into(),
+                });
+            }
+        };
+        Ok(Settings {
+            transport,
+            max_receive: env.parsed_or(
+                "EVENTS_MAX_RECEIVE",
+                5,
+                "a number of attempts such as 5",
+            )?,
+            visibility: Duration::from_secs(env.parsed_or(
+                "EVENTS_VISIBILITY_SECONDS",
+                30,
+                "seconds a received message stays hidden, such as 30",
+            )?),
+            retry_delay: Duration::from_millis(env.parsed_or(
+                "EVENTS_RETRY_DELAY_MS",
+                1000,
+                "milliseconds before the first retry, such as 1000",
+            )?),
+            relay_poll: Duration::from_millis(env.parsed_or(
+                "EVENTS_RELAY_POLL_MS",
+                1000,
+                "milliseconds between the relay's sweeps, such as 1000",
+            )?),
+        })
+    }
+
+    /// Settings for tests and local runs on the PostgreSQL transport.
+    pub fn postgres(url: &str) -> Self {
+        Settings {
+            transport: TransportSettings::Postgres {
+                url: url.to_string(),
+            },
+            max_receive: 5,
+            visibility: Duration::from_secs(30),
+            retry_delay: Duration::from_millis(100),
+            relay_poll: Duration::from_millis(500),
+        }
+    }
+
+    /// The transport of `service`.
+    pub async fn connect(&self, service: &str) -> anyhow::Result<Arc<dyn Transport>> {
+        Ok(match &self.transport {
+            TransportSettings::Postgres { url } => Arc::new(
+                postgres::PgTransport::connect(url, service, self.max_receive, self.visibility)
+                    .await?,
+            ),
+            TransportSettings::SnsSqs {
+                topic_arn,
+                queue_url,
+                dead_letter_queue_url,
+            } => {
+                let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                Arc::new(sqs::SqsTransport::new(
+                    &config,
+                    sqs::Queues {
+                        topic_arn: topic_arn.clone(),
+                        queue_url: queue_url.clone(),
+                        dead_letter_queue_url: dead_letter_queue_url.clone(),
+                    },
+                    self.max_receive,
+                    self.visibility,
+                ))
+            }
+        })
+    }
+
+    /// The delay before attempt `receive_count + 1`.
+    pub fn backoff(&self, receive_count: u32) -> Duration {
+        self.retry_delay
+            .saturating_mul(1 << receive_count.saturating_sub(1).min(6))
+            .min(self.visibility)
+    }
+}
+
+/// A service's background work on events: the relay always, the consumer
+/// when it consumes. Both stop when this is dropped.
+pub struct Workers {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Workers {
+    pub fn start(
+        pool: &PgPool,
+        transport: Arc<dyn Transport>,
+        relay: &Relay,
+        handler: Option<Arc<dyn Handler>>,
+        settings: &Settings,
+    ) -> Workers {
+        let mut tasks = vec![spawn_relay(
+            pool.clone(),
+            transport.clone(),
+            relay.clone(),
+            settings.relay_poll,
+        )];
+        if let Some(handler) = handler {
+            tasks.push(spawn_consumer(
+                pool.clone(),
+                transport,
+                handler,
+                relay.clone(),
+                settings.clone(),
+            ));
+        }
+        Workers { tasks }
+    }
+
+    /// Adds a task of the service's own (a scheduler, say).
+    pub fn add(&mut self, task: tokio::task::JoinHandle<()>) {
+        self.tasks.push(task);
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Creates the outbox and inbox tables in a service's database. Safe to
+/// run from several replicas at once.
+pub async fn install(pool: &PgPool) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    // Concurrent CREATE TABLE IF NOT EXISTS can still collide; serialise.
+    sqlx::query("SELECT pg_advisory_xact_lock(7201)")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS outbox (
+            id uuid PRIMARY KEY,
+            event_name text NOT NULL,
+            envelope text NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            published_at timestamptz
+        );
+        CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (created_at, id) WHERE published_at IS NULL;
+        CREATE TABLE IF NOT EXISTS inbox (
+            event_id uuid PRIMARY KEY,
+            event_name text NOT NULL,
+            handled_at timestamptz NOT NULL DEFAULT now()
+        );",
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,216 @@
+//! The event bus on AWS: a service publishes to its SNS topic with the
+//! event's name as the `event_name` message attribute (the subscriptions
+//! techctl makes filter on it, with raw delivery), and consumes its own SQS
+//! queue with long polling. A message it gives up on is sent to its
+//! dead-letter queue with the reason as a message attribute; the queue's
+//! redrive policy catches what a crashing consumer never settles.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use aws_sdk_sns::types::MessageAttributeValue as SnsAttribute;
+use aws_sdk_sqs::types::{MessageAttributeValue as SqsAttribute, MessageSystemAttributeName};
+
+use super::{BoxFuture, DeadLetter, Delivery, Envelope, Transport};
+
+/// The message attribute SNS subscriptions filter on.
+pub const EVENT_NAME_ATTRIBUTE: &str = "event_name";
+/// The message attribute that says why a message was dead-lettered.
+pub const REASON_ATTRIBUTE: &str = "dead_letter_reason";
+/// SQS's longest long poll.
+const LONGEST_WAIT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone)]
+pub struct Queues {
+    pub topic_arn: String,
+    pub queue_url: String,
+    pub dead_letter_queue_url: String,
+}
+
+pub struct SqsTransport {
+    sns: aws_sdk_sns::Client,
+    sqs: aws_sdk_sqs::Client,
+    queues: Queues,
+    max_receive: u32,
+    visibility: Duration,
+}
+
+fn aws_error(e: impl std::error::Error + Send + Sync + 'static) -> anyhow::Error {
+    anyhow::anyhow!(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+}
+
+impl SqsTransport {
+    pub fn new(
+        config: &aws_config::SdkConfig,
+        queues: Queues,
+        max_receive: u32,
+        visibility: Duration,
+    ) -> SqsTransport {
+        SqsTransport {
+            sns: aws_sdk_sns::Client::new(config),
+            sqs: aws_sdk_sqs::Client::new(config),
+            queues,
+            max_receive,
+            visibility,
+        }
+    }
+
+    /// Sends a raw body to this service's own queue (tests use it for
+    /// messages no producer would write).
+    pub async fn send_raw(&self, body: &str) -> anyhow::Result<()> {
+        self.sqs
+            .send_message()
+            .queue_url(&self.queues.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(aws_error)?;
+        Ok(())
+    }
+}
+
+impl Transport for SqsTransport {
+    fn publish<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            let name = SnsAttribute::builder()
+                .data_type("String")
+                .string_value(envelope.name())
+                .build()?;
+            self.sns
+                .publish()
+                .topic_arn(&self.queues.topic_arn)
+                .message(envelope.to_json())
+                .message_attributes(EVENT_NAME_ATTRIBUTE, name)
+                .send()
+                .await
+                .map_err(aws_error)
+                .with_context(|| format!("cannot publish to {}", self.queues.topic_arn))?;
+            Ok(())
+        })
+    }
+
+    fn receive(&self, max: usize, wait: Duration) -> BoxFuture<'_, anyhow::Result<Vec<Delivery>>> {
+        Box::pin(async move {
+            let answer = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queues.queue_url)
+                .max_number_of_messages(max.clamp(1, 10) as i32)
+                .wait_time_seconds(wait.min(LONGEST_WAIT).as_secs() as i32)
+                .visibility_timeout(self.visibility.as_secs() as i32)
+                .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+                .send()
+                .await
+                .map_err(aws_error)
+                .with_context(|| format!("cannot receive from {}", self.queues.queue_url))?;
+            let mut deliveries = Vec::new();
+            for message in answer.messages.unwrap_or_default() {
+                let receive_count = message
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(1);
+                let delivery = Delivery {
+                    body: message.body.unwrap_or_default(),
+                    receive_count,
+                    handle: message.receipt_handle.unwrap_or_default(),
+                };
+                if delivery.receive_count > self.max_receive {
+                    let reason = format!(
+                        "received {} times without being acknowledged",
+                        self.max_receive
+                    );
+                    self.dead_letter(&delivery, &reason).await?;
+                } else {
+                    deliveries.push(delivery);
+                }
+            }
+            Ok(deliveries)
+        })
+    }
+
+    fn ack<'a>(&'a self, delivery: &'a Delivery) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            self.sqs
+                .delete_message()
+                .queue_url(&self.queues.queue_url)
+                .receipt_handle(&delivery.handle)
+                .send()
+                .await
+                .map_err(aws_error)?;
+            Ok(())
+        })
+    }
+
+    fn retry_later<'a>(
+        &'a self,
+        delivery: &'a Delivery,
+        delay: Duration,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            self.sqs
+                .change_message_visibility()
+                .queue_url(&self.queues.queue_url)
+                .receipt_handle(&delivery.handle)
+                .visibility_timeout(delay.as_secs().max(1) as i32)
+                .send()
+                .await
+                .map_err(aws_error)?;
+            Ok(())
+        })
+    }
+
+    fn dead_letter<'a>(
+        &'a self,
+        delivery: &'a Delivery,
+        reason: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            let reason_attribute = SqsAttribute::builder()
+                .data_type("String")
+                .string_value(reason)
+                .build()?;
+            self.sqs
+                .send_message()
+                .queue_url(&self.queues.dead_letter_queue_url)
+                .message_body(&delivery.body)
+                .message_attributes(REASON_ATTRIBUTE, reason_attribute)
+                .send()
+                .await
+                .map_err(aws_error)
+                .context("cannot write to the dead-letter queue")?;
+            // Only once it is safe in the dead-letter queue.
+            self.ack(delivery).await
+        })
+    }
+
+    fn dead_letters(&self) -> BoxFuture<'_, anyhow::Result<Vec<DeadLetter>>> {
+        Box::pin(async move {
+            // Peeks: received with no visibility so they stay for others.
+            let answer = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queues.dead_letter_queue_url)
+                .max_number_of_messages(10)
+                .visibility_timeout(0)
+                .message_attribute_names(REASON_ATTRIBUTE)
+                .send()
+                .await
+                .map_err(aws_error)?;
+            Ok(answer
+                .messages
+                .unwrap_or_default()
+                .into_iter()
+                .map(|m| DeadLetter {
+                    reason: m
+                        .message_attributes()
+                        .and_then(|a| a.get(REASON_ATTRIBUTE))
+                        .and_then(|v| v.string_value())
+                        .unwrap_or("moved by the queue's redrive policy")
+                        .to_string(),
+                    body: m.body.unwrap_or_default(),
+                })
+                .collect())
+        })
+    }
+}

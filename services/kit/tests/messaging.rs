@@ -1,0 +1,414 @@
+//! The messaging layer on both transports: the same tests run against the
+//! PostgreSQL queue tables and against SNS/SQS on moto, wired the way
+//! techctl wires them (a topic per producer, a queue and a dead-letter
+//! queue per consumer, raw subscriptions filtered on `event_name`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use contracts::events::{OrderCancelled, OrderPaid};
+use contracts::{CONSUMERS, Envelope, Event};
+use service_kit::messaging::consumer::Attempt;
+use service_kit::messaging::postgres::PgTransport;
+use service_kit::messaging::sqs::{Queues, SqsTransport};
+use service_kit::messaging::{
+    self, BoxFuture, HandleError, Handler, Relay, Settings, Transport, spawn_consumer,
+};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(1);
+
+fn cancelled() -> Envelope {
+    Envelope::new(
+        "order",
+        &OrderCancelled {
+            order_id: Uuid::now_v7(),
+            reason: "test".into(),
+        },
+    )
+}
+
+fn paid() -> Envelope {
+    Envelope::new(
+        "order",
+        &OrderPaid {
+            order_id: Uuid::now_v7(),
+            number: 7,
+            customer_name: "Ana".into(),
+            items: vec![],
+        },
+    )
+}
+
+fn settings(max_receive: u32) -> Settings {
+    let mut s = Settings::postgres("");
+    s.max_receive = max_receive;
+    s.retry_delay = Duration::from_millis(50);
+    s
+}
+
+type Buses = HashMap<&'static str, Arc<dyn Transport>>;
+
+async fn postgres_buses(max_receive: u32) -> Buses {
+    let url = tokio::task::spawn_blocking(|| testkit::postgres().fresh_database("bus"))
+        .await
+        .unwrap();
+    let mut buses: Buses = HashMap::new();
+    for service in ["order", "payment", "production"] {
+        let t = PgTransport::connect(&url, service, max_receive, Duration::from_secs(30))
+            .await
+            .unwrap();
+        buses.insert(service, Arc::new(t));
+    }
+    buses
+}
+
+/// SNS topics and SQS queues on moto, as techctl makes them.
+async fn sqs_buses(moto: &testkit::Moto, max_receive: u32) -> Buses {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&moto.url)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .load()
+        .await;
+    let sns = aws_sdk_sns::Client::new(&config);
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let mut topics = HashMap::new();
+    for producer in ["order", "payment", "production"] {
+        let arn = sns
+            .create_topic()
+            .name(format!("test-{producer}-events"))
+            .send()
+            .await
+            .unwrap();
+        topics.insert(producer, arn.topic_arn.unwrap());
+    }
+    let mut buses: Buses = HashMap::new();
+    for (service, events) in CONSUMERS {
+        let dlq = sqs
+            .create_queue()
+            .queue_name(format!("test-{service}-dlq"))
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let queue = sqs
+            .create_queue()
+            .queue_name(format!("test-{service}"))
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let arn_of = |url: &str| {
+            format!(
+                "arn:aws:sqs:us-east-1:123456789012:{}",
+                url.rsplit('/').next().unwrap()
+            )
+        };
+        sqs.set_queue_attributes()
+            .queue_url(&queue)
+            .attributes(
+                aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
+                serde_json::json!({"deadLetterTargetArn": arn_of(&dlq), "maxReceiveCount": max_receive + 1}).to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let mut by_producer: HashMap<&str, Vec<&str>> = HashMap::new();
+        for event in *events {
+            by_producer
+                .entry(contracts::producer_of(event))
+                .or_default()
+                .push(event);
+        }
+        for (producer, names) in by_producer {
+            sns.subscribe()
+                .topic_arn(&topics[producer])
+                .protocol("sqs")
+                .endpoint(arn_of(&queue))
+                .attributes("RawMessageDelivery", "true")
+                .attributes(
+                    "FilterPolicy",
+                    serde_json::json!({"event_name": names}).to_string(),
+                )
+                .send()
+                .await
+                .unwrap();
+        }
+        let queues = Queues {
+            topic_arn: topics.get(service).cloned().unwrap_or_default(),
+            queue_url: queue,
+            dead_letter_queue_url: dlq,
+        };
+        buses.insert(
+            *service,
+            Arc::new(SqsTransport::new(
+                &config,
+                queues,
+                max_receive,
+                Duration::from_secs(30),
+            )),
+        );
+    }
+    buses
+}
+
+async fn receive_one(bus: &dyn Transport) -> messaging::Delivery {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(d) = bus.receive(1, WAIT).await.unwrap().pop() {
+            return d;
+        }
+        assert!(Instant::now() < deadline, "nothing arrived");
+    }
+}
+
+/// Events reach exactly the queues subscribed to their names; a message
+/// put back comes again, counted; a dead letter keeps its reason.
+async fn delivery_semantics(buses: &Buses) {
+    buses["order"].publish(&cancelled()).await.unwrap();
+    buses["order"].publish(&paid()).await.unwrap();
+    let to_payment = receive_one(buses["payment"].as_ref()).await;
+    assert_eq!(
+        Envelope::parse(&to_payment.body).unwrap().name(),
+        OrderCancelled::NAME
+    );
+    assert_eq!(to_payment.receive_count, 1);
+    let to_production = receive_one(buses["production"].as_ref()).await;
+    assert_eq!(
+        Envelope::parse(&to_production.body).unwrap().name(),
+        OrderPaid::NAME
+    );
+    assert!(
+        buses["order"].receive(10, WAIT).await.unwrap().is_empty(),
+        "order consumes neither"
+    );
+    assert!(
+        buses["payment"].receive(10, WAIT).await.unwrap().is_empty(),
+        "order.paid is not payment's"
+    );
+
+    // Not acknowledged: hidden, then back with its count.
+    buses["payment"]
+        .retry_later(&to_payment, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(
+        buses["payment"]
+            .receive(10, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty(),
+        "hidden while it waits"
+    );
+    let again = receive_one(buses["payment"].as_ref()).await;
+    assert_eq!(again.body, to_payment.body);
+    assert_eq!(again.receive_count, 2);
+    buses["payment"].ack(&again).await.unwrap();
+
+    buses["production"]
+        .dead_letter(&to_production, "cannot be applied: test")
+        .await
+        .unwrap();
+    let dead = buses["production"].dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body, to_production.body);
+    assert_eq!(dead[0].reason, "cannot be applied: test");
+    assert!(
+        buses["production"]
+            .receive(10, WAIT)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        buses["payment"].receive(10, WAIT).await.unwrap().is_empty(),
+        "acknowledged for good"
+    );
+}
+
+/// Records what it applies; refuses, for ever, orders cancelled "never".
+struct Recorder;
+
+impl Handler for Recorder {
+    fn events(&self) -> &'static [&'static str] {
+        &[OrderCancelled::NAME]
+    }
+
+    fn handle<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        envelope: &'a Envelope,
+        _attempt: Attempt,
+    ) -> BoxFuture<'a, Result<(), HandleError>> {
+        Box::pin(async move {
+            let event: OrderCancelled = envelope.decode()?;
+            if event.reason == "never" {
+                return Err(HandleError::Retry("this one never fits".into()));
+            }
+            sqlx::query("INSERT INTO applied (order_id) VALUES ($1)")
+                .bind(event.order_id)
+                .execute(tx)
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+async fn applied(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM applied")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// An event of a name the consumer does not handle, on the same queue.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct OrderCreatedLike {
+    order_id: Uuid,
+}
+
+impl Event for OrderCreatedLike {
+    const NAME: &'static str = "order.created";
+    const VERSION: u32 = 1;
+    fn order_id(&self) -> Uuid {
+        self.order_id
+    }
+}
+
+/// A consumer applies each event once, however often it arrives; dead-
+/// letters what can never apply and what never fits, with the reason;
+/// acknowledges what it does not handle; and keeps going.
+async fn exactly_once(buses: &Buses, max_receive: u32) {
+    let url = tokio::task::spawn_blocking(|| testkit::postgres().fresh_database("consumer"))
+        .await
+        .unwrap();
+    let pool = PgPool::connect(&url).await.unwrap();
+    messaging::install(&pool).await.unwrap();
+    sqlx::query("CREATE TABLE applied (order_id uuid NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let consumer = spawn_consumer(
+        pool.clone(),
+        buses["payment"].clone(),
+        Arc::new(Recorder),
+        Relay::default(),
+        settings(max_receive),
+    );
+    let once = cancelled();
+    let never = Envelope::new(
+        "order",
+        &OrderCancelled {
+            order_id: Uuid::now_v7(),
+            reason: "never".into(),
+        },
+    );
+    let mut unknown_version = cancelled();
+    unknown_version.meta.event_version = 9;
+    let unhandled = Envelope::new(
+        "order",
+        &OrderCreatedLike {
+            order_id: Uuid::now_v7(),
+        },
+    );
+    for envelope in [&once, &once, &never, &unknown_version, &unhandled, &once] {
+        buses["order"].publish(envelope).await.unwrap();
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let dead = loop {
+        let dead = buses["payment"].dead_letters().await.unwrap();
+        if dead.len() >= 2 && applied(&pool).await >= 1 {
+            break dead;
+        }
+        assert!(Instant::now() < deadline, "dead letters: {dead:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Whatever else was in flight has settled by now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    consumer.abort();
+    assert_eq!(applied(&pool).await, 1, "three deliveries, one effect");
+    let mut reasons: Vec<&str> = dead.iter().map(|d| d.reason.as_str()).collect();
+    reasons.sort();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons[0].starts_with(&format!(
+            "gave up after {max_receive} attempts: this one never fits"
+        )),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].contains("version 9 is not understood"),
+        "{reasons:?}"
+    );
+    let inbox: i64 = sqlx::query_scalar("SELECT count(*) FROM inbox")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(inbox, 1, "only what was applied is in the inbox");
+    assert!(
+        buses["payment"]
+            .receive(10, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing left behind"
+    );
+}
+
+#[tokio::test]
+async fn the_postgres_transport_delivers_like_sqs() {
+    delivery_semantics(&postgres_buses(3).await).await;
+}
+
+#[tokio::test]
+async fn the_sns_sqs_transport_delivers_on_moto() {
+    let moto = testkit::Moto::start();
+    delivery_semantics(&sqs_buses(&moto, 3).await).await;
+}
+
+#[tokio::test]
+async fn a_consumer_on_postgres_applies_each_event_once() {
+    exactly_once(&postgres_buses(3).await, 3).await;
+}
+
+#[tokio::test]
+async fn a_consumer_on_sns_sqs_applies_each_event_once() {
+    let moto = testkit::Moto::start();
+    exactly_once(&sqs_buses(&moto, 3).await, 3).await;
+}
+
+#[tokio::test]
+async fn a_message_received_too_often_is_set_aside_by_the_postgres_transport() {
+    // A consumer that dies on a message never settles it; the transport
+    // moves it aside once it was received max_receive times.
+    let buses = postgres_buses(2).await;
+    buses["order"].publish(&cancelled()).await.unwrap();
+    for _ in 0..2 {
+        let d = receive_one(buses["payment"].as_ref()).await;
+        buses["payment"]
+            .retry_later(&d, Duration::ZERO)
+            .await
+            .unwrap();
+    }
+    assert!(
+        buses["payment"]
+            .receive(10, Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let dead = buses["payment"].dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        dead[0].reason,
+        "received 2 times without being acknowledged"
+    );
+}

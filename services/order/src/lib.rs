@@ -1,0 +1,126 @@
+//! The order service: a customer's order, priced from the catalog, and its
+//! way from payment to the counter.
+//!
+//! The HTTP side places and shows orders ([`orders`]); the saga side moves
+//! them when payment and kitchen events arrive ([`saga`]). Both write the
+//! events they cause to the outbox in the same transaction as the change.
+
+mod catalog;
+mod orders;
+mod saga;
+mod status;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::FromRef;
+use service_kit::auth::Verifier;
+use service_kit::config::{Common, ConfigError, Env};
+use service_kit::docs::BearerAuth;
+use service_kit::keys::KeySource;
+use service_kit::messaging::{self, Relay, Transport, Workers};
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use utoipa::OpenApi;
+
+pub use catalog::Catalog;
+pub use status::Status;
+
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+/// The name this service publishes under.
+pub const SERVICE: &str = "order";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: Common,
+    /// Where the product service answers (its batch lookup prices orders).
+    pub product_url: String,
+    pub events: messaging::Settings,
+}
+
+impl Config {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Config {
+            common: Common::from_env(env, 4003, "orders")?,
+            product_url: env.parsed_or(
+                "PRODUCT_SERVICE_URL",
+                "http://127.0.0.1:4002".to_string(),
+                "the base URL of the product service, such as http://product.internal",
+            )?,
+            events: messaging::Settings::from_env(env)?,
+        })
+    }
+}
+
+/// What every handler gets.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub verifier: Arc<Verifier>,
+    pub catalog: Catalog,
+    pub relay: Relay,
+}
+
+impl FromRef<AppState> for Arc<Verifier> {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Order service", description = "Orders priced from the catalog, paid by QR code, followed by the kitchen."),
+    paths(orders::place_order, orders::get_order, orders::list_orders, orders::active_orders),
+    components(schemas(service_kit::error::Problem)),
+    modifiers(&BearerAuth),
+)]
+struct ApiDoc;
+
+pub fn router(state: AppState) -> Router {
+    let routes = orders::routes()
+        .with_state(state.clone())
+        .merge(service_kit::health::routes(state.pool.clone()))
+        .merge(service_kit::docs::routes(ApiDoc::openapi()));
+    service_kit::server::app(routes)
+}
+
+/// The service's HTTP side and its event workers (relay and consumer).
+pub fn assemble(
+    state: AppState,
+    transport: Arc<dyn Transport>,
+    events: &messaging::Settings,
+) -> (Router, Workers) {
+    let workers = Workers::start(
+        &state.pool,
+        transport,
+        &state.relay,
+        Some(Arc::new(saga::OrderSaga)),
+        events,
+    );
+    (router(state), workers)
+}
+
+pub async fn run(config: Config, keys: KeySource) -> anyhow::Result<()> {
+    let common = &config.common;
+    let pool = service_kit::db::connect(&common.database_url, common.pool_size, &MIGRATOR).await?;
+    messaging::install(&pool).await?;
+    let verifier = Verifier::start(
+        &common.jwt_issuer,
+        &common.jwt_audience,
+        keys,
+        common.jwks_refresh,
+    )
+    .await?;
+    let transport = config.events.connect(SERVICE).await?;
+    let state = AppState {
+        pool,
+        verifier,
+        catalog: Catalog::new(&config.product_url),
+        relay: Relay::default(),
+    };
+    let (app, _workers) = assemble(state, transport, &config.events);
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", common.port)).await?;
+    tracing::info!(port = common.port, "order service listening");
+    service_kit::server::serve(app, listener, service_kit::server::shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! The production service: the kitchen's tickets. A paid order becomes a
+//! ticket; staff move it RECEIVED → IN_PREPARATION → READY → DELIVERED,
+//! and each step emits the event that moves the order.
+
+mod tickets;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::FromRef;
+use service_kit::auth::Verifier;
+use service_kit::config::{Common, ConfigError, Env};
+use service_kit::docs::BearerAuth;
+use service_kit::keys::KeySource;
+use service_kit::messaging::{self, Relay, Transport, Workers};
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use utoipa::OpenApi;
+
+pub use tickets::TicketStatus;
+
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+pub const SERVICE: &str = "production";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: Common,
+    pub events: messaging::Settings,
+}
+
+impl Config {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Config {
+            common: Common::from_env(env, 4005, "kitchen")?,
+            events: messaging::Settings::from_env(env)?,
+        })
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub verifier: Arc<Verifier>,
+    pub relay: Relay,
+}
+
+impl FromRef<AppState> for Arc<Verifier> {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Production service", description = "The kitchen's tickets, from paid to delivered."),
+    paths(tickets::list_tickets, tickets::get_ticket, tickets::start, tickets::complete, tickets::deliver),
+    components(schemas(service_kit::error::Problem)),
+    modifiers(&BearerAuth),
+)]
+struct ApiDoc;
+
+pub fn router(state: AppState) -> Router {
+    let routes = tickets::routes()
+        .with_state(state.clone())
+        .merge(service_kit::health::routes(state.pool.clone()))
+        .merge(service_kit::docs::routes(ApiDoc::openapi()));
+    service_kit::server::app(routes)
+}
+
+pub fn assemble(
+    state: AppState,
+    transport: Arc<dyn Transport>,
+    events: &messaging::Settings,
+) -> (Router, Workers) {
+    let workers = Workers::start(
+        &state.pool,
+        transport,
+        &state.relay,
+        Some(Arc::new(tickets::Kitchen)),
+        events,
+    );
+    (router(state), workers)
+}
+
+pub async fn run(config: Config, keys: KeySource) -> anyhow::Result<()> {
+    let common = &config.common;
+    let pool = service_kit::db::connect(&common.database_url, common.pool_size, &MIGRATOR).await?;
+    messaging::install(&pool).await?;
+    let verifier = Verifier::start(
+        &common.jwt_issuer,
+        &common.jwt_audience,
+        keys,
+        common.jwks_refresh,
+    )
+    .await?;
+    let transport = config.events.connect(SERVICE).await?;
+    let state = AppState {
+        pool,
+        verifier,
+        relay: Relay::default(),
+    };
+    let (app, _workers) = assemble(state, transport, &config.events);
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", common.port)).await?;
+    tracing::info!(port = common.port, "production service listening");
+    service_kit::server::serve(app, listener, service_kit::server::shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,807 @@
+//! The saga end to end: five services over sockets, the PostgreSQL
+//! transport, the fake Mercado Pago.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use contracts::Envelope;
+use contracts::events::{KitchenStep, ProductionDelivered};
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+use service_kit::messaging::{BoxFuture, DeadLetter, Delivery, Transport};
+use system_tests::{Options, System};
+use testkit::mercadopago::Signature;
+
+const CPF: &str = "529.982.247-25";
+
+struct Menu {
+    burger: String,
+    fries: String,
+}
+
+async fn menu(system: &System) -> Menu {
+    Menu {
+        burger: system.product("X-Burger", "Lanche", 2590).await,
+        fries: system.product("Batata frita", "Acompanhamento", 1200).await,
+    }
+}
+
+fn statuses(order: &Value) -> Vec<String> {
+    order["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn kitchen(system: &System, ticket: &str, step: &str) -> (StatusCode, Value) {
+    system
+        .call(
+            "production",
+            Method::PUT,
+            &format!("/production/{ticket}/{step}"),
+            Some(&system.employee_token()),
+            None,
+        )
+        .await
+}
+
+#[tokio::test]
+async fn an_order_goes_from_payment_to_the_counter() {
+    let system = System::start(Options::new()).await;
+    let menu = menu(&system).await;
+    let token = system
+        .customer_token("Maria Silva", CPF, "maria@example.com")
+        .await;
+    let placed = system
+        .order(
+            &token,
+            json!([
+                {"product_id": menu.burger, "quantity": 2, "note": "sem cebola"},
+                {"product_id": menu.fries, "quantity": 1}
+            ]),
+        )
+        .await;
+    assert_eq!(placed["status"], "AWAITING_PAYMENT");
+    assert_eq!(placed["total_cents"], 2 * 2590 + 1200);
+    assert_eq!(placed["items"][0]["name"], "X-Burger");
+    let id = placed["id"].as_str().unwrap().to_string();
+
+    // The customer sees the QR code on their own order.
+    let order = system.wait_qr(&id).await;
+    let qr = system.mp.qr_order(&id).expect("a QR order at Mercado Pago");
+    assert_eq!(order["payment"]["qr_data"], qr.qr_data.as_str());
+    assert_eq!(qr.total_amount, 63.8);
+    assert_eq!(qr.body["items"].as_array().unwrap().len(), 2);
+    assert!(qr.body["expiration_date"].is_string());
+    assert!(qr.notification_url.ends_with("/webhooks/mercadopago"));
+    let creations = system.mp.requests_to("POST", "/instore/orders/qr/");
+    assert_eq!(
+        creations[0].idempotency_key.as_deref(),
+        Some(format!("qr-{id}").as_str())
+    );
+    let (status, mine) = system
+        .call(
+            "order",
+            Method::GET,
+            &format!("/orders/{id}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(mine["payment"]["qr_data"], qr.qr_data.as_str());
+
+    // Mercado Pago approves, and says so in a signed webhook.
+    let paid = system.mp.pay(&id, "approved");
+    assert_eq!(system.mp.notify(paid, Signature::Valid).await, 200);
+    system.wait_status(&id, "RECEIVED").await;
+    assert_eq!(system.payment_of(&id).await["status"], "APPROVED");
+
+    let ticket = system.ticket_of(&id).await;
+    assert_eq!(ticket["customer_name"], "Maria Silva");
+    assert_eq!(ticket["order_number"], placed["number"]);
+    assert_eq!(
+        ticket["items"][0],
+        json!({"name": "X-Burger", "quantity": 2, "note": "sem cebola"})
+    );
+    let ticket_id = ticket["id"].as_str().unwrap();
+
+    // The kitchen screen lists it until it is finished.
+    let (_, active) = system
+        .call(
+            "order",
+            Method::GET,
+            "/orders/active",
+            Some(&system.employee_token()),
+            None,
+        )
+        .await;
+    assert!(
+        active
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["id"] == id.as_str())
+    );
+
+    for (step, status) in [
+        ("started", "IN_PREPARATION"),
+        ("completed", "READY"),
+        ("delivered", "FINISHED"),
+    ] {
+        let (code, body) = kitchen(&system, ticket_id, step).await;
+        assert_eq!(code, StatusCode::OK, "{step}: {body}");
+        system.wait_status(&id, status).await;
+    }
+    let finished = system.get_order(&id).await;
+    assert_eq!(
+        statuses(&finished),
+        [
+            "AWAITING_PAYMENT",
+            "RECEIVED",
+            "IN_PREPARATION",
+            "READY",
+            "FINISHED"
+        ]
+    );
+    assert!(
+        finished["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["at"].is_string() && h["cause"].is_string())
+    );
+    let (_, active) = system
+        .call(
+            "order",
+            Method::GET,
+            "/orders/active",
+            Some(&system.employee_token()),
+            None,
+        )
+        .await;
+    assert!(
+        !active
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["id"] == id.as_str())
+    );
+
+    // The kitchen cannot go back or skip.
+    let (code, body) = kitchen(&system, ticket_id, "started").await;
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("is DELIVERED"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn orders_are_priced_from_the_catalog_and_checked() {
+    let system = System::start(Options::new()).await;
+    let menu = menu(&system).await;
+    let token = system.guest_token().await;
+    let gone = system.product("Milkshake", "Sobremesa", 1500).await;
+    let (status, _) = system
+        .call(
+            "product",
+            Method::DELETE,
+            &format!("/products/{gone}"),
+            Some(&system.employee_token()),
+            None,
+        )
+        .await;
+    assert!(status.is_success());
+    let unknown = uuid::Uuid::now_v7().to_string();
+
+    let (status, body) = system
+        .call(
+            "order",
+            Method::POST,
+            "/orders",
+            Some(&token),
+            Some(json!({"items": [
+                {"product_id": menu.burger, "quantity": 1},
+                {"product_id": unknown, "quantity": 1},
+                {"product_id": gone, "quantity": 1},
+                {"product_id": menu.fries, "quantity": 21}
+            ]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        ["items[3].quantity"],
+        "quantities are checked before the catalog"
+    );
+
+    let (status, body) = system
+        .call(
+            "order",
+            Method::POST,
+            "/orders",
+            Some(&token),
+            Some(json!({"items": [
+                {"product_id": menu.burger, "quantity": 1},
+                {"product_id": unknown, "quantity": 1},
+                {"product_id": gone, "quantity": 1}
+            ]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let errors = body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2, "{body}");
+    assert_eq!(errors[0]["field"], "items[1].product_id");
+    assert!(
+        errors[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a product")
+    );
+    assert_eq!(errors[1]["field"], "items[2].product_id");
+    assert!(
+        errors[1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not available")
+    );
+
+    let (status, body) = system
+        .call(
+            "order",
+            Method::POST,
+            "/orders",
+            Some(&token),
+            Some(json!({"items": []})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["errors"][0]["field"], "items");
+
+    // A price sent by the client is refused, not used.
+    let (status, _) = system
+        .call(
+            "order",
+            Method::POST,
+            "/orders",
+            Some(&token),
+            Some(json!({"items": [{"product_id": menu.burger, "quantity": 1, "price_cents": 1}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Staff do not order; nobody orders without a token.
+    let (status, _) = system
+        .call(
+            "order",
+            Method::POST,
+            "/orders",
+            Some(&system.employee_token()),
+            Some(json!({"items": [{"product_id": menu.burger, "quantity": 1}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = system
+        .call(
+            "order",
+            Method::POST,
+            "/orders",
+            None,
+            Some(json!({"items": [{"product_id": menu.burger, "quantity": 1}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // The same Idempotency-Key gives the first answer, and one order.
+    let body = json!({"items": [{"product_id": menu.burger, "quantity": 1}]});
+    let key = [("idempotency-key", "retry-1")];
+    let (first_status, first) = system
+        .call_with(
+            "order",
+            Method::POST,
+            "/orders",
+            Some(&token),
+            &key,
+            Some(body.clone()),
+        )
+        .await;
+    let (again_status, again) = system
+        .call_with(
+            "order",
+            Method::POST,
+            "/orders",
+            Some(&token),
+            &key,
+            Some(body),
+        )
+        .await;
+    assert_eq!(
+        (first_status, again_status),
+        (StatusCode::CREATED, StatusCode::CREATED)
+    );
+    assert_eq!(first["id"], again["id"]);
+    let other = json!({"items": [{"product_id": menu.fries, "quantity": 1}]});
+    let (status, body) = system
+        .call_with(
+            "order",
+            Method::POST,
+            "/orders",
+            Some(&token),
+            &key,
+            Some(other),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (_, listed) = system
+        .call(
+            "order",
+            Method::GET,
+            "/orders",
+            Some(&system.employee_token()),
+            None,
+        )
+        .await;
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+
+    // Another customer cannot see it; a bad status filter is named.
+    let stranger = system.guest_token().await;
+    let id = first["id"].as_str().unwrap();
+    let (status, _) = system
+        .call(
+            "order",
+            Method::GET,
+            &format!("/orders/{id}"),
+            Some(&stranger),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = system
+        .call(
+            "order",
+            Method::GET,
+            "/orders?status=LOST",
+            Some(&system.employee_token()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["errors"][0]["field"], "status");
+    let (status, listed) = system
+        .call(
+            "order",
+            Method::GET,
+            "/orders?status=AWAITING_PAYMENT",
+            Some(&system.employee_token()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_rejected_payment_cancels_the_order_and_its_qr_code() {
+    let system = System::start(Options::new()).await;
+    let menu = menu(&system).await;
+    let token = system.guest_token().await;
+    let id = system
+        .order(&token, json!([{"product_id": menu.burger, "quantity": 1}]))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    system.wait_qr(&id).await;
+    let attempt = system.mp.pay(&id, "rejected");
+    assert_eq!(system.mp.notify(attempt, Signature::Valid).await, 200);
+    let order = system.wait_status(&id, "CANCELLED").await;
+    assert!(
+        order["history"][1]["cause"]
+            .as_str()
+            .unwrap()
+            .contains("payment rejected"),
+        "{order}"
+    );
+    system.quiesce().await;
+    assert_eq!(system.payment_of(&id).await["status"], "REJECTED");
+    assert!(
+        system.mp.qr_order(&id).unwrap().cancelled,
+        "the QR code was withdrawn"
+    );
+    assert_eq!(system.mp.requests_to("DELETE", "/instore/qr/").len(), 1);
+}
+
+#[tokio::test]
+async fn an_unpaid_code_expires_and_a_late_approval_is_refunded() {
+    let mut options = Options::new();
+    options.payment_expiry = Duration::from_millis(500);
+    let system = System::start(options).await;
+    let menu = menu(&system).await;
+    let token = system.guest_token().await;
+    let id = system
+        .order(&token, json!([{"product_id": menu.fries, "quantity": 3}]))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    system.wait_qr(&id).await;
+    let order = system.wait_status(&id, "CANCELLED").await;
+    assert!(
+        order["history"][1]["cause"]
+            .as_str()
+            .unwrap()
+            .contains("expired"),
+        "{order}"
+    );
+    system.quiesce().await;
+    let payment = system.payment_of(&id).await;
+    assert_eq!(payment["status"], "EXPIRED");
+    // It was checked with Mercado Pago once more before expiring.
+    assert_eq!(
+        system
+            .mp
+            .requests_to(
+                "GET",
+                &format!("/v1/payments/search?external_reference={id}")
+            )
+            .len(),
+        1
+    );
+    assert!(system.mp.qr_order(&id).unwrap().cancelled);
+
+    // The customer pays anyway: the money goes back.
+    let late = system.mp.pay(&id, "approved");
+    assert_eq!(system.mp.notify(late, Signature::Valid).await, 200);
+    let payment = system.payment_of(&id).await;
+    assert_eq!(payment["status"], "REFUNDED", "{payment}");
+    assert_eq!(system.mp.payment(late).unwrap()["status"], "refunded");
+    assert_eq!(
+        system
+            .mp
+            .requests_to("POST", &format!("/v1/payments/{late}/refunds"))
+            .len(),
+        1
+    );
+    system.quiesce().await;
+    assert_eq!(system.get_order(&id).await["status"], "CANCELLED");
+}
+
+#[tokio::test]
+async fn forged_stale_unsigned_and_repeated_webhooks_change_nothing() {
+    let system = System::start(Options::new()).await;
+    let menu = menu(&system).await;
+    let token = system.guest_token().await;
+    let id = system
+        .order(&token, json!([{"product_id": menu.burger, "quantity": 1}]))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    system.wait_qr(&id).await;
+    let paid = system.mp.pay(&id, "approved");
+    for signature in [Signature::Forged, Signature::Stale, Signature::Missing] {
+        assert_eq!(
+            system.mp.notify(paid, signature).await,
+            401,
+            "{signature:?}"
+        );
+    }
+    // None of them was even looked up.
+    assert!(system.mp.requests_to("GET", "/v1/payments/").is_empty());
+    system.quiesce().await;
+    assert_eq!(system.get_order(&id).await["status"], "AWAITING_PAYMENT");
+    assert_eq!(system.payment_of(&id).await["status"], "PENDING");
+
+    // A pending payment stays pending.
+    let pending = system.mp.pay(&id, "pending");
+    assert_eq!(system.mp.notify(pending, Signature::Valid).await, 200);
+    system.quiesce().await;
+    assert_eq!(system.payment_of(&id).await["status"], "PENDING");
+
+    // The real one, twice.
+    assert_eq!(system.mp.notify(paid, Signature::Valid).await, 200);
+    assert_eq!(system.mp.notify(paid, Signature::Valid).await, 200);
+    system.wait_status(&id, "RECEIVED").await;
+    system.quiesce().await;
+    let payment = system.payment_of(&id).await;
+    let approvals = payment["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["status"] == "APPROVED")
+        .count();
+    assert_eq!(approvals, 1, "{payment}");
+    assert_eq!(
+        statuses(&system.get_order(&id).await),
+        ["AWAITING_PAYMENT", "RECEIVED"]
+    );
+    let (_, tickets) = system
+        .call(
+            "production",
+            Method::GET,
+            "/production",
+            Some(&system.employee_token()),
+            None,
+        )
+        .await;
+    assert_eq!(tickets.as_array().unwrap().len(), 1);
+    // A webhook for a payment Mercado Pago does not know is acknowledged.
+    let url = format!("{}/webhooks/mercadopago", system.url("payment"));
+    assert_eq!(
+        system.mp.send_webhook(&url, "999", Signature::Valid).await,
+        200
+    );
+}
+
+/// Publishes every event twice.
+struct Twice(Arc<dyn Transport>);
+
+impl Transport for Twice {
+    fn publish<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            self.0.publish(envelope).await?;
+            self.0.publish(envelope).await
+        })
+    }
+    fn receive(&self, max: usize, wait: Duration) -> BoxFuture<'_, anyhow::Result<Vec<Delivery>>> {
+        self.0.receive(max, wait)
+    }
+    fn ack<'a>(&'a self, d: &'a Delivery) -> BoxFuture<'a, anyhow::Result<()>> {
+        self.0.ack(d)
+    }
+    fn retry_later<'a>(
+        &'a self,
+        d: &'a Delivery,
+        delay: Duration,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        self.0.retry_later(d, delay)
+    }
+    fn dead_letter<'a>(
+        &'a self,
+        d: &'a Delivery,
+        reason: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        self.0.dead_letter(d, reason)
+    }
+    fn dead_letters(&self) -> BoxFuture<'_, anyhow::Result<Vec<DeadLetter>>> {
+        self.0.dead_letters()
+    }
+}
+
+#[tokio::test]
+async fn every_event_delivered_twice_changes_nothing() {
+    let mut options = Options::new();
+    options.wrap = Some(Arc::new(|_, inner| {
+        Arc::new(Twice(inner)) as Arc<dyn Transport>
+    }));
+    let system = System::start(options).await;
+    let menu = menu(&system).await;
+    let token = system.guest_token().await;
+    let id = system
+        .order(&token, json!([{"product_id": menu.burger, "quantity": 1}]))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    system.wait_qr(&id).await;
+    let paid = system.mp.pay(&id, "approved");
+    assert_eq!(system.mp.notify(paid, Signature::Valid).await, 200);
+    let ticket = system.ticket_of(&id).await;
+    let ticket_id = ticket["id"].as_str().unwrap();
+    for step in ["started", "completed", "delivered"] {
+        assert_eq!(kitchen(&system, ticket_id, step).await.0, StatusCode::OK);
+    }
+    system.wait_status(&id, "FINISHED").await;
+    system.quiesce().await;
+    assert_eq!(
+        statuses(&system.get_order(&id).await),
+        [
+            "AWAITING_PAYMENT",
+            "RECEIVED",
+            "IN_PREPARATION",
+            "READY",
+            "FINISHED"
+        ]
+    );
+    assert_eq!(system.mp.qr_orders().len(), 1, "one QR order");
+    let (_, tickets) = system
+        .call(
+            "production",
+            Method::GET,
+            "/production?status=DELIVERED",
+            Some(&system.employee_token()),
+            None,
+        )
+        .await;
+    assert_eq!(tickets.as_array().unwrap().len(), 1, "one ticket");
+    // Nothing was dead-lettered: the copies were recognised, not failed.
+    for service in ["order", "payment", "production"] {
+        assert!(
+            system
+                .bus(service)
+                .await
+                .dead_letters()
+                .await
+                .unwrap()
+                .is_empty(),
+            "{service}"
+        );
+    }
+}
+
+/// A transport whose publishing fails while `down` is set, as if the
+/// process died right after its commit.
+struct CutOff {
+    inner: Arc<dyn Transport>,
+    down: Arc<AtomicBool>,
+}
+
+impl Transport for CutOff {
+    fn publish<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, anyhow::Result<()>> {
+        if self.down.load(Ordering::SeqCst) {
+            return Box::pin(async { anyhow::bail!("the process is gone") });
+        }
+        self.inner.publish(envelope)
+    }
+    fn receive(&self, max: usize, wait: Duration) -> BoxFuture<'_, anyhow::Result<Vec<Delivery>>> {
+        self.inner.receive(max, wait)
+    }
+    fn ack<'a>(&'a self, d: &'a Delivery) -> BoxFuture<'a, anyhow::Result<()>> {
+        self.inner.ack(d)
+    }
+    fn retry_later<'a>(
+        &'a self,
+        d: &'a Delivery,
+        delay: Duration,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        self.inner.retry_later(d, delay)
+    }
+    fn dead_letter<'a>(
+        &'a self,
+        d: &'a Delivery,
+        reason: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        self.inner.dead_letter(d, reason)
+    }
+    fn dead_letters(&self) -> BoxFuture<'_, anyhow::Result<Vec<DeadLetter>>> {
+        self.inner.dead_letters()
+    }
+}
+
+#[tokio::test]
+async fn a_service_killed_between_commit_and_publish_loses_nothing() {
+    let down = Arc::new(AtomicBool::new(true));
+    let mut options = Options::new();
+    let cut = down.clone();
+    options.wrap = Some(Arc::new(move |service, inner| {
+        if service == "order" {
+            Arc::new(CutOff {
+                inner,
+                down: cut.clone(),
+            }) as Arc<dyn Transport>
+        } else {
+            inner
+        }
+    }));
+    let mut system = System::start(options).await;
+    let menu = menu(&system).await;
+    let token = system.guest_token().await;
+    let id = system
+        .order(&token, json!([{"product_id": menu.burger, "quantity": 1}]))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Committed, not published: no QR order is asked for.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(system.mp.qr_orders().is_empty());
+    let orders = system.service_pool("order").await;
+    assert_eq!(
+        service_kit::messaging::outbox::pending(&orders)
+            .await
+            .unwrap(),
+        1
+    );
+
+    system.kill("order").await;
+    down.store(false, Ordering::SeqCst);
+    system.start_service("order").await;
+    let order = system.wait_qr(&id).await;
+    assert_eq!(order["status"], "AWAITING_PAYMENT");
+    assert_eq!(system.mp.qr_orders().len(), 1);
+    assert_eq!(
+        service_kit::messaging::outbox::pending(&orders)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_poison_message_is_dead_lettered_and_the_queue_keeps_flowing() {
+    let mut options = Options::new();
+    options.events.max_receive = 3;
+    let system = System::start(options).await;
+    let menu = menu(&system).await;
+    let payment_bus = system.bus("payment").await;
+    payment_bus.send_raw("{not json").await.unwrap();
+    let order_bus = system.bus("order").await;
+    // An event that never fits here: a hand-over of an order never made.
+    let token = system.guest_token().await;
+    let id = system
+        .order(&token, json!([{"product_id": menu.burger, "quantity": 1}]))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let early = Envelope::new(
+        "production",
+        &ProductionDelivered(KitchenStep {
+            order_id: id.parse().unwrap(),
+            ticket_id: uuid::Uuid::now_v7(),
+            at: time::OffsetDateTime::now_utc(),
+        }),
+    );
+    order_bus.send_raw(&early.to_json()).await.unwrap();
+    // The rest flows: the order gets its QR code, and can be paid.
+    system.wait_qr(&id).await;
+    let paid = system.mp.pay(&id, "approved");
+    assert_eq!(system.mp.notify(paid, Signature::Valid).await, 200);
+    system.wait_status(&id, "RECEIVED").await;
+    system.quiesce().await;
+
+    let dead = payment_bus.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body, "{not json");
+    assert!(
+        dead[0].reason.starts_with("not an event envelope"),
+        "{}",
+        dead[0].reason
+    );
+    // The stray step was retried, never applied, then set aside with why.
+    let dead = order_bus.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0].reason.contains("gave up after 3 attempts"),
+        "{}",
+        dead[0].reason
+    );
+    assert!(dead[0].reason.contains("needs READY"), "{}", dead[0].reason);
+    assert_eq!(
+        statuses(&system.get_order(&id).await),
+        ["AWAITING_PAYMENT", "RECEIVED"]
+    );
+}
+
+#[tokio::test]
+async fn mercado_pago_down_is_retried_and_the_order_still_gets_its_code() {
+    let system = System::start(Options::new()).await;
+    let menu = menu(&system).await;
+    system.mp.fail_next_qr_orders(2);
+    let token = system.guest_token().await;
+    let id = system
+        .order(&token, json!([{"product_id": menu.burger, "quantity": 1}]))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    system.wait_qr(&id).await;
+    let attempts = system.mp.requests_to("POST", "/instore/orders/qr/");
+    assert_eq!(attempts.len(), 3);
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a.idempotency_key == attempts[0].idempotency_key)
+    );
+    assert_eq!(system.mp.qr_orders().len(), 1);
+}
