@@ -543,38 +543,49 @@ async fn forged_stale_unsigned_and_repeated_webhooks_change_nothing() {
     );
 }
 
-/// Publishes every event twice.
-struct Twice(Arc<dyn Transport>);
+/// A service's transport with its publishing changed: every event sent
+/// twice, or none while `down` is set (as if the process died right after
+/// its commit).
+struct Publishing {
+    inner: Arc<dyn Transport>,
+    twice: bool,
+    down: Arc<AtomicBool>,
+}
 
-impl Transport for Twice {
+impl Transport for Publishing {
     fn publish<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
-            self.0.publish(envelope).await?;
-            self.0.publish(envelope).await
+            if self.down.load(Ordering::SeqCst) {
+                anyhow::bail!("the process is gone");
+            }
+            if self.twice {
+                self.inner.publish(envelope).await?;
+            }
+            self.inner.publish(envelope).await
         })
     }
     fn receive(&self, max: usize, wait: Duration) -> BoxFuture<'_, anyhow::Result<Vec<Delivery>>> {
-        self.0.receive(max, wait)
+        self.inner.receive(max, wait)
     }
     fn ack<'a>(&'a self, d: &'a Delivery) -> BoxFuture<'a, anyhow::Result<()>> {
-        self.0.ack(d)
+        self.inner.ack(d)
     }
     fn retry_later<'a>(
         &'a self,
         d: &'a Delivery,
         delay: Duration,
     ) -> BoxFuture<'a, anyhow::Result<()>> {
-        self.0.retry_later(d, delay)
+        self.inner.retry_later(d, delay)
     }
     fn dead_letter<'a>(
         &'a self,
         d: &'a Delivery,
         reason: &'a str,
     ) -> BoxFuture<'a, anyhow::Result<()>> {
-        self.0.dead_letter(d, reason)
+        self.inner.dead_letter(d, reason)
     }
     fn dead_letters(&self) -> BoxFuture<'_, anyhow::Result<Vec<DeadLetter>>> {
-        self.0.dead_letters()
+        self.inner.dead_letters()
     }
 }
 
@@ -582,7 +593,12 @@ impl Transport for Twice {
 async fn every_event_delivered_twice_changes_nothing() {
     let mut options = Options::new();
     options.wrap = Some(Arc::new(|_, inner| {
-        Arc::new(Twice(inner)) as Arc<dyn Transport>
+        let down = Arc::new(AtomicBool::new(false));
+        Arc::new(Publishing {
+            inner,
+            twice: true,
+            down,
+        }) as Arc<dyn Transport>
     }));
     let system = System::start(options).await;
     let menu = menu(&system).await;
@@ -639,45 +655,6 @@ async fn every_event_delivered_twice_changes_nothing() {
     }
 }
 
-/// A transport whose publishing fails while `down` is set, as if the
-/// process died right after its commit.
-struct CutOff {
-    inner: Arc<dyn Transport>,
-    down: Arc<AtomicBool>,
-}
-
-impl Transport for CutOff {
-    fn publish<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, anyhow::Result<()>> {
-        if self.down.load(Ordering::SeqCst) {
-            return Box::pin(async { anyhow::bail!("the process is gone") });
-        }
-        self.inner.publish(envelope)
-    }
-    fn receive(&self, max: usize, wait: Duration) -> BoxFuture<'_, anyhow::Result<Vec<Delivery>>> {
-        self.inner.receive(max, wait)
-    }
-    fn ack<'a>(&'a self, d: &'a Delivery) -> BoxFuture<'a, anyhow::Result<()>> {
-        self.inner.ack(d)
-    }
-    fn retry_later<'a>(
-        &'a self,
-        d: &'a Delivery,
-        delay: Duration,
-    ) -> BoxFuture<'a, anyhow::Result<()>> {
-        self.inner.retry_later(d, delay)
-    }
-    fn dead_letter<'a>(
-        &'a self,
-        d: &'a Delivery,
-        reason: &'a str,
-    ) -> BoxFuture<'a, anyhow::Result<()>> {
-        self.inner.dead_letter(d, reason)
-    }
-    fn dead_letters(&self) -> BoxFuture<'_, anyhow::Result<Vec<DeadLetter>>> {
-        self.inner.dead_letters()
-    }
-}
-
 #[tokio::test]
 async fn a_service_killed_between_commit_and_publish_loses_nothing() {
     let down = Arc::new(AtomicBool::new(true));
@@ -685,8 +662,9 @@ async fn a_service_killed_between_commit_and_publish_loses_nothing() {
     let cut = down.clone();
     options.wrap = Some(Arc::new(move |service, inner| {
         if service == "order" {
-            Arc::new(CutOff {
+            Arc::new(Publishing {
                 inner,
+                twice: false,
                 down: cut.clone(),
             }) as Arc<dyn Transport>
         } else {
