@@ -201,6 +201,12 @@ impl FakeMercadoPago {
         self.books().failures_left = n;
     }
 
+    /// Mercado Pago goes down: its API stops answering (webhooks can still
+    /// be sent from here).
+    pub fn go_down(&self) {
+        self.server.abort();
+    }
+
     /// Every answer waits this long first.
     pub fn delay_answers(&self, delay: Duration) {
         self.books().delay = delay;
