@@ -54,6 +54,15 @@ pub async fn serve(
         .await
 }
 
+/// Listens on `port` on every interface and serves `app` until SIGTERM or
+/// Ctrl-C.
+pub async fn listen(service: &str, port: u16, app: Router) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(("0.0.0.0", port)).await?;
+    tracing::info!(port, "{service} listening");
+    serve(app, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
 /// Resolves on SIGTERM (ECS stopping the task) or Ctrl-C.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

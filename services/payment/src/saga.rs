@@ -164,12 +164,9 @@ async fn close(
     }
     if payment.status == "APPROVED" {
         // The order was cancelled although its payment went through.
-        let reported = payments
-            .mp
-            .payment(payment.provider_payment_id.as_deref().unwrap_or_default())
-            .await;
-        let reported = reported.map_err(|e| HandleError::Retry(e.to_string()))?;
-        let refunded = payments.mp.refund(&reported.id).await;
+        // An approved payment always has Mercado Pago's id (see ledger::settle).
+        let paid = payment.provider_payment_id.as_deref().unwrap_or_default();
+        let refunded = payments.mp.refund(paid).await;
         refunded.map_err(|e| HandleError::Retry(e.to_string()))?;
         ledger::set_status(
             tx,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::FromRef;
 use service_kit::auth::Verifier;
-use service_kit::config::{ConfigError, Env};
+use service_kit::config::{Common, ConfigError, Env};
 use service_kit::docs::BearerAuth;
 use service_kit::keys::KeySource;
 use sqlx::PgPool;
@@ -26,12 +26,7 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// Settings, from the environment.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub port: u16,
-    pub database_url: String,
-    pub pool_size: u32,
-    pub jwt_issuer: String,
-    pub jwt_audience: String,
-    pub jwks_refresh: Duration,
+    pub common: Common,
     /// How long a product read stays cached in this replica.
     pub cache_ttl: Duration,
 }
@@ -39,29 +34,11 @@ pub struct Config {
 impl Config {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         Ok(Config {
-            port: env.parsed_or("PORT", 4002, "a TCP port such as 4002")?,
-            database_url: env
-                .required("DATABASE_URL", "a postgres:// URL of the catalog database")?,
-            pool_size: env.parsed_or("DB_POOL_SIZE", 10, "a number of connections such as 10")?,
-            jwt_issuer: env.parsed_or(
-                "JWT_ISSUER",
-                "techchallenge".to_string(),
-                "the issuer the user service signs with",
-            )?,
-            jwt_audience: env.parsed_or(
-                "JWT_AUDIENCE",
-                "techchallenge".to_string(),
-                "the audience of the tokens",
-            )?,
+            common: Common::from_env(env, 4002, "catalog")?,
             cache_ttl: Duration::from_millis(env.parsed_or(
                 "PRODUCT_CACHE_MILLISECONDS",
                 2000,
                 "how long a product read is cached, in milliseconds (0 turns the cache off)",
-            )?),
-            jwks_refresh: Duration::from_secs(env.parsed_or(
-                "JWKS_REFRESH_SECONDS",
-                60,
-                "how often the JWK set is reread, in seconds",
             )?),
         })
     }
@@ -120,19 +97,15 @@ pub fn router(state: AppState) -> Router {
 /// Connects, migrates and serves until SIGTERM; tokens are verified with
 /// the keys of `keys`.
 pub async fn run(config: Config, keys: KeySource) -> anyhow::Result<()> {
-    let pool = service_kit::db::connect(&config.database_url, config.pool_size, &MIGRATOR).await?;
-    let described = keys.describe();
-    let verifier = Verifier::new(&config.jwt_issuer, &config.jwt_audience, Box::new(keys))
-        .await
-        .map_err(|e| anyhow::anyhow!("{described}: {e:#}"))?;
-    verifier.spawn_refresh(config.jwks_refresh);
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.port)).await?;
-    tracing::info!(port = config.port, "product service listening");
-    service_kit::server::serve(
-        router(AppState::new(pool, verifier, config.cache_ttl)),
-        listener,
-        service_kit::server::shutdown_signal(),
+    let common = &config.common;
+    let pool = service_kit::db::connect(&common.database_url, common.pool_size, &MIGRATOR).await?;
+    let verifier = Verifier::start(
+        &common.jwt_issuer,
+        &common.jwt_audience,
+        keys,
+        common.jwks_refresh,
     )
     .await?;
-    Ok(())
+    let app = router(AppState::new(pool, verifier, config.cache_ttl));
+    service_kit::server::listen("product service", common.port, app).await
 }

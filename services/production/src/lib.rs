@@ -12,7 +12,7 @@ use service_kit::auth::Verifier;
 use service_kit::config::{Common, ConfigError, Env};
 use service_kit::docs::BearerAuth;
 use service_kit::keys::KeySource;
-use service_kit::messaging::{self, Relay, Transport, Workers};
+use service_kit::messaging::{self, Foundation, Relay, Transport, Workers};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use utoipa::OpenApi;
@@ -83,25 +83,13 @@ pub fn assemble(
 }
 
 pub async fn run(config: Config, keys: KeySource) -> anyhow::Result<()> {
-    let common = &config.common;
-    let pool = service_kit::db::connect(&common.database_url, common.pool_size, &MIGRATOR).await?;
-    messaging::install(&pool).await?;
-    let verifier = Verifier::start(
-        &common.jwt_issuer,
-        &common.jwt_audience,
-        keys,
-        common.jwks_refresh,
-    )
-    .await?;
-    let transport = config.events.connect(SERVICE).await?;
+    let base =
+        Foundation::connect(SERVICE, &config.common, &MIGRATOR, keys, &config.events).await?;
     let state = AppState {
-        pool,
-        verifier,
+        pool: base.pool,
+        verifier: base.verifier,
         relay: Relay::default(),
     };
-    let (app, _workers) = assemble(state, transport, &config.events);
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", common.port)).await?;
-    tracing::info!(port = common.port, "production service listening");
-    service_kit::server::serve(app, listener, service_kit::server::shutdown_signal()).await?;
-    Ok(())
+    let (app, _workers) = assemble(state, base.transport, &config.events);
+    service_kit::server::listen("production service", config.common.port, app).await
 }

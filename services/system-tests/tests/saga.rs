@@ -27,6 +27,13 @@ async fn menu(system: &System) -> Menu {
     }
 }
 
+/// A one-line order; its id.
+async fn place(system: &System, token: &str, product: &str, quantity: u32) -> String {
+    let items = json!([{"product_id": product, "quantity": quantity}]);
+    let order = system.order(token, items).await;
+    order["id"].as_str().expect("an order id").to_string()
+}
+
 fn statuses(order: &Value) -> Vec<String> {
     order["history"]
         .as_array()
@@ -395,12 +402,7 @@ async fn a_rejected_payment_cancels_the_order_and_its_qr_code() {
     let system = System::start(Options::new()).await;
     let menu = menu(&system).await;
     let token = system.guest_token().await;
-    let id = system
-        .order(&token, json!([{"product_id": menu.burger, "quantity": 1}]))
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = place(&system, &token, &menu.burger, 1).await;
     system.wait_qr(&id).await;
     let attempt = system.mp.pay(&id, "rejected");
     assert_eq!(system.mp.notify(attempt, Signature::Valid).await, 200);
@@ -428,12 +430,7 @@ async fn an_unpaid_code_expires_and_a_late_approval_is_refunded() {
     let system = System::start(options).await;
     let menu = menu(&system).await;
     let token = system.guest_token().await;
-    let id = system
-        .order(&token, json!([{"product_id": menu.fries, "quantity": 3}]))
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = place(&system, &token, &menu.fries, 3).await;
     system.wait_qr(&id).await;
     let order = system.wait_status(&id, "CANCELLED").await;
     assert!(
@@ -481,12 +478,7 @@ async fn forged_stale_unsigned_and_repeated_webhooks_change_nothing() {
     let system = System::start(Options::new()).await;
     let menu = menu(&system).await;
     let token = system.guest_token().await;
-    let id = system
-        .order(&token, json!([{"product_id": menu.burger, "quantity": 1}]))
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = place(&system, &token, &menu.burger, 1).await;
     system.wait_qr(&id).await;
     let paid = system.mp.pay(&id, "approved");
     for signature in [Signature::Forged, Signature::Stale, Signature::Missing] {
@@ -603,12 +595,7 @@ async fn every_event_delivered_twice_changes_nothing() {
     let system = System::start(options).await;
     let menu = menu(&system).await;
     let token = system.guest_token().await;
-    let id = system
-        .order(&token, json!([{"product_id": menu.burger, "quantity": 1}]))
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = place(&system, &token, &menu.burger, 1).await;
     system.wait_qr(&id).await;
     let paid = system.mp.pay(&id, "approved");
     assert_eq!(system.mp.notify(paid, Signature::Valid).await, 200);
@@ -674,12 +661,7 @@ async fn a_service_killed_between_commit_and_publish_loses_nothing() {
     let mut system = System::start(options).await;
     let menu = menu(&system).await;
     let token = system.guest_token().await;
-    let id = system
-        .order(&token, json!([{"product_id": menu.burger, "quantity": 1}]))
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = place(&system, &token, &menu.burger, 1).await;
     // Committed, not published: no QR order is asked for.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(system.mp.qr_orders().is_empty());
@@ -716,12 +698,7 @@ async fn a_poison_message_is_dead_lettered_and_the_queue_keeps_flowing() {
     let order_bus = system.bus("order").await;
     // An event that never fits here: a hand-over of an order never made.
     let token = system.guest_token().await;
-    let id = system
-        .order(&token, json!([{"product_id": menu.burger, "quantity": 1}]))
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = place(&system, &token, &menu.burger, 1).await;
     let early = Envelope::new(
         "production",
         &ProductionDelivered(KitchenStep {
@@ -767,12 +744,7 @@ async fn mercado_pago_down_is_retried_and_the_order_still_gets_its_code() {
     let menu = menu(&system).await;
     system.mp.fail_next_qr_orders(2);
     let token = system.guest_token().await;
-    let id = system
-        .order(&token, json!([{"product_id": menu.burger, "quantity": 1}]))
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = place(&system, &token, &menu.burger, 1).await;
     system.wait_qr(&id).await;
     let attempts = system.mp.requests_to("POST", "/instore/orders/qr/");
     assert_eq!(attempts.len(), 3);

@@ -173,13 +173,6 @@ pub async fn state(pool: PgPool, keys: KeySource, config: &Config) -> anyhow::Re
 pub async fn run(config: Config, keys: KeySource) -> anyhow::Result<()> {
     let pool = service_kit::db::connect(&config.database_url, config.pool_size, &MIGRATOR).await?;
     let state = state(pool, keys, &config).await?;
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.port)).await?;
-    tracing::info!(port = config.port, kid = %state.signer.kid(), "user service listening");
-    service_kit::server::serve(
-        router(state),
-        listener,
-        service_kit::server::shutdown_signal(),
-    )
-    .await?;
-    Ok(())
+    tracing::info!(kid = %state.signer.kid(), "signing tokens");
+    service_kit::server::listen("user service", config.port, router(state)).await
 }

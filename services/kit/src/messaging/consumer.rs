@@ -79,16 +79,6 @@ pub trait Handler: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), HandleError>>;
 }
 
-/// What became of one delivery.
-#[derive(Debug, PartialEq)]
-enum Outcome {
-    Applied,
-    Duplicate,
-    Ignored,
-    Retried,
-    DeadLettered,
-}
-
 /// Consumes the service's queue until the task is aborted.
 pub fn spawn_consumer(
     pool: PgPool,
@@ -137,13 +127,13 @@ async fn process(
     relay: &Relay,
     settings: &Settings,
     delivery: &Delivery,
-) -> anyhow::Result<Outcome> {
+) -> anyhow::Result<()> {
     let envelope = match Envelope::parse(&delivery.body) {
         Ok(e) => e,
         Err(e) => {
             tracing::error!(error = %e, "dead-lettering a message that is not an event");
             transport.dead_letter(delivery, &e.to_string()).await?;
-            return Ok(Outcome::DeadLettered);
+            return Ok(());
         }
     };
     let span = tracing::info_span!(
@@ -157,7 +147,7 @@ async fn process(
         if !handler.events().contains(&envelope.name()) {
             tracing::info!("ignoring an event this service does not handle");
             transport.ack(delivery).await?;
-            return Ok(Outcome::Ignored);
+            return Ok(());
         }
         let mut tx = pool.begin().await?;
         let first_time = sqlx::query(
@@ -173,7 +163,7 @@ async fn process(
             drop(tx);
             tracing::info!("already handled; acknowledging the duplicate");
             transport.ack(delivery).await?;
-            return Ok(Outcome::Duplicate);
+            return Ok(());
         }
         let attempt = Attempt {
             number: delivery.receive_count,
@@ -185,27 +175,27 @@ async fn process(
                 relay.wake();
                 transport.ack(delivery).await?;
                 tracing::info!("applied");
-                Ok(Outcome::Applied)
+                Ok(())
             }
             Err(HandleError::Reject(reason)) => {
                 drop(tx);
                 tracing::error!(%reason, "dead-lettering an event that can never apply");
                 transport.dead_letter(delivery, &reason).await?;
-                Ok(Outcome::DeadLettered)
+                Ok(())
             }
             Err(HandleError::Retry(reason)) if attempt.is_last() => {
                 drop(tx);
                 let reason = format!("gave up after {} attempts: {reason}", attempt.number);
                 tracing::error!(%reason, "dead-lettering an event");
                 transport.dead_letter(delivery, &reason).await?;
-                Ok(Outcome::DeadLettered)
+                Ok(())
             }
             Err(HandleError::Retry(reason)) => {
                 drop(tx);
                 let delay = settings.backoff(attempt.number);
                 tracing::warn!(%reason, ?delay, "cannot apply the event yet; retrying later");
                 transport.retry_later(delivery, delay).await?;
-                Ok(Outcome::Retried)
+                Ok(())
             }
         }
     }

@@ -209,6 +209,40 @@ impl Settings {
     }
 }
 
+/// What a service of the saga starts from: its migrated database with the
+/// outbox and inbox, a token verifier, and its transport.
+pub struct Foundation {
+    pub pool: PgPool,
+    pub verifier: Arc<crate::auth::Verifier>,
+    pub transport: Arc<dyn Transport>,
+}
+
+impl Foundation {
+    pub async fn connect(
+        service: &str,
+        common: &crate::config::Common,
+        migrator: &sqlx::migrate::Migrator,
+        keys: crate::keys::KeySource,
+        events: &Settings,
+    ) -> anyhow::Result<Foundation> {
+        let pool = crate::db::connect(&common.database_url, common.pool_size, migrator).await?;
+        install(&pool).await?;
+        let verifier = crate::auth::Verifier::start(
+            &common.jwt_issuer,
+            &common.jwt_audience,
+            keys,
+            common.jwks_refresh,
+        )
+        .await?;
+        let transport = events.connect(service).await?;
+        Ok(Foundation {
+            pool,
+            verifier,
+            transport,
+        })
+    }
+}
+
 /// A service's background work on events: the relay always, the consumer
 /// when it consumes. Both stop when this is dropped.
 pub struct Workers {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use sqlx::PgPool;
-use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::postgres::PgListener;
 use tokio::sync::Mutex;
 
 use super::{BoxFuture, DeadLetter, Delivery, Envelope, Transport};
@@ -39,14 +39,9 @@ impl PgTransport {
         max_receive: u32,
         visibility: Duration,
     ) -> anyhow::Result<PgTransport> {
-        // The bus database is created like a service's own.
-        crate::db::connect(url, 1, &sqlx::migrate::Migrator::DEFAULT)
-            .await?
-            .close()
-            .await;
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .connect(url)
+        // The bus database is created like a service's own, and has no
+        // migrations: its tables are made just below.
+        let pool = crate::db::connect(url, 4, &sqlx::migrate::Migrator::DEFAULT)
             .await
             .context("cannot connect to the event bus database (EVENTS_DATABASE_URL)")?;
         install(&pool).await?;
