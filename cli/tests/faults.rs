@@ -32,11 +32,21 @@ fn is_mutating(op: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_and_server_errors_do_not_fail_up() {
     let h = Harness::start().await;
-    // Every third request is throttled and every seventh answers 500.
-    h.proxy.set_policy(|seen: &Seen| match seen.index {
-        i if i % 3 == 1 => Fault::Throttle,
-        i if i % 7 == 5 => Fault::ServerError,
-        _ => Fault::Pass,
+    // Every operation's first request, and every third after, is
+    // throttled; every seventh answers 500. Counted per operation: counted
+    // over all requests, a create retried in lock-step with its lookup
+    // could land on a fault every time, which no real throttle does.
+    let sent = std::sync::Mutex::new(std::collections::HashMap::<String, usize>::new());
+    h.proxy.set_policy(move |seen: &Seen| {
+        let mut sent = sent.lock().unwrap();
+        let k = sent.entry(seen.operation.clone()).or_default();
+        let fault = match *k {
+            k if k % 3 == 0 => Fault::Throttle,
+            k if k % 7 == 1 => Fault::ServerError,
+            _ => Fault::Pass,
+        };
+        *k += 1;
+        fault
     });
     let bp = blueprint_with(&[]);
     let (report, _) = h.up(&bp).await;
