@@ -74,4 +74,52 @@ pub enum Command {
     },
     /// What exists, whether it matches the blueprint, and the stack outputs
     Status,
+    /// Run the whole system on this machine: PostgreSQL, the services, a
+    /// gateway and a Mercado Pago sandbox; no AWS account needed
+    Dev(DevArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct DevArgs {
+    #[command(subcommand)]
+    pub action: Option<DevAction>,
+    /// Port of the gateway, where clients call the system
+    #[arg(long, default_value_t = 8080)]
+    pub gateway_port: u16,
+    /// Put every port in one block from here: the gateway, the Mercado Pago
+    /// sandbox, PostgreSQL, then the services in blueprint order
+    #[arg(long, value_name = "PORT")]
+    pub base_port: Option<u16>,
+    /// The repository holding the services' source (default: the one
+    /// around the working directory)
+    #[arg(long, value_name = "DIR")]
+    pub source: Option<PathBuf>,
+    /// Run the service binaries already built instead of calling cargo
+    #[arg(long)]
+    pub no_build: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevAction {
+    /// Approve or reject the payment of an order, as its customer paying
+    /// the QR code at Mercado Pago would; the payment service gets the
+    /// signed webhook
+    Pay {
+        /// The order whose QR code is paid
+        order_id: String,
+        #[command(flatten)]
+        decision: Decision,
+    },
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct Decision {
+    /// The payment goes through
+    #[arg(long)]
+    pub approve: bool,
+    /// Mercado Pago rejects the payment
+    #[arg(long)]
+    pub reject: bool,
 }

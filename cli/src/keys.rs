@@ -87,6 +87,17 @@ pub fn thumbprint(n: &str, e: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
 }
 
+/// The key's fields of the stack secret (and of `techctl dev`'s key file):
+/// `jwt_kid`, `jwt_private_key`, `jwt_public_key` and `jwt_jwks`.
+pub fn key_document(key: &SigningKey) -> serde_json::Map<String, Value> {
+    let mut doc = serde_json::Map::new();
+    doc.insert("jwt_kid".into(), json!(key.kid));
+    doc.insert("jwt_private_key".into(), json!(key.private_key_pem));
+    doc.insert("jwt_public_key".into(), json!(key.public_key_pem));
+    doc.insert("jwt_jwks".into(), jwk_set(&[key]));
+    doc
+}
+
 /// A JWK set holding the given public keys.
 pub fn jwk_set(keys: &[&SigningKey]) -> Value {
     json!({ "keys": keys.iter().map(|k| k.public_jwk.clone()).collect::<Vec<_>>() })

@@ -10,6 +10,7 @@ pub mod aws;
 pub mod blueprint;
 pub mod cli;
 pub mod commands;
+pub mod dev;
 pub mod error;
 pub mod keys;
 pub mod plan;

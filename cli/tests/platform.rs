@@ -214,6 +214,8 @@ async fn up_creates_every_platform_resource_with_its_attributes() {
                 "/users/*",
                 "/auth",
                 "/auth/*",
+                "/employees",
+                "/employees/*",
                 "/.well-known",
                 "/.well-known/*"
             ]

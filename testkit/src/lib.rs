@@ -8,7 +8,6 @@
 
 pub mod http;
 pub mod jwt;
-pub mod mercadopago;
 pub mod moto;
 pub mod postgres;
 pub mod proxy;
@@ -17,7 +16,8 @@ pub mod router;
 use std::net::TcpListener;
 use std::path::PathBuf;
 
-pub use mercadopago::FakeMercadoPago;
+pub use localkit::mercadopago;
+pub use localkit::mercadopago::Sandbox as FakeMercadoPago;
 pub use moto::Moto;
 pub use postgres::{Postgres, postgres};
 pub use proxy::{Fault, FaultProxy};

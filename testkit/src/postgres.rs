@@ -5,20 +5,18 @@
 //! stops it and removes its data when the process that started it is gone,
 //! even if the test binary is killed.
 
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use localkit::postgres::Binaries;
+
 use crate::free_port;
 
 pub struct Postgres {
     pub port: u16,
-    bin: PathBuf,
-    /// Set when running as root: PostgreSQL refuses root, so it runs as this user.
-    run_as: Option<String>,
+    bin: Binaries,
     /// Outlives the test process on purpose: it cleans up after it.
     _watchdog: Option<Child>,
 }
@@ -33,34 +31,21 @@ pub fn postgres() -> &'static Postgres {
 
 impl Postgres {
     fn start() -> Postgres {
-        let bin = locate_binaries().unwrap_or_else(|searched| {
-            panic!(
-                "PostgreSQL server binaries (initdb, postgres, pg_ctl) were not found (looked in: {searched}).\n\
-                 Install them with:\n    apt-get install postgresql\n\
-                 or point PG_BIN at the folder that holds them."
-            )
-        });
-        let run_as = running_as_root().then(|| "postgres".to_string());
+        let bin = Binaries::locate().unwrap_or_else(|missing| panic!("{missing}"));
         let dir =
             std::env::temp_dir().join(format!("testkit-pg-{}-{}", std::process::id(), free_port()));
-        std::fs::create_dir_all(&dir).expect("create the cluster directory");
-        if let Some(user) = &run_as {
-            let (uid, gid) = user_ids(user).unwrap_or_else(|| {
-                panic!("running as root, PostgreSQL needs the system user {user:?}; install the postgresql package")
-            });
-            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
-                .expect("give the cluster directory to postgres");
-        }
+        bin.own_dir(&dir)
+            .expect("create the cluster directory for PostgreSQL");
         let data = dir.join("data");
         let port = free_port();
         let mut pg = Postgres {
             port,
             bin,
-            run_as,
             _watchdog: None,
         };
 
         let out = pg
+            .bin
             .command("initdb")
             .arg("-D")
             .arg(&data)
@@ -83,8 +68,8 @@ impl Postgres {
 
         // The watchdog: start the server, wait while the test process lives,
         // then stop the server and remove its files.
-        let postgres = pg.command_line("postgres");
-        let pg_ctl = pg.command_line("pg_ctl");
+        let postgres = pg.bin.command_line("postgres");
+        let pg_ctl = pg.bin.command_line("pg_ctl");
         let script = format!(
             "{postgres} -D '{data}' -p {port} -k '{dir}' -c listen_addresses=127.0.0.1 -c fsync=off \
              -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 >'{dir}/log' 2>&1 &\n\
@@ -107,6 +92,7 @@ impl Postgres {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let ready = pg
+                .bin
                 .command("pg_isready")
                 .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q"])
                 .status()
@@ -131,7 +117,7 @@ impl Postgres {
             std::process::id(),
             NEXT_DATABASE.fetch_add(1, Ordering::SeqCst)
         );
-        let out = Command::new(self.bin.join("createdb"))
+        let out = Command::new(self.bin.dir.join("createdb"))
             .args([
                 "-h",
                 "127.0.0.1",
@@ -154,72 +140,4 @@ impl Postgres {
     pub fn url(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
-
-    fn command(&self, program: &str) -> Command {
-        match &self.run_as {
-            Some(user) => {
-                let mut c = Command::new("runuser");
-                c.args(["-u", user, "--"]).arg(self.bin.join(program));
-                c
-            }
-            None => Command::new(self.bin.join(program)),
-        }
-    }
-
-    fn command_line(&self, program: &str) -> String {
-        let path = self.bin.join(program);
-        match &self.run_as {
-            Some(user) => format!("runuser -u {user} -- '{}'", path.display()),
-            None => format!("'{}'", path.display()),
-        }
-    }
-}
-
-fn running_as_root() -> bool {
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-/// The uid and gid of a system user, from /etc/passwd.
-fn user_ids(user: &str) -> Option<(u32, u32)> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(':').collect();
-        (fields.first() == Some(&user) && fields.len() > 3)
-            .then(|| Some((fields[2].parse().ok()?, fields[3].parse().ok()?)))
-            .flatten()
-    })
-}
-
-/// `PG_BIN`, else the newest /usr/lib/postgresql/*/bin, else PATH.
-fn locate_binaries() -> Result<PathBuf, String> {
-    let has_all = |dir: &Path| {
-        ["initdb", "postgres", "pg_ctl", "createdb", "pg_isready"]
-            .iter()
-            .all(|b| dir.join(b).is_file())
-    };
-    let mut searched = Vec::new();
-    if let Some(dir) = std::env::var_os("PG_BIN").map(PathBuf::from) {
-        if has_all(&dir) {
-            return Ok(dir);
-        }
-        searched.push(format!("$PG_BIN={}", dir.display()));
-    }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
-        .collect();
-    versions.sort();
-    if let Some((_, dir)) = versions.into_iter().rev().find(|(_, d)| has_all(d)) {
-        return Ok(dir);
-    }
-    searched.push("/usr/lib/postgresql/*/bin".into());
-    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
-        if has_all(&dir) {
-            return Ok(dir);
-        }
-    }
-    searched.push("$PATH".into());
-    Err(searched.join(", "))
 }

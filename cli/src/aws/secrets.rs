@@ -219,10 +219,7 @@ async fn converge_secret(ctx: &Ctx, resource: &Resource, name: &str) -> Result<S
             .await
             .map_err(|e| AwsError::new("keys", e.to_string()))?
             .map_err(|e| AwsError::new("keys", e.to_string()))?;
-        value.insert("jwt_kid".into(), json!(key.kid));
-        value.insert("jwt_private_key".into(), json!(key.private_key_pem));
-        value.insert("jwt_public_key".into(), json!(key.public_key_pem));
-        value.insert("jwt_jwks".into(), keys::jwk_set(&[&key]));
+        value.extend(keys::key_document(&key));
     }
     if !present(&value, &[DATABASE_PASSWORD]) {
         value.insert(DATABASE_PASSWORD.into(), json!(new_password()));

@@ -1,6 +1,7 @@
 //! Each command turns its arguments into settings and calls the library;
 //! the work itself lives in `stack`, `plan` and `apply`.
 
+mod dev;
 mod down;
 mod plan;
 mod status;
@@ -81,6 +82,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 down::exec(&settings, &printer, options).await
             }
             Command::Status => status::exec(&settings, &printer).await,
+            Command::Dev(args) => dev::exec(&settings, args).await,
         }
     });
     match result {

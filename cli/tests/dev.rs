@@ -1,0 +1,572 @@
+//! `techctl dev` end to end: the real binary started as a user starts it,
+//! on free ports in a fresh folder, builds and runs the whole system; an
+//! order goes through the gateway from token to FINISHED while one service
+//! is killed mid-flow; Ctrl-C then stops everything and leaves no process
+//! behind, and a second start finds the data where it was.
+//!
+//! Needs PostgreSQL's server binaries (`apt-get install postgresql`),
+//! cargo, curl and jq (for `examples/order-flow.sh`).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use testkit::http::{Answer, send};
+
+/// The services' release build may be cold on a fresh machine.
+const START_WITHIN: Duration = Duration::from_secs(25 * 60);
+const PORTS: u16 = 8;
+
+fn repository() -> PathBuf {
+    testkit::workspace_root()
+}
+
+/// The first port of a block of [`PORTS`] free ones.
+fn free_block() -> u16 {
+    for _ in 0..200 {
+        let base = fastrand::u16(20_000..60_000);
+        let free =
+            (base..base + PORTS).all(|port| std::net::TcpListener::bind(("0.0.0.0", port)).is_ok());
+        if free {
+            return base;
+        }
+    }
+    panic!("no block of {PORTS} free ports");
+}
+
+struct Dev {
+    child: Child,
+    dir: PathBuf,
+    base: u16,
+    output: Arc<Mutex<String>>,
+}
+
+impl Dev {
+    fn start(dir: &Path, base: u16, extra: &[&str]) -> Dev {
+        let mut child = techctl(dir)
+            .args(["dev", "--base-port", &base.to_string()])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start techctl dev");
+        let output = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let output = output.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut all = output.lock().unwrap();
+                    all.push_str(&line);
+                    all.push('\n');
+                }
+            });
+        }
+        Dev {
+            child,
+            dir: dir.to_path_buf(),
+            base,
+            output,
+        }
+    }
+
+    fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Polls `probe` until it answers, failing with techctl's output when
+    /// `within` passes (or techctl exits, unless `exit_expected`).
+    fn poll<T>(
+        &mut self,
+        what: &str,
+        within: Duration,
+        exit_expected: bool,
+        mut probe: impl FnMut(&mut Dev) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(found) = probe(self) {
+                return found;
+            }
+            if !exit_expected && let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "techctl dev exited ({status}) before {what}:\n{}",
+                    self.output()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not within {within:?}:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn wait_output(&mut self, needle: &str, within: Duration) {
+        self.poll(&format!("the line {needle:?}"), within, false, |dev| {
+            dev.output().contains(needle).then_some(())
+        });
+    }
+
+    fn state(&self) -> Value {
+        let text = std::fs::read_to_string(self.dir.join(".techctl/dev.json"))
+            .expect("techctl dev's state file");
+        serde_json::from_str(&text).expect("the state file is JSON")
+    }
+
+    fn pid_of(&self, service: &str) -> Option<u32> {
+        self.state()["services"][service]["pid"]
+            .as_u64()
+            .map(|p| p as u32)
+    }
+
+    /// Ctrl-C, as on the terminal; answers once techctl has exited.
+    fn interrupt(&mut self) -> std::process::ExitStatus {
+        signal("INT", self.child.id());
+        self.poll(
+            "a stop after Ctrl-C",
+            Duration::from_secs(90),
+            true,
+            |dev| dev.child.try_wait().unwrap(),
+        )
+    }
+
+    fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Answer {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = bearer
+            .iter()
+            .map(|b| ("authorization", b.as_str()))
+            .collect();
+        let body = body.map(|b| b.to_string());
+        send(self.base, method, path, &headers, body.as_deref())
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    fn ok(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Value {
+        let answer = self.call(method, path, token, body);
+        assert!(
+            (200..300).contains(&answer.status),
+            "{method} {path}: {} {}",
+            answer.status,
+            answer.body
+        );
+        answer.json()
+    }
+
+    /// Polls the order until `done` holds.
+    fn wait_order(
+        &mut self,
+        id: &str,
+        token: &str,
+        what: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let path = format!("/orders/{id}");
+        self.poll(
+            &format!("order {id} {what}"),
+            Duration::from_secs(60),
+            false,
+            |dev| Some(dev.ok("GET", &path, Some(token), None)).filter(|o| done(o)),
+        )
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            signal("INT", self.child.id());
+            std::thread::sleep(Duration::from_secs(15));
+            let _ = self.child.kill();
+        }
+    }
+}
+
+fn techctl(dir: &Path) -> Command {
+    let repo = repository();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_techctl"));
+    command
+        .current_dir(dir)
+        .arg("--blueprint")
+        .arg(repo.join("blueprints/techchallenge.toml"));
+    command
+}
+
+fn signal(name: &str, pid: u32) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid}");
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie has exited; only its parent's bookkeeping is left.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+    })
+}
+
+/// The PostgreSQL processes of the cluster: the postmaster and its children.
+fn postgres_processes(dir: &Path) -> Vec<u32> {
+    let Some(postmaster) =
+        std::fs::read_to_string(dir.join(".techctl/postgres/data/postmaster.pid"))
+            .ok()
+            .and_then(|t| t.lines().next()?.trim().parse::<u32>().ok())
+    else {
+        return Vec::new();
+    };
+    let mut pids = vec![postmaster];
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let parent = std::fs::read_to_string(entry.path().join("stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit(')')
+                    .next()?
+                    .split_whitespace()
+                    .nth(1)?
+                    .parse::<u32>()
+                    .ok()
+            });
+        if parent == Some(postmaster) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn the_whole_system_runs_locally_survives_a_crash_and_stops_cleanly() {
+    let folder = tempfile::tempdir().unwrap();
+    let dir = folder.path();
+    // As root, PostgreSQL runs as its own user, who must reach the folder.
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let base = free_block();
+    let started = Instant::now();
+    let mut dev = Dev::start(dir, base, &["--source", repository().to_str().unwrap()]);
+
+    // The first answered request, then the whole system ready and seeded.
+    dev.poll("a first answer", START_WITHIN, false, |_| {
+        send(base, "GET", "/categories", &[], None)
+            .is_ok_and(|a| a.status == 200)
+            .then_some(())
+    });
+    let first_answer = started.elapsed();
+    dev.wait_output("techctl dev is up", Duration::from_secs(120));
+    let output = dev.output();
+    for expected in [
+        format!("gateway    http://127.0.0.1:{base}"),
+        format!("http://127.0.0.1:{}/docs", base + 3),
+        "employee   gerente@lanchonete.dev / ".into(),
+        "products added to the empty menu".into(),
+        "techctl dev pay ORDER_ID --approve".into(),
+    ] {
+        assert!(output.contains(&expected), "no {expected:?} in:\n{output}");
+    }
+
+    // A second techctl dev in the same folder says so and changes nothing.
+    let second = techctl(dir)
+        .args([
+            "dev",
+            "--base-port",
+            &free_block().to_string(),
+            "--no-build",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(said.contains("techctl dev is already running in"), "{said}");
+    assert!(
+        said.contains(&format!("gateway http://127.0.0.1:{base}")),
+        "{said}"
+    );
+
+    // The gateway: the blueprint's routes, CORS, request ids, clear 404s.
+    let categories = dev.ok("GET", "/categories", None, None);
+    let names: Vec<&str> = categories
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Lanche", "Acompanhamento", "Bebida", "Sobremesa"]);
+    let preflight = send(
+        base,
+        "OPTIONS",
+        "/orders",
+        &[
+            ("origin", "http://totem.local"),
+            ("access-control-request-method", "POST"),
+        ],
+        None,
+    )
+    .unwrap();
+    assert_eq!(preflight.status, 204);
+    assert_eq!(preflight.header("access-control-allow-origin"), Some("*"));
+    assert!(
+        preflight
+            .header("access-control-allow-headers")
+            .unwrap()
+            .contains("idempotency-key")
+    );
+    let traced = send(
+        base,
+        "GET",
+        "/products",
+        &[("x-request-id", "trace-e2e-1")],
+        None,
+    )
+    .unwrap();
+    assert_eq!(traced.header("x-request-id"), Some("trace-e2e-1"));
+    let untraced = send(base, "GET", "/products", &[], None).unwrap();
+    assert_eq!(untraced.header("x-request-id").map(str::len), Some(36));
+    let unknown = send(base, "GET", "/menu", &[], None).unwrap();
+    assert_eq!(unknown.status, 404);
+    assert!(
+        unknown.body.contains("no service serves /menu"),
+        "{}",
+        unknown.body
+    );
+
+    // A customer orders through the gateway.
+    dev.ok(
+        "POST",
+        "/users",
+        None,
+        Some(json!({"name": "Joana Souza", "cpf": "52998224725", "email": "joana@example.com"})),
+    );
+    let customer = dev.ok(
+        "POST",
+        "/auth/token",
+        None,
+        Some(json!({"cpf": "52998224725"})),
+    )["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let menu = dev.ok("GET", "/products?category=Lanche", None, None);
+    let burger = menu["items"][0]["id"].as_str().unwrap().to_string();
+    let placed = dev.ok(
+        "POST",
+        "/orders",
+        Some(&customer),
+        Some(json!({"items": [{"product_id": burger, "quantity": 2}]})),
+    );
+    let order_id = placed["id"].as_str().unwrap().to_string();
+    dev.wait_order(&order_id, &customer, "showed its QR code", |o| {
+        o["payment"]["qr_data"].is_string()
+    });
+
+    // The kitchen's service crashes while the order is being paid.
+    let victim = dev.pid_of("production").expect("production runs");
+    signal("KILL", victim);
+    let paid = techctl(dir)
+        .args(["dev", "pay", &order_id, "--approve"])
+        .output()
+        .unwrap();
+    assert!(
+        paid.status.success(),
+        "techctl dev pay: {}",
+        String::from_utf8_lossy(&paid.stderr)
+    );
+    let said = String::from_utf8_lossy(&paid.stdout);
+    assert!(said.contains("approved"), "{said}");
+    assert!(
+        said.contains("took Mercado Pago's signed webhook (200)"),
+        "{said}"
+    );
+    dev.wait_order(&order_id, &customer, "was paid", |o| {
+        o["status"] == "RECEIVED"
+    });
+
+    // The supervisor starts it again, and the paid order reaches the kitchen.
+    dev.wait_output(
+        "production was killed by signal 9; restarting in",
+        Duration::from_secs(30),
+    );
+    let restarted = dev.poll("production back", Duration::from_secs(60), false, |dev| {
+        let state = dev.state();
+        let service = &state["services"]["production"];
+        let pid = service["pid"].as_u64().map(|p| p as u32)?;
+        (pid != victim && alive(pid)).then(|| {
+            assert!(service["restarts"].as_u64().unwrap() >= 1, "{state:#}");
+            pid
+        })
+    });
+    assert!(!alive(victim));
+    let credentials: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(".techctl/local.json")).unwrap())
+            .unwrap();
+    let staff = dev.ok(
+        "POST",
+        "/auth/employee/token",
+        None,
+        Some(json!({
+            "email": credentials["employee_email"],
+            "password": credentials["employee_password"],
+        })),
+    )["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ticket = dev.poll(
+        "a ticket in the kitchen",
+        Duration::from_secs(60),
+        false,
+        |dev| {
+            let tickets = dev.call("GET", "/production", Some(&staff), None);
+            let all = tickets.json();
+            let ticket = all
+                .as_array()?
+                .iter()
+                .find(|t| t["order_id"] == order_id.as_str())?;
+            Some(ticket["id"].as_str()?.to_string())
+        },
+    );
+    for (step, status) in [
+        ("started", "IN_PREPARATION"),
+        ("completed", "READY"),
+        ("delivered", "FINISHED"),
+    ] {
+        dev.ok(
+            "PUT",
+            &format!("/production/{ticket}/{step}"),
+            Some(&staff),
+            None,
+        );
+        dev.wait_order(&order_id, &customer, status, |o| o["status"] == status);
+    }
+    let finished = dev.ok("GET", &format!("/orders/{order_id}"), Some(&customer), None);
+    let history: Vec<&str> = finished["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        history,
+        [
+            "AWAITING_PAYMENT",
+            "RECEIVED",
+            "IN_PREPARATION",
+            "READY",
+            "FINISHED"
+        ]
+    );
+
+    // The example script runs the same flow with curl, as written.
+    let example = Command::new("bash")
+        .arg(repository().join("examples/order-flow.sh"))
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let example_output = String::from_utf8_lossy(&example.stdout);
+    assert!(
+        example.status.success(),
+        "order-flow.sh failed:\n{example_output}\n{}",
+        String::from_utf8_lossy(&example.stderr)
+    );
+    assert!(example_output.contains("went from AWAITING_PAYMENT to FINISHED"));
+
+    // What the whole running system holds in memory.
+    let mut processes = vec![dev.child.id()];
+    processes.extend(
+        ["user", "product", "order", "payment", "production"]
+            .iter()
+            .filter_map(|s| dev.pid_of(s)),
+    );
+    let database = postgres_processes(dir);
+    assert!(!database.is_empty(), "PostgreSQL runs");
+    processes.extend(&database);
+    let rss: u64 = processes.iter().map(|pid| rss_kib(*pid)).sum();
+    eprintln!(
+        "techctl dev: first answered request after {:.1}s; resident memory of the running system {:.1} MiB over {} processes",
+        first_answer.as_secs_f64(),
+        rss as f64 / 1024.0,
+        processes.len()
+    );
+
+    // Ctrl-C: everything stops, nothing is left behind.
+    let status = dev.interrupt();
+    assert!(status.success(), "{status}\n{}", dev.output());
+    let output = dev.output();
+    assert!(output.contains("Stopping PostgreSQL"), "{output}");
+    for pid in processes.iter().skip(1).chain([&restarted]) {
+        assert!(!alive(*pid), "process {pid} outlived techctl dev");
+    }
+    for port in base..base + PORTS {
+        assert!(
+            std::net::TcpListener::bind(("0.0.0.0", port)).is_ok(),
+            "port {port} is still taken"
+        );
+    }
+    assert!(!dir.join(".techctl/dev.json").exists());
+
+    // Started again, the system finds its data: the order, the menu.
+    let mut again = Dev::start(
+        dir,
+        base,
+        &["--source", repository().to_str().unwrap(), "--no-build"],
+    );
+    again.wait_output("techctl dev is up", Duration::from_secs(120));
+    assert!(
+        !again.output().contains("products added"),
+        "{}",
+        again.output()
+    );
+    let kept = again.ok("GET", &format!("/orders/{order_id}"), Some(&customer), None);
+    assert_eq!(kept["status"], "FINISHED");
+    let database = postgres_processes(dir);
+    assert!(!database.is_empty());
+    assert!(again.interrupt().success());
+    assert!(database.iter().all(|pid| !alive(*pid)));
+}
+
+#[test]
+fn pay_without_a_running_system_says_how_to_start_one() {
+    let folder = tempfile::tempdir().unwrap();
+    let out = techctl(folder.path())
+        .args(["dev", "pay", "0193-order", "--reject"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("techctl dev is not running in"), "{said}");
+    assert!(said.contains("start it there with `techctl dev`"), "{said}");
+
+    let out = techctl(folder.path())
+        .args(["dev", "pay", "0193-order"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("--approve"), "{said}");
+    assert!(said.contains("--reject"), "{said}");
+}
