@@ -441,7 +441,7 @@ impl System<'_> {
             "\ntechctl dev is up in {:.1}s: the ordering system on this machine.\n\n  \
              gateway    {gateway}   (GET / lists the routes)\n  \
              sandbox    http://127.0.0.1:{}   Mercado Pago: GET /sandbox/orders\n  \
-             postgres   {}\n  \
+             postgres   {}<database>   (one per service, and {EVENTS_DATABASE})\n  \
              logs       {}\n",
             took.as_secs_f64(),
             self.ports.sandbox,
@@ -473,7 +473,7 @@ impl System<'_> {
                 "pay an order's QR code (or --reject)",
             ),
         ] {
-            text.push_str(&format!("  {command:<42} {what}\n"));
+            text.push_str(&format!("  {command:<44} {what}\n"));
         }
         text.push_str(&format!(
             "\nCtrl-C stops everything; the data stays in {}.\n",
