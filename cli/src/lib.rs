@@ -12,6 +12,7 @@ pub mod cli;
 pub mod commands;
 pub mod dev;
 pub mod error;
+pub mod image;
 pub mod keys;
 pub mod plan;
 pub mod printer;

@@ -11,6 +11,7 @@ pub mod jwt;
 pub mod moto;
 pub mod postgres;
 pub mod proxy;
+pub mod registry;
 pub mod router;
 
 use std::net::TcpListener;
