@@ -12,8 +12,8 @@ cd "$(dirname "$0")/.."
 repo=$(pwd)
 
 echo "==> building techctl and the services (release)" >&2
-cargo build --quiet -p techctl
-cargo build --quiet --release -p user-service -p product-service -p order-service -p payment-service -p production-service
+cargo build --quiet --bin techctl
+cargo build --quiet --release --bin user-service --bin product-service --bin order-service --bin payment-service --bin production-service
 target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 techctl="$target/debug/techctl"
 

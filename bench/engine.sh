@@ -38,8 +38,8 @@ PY
 # Warm moto's backends once so the first measured run is not an outlier.
 "$TECHCTL" plan >/dev/null
 for _ in $(seq 1 "$runs"); do
-  measure "up-from-nothing" up --yes
-  measure "no-op-up" up --yes
+  measure "up-from-nothing" up --yes --no-deploy
+  measure "no-op-up" up --yes --no-deploy
   measure "plan" plan
   measure "down" down --yes --force-delete-secrets
 done

@@ -12,7 +12,7 @@ start_moto
 
 step() { printf '\n\033[1m==> techctl %s\033[0m\n' "$*"; "$TECHCTL" "$@"; }
 step plan
-step up --yes
+step up --yes --no-deploy
 step status
 step plan --detailed-exitcode
 step down --yes

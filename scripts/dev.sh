@@ -22,7 +22,7 @@ if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && ! command -v in
 fi
 
 echo "==> building techctl" >&2
-cargo build --quiet -p techctl
+cargo build --quiet --bin techctl
 # The banner shows commands as typed here: bash scripts/dev.sh pay ORDER_ID …
 export TECHCTL_DEV_COMMAND="bash scripts/dev.sh"
 exec "$CARGO_TARGET_DIR/debug/techctl" dev "$@"

@@ -16,7 +16,9 @@ start_moto() {
   ensure_moto
   local port
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  MOTO_IAM_LOAD_MANAGED_POLICIES=true .venv/bin/moto_server -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+  # moto runs no tasks: its services report this many running, so a
+  # rollout completes.
+  MOTO_ECS_SERVICE_RUNNING=6 MOTO_IAM_LOAD_MANAGED_POLICIES=true .venv/bin/moto_server -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
   MOTO_PID=$!
   trap 'kill $MOTO_PID 2>/dev/null || true' EXIT
   for _ in $(seq 1 300); do

@@ -53,11 +53,38 @@ pub enum Command {
         #[arg(long)]
         detailed_exitcode: bool,
     },
-    /// Create or converge the stack described by the blueprint
+    /// Create or converge the stack described by the blueprint, then
+    /// deploy every service
     Up {
         /// How many resources to work on at once
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=64))]
         parallelism: u16,
+        /// Provision only: leave the services as they are
+        #[arg(long)]
+        no_deploy: bool,
+        #[command(flatten)]
+        deploy: DeployArgs,
+    },
+    /// Build, push and roll out services on ECS Fargate
+    Deploy {
+        /// The services to deploy (blueprint names)
+        #[arg(
+            value_name = "SERVICE",
+            required_unless_present = "all",
+            conflicts_with = "all"
+        )]
+        services: Vec<String>,
+        /// Every service of the blueprint
+        #[arg(long)]
+        all: bool,
+        /// Deploy this prebuilt image (REPOSITORY@sha256:…) instead of building
+        #[arg(long, value_name = "REF", conflicts_with = "all")]
+        image: Option<String>,
+        /// Show the task definition changes and what would be pushed; change nothing
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        deploy: DeployArgs,
     },
     /// Delete everything the stack owns, including what the blueprint no longer lists
     Down {
@@ -77,6 +104,24 @@ pub enum Command {
     /// Run the whole system on this machine: PostgreSQL, the services, a
     /// gateway and a Mercado Pago sandbox; no AWS account needed
     Dev(DevArgs),
+}
+
+/// How services are deployed, by `deploy` and at the end of `up`.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Push images to this registry (URL or host:port) instead of the
+    /// stack's ECR repositories
+    #[arg(long, value_name = "URL")]
+    pub registry: Option<String>,
+    /// Do not watch the rollout: return once ECS has the new revision
+    #[arg(long)]
+    pub no_wait: bool,
+    /// How long a rollout may take before it is rolled back
+    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+    /// The repository holding the services' source
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub source: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -7,7 +7,8 @@
 //!   backtrace.
 //! - Exit codes: 0 done; 1 the user's to fix (blueprint, flags, credentials,
 //!   a refused confirmation); 2 `plan --detailed-exitcode` found changes;
-//!   3 AWS failed before anything was changed; 4 an apply finished partly.
+//!   3 AWS failed before anything was changed; 4 an apply finished partly;
+//!   5 a rollout failed (the service was put back on its previous revision).
 
 use std::process::ExitCode;
 
@@ -21,6 +22,8 @@ pub enum CliError {
     Aws(AwsError),
     #[error("{0}")]
     Partial(String),
+    #[error("{0}")]
+    Deploy(String),
 }
 
 impl CliError {
@@ -29,6 +32,7 @@ impl CliError {
             CliError::User(_) => ExitCode::from(1),
             CliError::Aws(_) => ExitCode::from(3),
             CliError::Partial(_) => ExitCode::from(4),
+            CliError::Deploy(_) => ExitCode::from(5),
         }
     }
 }

@@ -6,10 +6,12 @@
 //! both → [`plan::compute`] → a [`plan::Plan`] → [`apply`] → events → [`printer`].
 
 pub mod apply;
+#[macro_use]
 pub mod aws;
 pub mod blueprint;
 pub mod cli;
 pub mod commands;
+pub mod deploy;
 pub mod dev;
 pub mod error;
 pub mod image;

@@ -106,7 +106,7 @@ fn plan_detailed_exitcode_and_down_confirmation() {
     // Without the flag a plan with changes still succeeds.
     assert_eq!(techctl(url, &["plan"]).status.code(), Some(0));
 
-    let up = techctl(url, &["up"]);
+    let up = techctl(url, &["up", "--no-deploy"]);
     assert_eq!(up.status.code(), Some(0), "{}", text(&up));
     assert!(text(&up).contains("Apply complete"), "{}", text(&up));
 

@@ -137,7 +137,7 @@ async fn an_up_cut_off_midway_converges_on_rerun() {
 async fn a_killed_up_converges_on_rerun_without_duplicates() {
     let h = Harness::start().await;
     let mut child = techctl_at(&h.proxy.url)
-        .args(["up", "--yes"])
+        .args(["up", "--yes", "--no-deploy"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -246,7 +246,7 @@ async fn a_failed_resource_skips_its_dependants_and_the_rest_finishes() {
         }
     });
     let out = techctl_at(&h.proxy.url)
-        .args(["up", "--yes"])
+        .args(["up", "--yes", "--no-deploy"])
         .output()
         .expect("run techctl up");
     let said = format!(

@@ -9,7 +9,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use techctl::dev::console::Console;
 use techctl::image::registry::Registry;
 use techctl::image::{self, ImageSpec, digest};
 use testkit::registry::LocalRegistry;
@@ -17,13 +16,11 @@ use testkit::registry::LocalRegistry;
 const REPOSITORY: &str = "techchallenge/product";
 
 async fn product_binary() -> std::path::PathBuf {
-    let logs = tempfile::tempdir().unwrap();
-    let console = Console::new(logs.path().to_path_buf(), 5);
     let built = techctl::dev::build::binaries(
         &testkit::workspace_root(),
         &["product".to_string()],
         true,
-        &console.sink("build"),
+        &|_| {},
     )
     .await
     .unwrap_or_else(|e| panic!("build the product service: {e}"));
@@ -47,10 +44,15 @@ async fn an_image_is_reproducible_pushed_once_and_runs() {
     };
     let first = image::build(&spec).unwrap();
     let second = image::build(&spec).unwrap();
-    assert_eq!(first.digest, second.digest, "the same source, the same digest");
+    assert_eq!(
+        first.digest, second.digest,
+        "the same source, the same digest"
+    );
     assert_eq!(first.manifest, second.manifest);
 
-    let local = tokio::task::spawn_blocking(LocalRegistry::start).await.unwrap();
+    let local = tokio::task::spawn_blocking(LocalRegistry::start)
+        .await
+        .unwrap();
     let registry = Registry::new(&local.url, None).unwrap();
     let pushed = registry
         .push(&first, REPOSITORY, &["latest".to_string()])
@@ -62,7 +64,10 @@ async fn an_image_is_reproducible_pushed_once_and_runs() {
         .push(&second, REPOSITORY, &["latest".to_string()])
         .await
         .unwrap();
-    assert!(again.uploaded.is_empty(), "a second push uploads no blob: {again:?}");
+    assert!(
+        again.uploaded.is_empty(),
+        "a second push uploads no blob: {again:?}"
+    );
     assert_eq!(again.present.len(), 3);
 
     // Pulled back by tag: the manifest, config and layers that were built.
@@ -88,7 +93,10 @@ async fn an_image_is_reproducible_pushed_once_and_runs() {
         config["config"]["Labels"]["org.opencontainers.image.title"],
         "product-service"
     );
-    assert!(config.get("created").is_none(), "no time in a reproducible image");
+    assert!(
+        config.get("created").is_none(),
+        "no time in a reproducible image"
+    );
 
     let rootfs = tempfile::tempdir().unwrap();
     let layers = manifest["layers"].as_array().unwrap();
@@ -117,7 +125,13 @@ async fn an_image_is_reproducible_pushed_once_and_runs() {
     let libraries: Vec<String> = image::runtime::shared_libraries(&binary)
         .unwrap()
         .iter()
-        .filter_map(|l| Path::new(l).parent().map(|p| root.join(p.strip_prefix("/").unwrap()).display().to_string()))
+        .filter_map(|l| {
+            Path::new(l).parent().map(|p| {
+                root.join(p.strip_prefix("/").unwrap())
+                    .display()
+                    .to_string()
+            })
+        })
         .collect();
     let key = techctl::keys::generate().unwrap();
     let key_file = rootfs.path().join("key.pem");

@@ -30,6 +30,9 @@ impl Moto {
         let child = Command::new(&binary)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            // moto runs no tasks: its ECS services report this many running,
+            // so that a rollout can complete.
+            .env("MOTO_ECS_SERVICE_RUNNING", "6")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -50,7 +50,7 @@ type Policy = Arc<dyn Fn(&Seen) -> Fault + Send + Sync>;
 
 pub struct FaultProxy {
     pub url: String,
-    log: Arc<Mutex<Vec<(String, Fault)>>>,
+    log: Arc<Mutex<Vec<Logged>>>,
     policy: Arc<Mutex<Policy>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -62,7 +62,7 @@ impl FaultProxy {
             .await
             .expect("bind the proxy");
         let url = format!("http://{}", listener.local_addr().expect("proxy address"));
-        let log: Arc<Mutex<Vec<(String, Fault)>>> = Arc::default();
+        let log: Arc<Mutex<Vec<Logged>>> = Arc::default();
         let policy: Arc<Mutex<Policy>> = Arc::new(Mutex::new(Arc::new(|_: &Seen| Fault::Pass)));
         let client: Client<HttpConnector, Full<Bytes>> =
             Client::builder(TokioExecutor::new()).build_http();
@@ -114,7 +114,18 @@ impl FaultProxy {
             .lock()
             .expect("log lock")
             .iter()
-            .map(|(op, _)| op.clone())
+            .map(|(op, _, _)| op.clone())
+            .collect()
+    }
+
+    /// The JSON bodies of the requests for `operation` (JSON protocols).
+    pub fn bodies(&self, operation: &str) -> Vec<serde_json::Value> {
+        self.log
+            .lock()
+            .expect("log lock")
+            .iter()
+            .filter(|(op, _, _)| op == operation)
+            .filter_map(|(_, _, body)| serde_json::from_slice(body).ok())
             .collect()
     }
 
@@ -124,7 +135,7 @@ impl FaultProxy {
             .lock()
             .expect("log lock")
             .iter()
-            .filter(|(_, f)| *f != Fault::Pass)
+            .filter(|(_, f, _)| *f != Fault::Pass)
             .count()
     }
 }
@@ -144,9 +155,12 @@ impl std::fmt::Display for Dropped {
 }
 impl std::error::Error for Dropped {}
 
+/// One request seen: its operation, the fault it got, its body.
+type Logged = (String, Fault, Bytes);
+
 async fn handle(
     req: Request<Incoming>,
-    log: Arc<Mutex<Vec<(String, Fault)>>>,
+    log: Arc<Mutex<Vec<Logged>>>,
     policy: Arc<Mutex<Policy>>,
     client: Client<HttpConnector, Full<Bytes>>,
     target: String,
@@ -167,7 +181,7 @@ async fn handle(
             operation: operation.clone(),
         };
         let fault = policy(&seen);
-        log.push((operation, fault));
+        log.push((operation, fault, body.clone()));
         fault
     };
     match fault {

@@ -20,7 +20,8 @@ pub struct LocalRegistry {
 impl LocalRegistry {
     pub fn start() -> LocalRegistry {
         let port = free_port();
-        let dir = std::env::temp_dir().join(format!("testkit-registry-{}-{port}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("testkit-registry-{}-{port}", std::process::id()));
         std::fs::create_dir_all(dir.join("storage")).expect("create the registry's folder");
         let config = dir.join("config.yml");
         std::fs::write(

@@ -132,6 +132,7 @@ pub struct Aws {
     pub ecr: aws_sdk_ecr::Client,
     pub sns: aws_sdk_sns::Client,
     pub sqs: aws_sdk_sqs::Client,
+    pub autoscaling: aws_sdk_applicationautoscaling::Client,
     pub region: String,
     pub calls: CallLog,
     /// Attempts per call, for the retries the engine makes itself.
@@ -231,6 +232,7 @@ pub async fn connect(
         ecr: client!(aws_sdk_ecr),
         sns: client!(aws_sdk_sns),
         sqs: client!(aws_sdk_sqs),
+        autoscaling: client!(aws_sdk_applicationautoscaling),
         region,
         calls,
         max_attempts,

@@ -1,6 +1,7 @@
 //! Each command turns its arguments into settings and calls the library;
 //! the work itself lives in `stack`, `plan` and `apply`.
 
+mod deploy;
 mod dev;
 mod down;
 mod plan;
@@ -68,7 +69,34 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Plan { detailed_exitcode } => {
                 plan::exec(&settings, &printer, detailed_exitcode).await
             }
-            Command::Up { parallelism } => up::exec(&settings, &printer, parallelism.into()).await,
+            Command::Up {
+                parallelism,
+                no_deploy,
+                deploy,
+            } => {
+                let deploy = (!no_deploy).then_some(deploy);
+                up::exec(&settings, &printer, parallelism.into(), deploy).await
+            }
+            Command::Deploy {
+                services,
+                all,
+                image,
+                dry_run,
+                deploy: how,
+            } => {
+                deploy::exec(
+                    &settings,
+                    &printer,
+                    deploy::Which {
+                        services,
+                        all,
+                        image,
+                        dry_run,
+                    },
+                    how,
+                )
+                .await
+            }
             Command::Down {
                 force_delete_secrets,
                 keep_data,

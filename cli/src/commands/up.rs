@@ -5,14 +5,32 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{Settings, confirm, prepare, summarise};
+use super::{Settings, confirm, deploy, prepare, summarise};
 use crate::apply::{self, Ctx, Options};
+use crate::cli::DeployArgs;
 use crate::error::CliError;
 use crate::plan::render;
 use crate::printer::Printer;
 use crate::stack;
 
 pub async fn exec(
+    settings: &Settings,
+    printer: &Arc<Printer>,
+    parallelism: usize,
+    then_deploy: Option<DeployArgs>,
+) -> Result<ExitCode, CliError> {
+    let provisioned = provision(settings, printer, parallelism).await?;
+    let Some(how) = then_deploy else {
+        return Ok(provisioned);
+    };
+    let (blueprint, aws) = prepare(settings).await?;
+    let services = deploy::every_service(&blueprint);
+    let options = deploy::options(services, None, false, how);
+    printer.text("\nDeploying every service (skip with --no-deploy)…");
+    crate::deploy::run(&aws, &blueprint, &options, printer).await
+}
+
+async fn provision(
     settings: &Settings,
     printer: &Arc<Printer>,
     parallelism: usize,

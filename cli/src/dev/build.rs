@@ -7,7 +7,6 @@ use std::process::Stdio;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::dev::console::Sink;
 use crate::error::CliError;
 
 /// The crate (and binary) of a blueprint service.
@@ -26,12 +25,12 @@ pub fn find_source(start: &Path) -> Option<PathBuf> {
 }
 
 /// Builds the services (unless `build` is false) and answers where each
-/// binary is.
+/// binary is; `progress` hears cargo's "Compiling …" and "Finished …" lines.
 pub async fn binaries(
     source: &Path,
     services: &[String],
     build: bool,
-    sink: &Sink,
+    progress: &(dyn Fn(&str) + Sync),
 ) -> Result<BTreeMap<String, PathBuf>, CliError> {
     for service in services {
         let manifest = source.join("services").join(service).join("Cargo.toml");
@@ -44,7 +43,7 @@ pub async fn binaries(
         }
     }
     if build {
-        cargo_build(source, services, sink).await?;
+        cargo_build(source, services, progress).await?;
     }
     let release = target_dir(source).await?.join("release");
     let mut found = BTreeMap::new();
@@ -62,13 +61,20 @@ pub async fn binaries(
     Ok(found)
 }
 
-async fn cargo_build(source: &Path, services: &[String], sink: &Sink) -> Result<(), CliError> {
+async fn cargo_build(
+    source: &Path,
+    services: &[String],
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<(), CliError> {
     let mut command = tokio::process::Command::new(cargo());
     command
         .current_dir(source)
         .args(["build", "--release", "--color", "never"]);
+    // By binary, not by package (-p): the features are then resolved for
+    // the whole workspace, as the tests build them, and cargo reuses one
+    // build of the dependencies instead of making a second.
     for service in services {
-        command.args(["-p", &package_of(service)]);
+        command.args(["--bin", &package_of(service)]);
     }
     let mut child = command
         .stdin(Stdio::null())
@@ -84,12 +90,10 @@ async fn cargo_build(source: &Path, services: &[String], sink: &Sink) -> Result<
     if let Some(stderr) = child.stderr.take() {
         let mut lines = BufReader::new(stderr).lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            // Progress lines on the terminal; everything in the log.
+            // Progress lines as they come; the rest only if the build fails.
             let trimmed = line.trim_start();
             if trimmed.starts_with("Compiling") || trimmed.starts_with("Finished") {
-                sink.line(trimmed);
-            } else {
-                sink.to_file(&line);
+                progress(trimmed);
             }
             output.push(line);
         }

@@ -174,7 +174,11 @@ pub async fn run(blueprint: &Blueprint, options: Options) -> Result<ExitCode, Cl
     if options.build {
         console.say("Building the services (release; only what changed)…");
     }
-    let built = build::binaries(&source, &services, options.build, &console.sink("build")).await;
+    let build_log = console.sink("build");
+    let built = build::binaries(&source, &services, options.build, &|line| {
+        build_log.line(line)
+    })
+    .await;
     if stop.requested() {
         console.say("Stopped before the system started.");
         return Ok(ExitCode::SUCCESS);

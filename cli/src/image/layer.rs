@@ -31,9 +31,18 @@ impl std::fmt::Debug for Layer {
 
 #[derive(Debug, Clone)]
 enum Entry {
-    Dir { mode: u32, owner: u64 },
-    File { mode: u32, owner: u64, data: Vec<u8> },
-    Symlink { target: String },
+    Dir {
+        mode: u32,
+        owner: u64,
+    },
+    File {
+        mode: u32,
+        owner: u64,
+        data: Vec<u8>,
+    },
+    Symlink {
+        target: String,
+    },
 }
 
 /// Files to put in a layer, by absolute path.
@@ -94,12 +103,10 @@ impl LayerBuilder {
         let parts: Vec<&str> = relative.split('/').collect();
         for part in &parts[..parts.len().saturating_sub(1)] {
             prefix.push_str(part);
-            self.entries
-                .entry(prefix.clone())
-                .or_insert(Entry::Dir {
-                    mode: 0o755,
-                    owner: 0,
-                });
+            self.entries.entry(prefix.clone()).or_insert(Entry::Dir {
+                mode: 0o755,
+                owner: 0,
+            });
             prefix.push('/');
         }
     }
@@ -150,7 +157,9 @@ impl LayerBuilder {
 }
 
 fn relative(path: &str) -> String {
-    path.trim_start_matches('/').trim_end_matches('/').to_string()
+    path.trim_start_matches('/')
+        .trim_end_matches('/')
+        .to_string()
 }
 
 #[cfg(test)]
@@ -194,8 +203,15 @@ mod tests {
         assert_eq!(
             seen,
             [
-                "etc/", "etc/passwd", "lib64/", "lib64/ld.so", "tmp/", "usr/", "usr/local/",
-                "usr/local/bin/", "usr/local/bin/app"
+                "etc/",
+                "etc/passwd",
+                "lib64/",
+                "lib64/ld.so",
+                "tmp/",
+                "usr/",
+                "usr/local/",
+                "usr/local/bin/",
+                "usr/local/bin/app"
             ]
         );
     }

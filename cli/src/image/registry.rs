@@ -29,7 +29,9 @@ pub struct Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("base", &self.base).finish()
+        f.debug_struct("Registry")
+            .field("base", &self.base)
+            .finish()
     }
 }
 
@@ -261,7 +263,12 @@ impl Registry {
     ) -> Result<(Vec<u8>, Option<String>), ImageError> {
         let url = format!("{}/v2/{repository}/manifests/{reference}", self.base);
         let answer = self
-            .send(Method::GET, &url, &[("accept", MANIFEST_TYPE)], Bytes::new())
+            .send(
+                Method::GET,
+                &url,
+                &[("accept", MANIFEST_TYPE)],
+                Bytes::new(),
+            )
             .await?;
         if answer.status != 200 {
             return Err(ImageError::new(format!(

@@ -41,7 +41,10 @@ pub fn base_layer(binary: &Path) -> Result<LayerBuilder, ImageError> {
     layer.file(CA_BUNDLE, 0o644, certificates);
     for library in shared_libraries(binary)? {
         let data = std::fs::read(&library).map_err(|e| {
-            ImageError::new(format!("cannot read {library}, which {} needs: {e}", binary.display()))
+            ImageError::new(format!(
+                "cannot read {library}, which {} needs: {e}",
+                binary.display()
+            ))
         })?;
         layer.file(&library, 0o755, data);
     }
@@ -57,8 +60,8 @@ pub fn shared_libraries(binary: &Path) -> Result<Vec<String>, ImageError> {
             binary.display()
         ))
     })?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     if text.contains("not a dynamic executable") || text.contains("statically linked") {
         return Ok(Vec::new());
     }

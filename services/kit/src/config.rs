@@ -104,10 +104,7 @@ impl Common {
                 default_port,
                 &format!("a TCP port such as {default_port}"),
             )?,
-            database_url: env.required(
-                "DATABASE_URL",
-                &format!("a postgres:// URL of the {owns} database"),
-            )?,
+            database_url: database_url(env, owns)?,
             pool_size: env.parsed_or("DB_POOL_SIZE", 10, "a number of connections such as 10")?,
             jwt_issuer: env.parsed_or(
                 "JWT_ISSUER",
@@ -126,6 +123,49 @@ impl Common {
             )?),
         })
     }
+}
+
+/// `DATABASE_URL`, else one made of the parts an ECS task is given:
+/// `DB_HOST`, `DB_PORT` (5432), `DB_USER`, `DB_PASSWORD` (from the stack
+/// secret) and `DB_NAME`, over TLS (RDS refuses plain connections).
+pub fn database_url<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+    owns: &str,
+) -> Result<String, ConfigError> {
+    if let Some(url) = env.optional("DATABASE_URL") {
+        return Ok(url);
+    }
+    let Some(host) = env.optional("DB_HOST") else {
+        return Err(error(
+            "DATABASE_URL",
+            "is not set",
+            &format!(
+                "a postgres:// URL of the {owns} database (or set DB_HOST, DB_USER, DB_PASSWORD and DB_NAME)"
+            ),
+        ));
+    };
+    let port: u16 = env.parsed_or("DB_PORT", 5432, "the database's port, such as 5432")?;
+    let user = env.required("DB_USER", "the database user")?;
+    let password = env.required("DB_PASSWORD", "the database user's password")?;
+    let name = env.required("DB_NAME", &format!("the name of the {owns} database"))?;
+    Ok(format!(
+        "postgres://{}:{}@{host}:{port}/{}?sslmode=require",
+        url_encoded(&user),
+        url_encoded(&password),
+        url_encoded(&name)
+    ))
+}
+
+/// Percent-encodes all but RFC 3986's unreserved characters.
+fn url_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn error(variable: &str, problem: &str, expected: &str) -> ConfigError {
@@ -158,5 +198,33 @@ mod tests {
             "DATABASE_URL: is not set\n  set DATABASE_URL to a postgres:// URL"
         );
         assert_eq!(env.parsed_or("WORKERS", 4u8, "a number").unwrap(), 4);
+    }
+
+    #[test]
+    fn the_database_url_is_given_or_made_of_its_parts() {
+        let given =
+            Env::from_fn(|name| (name == "DATABASE_URL").then(|| "postgres://u@h/db".to_string()));
+        assert_eq!(database_url(&given, "order").unwrap(), "postgres://u@h/db");
+        let parts = Env::from_fn(|name| {
+            let value = match name {
+                "DB_HOST" => "db.internal",
+                "DB_USER" => "techctl",
+                "DB_PASSWORD" => "p@ss:w/rd",
+                "DB_NAME" => "order_service",
+                _ => return None,
+            };
+            Some(value.to_string())
+        });
+        assert_eq!(
+            database_url(&parts, "order").unwrap(),
+            "postgres://techctl:p%40ss%3Aw%2Frd@db.internal:5432/order_service?sslmode=require"
+        );
+        let none = Env::from_fn(|_| None);
+        let err = database_url(&none, "order").unwrap_err().to_string();
+        assert!(err.contains("DATABASE_URL: is not set"), "{err}");
+        assert!(
+            err.contains("DB_HOST, DB_USER, DB_PASSWORD and DB_NAME"),
+            "{err}"
+        );
     }
 }

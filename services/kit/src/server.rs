@@ -83,6 +83,40 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
+/// `SERVICE health`: the container health check of a task (the image has
+/// no shell and no curl). Exits 0 when `/health/live` on this container's
+/// `PORT` answers 200 within two seconds.
+fn health_probe() -> std::process::ExitCode {
+    use std::io::{Read, Write};
+    let port: u16 = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(80);
+    let timeout = Duration::from_secs(2);
+    let answer = (|| -> std::io::Result<String> {
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let mut stream = std::net::TcpStream::connect_timeout(&address, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.write_all(
+            b"GET /health/live HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        )?;
+        let mut head = [0u8; 16];
+        let read = stream.read(&mut head)?;
+        Ok(String::from_utf8_lossy(&head[..read]).into_owned())
+    })();
+    match answer {
+        Ok(head) if head.starts_with("HTTP/1.1 200") => std::process::ExitCode::SUCCESS,
+        Ok(head) => {
+            eprintln!("unhealthy: /health/live answered {head:?}");
+            std::process::ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("unhealthy: nothing answers on port {port}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// The whole `main` of a service: logs first, then its settings (a bad
 /// variable exits 2 with its name), then `run` (a failure exits 1).
 pub async fn main<S, Fut>(
@@ -93,6 +127,9 @@ pub async fn main<S, Fut>(
 where
     Fut: Future<Output = anyhow::Result<()>>,
 {
+    if std::env::args().nth(1).as_deref() == Some("health") {
+        return health_probe();
+    }
     crate::telemetry::init(service);
     let settings = match settings.await {
         Ok(s) => s,

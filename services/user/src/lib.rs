@@ -60,7 +60,7 @@ impl Config {
         };
         Ok(Config {
             port: env.parsed_or("PORT", 4001, "a TCP port such as 4001")?,
-            database_url: env.required("DATABASE_URL", "a postgres:// URL of the user database")?,
+            database_url: service_kit::config::database_url(env, "user")?,
             pool_size: env.parsed_or("DB_POOL_SIZE", 10, "a number of connections such as 10")?,
             settings: Settings {
                 issuer: env.parsed_or(
