@@ -37,8 +37,9 @@ techctl="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json
 "$techctl" up --yes --no-deploy >/dev/null
 # The payment service's Mercado Pago credentials, as an operator adds them.
 "$repo/.venv/bin/python" - <<'PY'
-import boto3, json
-sm = boto3.client("secretsmanager")
+import boto3, json, os
+sm = boto3.client("secretsmanager", region_name=os.environ["AWS_REGION"],
+                  endpoint_url=os.environ["AWS_ENDPOINT_URL"])
 doc = json.loads(sm.get_secret_value(SecretId="techctl/techchallenge")["SecretString"])
 doc.update(mercadopago_access_token="APP_USR-bench", mercadopago_webhook_secret="bench",
            mercadopago_collector_id="1", mercadopago_pos_id="CAIXA01")
