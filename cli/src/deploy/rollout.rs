@@ -57,6 +57,9 @@ pub struct Watcher {
     seen_events: BTreeSet<String>,
     seen_stopped: BTreeSet<String>,
     last_counts: Option<(i32, i32, i32, i32)>,
+    /// Whether the new revision has shown up among the deployments yet: a
+    /// look just after the update may not show it.
+    seen: bool,
 }
 
 impl Watcher {
@@ -70,6 +73,7 @@ impl Watcher {
             seen_events: before.events.iter().map(|(id, _)| id.clone()).collect(),
             seen_stopped: before.stopped.iter().map(|t| t.arn.clone()).collect(),
             last_counts: None,
+            seen: false,
         }
     }
 
@@ -112,6 +116,7 @@ impl Watcher {
                 ));
             }
         }
+        self.seen |= ours.is_some();
         let verdict = self.verdict(snapshot, ours, now);
         (lines, verdict)
     }
@@ -132,7 +137,7 @@ impl Watcher {
             {
                 return Verdict::Succeeded;
             }
-            None if !snapshot.deployments.is_empty() => {
+            None if self.seen && !snapshot.deployments.is_empty() => {
                 return Verdict::Failed(
                     "the new task definition is no longer deployed: the circuit breaker rolled the service back".into(),
                 );
@@ -140,7 +145,7 @@ impl Watcher {
             _ => {}
         }
         if now >= self.deadline {
-            let state = ours.map_or("no deployment of it".to_string(), |d| {
+            let state = ours.map_or("it never showed among the deployments".to_string(), |d| {
                 format!(
                     "{} running of {} desired, {} pending, {} failed",
                     d.running, d.desired, d.pending, d.failed_tasks
