@@ -286,14 +286,34 @@ mod tests {
             )
         );
 
-        // Seen once the breaker has already put the old revision back.
+        // Seen rolling out, then gone: the breaker put the old revision back.
         let mut late = Watcher::new(NEW, Duration::from_secs(600), t0, &before);
+        let rolling = snapshot(
+            vec![
+                deployment(NEW, "PRIMARY", (2, 0, 2), "IN_PROGRESS"),
+                deployment(OLD, "ACTIVE", (2, 2, 0), "COMPLETED"),
+            ],
+            &[],
+        );
         let rolled_back = snapshot(
             vec![deployment(OLD, "PRIMARY", (2, 2, 0), "COMPLETED")],
             &[],
         );
+        assert_eq!(late.observe(&rolling, t0).1, Verdict::Watching);
         let (_, verdict) = late.observe(&rolled_back, t0 + Duration::from_secs(30));
         assert!(matches!(verdict, Verdict::Failed(why) if why.contains("rolled the service back")));
+
+        // Never seen at all (a look too early): wait, up to the deadline.
+        let mut early = Watcher::new(NEW, Duration::from_secs(60), t0, &before);
+        assert_eq!(early.observe(&rolled_back, t0).1, Verdict::Watching);
+        let (_, verdict) = early.observe(&rolled_back, t0 + Duration::from_secs(60));
+        assert_eq!(
+            verdict,
+            Verdict::Failed(
+                "the rollout did not finish within 60s (it never showed among the deployments)"
+                    .into()
+            )
+        );
     }
 
     #[test]
