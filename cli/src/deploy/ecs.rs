@@ -176,11 +176,12 @@ pub struct Current {
     pub desired: i32,
 }
 
-pub async fn current_service(
+/// The service unless it does not exist (or was deleted: INACTIVE).
+async fn describe(
     aws: &Aws,
     cluster: &str,
     service: &str,
-) -> Result<Option<Current>, AwsError> {
+) -> Result<Option<aws_sdk_ecs::types::Service>, AwsError> {
     let described = sdk!(
         "DescribeServices",
         aws.ecs
@@ -193,10 +194,18 @@ pub async fn current_service(
         .services()
         .iter()
         .find(|s| s.status() != Some("INACTIVE"))
-        .map(|s| Current {
-            task_definition: s.task_definition().unwrap_or_default().to_string(),
-            desired: s.desired_count(),
-        }))
+        .cloned())
+}
+
+pub async fn current_service(
+    aws: &Aws,
+    cluster: &str,
+    service: &str,
+) -> Result<Option<Current>, AwsError> {
+    Ok(describe(aws, cluster, service).await?.map(|s| Current {
+        task_definition: s.task_definition().unwrap_or_default().to_string(),
+        desired: s.desired_count(),
+    }))
 }
 
 /// Everything about the ECS service techctl sets, besides the revision.
@@ -412,15 +421,7 @@ pub fn scaling_policy_name(settings: &ServiceSettings) -> String {
 
 /// One look at the service for the rollout watcher.
 pub async fn snapshot(aws: &Aws, cluster: &str, service: &str) -> Result<Snapshot, AwsError> {
-    let described = sdk!(
-        "DescribeServices",
-        aws.ecs
-            .describe_services()
-            .cluster(cluster)
-            .services(service)
-            .send()
-    )?;
-    let Some(current) = described.services().first() else {
+    let Some(current) = describe(aws, cluster, service).await? else {
         return Ok(Snapshot::default());
     };
     let deployments = current
