@@ -284,16 +284,16 @@ impl ServiceSettings {
             .build())
     }
 
-    fn deployment(&self) -> Result<DeploymentConfiguration, AwsError> {
+    fn deployment(&self) -> DeploymentConfiguration {
         let breaker = DeploymentCircuitBreaker::builder()
             .enable(true)
             .rollback(true)
             .build();
-        Ok(DeploymentConfiguration::builder()
+        DeploymentConfiguration::builder()
             .deployment_circuit_breaker(breaker)
             .minimum_healthy_percent(100)
             .maximum_percent(200)
-            .build())
+            .build()
     }
 }
 
@@ -314,7 +314,7 @@ pub async fn roll_out(
                     .cluster(&settings.cluster)
                     .service(&settings.name)
                     .task_definition(task_definition)
-                    .deployment_configuration(settings.deployment()?)
+                    .deployment_configuration(settings.deployment())
                     .network_configuration(settings.network()?)
                     .health_check_grace_period_seconds(GRACE_PERIOD_SECONDS)
                     .send()
@@ -339,7 +339,7 @@ pub async fn roll_out(
                     .network_configuration(settings.network()?)
                     .load_balancers(balancer)
                     .health_check_grace_period_seconds(GRACE_PERIOD_SECONDS)
-                    .deployment_configuration(settings.deployment()?)
+                    .deployment_configuration(settings.deployment())
                     .propagate_tags(PropagateTags::Service)
                     .enable_ecs_managed_tags(true)
                     .tags(tag("techctl:stack", &settings.stack))

@@ -244,6 +244,12 @@ fn tagged_with(pairs: Vec<(String, String)>, stack: &str) -> bool {
         .any(|(k, v)| k == "techctl:stack" && v == stack)
 }
 
+/// The same for services that answer tags as a map (CloudWatch Logs, SQS).
+fn map_tagged_with(tags: Option<&std::collections::HashMap<String, String>>, stack: &str) -> bool {
+    tags.and_then(|t| t.get("techctl:stack"))
+        .is_some_and(|v| v == stack)
+}
+
 /// How many resources of each type outside EC2 carry the stack tag (or,
 /// for the untagged kinds, live in one that does), read straight from AWS.
 pub async fn count_platform(aws: &Aws, stack: &str) -> BTreeMap<&'static str, usize> {
@@ -455,13 +461,7 @@ pub async fn count_platform(aws: &Aws, stack: &str) -> BTreeMap<&'static str, us
             .send()
             .await
             .unwrap();
-        let pairs = tags
-            .tags()
-            .into_iter()
-            .flatten()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        if tagged_with(pairs, stack) {
+        if map_tagged_with(tags.tags(), stack) {
             our_logs += 1;
         }
     }
@@ -584,13 +584,7 @@ pub async fn count_platform(aws: &Aws, stack: &str) -> BTreeMap<&'static str, us
             .send()
             .await
             .unwrap();
-        let pairs = tags
-            .tags()
-            .into_iter()
-            .flatten()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        if tagged_with(pairs, stack) {
+        if map_tagged_with(tags.tags(), stack) {
             our_queues += 1;
         }
     }
