@@ -35,12 +35,21 @@ async fn throttling_and_server_errors_do_not_fail_up() {
     // Every operation's first request, and every third after, is
     // throttled; every seventh answers 500. Counted per operation: counted
     // over all requests, a create retried in lock-step with its lookup
-    // could land on a fault every time, which no real throttle does.
+    // could land on a fault every time. Even per operation, callers racing
+    // for the same operation can keep one of them on the faults, so a
+    // call's fifth attempt always passes: a real throttle lets a patient
+    // caller through, and the SDK makes eight.
     let sent = std::sync::Mutex::new(std::collections::HashMap::<String, usize>::new());
+    let retried = Arc::new(AtomicUsize::new(0));
+    let retries = retried.clone();
     h.proxy.set_policy(move |seen: &Seen| {
+        if seen.attempt > 1 {
+            retries.fetch_add(1, Ordering::Relaxed);
+        }
         let mut sent = sent.lock().unwrap();
         let k = sent.entry(seen.operation.clone()).or_default();
         let fault = match *k {
+            _ if seen.attempt > 4 => Fault::Pass,
             k if k % 3 == 0 => Fault::Throttle,
             k if k % 7 == 1 => Fault::ServerError,
             _ => Fault::Pass,
@@ -55,6 +64,10 @@ async fn throttling_and_server_errors_do_not_fail_up() {
         h.proxy.faults() > 10,
         "only {} faults were injected",
         h.proxy.faults()
+    );
+    assert!(
+        retried.load(Ordering::Relaxed) > 10,
+        "the SDK's retries were not seen as such"
     );
     let aws = h.direct().await;
     assert_eq!(count_tagged(&aws, "techchallenge").await, full_stack());

@@ -44,6 +44,9 @@ pub struct Seen {
     pub index: usize,
     /// `CreateVpc`, `GetSecretValue`, ...
     pub operation: String,
+    /// 1 for a call's first request, 2 for its first retry, ...: the SDK's
+    /// `amz-sdk-request: attempt=N` header (1 when absent).
+    pub attempt: u32,
 }
 
 type Policy = Arc<dyn Fn(&Seen) -> Fault + Send + Sync>;
@@ -179,6 +182,7 @@ async fn handle(
         let seen = Seen {
             index: log.len(),
             operation: operation.clone(),
+            attempt: attempt_of(&parts.headers),
         };
         let fault = policy(&seen);
         log.push((operation, fault, body.clone()));
@@ -234,6 +238,20 @@ async fn handle(
             response.body(Full::new(body)).map_err(|_| Dropped)
         }
     }
+}
+
+/// Which attempt of its call a request is, from `amz-sdk-request:
+/// attempt=2; max=8`.
+fn attempt_of(headers: &hyper::HeaderMap) -> u32 {
+    headers
+        .get("amz-sdk-request")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.split(';')
+                .find_map(|part| part.trim().strip_prefix("attempt="))
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
 }
 
 /// `X-Amz-Target: secretsmanager.CreateSecret` for JSON protocols,
