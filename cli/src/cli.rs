@@ -104,6 +104,46 @@ pub enum Command {
     /// Run the whole system on this machine: PostgreSQL, the services, a
     /// gateway and a Mercado Pago sandbox; no AWS account needed
     Dev(DevArgs),
+    /// Rotate, list and retire the keys that sign the services' tokens,
+    /// with no restart and no failed request
+    #[command(subcommand)]
+    Keys(KeysAction),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Make a new signing key; the keys before it stay published, so every
+    /// token they signed keeps working
+    Rotate {
+        /// Also retire the keys whose tokens have all expired
+        #[arg(long)]
+        retire_old: bool,
+        #[command(flatten)]
+        store: KeyStoreArgs,
+    },
+    /// Take out of the JWK set the keys whose tokens have all expired (or
+    /// the one given): services refuse their tokens from then on
+    Retire {
+        /// Retire this key now, even if tokens it signed may still be alive
+        #[arg(long, value_name = "KID")]
+        kid: Option<String>,
+        #[command(flatten)]
+        store: KeyStoreArgs,
+    },
+    /// Every key: its kid, when it was made, its role, and until when
+    /// tokens it signed can be alive
+    List {
+        #[command(flatten)]
+        store: KeyStoreArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct KeyStoreArgs {
+    /// Work on the key file of `techctl dev` in this folder
+    /// (.techctl/keys.json) instead of the stack secret
+    #[arg(long)]
+    pub local: bool,
 }
 
 /// How services are deployed, by `deploy` and at the end of `up`.

@@ -39,7 +39,10 @@ impl CliError {
 
 impl From<AwsError> for CliError {
     fn from(e: AwsError) -> Self {
-        if e.is_credentials_problem() {
+        if e.code.as_deref() == Some(crate::aws::secrets::UNUSABLE_VALUE) {
+            // Edited by hand into something unusable: the user's to repair.
+            CliError::User(e.message)
+        } else if e.is_credentials_problem() {
             CliError::User(format!(
                 "AWS refused the credentials: {e}\n  configure them with `aws configure`, AWS_PROFILE or --profile, \
                  or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"

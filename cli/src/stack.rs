@@ -44,16 +44,12 @@ pub async fn plan(aws: &Aws, blueprint: &Blueprint) -> Result<Plan, AwsError> {
 /// The stack outputs, with secrets masked: what `status` shows.
 pub async fn outputs(aws: &Aws, stack: &str) -> Result<Option<Map<String, Value>>, AwsError> {
     let name = plan::expand::secret_name(stack);
-    let value = match aws.secrets.get_secret_value().secret_id(&name).send().await {
-        Ok(out) => out.secret_string().unwrap_or("{}").to_string(),
-        Err(e) => {
-            let e = AwsError::from_sdk("GetSecretValue", e);
-            // Missing, or scheduled for deletion: no outputs to show.
-            if e.is_not_found() || e.code.as_deref() == Some("InvalidRequestException") {
-                return Ok(None);
-            }
-            return Err(e);
-        }
+    let value = match crate::aws::secrets::current_version(aws, &name).await {
+        Ok(Some(version)) => version.text,
+        Ok(None) => return Ok(None),
+        // Scheduled for deletion: no outputs to show.
+        Err(e) if e.code.as_deref() == Some("InvalidRequestException") => return Ok(None),
+        Err(e) => return Err(e),
     };
     let Ok(Value::Object(mut map)) = serde_json::from_str::<Value>(&value) else {
         return Ok(Some(Map::from_iter([(
@@ -66,6 +62,12 @@ pub async fn outputs(aws: &Aws, stack: &str) -> Result<Option<Map<String, Value>
             *v = json!("(secret, hidden)");
         } else if key == "jwt_public_key" {
             *v = json!("(PEM public key)");
+        } else if key == "jwt_keys" {
+            let count = v.as_array().map_or(0, Vec::len);
+            *v = json!(format!(
+                "(key history, {count} key{}: techctl keys list)",
+                if count == 1 { "" } else { "s" }
+            ));
         } else if key == "jwt_jwks" {
             let count = v.get("keys").and_then(Value::as_array).map_or(0, Vec::len);
             *v = json!(format!(

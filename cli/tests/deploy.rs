@@ -63,6 +63,7 @@ async fn deploy_rolls_out_a_service_with_every_attribute_and_repeats_as_a_no_op(
         aws.secrets
             .get_secret_value()
             .secret_id("techctl/techchallenge")
+            .version_stage("AWSCURRENT")
             .send()
             .await
             .unwrap()

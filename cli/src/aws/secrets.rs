@@ -76,15 +76,11 @@ async fn read(aws: &Aws, name: &str) -> Result<Option<Current>, AwsError> {
     let value = if scheduled_for_deletion {
         None
     } else {
-        match sdk!(
-            "GetSecretValue",
-            aws.secrets.get_secret_value().secret_id(name).send()
-        ) {
-            Ok(out) => Some(parse(name, out.secret_string().unwrap_or("{}"))?),
-            // Created without a value yet (an interrupted create).
-            Err(e) if e.is_not_found() => Some(Map::new()),
-            Err(e) => return Err(e),
-        }
+        // Created without a value yet (an interrupted create): empty.
+        Some(match current_version(aws, name).await? {
+            Some(version) => parse(name, &version.text)?,
+            None => Map::new(),
+        })
     };
     Ok(Some(Current {
         arn: described.arn().unwrap_or(name).to_string(),
@@ -94,16 +90,168 @@ async fn read(aws: &Aws, name: &str) -> Result<Option<Current>, AwsError> {
     }))
 }
 
-fn parse(name: &str, text: &str) -> Result<Map<String, Value>, AwsError> {
+/// One version of a secret's value.
+#[derive(Debug, Clone)]
+pub struct Version {
+    pub arn: String,
+    pub version_id: String,
+    pub text: String,
+}
+
+/// The version labelled AWSCURRENT, or `None` when the secret has no value
+/// (or does not exist: `DescribeSecret` tells those apart). The label is
+/// asked for by name: readers must see what the last conditional write
+/// made current.
+pub async fn current_version(aws: &Aws, id: &str) -> Result<Option<Version>, AwsError> {
+    match sdk!(
+        "GetSecretValue",
+        aws.secrets
+            .get_secret_value()
+            .secret_id(id)
+            .version_stage(CURRENT)
+            .send()
+    ) {
+        Ok(out) => Ok(Some(Version {
+            arn: out.arn().unwrap_or(id).to_string(),
+            version_id: out.version_id().unwrap_or_default().to_string(),
+            text: out.secret_string().unwrap_or("{}").to_string(),
+        })),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The stack secret's value as a JSON object, or an error that says how to
+/// recover when someone edited it into something else.
+pub fn parse(name: &str, text: &str) -> Result<Map<String, Value>, AwsError> {
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(map)) => Ok(map),
-        _ => Err(AwsError::new(
-            "GetSecretValue",
-            format!(
-                "the stack secret {name} does not hold a JSON object (edited by hand?); nothing was changed.\n  \
-                 Restore its previous version (aws secretsmanager update-secret-version-stage) or fix its JSON, then re-run"
-            ),
-        )),
+        _ => Err(AwsError {
+            code: Some(UNUSABLE_VALUE.into()),
+            ..AwsError::new(
+                "GetSecretValue",
+                format!(
+                    "the stack secret {name} does not hold a JSON object (edited by hand?); nothing was changed.\n  \
+                 Restore its previous version (aws secretsmanager update-secret-version-stage --secret-id {name} \
+                 --version-stage AWSCURRENT --move-to-version-id <the AWSPREVIOUS version> --remove-from-version-id <the current one>) \
+                 or fix its JSON, then re-run"
+                ),
+            )
+        }),
+    }
+}
+
+/// The code of the error [`parse`] returns: the secret holds something
+/// only a person can repair.
+pub const UNUSABLE_VALUE: &str = "techctl.UnusableSecretValue";
+
+const CURRENT: &str = "AWSCURRENT";
+/// How often a write that lost the race to another writer starts over.
+const WRITE_ATTEMPTS: usize = 10;
+
+/// Reads the secret's current value, lets `change` edit it, and writes the
+/// result as a new version only if nobody wrote in between; if somebody
+/// did, starts over from their version. Nothing is written when `change`
+/// leaves the value as it was. `change` may run more than once.
+pub async fn update<T, E>(
+    aws: &Aws,
+    id: &str,
+    mut change: impl FnMut(&mut Map<String, Value>) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<AwsError>,
+{
+    for _ in 0..WRITE_ATTEMPTS {
+        let version = current_version(aws, id).await?;
+        let before = match &version {
+            Some(v) => parse(id, &v.text)?,
+            None => Map::new(),
+        };
+        let mut value = before.clone();
+        let outcome = change(&mut value)?;
+        if value == before {
+            return Ok(outcome);
+        }
+        let text = Value::Object(value).to_string();
+        let expected = version.as_ref().map(|v| v.version_id.as_str());
+        if replace(aws, id, expected, &text).await? {
+            return Ok(outcome);
+        }
+        // Another writer won: back off a little so the two do not collide
+        // again, then redo the change on top of theirs.
+        tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(20..200))).await;
+    }
+    Err(AwsError::new(
+        "UpdateSecretVersionStage",
+        format!(
+            "the secret {id} kept changing under this command ({WRITE_ATTEMPTS} attempts); nothing was changed by it. Re-run it"
+        ),
+    )
+    .into())
+}
+
+/// Writes `text` as the new current version if `expected` is still the
+/// current one; `false` when another version became current first. The
+/// version is put under a label of its own, then AWSCURRENT is moved to it
+/// from `expected`, which Secrets Manager refuses when `expected` no longer
+/// holds it; the version it is taken from becomes AWSPREVIOUS.
+async fn replace(
+    aws: &Aws,
+    id: &str,
+    expected: Option<&str>,
+    text: &str,
+) -> Result<bool, AwsError> {
+    let sm = &aws.secrets;
+    let Some(expected) = expected else {
+        // The secret's first value becomes current by itself.
+        sdk!(
+            "PutSecretValue",
+            sm.put_secret_value()
+                .secret_id(id)
+                .secret_string(text)
+                .send()
+        )?;
+        return Ok(true);
+    };
+    // The token makes a retried put idempotent; the label keeps the new
+    // version from being deprecated before it is made current.
+    let token: String = (0..32)
+        .map(|_| char::from_digit(fastrand::u32(0..16), 16).unwrap_or('0'))
+        .collect();
+    let pending = format!("techctl-pending-{}", &token[..12]);
+    let put = sdk!(
+        "PutSecretValue",
+        sm.put_secret_value()
+            .secret_id(id)
+            .secret_string(text)
+            .client_request_token(&token)
+            .version_stages(&pending)
+            .send()
+    )?;
+    let version_id = put.version_id().unwrap_or(&token).to_string();
+    let moved = sdk!(
+        "UpdateSecretVersionStage",
+        sm.update_secret_version_stage()
+            .secret_id(id)
+            .version_stage(CURRENT)
+            .move_to_version_id(&version_id)
+            .remove_from_version_id(expected)
+            .send()
+    );
+    // The label has done its work either way; a version without labels
+    // is deprecated, as a lost race's should be.
+    let _ = sdk!(
+        "UpdateSecretVersionStage",
+        sm.update_secret_version_stage()
+            .secret_id(id)
+            .version_stage(&pending)
+            .remove_from_version_id(&version_id)
+            .send()
+    );
+    match moved {
+        Ok(_) => Ok(true),
+        Err(e) if e.code.as_deref() == Some("InvalidParameterException") => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
@@ -210,23 +358,42 @@ async fn converge_secret(ctx: &Ctx, resource: &Resource, name: &str) -> Result<S
     let sm = &ctx.aws.secrets;
     let tags = ctx.tags(&resource.id);
     let current = restored(ctx, name).await?;
-    let mut value = current
+    let known = current
         .as_ref()
         .and_then(|c| c.value.clone())
         .unwrap_or_default();
-    if !present(&value, &KEY_FIELDS) {
-        let key = tokio::task::spawn_blocking(keys::generate)
-            .await
-            .map_err(|e| AwsError::new("keys", e.to_string()))?
-            .map_err(|e| AwsError::new("keys", e.to_string()))?;
-        value.extend(keys::key_document(&key));
-    }
-    if !present(&value, &[DATABASE_PASSWORD]) {
-        value.insert(DATABASE_PASSWORD.into(), json!(new_password()));
-    }
-    let text = Value::Object(value.clone()).to_string();
+    // Made before any write, and only when missing: generating a key takes
+    // a moment, and `update` may run its change more than once.
+    let key = if present(&known, &KEY_FIELDS) {
+        None
+    } else {
+        Some(
+            tokio::task::spawn_blocking(keys::generate)
+                .await
+                .map_err(|e| AwsError::new("keys", e.to_string()))?
+                .map_err(|e| AwsError::new("keys", e.to_string()))?,
+        )
+    };
+    let password = new_password();
+    let complete = |value: &mut Map<String, Value>| -> Result<(), AwsError> {
+        if !present(value, &KEY_FIELDS) {
+            let key = key.as_ref().ok_or_else(|| {
+                AwsError::new(
+                    "GetSecretValue",
+                    "the stack secret lost its signing keys while this ran; re-run `techctl up`",
+                )
+            })?;
+            value.extend(keys::key_document(key));
+        }
+        if !present(value, &[DATABASE_PASSWORD]) {
+            value.insert(DATABASE_PASSWORD.into(), json!(password));
+        }
+        Ok(())
+    };
 
     let Some(current) = current else {
+        let mut value = Map::new();
+        complete(&mut value)?;
         let created = sdk!(
             "CreateSecret",
             sm.create_secret()
@@ -235,7 +402,7 @@ async fn converge_secret(ctx: &Ctx, resource: &Resource, name: &str) -> Result<S
                     "techctl stack {}: outputs, JWT signing keys, database password",
                     ctx.stack
                 ))
-                .secret_string(&text)
+                .secret_string(Value::Object(value).to_string())
                 .set_tags(Some(
                     tags.iter()
                         .map(|(k, v)| Tag::builder().key(k).value(v).build())
@@ -246,9 +413,7 @@ async fn converge_secret(ctx: &Ctx, resource: &Resource, name: &str) -> Result<S
         return Ok(created.arn().unwrap_or(name).to_string());
     };
 
-    if current.value.as_ref() != Some(&value) {
-        put(ctx, &current.arn, &text).await?;
-    }
+    update(&ctx.aws, &current.arn, complete).await?;
     let missing: Vec<Tag> = tags
         .iter()
         .filter(|(k, v)| current.tags.get(*k) != Some(*v))
@@ -266,19 +431,6 @@ async fn converge_secret(ctx: &Ctx, resource: &Resource, name: &str) -> Result<S
     Ok(current.arn)
 }
 
-async fn put(ctx: &Ctx, arn: &str, text: &str) -> Result<(), AwsError> {
-    sdk!(
-        "PutSecretValue",
-        ctx.aws
-            .secrets
-            .put_secret_value()
-            .secret_id(arn)
-            .secret_string(text)
-            .send()
-    )
-    .map(|_| ())
-}
-
 /// Writes the outputs beside the credentials, dropping outputs the
 /// blueprint no longer has.
 async fn write_outputs(
@@ -286,22 +438,16 @@ async fn write_outputs(
     arn: &str,
     outputs: &BTreeMap<String, Output>,
 ) -> Result<(), AwsError> {
-    let current = read(&ctx.aws, arn)
-        .await?
-        .and_then(|c| c.value)
-        .ok_or_else(|| AwsError::new("GetSecretValue", "the stack secret cannot be read"))?;
-    let mut value: Map<String, Value> = current
-        .iter()
-        .filter(|(k, _)| is_credential(k))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let mut values = Map::new();
     for (key, output) in outputs {
-        value.insert(key.clone(), ctx.output(output)?);
+        values.insert(key.clone(), ctx.output(output)?);
     }
-    if value != current {
-        put(ctx, arn, &Value::Object(value).to_string()).await?;
-    }
-    Ok(())
+    update(&ctx.aws, arn, |value: &mut Map<String, Value>| {
+        value.retain(|k, _| is_credential(k));
+        value.extend(values.clone());
+        Ok::<_, AwsError>(())
+    })
+    .await
 }
 
 fn new_password() -> String {

@@ -16,6 +16,8 @@ pub struct Blueprint {
     pub logs: Logs,
     pub registry: Registry,
     pub messaging: Messaging,
+    #[serde(default)]
+    pub tokens: Tokens,
     pub services: Spanned<BTreeMap<Spanned<String>, Service>>,
 }
 
@@ -88,6 +90,22 @@ pub struct Messaging {
     pub visibility_timeout_seconds: Spanned<u32>,
 }
 
+/// The JWTs the user service issues. Both settings reach every service
+/// through its environment, and `techctl keys` reads them to tell when a
+/// retired key's tokens have all expired.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tokens {
+    /// How long a token lives (`TOKEN_TTL_SECONDS`); default 3600.
+    pub lifetime_seconds: Option<Spanned<u32>>,
+    /// How often the services reread the keys (`JWKS_REFRESH_SECONDS`);
+    /// default 60.
+    pub keys_refresh_seconds: Option<Spanned<u32>>,
+}
+
+pub const DEFAULT_TOKEN_LIFETIME_SECONDS: u32 = 3600;
+pub const DEFAULT_KEYS_REFRESH_SECONDS: u32 = 60;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
@@ -128,6 +146,23 @@ impl Blueprint {
             .get_ref()
             .iter()
             .map(|(name, service)| (name.get_ref().as_str(), service))
+    }
+
+    /// How long tokens live and how often keys are reread.
+    pub fn token_policy(&self) -> crate::keys::ring::TokenPolicy {
+        let seconds = |field: &Option<Spanned<u32>>, default: u32| {
+            std::time::Duration::from_secs(field.as_ref().map_or(default, |v| *v.get_ref()).into())
+        };
+        crate::keys::ring::TokenPolicy {
+            lifetime: seconds(
+                &self.tokens.lifetime_seconds,
+                DEFAULT_TOKEN_LIFETIME_SECONDS,
+            ),
+            refresh: seconds(
+                &self.tokens.keys_refresh_seconds,
+                DEFAULT_KEYS_REFRESH_SECONDS,
+            ),
+        }
     }
 
     /// Every service port, for the security-group rules between the ALB and the services.

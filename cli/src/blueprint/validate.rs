@@ -325,6 +325,12 @@ impl Checker<'_> {
             "messaging.visibility_timeout_seconds",
             0..=43200,
         );
+        if let Some(lifetime) = &bp.tokens.lifetime_seconds {
+            self.in_range(lifetime, "tokens.lifetime_seconds", 60..=86400);
+        }
+        if let Some(refresh) = &bp.tokens.keys_refresh_seconds {
+            self.in_range(refresh, "tokens.keys_refresh_seconds", 1..=3600);
+        }
     }
 
     fn services(&mut self, bp: &Blueprint) {

@@ -4,6 +4,7 @@
 mod deploy;
 mod dev;
 mod down;
+mod keys;
 mod plan;
 mod status;
 mod up;
@@ -111,6 +112,7 @@ pub fn run(cli: Cli) -> ExitCode {
             }
             Command::Status => status::exec(&settings, &printer).await,
             Command::Dev(args) => dev::exec(&settings, args).await,
+            Command::Keys(action) => keys::exec(&settings, &printer, action).await,
         }
     });
     match result {

@@ -44,31 +44,19 @@ pub struct Options {
 /// The stack secret: outputs, credentials and its ARN.
 pub async fn read_facts(aws: &Aws, stack: &str) -> Result<StackFacts, CliError> {
     let name = crate::plan::expand::secret_name(stack);
-    let answer = aws
-        .secrets
-        .get_secret_value()
-        .secret_id(&name)
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("GetSecretValue", e));
-    let answer = match answer {
-        Ok(a) => a,
-        Err(e) if e.is_not_found() => {
-            return Err(CliError::User(format!(
-                "the stack {stack} has no secret {name}: run `techctl up` first"
-            )));
-        }
-        Err(e) => return Err(e.into()),
+    let Some(version) = crate::aws::secrets::current_version(aws, &name).await? else {
+        return Err(CliError::User(format!(
+            "the stack {stack} has no secret {name}: run `techctl up` first"
+        )));
     };
-    let text = answer.secret_string().unwrap_or("{}");
-    let Ok(Value::Object(secret)) = serde_json::from_str::<Value>(text) else {
+    let Ok(Value::Object(secret)) = serde_json::from_str::<Value>(&version.text) else {
         return Err(CliError::User(format!(
             "the stack secret {name} does not hold a JSON object; restore it (its previous version is AWSPREVIOUS) or run `techctl up`"
         )));
     };
     Ok(StackFacts {
         secret,
-        secret_arn: answer.arn().unwrap_or(&name).to_string(),
+        secret_arn: version.arn,
     })
 }
 

@@ -83,6 +83,24 @@ impl StackFacts {
     }
 }
 
+/// How often `service` rereads the keys, and for the user service how
+/// long its tokens live: the blueprint's `[tokens]`, the same on AWS and in
+/// `techctl dev`.
+pub fn token_environment(blueprint: &Blueprint, service: &str) -> Vec<(String, String)> {
+    let policy = blueprint.token_policy();
+    let mut env = vec![(
+        "JWKS_REFRESH_SECONDS".to_string(),
+        policy.refresh.as_secs().to_string(),
+    )];
+    if service == "user" {
+        env.push((
+            "TOKEN_TTL_SECONDS".to_string(),
+            policy.lifetime.as_secs().to_string(),
+        ));
+    }
+    env
+}
+
 /// The task definition `service` should run with `image`.
 pub fn task_spec(
     blueprint: &Blueprint,
@@ -110,6 +128,7 @@ pub fn task_spec(
             facts.text(&format!("{key}_database"))?,
         ),
     ]);
+    environment.extend(token_environment(blueprint, service));
     if !definition.publishes.is_empty() || !definition.consumes.is_empty() {
         environment.insert("EVENT_TRANSPORT".into(), "sns-sqs".into());
         environment.insert(

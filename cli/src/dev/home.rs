@@ -178,12 +178,20 @@ impl Home {
                     path.display()
                 ))
             })?;
-            return doc["jwt_kid"].as_str().map(str::to_string).ok_or_else(|| {
-                CliError::User(format!(
-                    "{} has no jwt_kid\n  fix it, or delete it and techctl dev makes a new key",
-                    path.display()
-                ))
-            });
+            let ring = doc
+                .as_object()
+                .ok_or_else(|| format!("{} does not hold a JSON object", path.display()))
+                .and_then(|doc| {
+                    keys::ring::KeyRing::from_document(doc, &path.display().to_string())
+                        .map_err(|e| e.0)
+                })
+                .map_err(|e| {
+                    CliError::User(format!(
+                        "{e}\n  or delete {} and techctl dev makes a new key",
+                        path.display()
+                    ))
+                })?;
+            return Ok(ring.signing_kid().to_string());
         }
         let key = keys::generate()
             .map_err(|e| CliError::User(format!("cannot make a signing key: {e}")))?;
@@ -207,7 +215,7 @@ fn read_if_present(path: &Path) -> Result<Option<String>, CliError> {
 }
 
 /// Writes beside the file and renames, so a reader never sees half of it.
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     let partial = path.with_extension("partial");
     std::fs::write(&partial, text)?;
     std::fs::rename(&partial, path)

@@ -380,6 +380,10 @@ impl System<'_> {
             // The terminal shows the logs behind a prefix; no colour codes.
             ("NO_COLOR".into(), "1".into()),
         ];
+        env.extend(crate::deploy::task::token_environment(
+            self.blueprint,
+            service,
+        ));
         let talks = self
             .blueprint
             .services()

@@ -607,6 +607,7 @@ pub async fn secret_json(aws: &Aws, stack: &str) -> Option<serde_json::Value> {
         .secrets
         .get_secret_value()
         .secret_id(format!("techctl/{stack}"))
+        .version_stage("AWSCURRENT")
         .send()
         .await
         .ok()?;

@@ -176,6 +176,16 @@ struct KeyCache {
 /// An unknown `kid` triggers a refetch, but not more often than this.
 const REFETCH_AT_MOST_EVERY: Duration = Duration::from_secs(5);
 
+/// The first retry of a failed refresh; later ones double, up to the
+/// refresh interval.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+
+fn retry_after(failures: u32, every: Duration) -> Duration {
+    FIRST_RETRY
+        .saturating_mul(2u32.saturating_pow(failures.min(16)))
+        .min(every)
+}
+
 impl Verifier {
     /// Loads the keys once; fails if they cannot be read at start.
     pub async fn new(
@@ -239,14 +249,31 @@ impl Verifier {
     }
 
     /// Refreshes every `every` in the background until the process ends.
+    /// A failed refresh keeps the last good set and is retried sooner (one
+    /// second, doubling up to `every`), so a secret that cannot be read for
+    /// a moment costs no more than that moment.
     pub fn spawn_refresh(self: &Arc<Self>, every: Duration) {
         let verifier = Arc::downgrade(self);
         tokio::spawn(async move {
+            let mut wait = every;
+            let mut failures = 0u32;
             loop {
-                tokio::time::sleep(every).await;
+                tokio::time::sleep(wait).await;
                 let Some(v) = verifier.upgrade() else { break };
-                if let Err(e) = v.refresh().await {
-                    tracing::warn!(error = %e, "cannot refresh the JWK set; keeping the last good one");
+                match v.refresh().await {
+                    Ok(_) => {
+                        failures = 0;
+                        wait = every;
+                    }
+                    Err(e) => {
+                        wait = retry_after(failures, every);
+                        failures = failures.saturating_add(1);
+                        tracing::warn!(
+                            error = %format!("{e:#}"),
+                            retry_in_ms = wait.as_millis() as u64,
+                            "cannot refresh the JWK set; keeping the last good one"
+                        );
+                    }
                 }
             }
         });
@@ -360,5 +387,76 @@ where
             .filter(|t| !t.is_empty())
             .ok_or(AuthError::Missing)?;
         Ok(verifier.verify(token).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use testkit::jwt::TestSigner;
+
+    use super::*;
+
+    #[test]
+    fn a_failed_refresh_is_retried_sooner_and_sooner_no_later_than_the_interval() {
+        let every = Duration::from_secs(60);
+        let waits: Vec<u64> = (0..8).map(|n| retry_after(n, every).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(retry_after(0, Duration::from_millis(300)).as_millis(), 300);
+    }
+
+    /// Answers with each set in turn; `None` is a failed read.
+    struct Scripted {
+        answers: Mutex<Vec<Option<Vec<Jwk>>>>,
+        calls: Arc<AtomicUsize>,
+    }
+
+    impl JwkSource for Scripted {
+        fn fetch(&self) -> Pin<Box<dyn Future<Output = anyhow::Result<Vec<Jwk>>> + Send + '_>> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let mut answers = self.answers.lock().unwrap();
+            let answer = if answers.len() > 1 {
+                answers.remove(0)
+            } else {
+                answers[0].clone()
+            };
+            Box::pin(
+                async move { answer.ok_or_else(|| anyhow::anyhow!("the secret cannot be read")) },
+            )
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_key_set_keeps_the_last_good_one_and_is_retried() {
+        let (old, new) = (TestSigner::new("old"), TestSigner::new("new"));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let source = Scripted {
+            answers: Mutex::new(vec![
+                Some(vec![old.public_jwk()]),
+                None,
+                Some(vec![new.public_jwk()]),
+            ]),
+            calls: calls.clone(),
+        };
+        let verifier = Verifier::new("techchallenge", "techchallenge", Box::new(source))
+            .await
+            .unwrap();
+        let every = Duration::from_secs(4);
+        verifier.spawn_refresh(every);
+        let token = old.token("7", "customer");
+
+        // The refresh at 4 s fails: the old set stays in use.
+        tokio::time::sleep(Duration::from_millis(4500)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert!(verifier.verify(&token).await.is_ok());
+
+        // Retried a second later, not at 8 s: the new set (the old key
+        // retired from it) is in use.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        assert_eq!(verifier.verify(&token).await, Err(AuthError::UnknownKey));
+        assert!(verifier.verify(&new.token("7", "customer")).await.is_ok());
     }
 }

@@ -60,6 +60,8 @@ impl KeySource {
             KeySource::SecretsManager { client, secret_id } => client
                 .get_secret_value()
                 .secret_id(secret_id)
+                // By name: what the last conditional write made current.
+                .version_stage("AWSCURRENT")
                 .send()
                 .await
                 .map_err(|e| {

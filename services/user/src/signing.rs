@@ -168,10 +168,10 @@ impl JwkSource for PublishedKeys {
     fn fetch(&self) -> Pin<Box<dyn Future<Output = anyhow::Result<Vec<Jwk>>> + Send + '_>> {
         Box::pin(async move {
             // One refresh serves both: the signer rereads the source, and
-            // the verifier takes the published set from it.
-            if let Err(e) = self.0.refresh().await {
-                tracing::warn!(error = %format!("{e:#}"), "cannot reread the keys; keeping the last good ones");
-            }
+            // the verifier takes the published set from it. A failed reread
+            // is the verifier's failure too, so it keeps its set and retries
+            // soon (the signer keeps its key meanwhile).
+            self.0.refresh().await?;
             parse_jwk_set(&self.0.jwks().to_string())
         })
     }

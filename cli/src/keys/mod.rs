@@ -1,12 +1,17 @@
 //! The RSA keys that sign the services' JWTs: generated with `rsa`,
-//! published as JWK with `josekit`, each known by its RFC 7638 thumbprint.
+//! published as JWK with `josekit`, each known by its RFC 7638 thumbprint;
+//! kept as a key ring (`ring`) in the stack secret or `techctl dev`'s key
+//! file (`store`).
+
+pub mod ring;
+pub mod store;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use josekit::jwk::alg::rsa::RsaKeyPair;
 use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use rsa::{RsaPrivateKey, RsaPublicKey};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 const KEY_BITS: usize = 2048;
@@ -87,20 +92,12 @@ pub fn thumbprint(n: &str, e: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
 }
 
-/// The key's fields of the stack secret (and of `techctl dev`'s key file):
-/// `jwt_kid`, `jwt_private_key`, `jwt_public_key` and `jwt_jwks`.
+/// The key fields of the stack secret (and of `techctl dev`'s key file)
+/// for a first key, made now: see [`ring`] for the layout.
 pub fn key_document(key: &SigningKey) -> serde_json::Map<String, Value> {
     let mut doc = serde_json::Map::new();
-    doc.insert("jwt_kid".into(), json!(key.kid));
-    doc.insert("jwt_private_key".into(), json!(key.private_key_pem));
-    doc.insert("jwt_public_key".into(), json!(key.public_key_pem));
-    doc.insert("jwt_jwks".into(), jwk_set(&[key]));
+    ring::KeyRing::new(key, std::time::SystemTime::now()).write_into(&mut doc);
     doc
-}
-
-/// A JWK set holding the given public keys.
-pub fn jwk_set(keys: &[&SigningKey]) -> Value {
-    json!({ "keys": keys.iter().map(|k| k.public_jwk.clone()).collect::<Vec<_>>() })
 }
 
 #[cfg(test)]
