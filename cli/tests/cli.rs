@@ -5,27 +5,11 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpListener;
-use std::process::{Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use common::said as text;
 use common::*;
-
-fn techctl(endpoint: &str, args: &[&str]) -> Output {
-    techctl_at(endpoint)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run techctl")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// A listener that counts connections: proof that nothing reached "AWS".
 fn counting_endpoint() -> (String, Arc<AtomicUsize>) {

@@ -9,17 +9,9 @@ mod common;
 use std::process::Output;
 
 use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
-use common::{Harness, blueprint_path, techctl_at};
+use common::{Harness, blueprint_path, said as text, techctl_at};
 use serde_json::Value;
 use testkit::registry::LocalRegistry;
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 fn deploy(endpoint: &str, args: &[&str]) -> Output {
     techctl_at(endpoint)

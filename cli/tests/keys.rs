@@ -27,22 +27,6 @@ const SECRET: &str = "techctl/techchallenge";
 /// The services reread the keys this often here (60 s by default).
 const REFRESH: Duration = Duration::from_secs(1);
 
-fn techctl(moto: &str, args: &[&str]) -> Output {
-    techctl_at(moto)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run techctl")
-}
-
-fn said(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 fn json_of(out: &Output) -> Value {
     assert!(out.status.success(), "{}", said(out));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", said(out)))
@@ -58,8 +42,13 @@ async fn secrets_client(url: &str) -> Secrets {
     Secrets::new(&config)
 }
 
-/// The stack secret as `techctl up` makes it: an output and a first key.
-async fn make_stack_secret(secrets: &Secrets) {
+/// A moto server holding a stack secret as `techctl up` makes it: an
+/// output, the database password and a first key.
+async fn moto_with_stack_secret() -> (testkit::Moto, Secrets) {
+    let moto = tokio::task::spawn_blocking(testkit::Moto::start)
+        .await
+        .unwrap();
+    let secrets = secrets_client(&moto.url).await;
     let mut value = techctl::keys::key_document(&techctl::keys::generate().unwrap());
     value.insert("vpc_id".into(), json!("vpc-0123"));
     value.insert("db_password".into(), json!("kept-as-it-is"));
@@ -70,6 +59,18 @@ async fn make_stack_secret(secrets: &Secrets) {
         .send()
         .await
         .unwrap();
+    (moto, secrets)
+}
+
+async fn version_count(secrets: &Secrets) -> usize {
+    secrets
+        .list_secret_version_ids()
+        .secret_id(SECRET)
+        .send()
+        .await
+        .unwrap()
+        .versions()
+        .len()
 }
 
 /// The value and version id under `stage`.
@@ -215,11 +216,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotation_fails_no_request_and_a_retirement_needs_no_restart() {
-    let moto = tokio::task::spawn_blocking(testkit::Moto::start)
-        .await
-        .unwrap();
-    let secrets = secrets_client(&moto.url).await;
-    make_stack_secret(&secrets).await;
+    let (moto, secrets) = moto_with_stack_secret().await;
     let (before, before_version) = version(&secrets, "AWSCURRENT").await;
     let first = before["jwt_kid"].as_str().unwrap().to_string();
 
@@ -354,11 +351,7 @@ async fn a_rotation_fails_no_request_and_a_retirement_needs_no_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotation_that_loses_the_race_is_redone_on_the_winners_version() {
-    let moto = tokio::task::spawn_blocking(testkit::Moto::start)
-        .await
-        .unwrap();
-    let secrets = secrets_client(&moto.url).await;
-    make_stack_secret(&secrets).await;
+    let (moto, secrets) = moto_with_stack_secret().await;
     let aws = connect(&moto.url).await;
     // Both rotations read the same version before either writes: the
     // barrier holds each first attempt until the other has read too.
@@ -407,11 +400,7 @@ async fn a_rotation_that_loses_the_race_is_redone_on_the_winners_version() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_edited_into_invalid_json_is_refused_and_left_alone() {
-    let moto = tokio::task::spawn_blocking(testkit::Moto::start)
-        .await
-        .unwrap();
-    let secrets = secrets_client(&moto.url).await;
-    make_stack_secret(&secrets).await;
+    let (moto, secrets) = moto_with_stack_secret().await;
     // The hand edit: a new current version holding broken JSON. (Made
     // current by moving the label: moto mislabels versions when a plain
     // put follows a moved label.)
@@ -433,14 +422,7 @@ async fn a_secret_edited_into_invalid_json_is_refused_and_left_alone() {
         .send()
         .await
         .unwrap();
-    let versions_before = secrets
-        .list_secret_version_ids()
-        .secret_id(SECRET)
-        .send()
-        .await
-        .unwrap()
-        .versions()
-        .len();
+    let versions_before = version_count(&secrets).await;
 
     for args in [
         &["keys", "rotate"][..],
@@ -463,14 +445,7 @@ async fn a_secret_edited_into_invalid_json_is_refused_and_left_alone() {
         .unwrap();
     assert_eq!(current.version_id(), broken.version_id());
     assert_eq!(current.secret_string(), Some("{\"jwt_kid\": \"abc\", "));
-    let versions_after = secrets
-        .list_secret_version_ids()
-        .secret_id(SECRET)
-        .send()
-        .await
-        .unwrap()
-        .versions()
-        .len();
+    let versions_after = version_count(&secrets).await;
     assert_eq!(versions_after, versions_before, "no version was added");
 }
 

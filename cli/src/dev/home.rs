@@ -96,12 +96,7 @@ impl Home {
     /// Takes the lock of this folder, or says which run holds it.
     pub fn lock(&self) -> Result<Lock, CliError> {
         let path = self.root.join("dev.lock");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| CliError::User(format!("cannot open {}: {e}", path.display())))?;
+        let file = lock_file(&path)?;
         match file.try_lock() {
             Ok(()) => Ok(Lock { _file: file }),
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -212,6 +207,17 @@ fn read_if_present(path: &Path) -> Result<Option<String>, CliError> {
             path.display()
         ))),
     }
+}
+
+/// Opens (making it if need be) a file that is only ever locked, never
+/// written: its lock says who works on what it guards.
+pub(crate) fn lock_file(path: &Path) -> Result<File, CliError> {
+    File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| CliError::User(format!("cannot open {}: {e}", path.display())))
 }
 
 /// Writes beside the file and renames, so a reader never sees half of it.

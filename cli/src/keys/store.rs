@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::ring::{KeyRing, RingError};
 use crate::aws::{Aws, secrets};
-use crate::dev::home::write_atomically;
+use crate::dev::home::{lock_file, write_atomically};
 use crate::error::CliError;
 
 pub enum KeyStore {
@@ -88,12 +88,7 @@ fn user(e: RingError) -> CliError {
 /// once take turns.
 fn lock(path: &std::path::Path) -> Result<File, CliError> {
     let lock_path = PathBuf::from(format!("{}.lock", path.display()));
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| CliError::User(format!("cannot open {}: {e}", lock_path.display())))?;
+    let file = lock_file(&lock_path)?;
     file.lock()
         .map_err(|e| CliError::User(format!("cannot lock {}: {e}", lock_path.display())))?;
     Ok(file)

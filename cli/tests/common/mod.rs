@@ -149,6 +149,24 @@ pub fn techctl_at(endpoint: &str) -> std::process::Command {
     command
 }
 
+/// Runs `techctl ARGS` against `endpoint` with no terminal, as CI would.
+pub fn techctl(endpoint: &str, args: &[&str]) -> std::process::Output {
+    techctl_at(endpoint)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run techctl")
+}
+
+/// Everything a run printed, stdout then stderr.
+pub fn said(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 pub fn stack_filter(stack: &str) -> Filter {
     Filter::builder()
         .name("tag:techctl:stack")
