@@ -501,4 +501,39 @@ async fn the_same_commands_work_on_the_local_key_file() {
         "{}",
         said(&refused)
     );
+
+    // `rotate --retire-old`: a key that stopped signing long ago (its date
+    // moved back by hand) is retired in the same write that adds the new
+    // key; the key just replaced stays published.
+    let third = json_of(&local(&["keys", "rotate", "--output", "json"]))["signing"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut file: Value =
+        serde_json::from_str(&std::fs::read_to_string(home.keys_file()).unwrap()).unwrap();
+    for record in file["jwt_keys"].as_array_mut().unwrap() {
+        if record["kid"] == second.as_str() {
+            record["signing_until"] = json!("2020-01-01T00:00:00Z");
+        }
+    }
+    std::fs::write(home.keys_file(), file.to_string()).unwrap();
+    let listed = json_of(&local(&["keys", "list", "--output", "json"]));
+    assert_eq!(listed["keys"][1]["retirable"], true);
+    let rotated = json_of(&local(&[
+        "keys",
+        "rotate",
+        "--retire-old",
+        "--output",
+        "json",
+    ]));
+    assert_eq!(rotated["retired"], json!([second]));
+    let fourth = rotated["signing"].as_str().unwrap();
+    assert_eq!(rotated["published"], json!([third, fourth]));
+    let roles: Vec<String> = json_of(&local(&["keys", "list", "--output", "json"]))["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["role"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(roles, ["retired", "retired", "published", "signing"]);
 }
