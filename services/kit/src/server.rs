@@ -21,6 +21,14 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The largest body a service accepts.
 const BODY_LIMIT: usize = 256 * 1024;
 
+/// A whole service: its routes (state already given), the health checks
+/// on its database, its API docs, all behind the shared edge of [`app`].
+pub fn service(routes: Router, pool: sqlx::PgPool, spec: utoipa::openapi::OpenApi) -> Router {
+    app(routes
+        .merge(crate::health::routes(pool))
+        .merge(crate::docs::routes(spec)))
+}
+
 /// Wraps a service's routes with the shared edge.
 pub fn app(routes: Router) -> Router {
     routes

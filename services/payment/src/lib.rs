@@ -158,10 +158,8 @@ struct ApiDoc;
 pub fn router(state: AppState) -> Router {
     let routes = payments::routes()
         .merge(webhook::routes())
-        .with_state(state.clone())
-        .merge(service_kit::health::routes(state.pool.clone()))
-        .merge(service_kit::docs::routes(ApiDoc::openapi()));
-    service_kit::server::app(routes)
+        .with_state(state.clone());
+    service_kit::server::service(routes, state.pool, ApiDoc::openapi())
 }
 
 /// The HTTP side and the background work: relay, consumer, expiry checks.

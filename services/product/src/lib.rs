@@ -87,11 +87,8 @@ struct ApiDoc;
 
 /// The whole service as a router: its routes, health, docs and the shared edge.
 pub fn router(state: AppState) -> Router {
-    let routes = catalog::routes()
-        .with_state(state.clone())
-        .merge(service_kit::health::routes(state.pool.clone()))
-        .merge(service_kit::docs::routes(ApiDoc::openapi()));
-    service_kit::server::app(routes)
+    let routes = catalog::routes().with_state(state.clone());
+    service_kit::server::service(routes, state.pool, ApiDoc::openapi())
 }
 
 /// Connects, migrates and serves until SIGTERM; tokens are verified with

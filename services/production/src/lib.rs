@@ -60,11 +60,8 @@ impl FromRef<AppState> for Arc<Verifier> {
 struct ApiDoc;
 
 pub fn router(state: AppState) -> Router {
-    let routes = tickets::routes()
-        .with_state(state.clone())
-        .merge(service_kit::health::routes(state.pool.clone()))
-        .merge(service_kit::docs::routes(ApiDoc::openapi()));
-    service_kit::server::app(routes)
+    let routes = tickets::routes().with_state(state.clone());
+    service_kit::server::service(routes, state.pool, ApiDoc::openapi())
 }
 
 pub fn assemble(

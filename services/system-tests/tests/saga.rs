@@ -206,17 +206,14 @@ async fn orders_are_priced_from_the_catalog_and_checked() {
     let unknown = uuid::Uuid::now_v7().to_string();
 
     let (status, body) = system
-        .call(
-            "order",
-            Method::POST,
-            "/orders",
+        .try_order(
             Some(&token),
-            Some(json!({"items": [
+            json!({"items": [
                 {"product_id": menu.burger, "quantity": 1},
                 {"product_id": unknown, "quantity": 1},
                 {"product_id": gone, "quantity": 1},
                 {"product_id": menu.fries, "quantity": 21}
-            ]})),
+            ]}),
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
@@ -233,16 +230,13 @@ async fn orders_are_priced_from_the_catalog_and_checked() {
     );
 
     let (status, body) = system
-        .call(
-            "order",
-            Method::POST,
-            "/orders",
+        .try_order(
             Some(&token),
-            Some(json!({"items": [
+            json!({"items": [
                 {"product_id": menu.burger, "quantity": 1},
                 {"product_id": unknown, "quantity": 1},
                 {"product_id": gone, "quantity": 1}
-            ]})),
+            ]}),
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
@@ -263,48 +257,31 @@ async fn orders_are_priced_from_the_catalog_and_checked() {
             .contains("not available")
     );
 
-    let (status, body) = system
-        .call(
-            "order",
-            Method::POST,
-            "/orders",
-            Some(&token),
-            Some(json!({"items": []})),
-        )
-        .await;
+    let (status, body) = system.try_order(Some(&token), json!({"items": []})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["errors"][0]["field"], "items");
 
     // A price sent by the client is refused, not used.
     let (status, _) = system
-        .call(
-            "order",
-            Method::POST,
-            "/orders",
+        .try_order(
             Some(&token),
-            Some(json!({"items": [{"product_id": menu.burger, "quantity": 1, "price_cents": 1}]})),
+            json!({"items": [{"product_id": menu.burger, "quantity": 1, "price_cents": 1}]}),
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 
     // Staff do not order; nobody orders without a token.
     let (status, _) = system
-        .call(
-            "order",
-            Method::POST,
-            "/orders",
+        .try_order(
             Some(&system.employee_token()),
-            Some(json!({"items": [{"product_id": menu.burger, "quantity": 1}]})),
+            json!({"items": [{"product_id": menu.burger, "quantity": 1}]}),
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) = system
-        .call(
-            "order",
-            Method::POST,
-            "/orders",
+        .try_order(
             None,
-            Some(json!({"items": [{"product_id": menu.burger, "quantity": 1}]})),
+            json!({"items": [{"product_id": menu.burger, "quantity": 1}]}),
         )
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);

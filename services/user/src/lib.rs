@@ -133,10 +133,8 @@ pub fn router(state: AppState) -> Router {
     let routes = customers::routes()
         .merge(tokens::routes())
         .merge(employees::routes())
-        .with_state(state.clone())
-        .merge(service_kit::health::routes(state.pool.clone()))
-        .merge(service_kit::docs::routes(ApiDoc::openapi()));
-    service_kit::server::app(routes)
+        .with_state(state.clone());
+    service_kit::server::service(routes, state.pool, ApiDoc::openapi())
 }
 
 /// Builds the state: the signer from `keys`, and a verifier that reads the
