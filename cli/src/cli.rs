@@ -101,6 +101,9 @@ pub enum Command {
     },
     /// What exists, whether it matches the blueprint, and the stack outputs
     Status,
+    /// Check from what AWS holds that every flow the system needs is open
+    /// (security groups, routes, IAM) and that nothing else is
+    Verify,
     /// Run the whole system on this machine: PostgreSQL, the services, a
     /// gateway and a Mercado Pago sandbox; no AWS account needed
     Dev(DevArgs),

@@ -39,7 +39,9 @@ impl CliError {
 
 impl From<AwsError> for CliError {
     fn from(e: AwsError) -> Self {
-        if e.code.as_deref() == Some(crate::aws::secrets::UNUSABLE_VALUE) {
+        if e.code.as_deref() == Some(crate::aws::YOURS_TO_FIX) {
+            CliError::User(e.message)
+        } else if e.code.as_deref() == Some(crate::aws::secrets::UNUSABLE_VALUE) {
             // Edited by hand into something unusable: the user's to repair.
             CliError::User(e.message)
         } else if e.is_credentials_problem() {

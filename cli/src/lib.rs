@@ -19,6 +19,7 @@ pub mod keys;
 pub mod plan;
 pub mod printer;
 pub mod stack;
+pub mod verify;
 
 use std::process::ExitCode;
 

@@ -31,7 +31,12 @@ pub fn doomed(observed: Vec<Observed>, force_delete_secrets: bool) -> Vec<Observ
 }
 
 pub async fn plan(aws: &Aws, blueprint: &Blueprint) -> Result<Plan, AwsError> {
-    let observed = observe(aws, blueprint.stack_name()).await?;
+    let (checked, observed) = tokio::join!(
+        crate::aws::preflight::check(aws, blueprint),
+        observe(aws, blueprint.stack_name())
+    );
+    checked?;
+    let observed = observed?;
     let desired = plan::expand::desired(blueprint);
     Ok(plan::compute(
         blueprint.stack_name(),
@@ -57,8 +62,14 @@ pub async fn outputs(aws: &Aws, stack: &str) -> Result<Option<Map<String, Value>
             json!("the stack secret does not hold a JSON object"),
         )])));
     };
+    // Only the outputs `up` wrote are shown; values operators added (the
+    // Mercado Pago credentials) are named but never printed.
+    let owned = crate::aws::secrets::owned_outputs(&map);
+    map.remove(crate::aws::secrets::OWNED_OUTPUTS);
     for (key, v) in map.iter_mut() {
-        if key == "jwt_private_key" || key.contains("password") {
+        if !key.starts_with("jwt_") && !key.contains("password") && !owned.contains(key) {
+            *v = json!("(set by an operator, hidden)");
+        } else if key == "jwt_private_key" || key.contains("password") {
             *v = json!("(secret, hidden)");
         } else if key == "jwt_public_key" {
             *v = json!("(PEM public key)");

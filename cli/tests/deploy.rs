@@ -44,6 +44,14 @@ async fn deploy_rolls_out_a_service_with_every_attribute_and_repeats_as_a_no_op(
 
     let out = deploy(&h.proxy.url, &["order", "--registry", &registry.url]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Application Auto Scaling did not know the new service at first.
+    assert!(
+        h.refused()
+            .iter()
+            .any(|r| r == "RegisterScalableTarget ValidationException"),
+        "{:?}",
+        h.refused()
+    );
     let said = text(&out);
     assert!(said.contains("3 blobs uploaded"), "{said}");
     assert!(said.contains("registered arn:aws:ecs:"), "{said}");
@@ -84,6 +92,21 @@ async fn deploy_rolls_out_a_service_with_every_attribute_and_repeats_as_a_no_op(
     );
     assert_eq!(td.network_mode().unwrap().as_str(), "awsvpc");
     assert_eq!((td.cpu(), td.memory()), (Some("256"), Some("512")));
+    // The platform is the built binary's: an arm64 build runs on ARM64.
+    let platform = td.runtime_platform().expect("a runtime platform");
+    let this_machine = if cfg!(target_arch = "aarch64") {
+        "ARM64"
+    } else {
+        "X86_64"
+    };
+    assert_eq!(
+        platform.cpu_architecture().map(|a| a.as_str()),
+        Some(this_machine)
+    );
+    assert_eq!(
+        platform.operating_system_family().map(|f| f.as_str()),
+        Some("LINUX")
+    );
     assert_eq!(
         td.execution_role_arn(),
         Some(output("task_execution_role_arn").as_str())
@@ -232,6 +255,31 @@ async fn deploy_rolls_out_a_service_with_every_attribute_and_repeats_as_a_no_op(
         .unwrap();
     assert_eq!(revisions.task_definition_arns().len(), 1);
 
+    // A deploy re-run after one that stopped before its rollout ended (the
+    // service is on the revision, still rolling out) watches it to the end.
+    // The first four looks (the deploy's own two, the one before watching
+    // and the watcher's first) see the rollout in progress.
+    let looks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = looks.clone();
+    h.proxy.set_policy(move |seen| {
+        if seen.operation == "DescribeServices"
+            && counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 4
+        {
+            testkit::Fault::Rewrite("\"COMPLETED\"", "\"IN_PROGRESS\"")
+        } else {
+            testkit::Fault::Pass
+        }
+    });
+    let resumed = deploy(&h.proxy.url, &["order", "--registry", &registry.url]);
+    h.proxy.set_policy(|_| testkit::Fault::Pass);
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
+    let said = text(&resumed);
+    assert!(
+        said.contains("its rollout has not finished: watching it"),
+        "{said}"
+    );
+    assert!(said.contains("order runs arn:aws:ecs:"), "{said}");
+
     // A dry run says what would change, and changes nothing.
     let dry = deploy(
         &h.moto.url,
@@ -256,5 +304,104 @@ async fn deploy_rolls_out_a_service_with_every_attribute_and_repeats_as_a_no_op(
         text(&payment).contains("mercadopago_access_token"),
         "{}",
         text(&payment)
+    );
+}
+
+/// Operators add the Mercado Pago credentials to the stack secret by hand:
+/// `up` leaves them there, and no command ever prints them (nor any other
+/// secret value).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_operators_add_to_the_stack_secret_survive_up_and_are_never_printed() {
+    let h = Harness::start().await;
+    let bp = techctl::blueprint::load(&blueprint_path()).unwrap();
+    assert!(h.up(&bp).await.0.succeeded());
+    let direct = h.direct().await;
+    let secret_id = "techctl/techchallenge";
+    let operator: Vec<(&str, String)> = [
+        "mercadopago_access_token",
+        "mercadopago_webhook_secret",
+        "mercadopago_collector_id",
+        "mercadopago_pos_id",
+    ]
+    .iter()
+    .map(|k| (*k, format!("{k}-value-{}", fastrand::u64(..))))
+    .collect();
+    techctl::aws::secrets::update(&direct, secret_id, |value| {
+        for (k, v) in &operator {
+            value.insert(k.to_string(), Value::String(v.clone()));
+        }
+        Ok::<_, techctl::aws::AwsError>(())
+    })
+    .await
+    .unwrap();
+    let read = || async {
+        let text = direct
+            .secrets
+            .get_secret_value()
+            .secret_id(secret_id)
+            .version_stage("AWSCURRENT")
+            .send()
+            .await
+            .unwrap()
+            .secret_string()
+            .unwrap()
+            .to_string();
+        serde_json::from_str::<serde_json::Map<String, Value>>(&text).unwrap()
+    };
+    let before = read().await;
+    // Every value that must never be printed: the operators' and the
+    // credentials `up` made, a line of the private key's PEM among them.
+    let mut hidden: Vec<String> = operator.iter().map(|(_, v)| v.clone()).collect();
+    hidden.push(before["db_password"].as_str().unwrap().to_string());
+    let pem = before["jwt_private_key"].as_str().unwrap();
+    hidden.extend(pem.lines().skip(1).take(3).map(str::to_string));
+
+    let mut printed = String::new();
+    let mut run = |args: &[&str], code: i32| {
+        let out = techctl_at(&h.proxy.url)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", text(&out));
+        printed.push_str(&text(&out));
+        text(&out)
+    };
+    let plan = run(&["plan", "--detailed-exitcode"], 0);
+    assert!(plan.contains("No changes"), "{plan}");
+    run(&["plan", "--detailed-exitcode", "--output", "json"], 0);
+    run(&["up", "--yes", "--no-deploy"], 0);
+    run(&["up", "--yes", "--no-deploy", "--output", "json"], 0);
+    let status = run(&["status"], 0);
+    assert!(
+        status.contains("mercadopago_access_token") && status.contains("hidden"),
+        "{status}"
+    );
+    run(&["status", "--output", "json"], 0);
+
+    let after = read().await;
+    for (k, v) in &operator {
+        assert_eq!(after[*k].as_str(), Some(v.as_str()), "{k} kept by up");
+    }
+    assert_eq!(after["db_password"], before["db_password"]);
+    for value in &hidden {
+        assert!(
+            !printed.contains(value.as_str()),
+            "a secret value was printed: {value}"
+        );
+    }
+
+    // With its credentials in place the payment service deploys.
+    let registry = tokio::task::spawn_blocking(LocalRegistry::start)
+        .await
+        .unwrap();
+    let payment = deploy(
+        &h.proxy.url,
+        &["payment", "--registry", &registry.url, "--no-wait"],
+    );
+    assert_eq!(payment.status.code(), Some(0), "{}", text(&payment));
+    assert!(
+        hidden.iter().all(|v| !text(&payment).contains(v.as_str())),
+        "deploy printed a secret value"
     );
 }

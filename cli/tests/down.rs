@@ -257,3 +257,76 @@ async fn run_a_service(aws: &techctl::aws::Aws, outputs: &serde_json::Value) {
         .await
         .unwrap();
 }
+
+/// RDS refuses to delete an instance that is busy (here backing up, as it
+/// is for a while after its creation): `down` waits for a state RDS takes
+/// the delete in and asks again, rather than assume a delete under way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_delete_refused_while_backing_up_is_asked_again() {
+    let h = Harness::start().await;
+    let bp = blueprint_with(&[]);
+    assert_done(&h.up(&bp).await.0);
+    let refusals = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = refusals.clone();
+    h.proxy.set_policy(move |seen| {
+        use std::sync::atomic::Ordering::SeqCst;
+        let busy = counted.load(SeqCst) < 2;
+        match seen.operation.as_str() {
+            "DeleteDBInstance" if busy => {
+                counted.fetch_add(1, SeqCst);
+                testkit::Fault::QueryError("InvalidDBInstanceState")
+            }
+            "DescribeDBInstances" if busy => testkit::Fault::Rewrite(
+                "<DBInstanceStatus>available</DBInstanceStatus>",
+                "<DBInstanceStatus>backing-up</DBInstanceStatus>",
+            ),
+            _ => testkit::Fault::Pass,
+        }
+    });
+    let (report, aws) = h.down(&bp, false).await;
+    assert_done(&report);
+    let ops = aws.calls.operations();
+    assert_eq!(
+        ops.iter().filter(|o| *o == "DeleteDBInstance").count(),
+        3,
+        "refused twice, then taken: {ops:?}"
+    );
+    let left = h
+        .direct()
+        .await
+        .rds
+        .describe_db_instances()
+        .send()
+        .await
+        .unwrap();
+    assert!(left.db_instances().is_empty(), "the instance is gone");
+}
+
+/// SQS holds a deleted queue's name for 60 s and Secrets Manager a
+/// force-deleted secret's for a while: an `up` right after a `down` waits
+/// both out (saying why) instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_up_right_after_a_down_waits_for_the_names_aws_still_holds() {
+    let strictness = testkit::Strictness {
+        queue_name_hold: std::time::Duration::from_secs(8),
+        secret_name_hold: std::time::Duration::from_secs(4),
+        ..testkit::Strictness::new()
+    };
+    let h = Harness::start_with(strictness).await;
+    let bp = blueprint_with(&[]);
+    assert_done(&h.up(&bp).await.0);
+    assert_done(&h.down(&bp, true).await.0);
+    assert_done(&h.up(&bp).await.0);
+    let refused = h.refused();
+    for expected in [
+        "CreateQueue AWS.SimpleQueueService.QueueDeletedRecently",
+        "CreateSecret InvalidRequestException",
+    ] {
+        assert!(
+            refused.iter().any(|r| r == expected),
+            "{expected} was not met: {refused:?}"
+        );
+    }
+    let queues = h.direct().await.sqs.list_queues().send().await.unwrap();
+    assert_eq!(queues.queue_urls().len(), 6, "every queue is back");
+}

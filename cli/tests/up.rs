@@ -323,12 +323,18 @@ async fn security_groups_are_least_privilege() {
     };
 
     assert_eq!(rules(&vpc_link), vec![tcp("out", 80, &alb)]);
-    let mut want_alb = vec![tcp("in", 80, &vpc_link)];
+    // The order service reaches the product service through the listener:
+    // both sides of that pair are open, and nothing wider.
+    let mut want_alb = vec![tcp("in", 80, &vpc_link), tcp("in", 80, &services)];
     want_alb.extend((4001..=4005).map(|p| tcp("out", p, &services)));
     want_alb.sort();
     assert_eq!(rules(&alb), want_alb);
     let mut want_services: Vec<_> = (4001..=4005).map(|p| tcp("in", p, &alb)).collect();
-    want_services.extend([tcp("out", 443, "0.0.0.0/0"), tcp("out", 5432, &database)]);
+    want_services.extend([
+        tcp("out", 443, "0.0.0.0/0"),
+        tcp("out", 5432, &database),
+        tcp("out", 80, &alb),
+    ]);
     want_services.sort();
     assert_eq!(rules(&services), want_services);
     assert_eq!(rules(&database), vec![tcp("in", 5432, &services)]);
@@ -587,22 +593,47 @@ async fn blueprint_changes_show_as_update_replace_and_delete() {
             .all(|s| s.cidr_block() != Some("10.0.1.0/24"))
     );
 
-    // No NAT: gateways and addresses are deleted, private tables lose their default route.
-    let none = blueprint_with(&[
-        ("nat = \"single\"", "nat = \"none\""),
+    // Back to a NAT gateway per zone: zone b's comes back, in the public
+    // subnet that was just replaced, and private-b's route moves to it.
+    // (The blueprint refuses `nat = "none"`: tasks without a way out cannot
+    // start. The last gateway goes only with the stack.)
+    let per_az_again = blueprint_with(&[
+        ("nat = \"single\"", "nat = \"per-az\""),
         ("10.0.1.0/24", "10.0.2.0/24"),
     ]);
-    let plan = h.plan(&none).await;
-    assert_eq!(action(&plan, "network/nat-gateway/a"), Some(Action::Delete));
-    assert_eq!(action(&plan, "network/nat-ip/a"), Some(Action::Delete));
-    assert_done(&h.up(&none).await.0);
+    let plan = h.plan(&per_az_again).await;
+    assert_eq!(action(&plan, "network/nat-gateway/b"), Some(Action::Create));
+    assert_eq!(action(&plan, "network/nat-ip/b"), Some(Action::Create));
+    assert_eq!(
+        action(&plan, "network/route-table/private-b"),
+        Some(Action::Update)
+    );
+    assert_eq!(action(&plan, "network/nat-gateway/a"), Some(Action::NoOp));
+    assert_done(&h.up(&per_az_again).await.0);
     assert_eq!(
         count_tagged(&aws, "techchallenge").await,
-        expected_counts(0, 3)
+        expected_counts(2, 3)
     );
-    assert!(!h.plan(&none).await.has_changes());
-    let kinds: Vec<Kind> = h.plan(&none).await.changes.iter().map(|c| c.kind).collect();
-    assert!(!kinds.contains(&Kind::NatGateway));
+    let new_public_b = subnets
+        .subnets()
+        .iter()
+        .find(|s| s.cidr_block() == Some("10.0.2.0/24"))
+        .and_then(|s| s.subnet_id())
+        .unwrap();
+    let nats = aws
+        .ec2
+        .describe_nat_gateways()
+        .filter(stack_filter("techchallenge"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        nats.nat_gateways()
+            .iter()
+            .any(|n| n.subnet_id() == Some(new_public_b)),
+        "zone b's NAT gateway is in the replaced public subnet"
+    );
+    assert!(!h.plan(&per_az_again).await.has_changes());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -659,4 +690,96 @@ async fn up_restores_a_secret_scheduled_for_deletion_with_its_keys() {
         .await
         .unwrap();
     assert_eq!(secret["vpc_id"], vpcs.vpcs()[0].vpc_id().unwrap());
+}
+
+/// HTTP API VPC links are not offered in every zone, and zone names map to
+/// physical zones per account: a blueprint naming such a zone is refused
+/// before anything is made, with the zones that would work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zone_without_vpc_links_is_refused_at_plan_naming_the_zones_that_work() {
+    let h = Harness::start().await;
+    // In moto's account, us-east-1e is the physical zone use1-az3.
+    let bp = blueprint_with(&[("\"us-east-1b\"]", "\"us-east-1e\"]")]);
+    let error = techctl::stack::plan(&h.aws().await, &bp)
+        .await
+        .expect_err("a zone without VPC links is refused");
+    let message = error.to_string();
+    assert!(
+        message.contains("us-east-1e is use1-az3 in this account"),
+        "{message}"
+    );
+    assert!(message.contains("us-east-1b (use1-az1)"), "{message}");
+    assert!(!message.contains("(use1-az3)"), "{message}");
+    let cli = techctl::error::CliError::from(error);
+    assert!(matches!(cli, techctl::error::CliError::User(_)), "exit 1");
+    assert!(
+        h.proxy
+            .operations()
+            .iter()
+            .all(|op| !op.starts_with("Create")),
+        "nothing is made"
+    );
+}
+
+/// The blueprint names a major (or least minor) PostgreSQL version: a new
+/// instance gets the newest the region offers, a minor upgrade RDS made by
+/// itself is in sync, a newer major is never taken back, and a version the
+/// region does not offer is refused at plan naming those it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_version_is_a_floor_that_the_region_must_offer() {
+    let h = Harness::start().await;
+    let bp = blueprint_with(&[]);
+    assert_done(&h.up(&bp).await.0);
+    let aws = h.direct().await;
+    let instance = aws
+        .rds
+        .describe_db_instances()
+        .send()
+        .await
+        .unwrap()
+        .db_instances()[0]
+        .clone();
+    let created = instance.engine_version().unwrap().to_string();
+    let newest_16 = testkit::strict::POSTGRES_VERSIONS
+        .iter()
+        .rfind(|v| v.starts_with("16."))
+        .unwrap();
+    assert_eq!(&created, newest_16, "the newest offered 16.x");
+    assert!(!h.plan(&bp).await.has_changes());
+
+    // RDS upgraded the minor version, or someone the major one: in sync.
+    for upgraded in ["16.99", "17.1"] {
+        let from = format!("<EngineVersion>{created}</EngineVersion>");
+        let to: &'static str =
+            Box::leak(format!("<EngineVersion>{upgraded}</EngineVersion>").into_boxed_str());
+        let from: &'static str = Box::leak(from.into_boxed_str());
+        h.proxy.set_policy(move |seen| {
+            if seen.operation == "DescribeDBInstances" {
+                testkit::Fault::Rewrite(from, to)
+            } else {
+                testkit::Fault::Pass
+            }
+        });
+        let plan = h.plan(&bp).await;
+        assert!(
+            !plan.has_changes(),
+            "{upgraded}: {:?}",
+            plan.changes
+                .iter()
+                .filter(|c| c.action != Action::NoOp)
+                .collect::<Vec<_>>()
+        );
+    }
+    h.proxy.set_policy(|_| testkit::Fault::Pass);
+
+    let old = blueprint_with(&[("engine_version = \"16\"", "engine_version = \"11\"")]);
+    let message = techctl::stack::plan(&h.aws().await, &old)
+        .await
+        .expect_err("PostgreSQL 11 is not offered")
+        .to_string();
+    assert!(
+        message.contains("PostgreSQL 11 is not offered"),
+        "{message}"
+    );
+    assert!(message.contains("16"), "names what is offered: {message}");
 }

@@ -1,7 +1,7 @@
 //! Real stand-ins for tests: a moto server (AWS), a private PostgreSQL
-//! cluster, a proxy between an AWS client and moto that records every call
-//! and injects faults, signed test tokens, a fake Mercado Pago, and free
-//! ports.
+//! cluster, a proxy between an AWS client and moto that records every call,
+//! injects faults and can refuse what real AWS refuses, signed test tokens,
+//! a fake Mercado Pago, and free ports.
 //!
 //! Nothing here is a mock of our own code: moto answers the real AWS APIs,
 //! and the proxy speaks plain HTTP to both sides.
@@ -13,6 +13,7 @@ pub mod postgres;
 pub mod proxy;
 pub mod registry;
 pub mod router;
+pub mod strict;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ pub use localkit::mercadopago::Sandbox as FakeMercadoPago;
 pub use moto::Moto;
 pub use postgres::{Postgres, postgres};
 pub use proxy::{Fault, FaultProxy};
+pub use strict::{Refusal, Strictness};
 
 /// A TCP port that was free a moment ago on the loopback interface.
 pub fn free_port() -> u16 {

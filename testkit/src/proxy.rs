@@ -1,6 +1,9 @@
 //! An HTTP proxy that sits between an AWS client and moto: it records the
 //! operation of every request and, when told to, answers in moto's place
 //! with throttling or server errors, or drops the connection.
+//!
+//! Started with `start_strict`, it also refuses what real AWS refuses and
+//! moto accepts (see `crate::strict`), before the fault policy is asked.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -15,6 +18,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
+
+use crate::strict::{Call, Refusal, Strict, Strictness};
 
 /// What the proxy does with one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +37,9 @@ pub enum Fault {
     /// Answer 400 with this EC2 error code (such as `DependencyViolation`);
     /// moto never sees it.
     Ec2Error(&'static str),
+    /// Answer 400 with this error code in the query protocol's shape (RDS,
+    /// ELBv2, IAM, SNS), such as `InvalidDBInstanceState`; moto never sees it.
+    QueryError(&'static str),
     /// Forward it and replace text in moto's answer: a resource that stays
     /// in a state moto never holds it in (an RDS instance `creating`).
     Rewrite(&'static str, &'static str),
@@ -55,43 +63,61 @@ pub struct FaultProxy {
     pub url: String,
     log: Arc<Mutex<Vec<Logged>>>,
     policy: Arc<Mutex<Policy>>,
+    strict: Option<Arc<Strict>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// What every connection of one proxy shares.
+#[derive(Clone)]
+struct Shared {
+    log: Arc<Mutex<Vec<Logged>>>,
+    policy: Arc<Mutex<Policy>>,
+    strict: Option<Arc<Strict>>,
+    client: Client<HttpConnector, Full<Bytes>>,
+    target: String,
 }
 
 impl FaultProxy {
     /// Starts a proxy to `target` (e.g. moto's URL) that passes everything.
     pub async fn start(target: &str) -> FaultProxy {
+        FaultProxy::launch(target, None).await
+    }
+
+    /// Starts a proxy to `target` that first refuses, as real AWS does,
+    /// what `strictness` asks for; the fault policy sees only the rest.
+    pub async fn start_strict(target: &str, strictness: Strictness) -> FaultProxy {
+        FaultProxy::launch(target, Some(strictness)).await
+    }
+
+    async fn launch(target: &str, strictness: Option<Strictness>) -> FaultProxy {
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .expect("bind the proxy");
         let url = format!("http://{}", listener.local_addr().expect("proxy address"));
-        let log: Arc<Mutex<Vec<Logged>>> = Arc::default();
-        let policy: Arc<Mutex<Policy>> = Arc::new(Mutex::new(Arc::new(|_: &Seen| Fault::Pass)));
         let client: Client<HttpConnector, Full<Bytes>> =
             Client::builder(TokioExecutor::new()).build_http();
         let target = target.trim_end_matches('/').to_string();
-        let (task_log, task_policy) = (log.clone(), policy.clone());
+        let shared = Shared {
+            log: Arc::default(),
+            policy: Arc::new(Mutex::new(Arc::new(|_: &Seen| Fault::Pass))),
+            strict: strictness
+                .map(|rules| Arc::new(Strict::new(rules, target.clone(), client.clone()))),
+            client,
+            target,
+        };
+        let (log, policy, strict) = (
+            shared.log.clone(),
+            shared.policy.clone(),
+            shared.strict.clone(),
+        );
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (log, policy, client, target) = (
-                    task_log.clone(),
-                    task_policy.clone(),
-                    client.clone(),
-                    target.clone(),
-                );
+                let shared = shared.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        handle(
-                            req,
-                            log.clone(),
-                            policy.clone(),
-                            client.clone(),
-                            target.clone(),
-                        )
-                    });
+                    let service = service_fn(move |req| handle(req, shared.clone()));
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -102,8 +128,18 @@ impl FaultProxy {
             url,
             log,
             policy,
+            strict,
             task,
         }
+    }
+
+    /// The requests the strict layer answered in moto's place, in order
+    /// (none for a proxy from `start`).
+    pub fn strict_refusals(&self) -> Vec<Refusal> {
+        self.strict
+            .as_ref()
+            .map(|strict| strict.refusals())
+            .unwrap_or_default()
     }
 
     /// Replaces the fault policy.
@@ -111,13 +147,13 @@ impl FaultProxy {
         *self.policy.lock().expect("policy lock") = Arc::new(policy);
     }
 
-    /// Every operation seen so far, in order.
+    /// Every operation seen so far, in order (strict refusals included).
     pub fn operations(&self) -> Vec<String> {
         self.log
             .lock()
             .expect("log lock")
             .iter()
-            .map(|(op, _, _)| op.clone())
+            .map(|logged| logged.operation.clone())
             .collect()
     }
 
@@ -127,18 +163,19 @@ impl FaultProxy {
             .lock()
             .expect("log lock")
             .iter()
-            .filter(|(op, _, _)| op == operation)
-            .filter_map(|(_, _, body)| serde_json::from_slice(body).ok())
+            .filter(|logged| logged.operation == operation)
+            .filter_map(|logged| serde_json::from_slice(&logged.body).ok())
             .collect()
     }
 
-    /// How many requests were answered with a fault.
+    /// How many requests the fault policy answered with a fault (strict
+    /// refusals are not faults: see `strict_refusals`).
     pub fn faults(&self) -> usize {
         self.log
             .lock()
             .expect("log lock")
             .iter()
-            .filter(|(_, f, _)| *f != Fault::Pass)
+            .filter(|logged| logged.fault.is_some_and(|f| f != Fault::Pass))
             .count()
     }
 }
@@ -158,16 +195,22 @@ impl std::fmt::Display for Dropped {
 }
 impl std::error::Error for Dropped {}
 
-/// One request seen: its operation, the fault it got, its body.
-type Logged = (String, Fault, Bytes);
+/// One request seen: its operation, the fault the policy gave it (`None`
+/// when the strict layer refused it first), its body.
+struct Logged {
+    operation: String,
+    fault: Option<Fault>,
+    body: Bytes,
+}
 
-async fn handle(
-    req: Request<Incoming>,
-    log: Arc<Mutex<Vec<Logged>>>,
-    policy: Arc<Mutex<Policy>>,
-    client: Client<HttpConnector, Full<Bytes>>,
-    target: String,
-) -> Result<Response<Full<Bytes>>, Dropped> {
+async fn handle(req: Request<Incoming>, shared: Shared) -> Result<Response<Full<Bytes>>, Dropped> {
+    let Shared {
+        log,
+        policy,
+        strict,
+        client,
+        target,
+    } = shared;
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
@@ -176,6 +219,22 @@ async fn handle(
         .unwrap_or_default();
     let json_protocol = parts.headers.contains_key("x-amz-target");
     let operation = operation_of(&parts.method, parts.uri.path(), &parts.headers, &body);
+    let call = Call {
+        operation: &operation,
+        path: parts.uri.path(),
+        headers: &parts.headers,
+        body: &body,
+    };
+    if let Some(strict) = &strict
+        && let Some(refusal) = strict.refuse(&call).await
+    {
+        log.lock().map_err(|_| Dropped)?.push(Logged {
+            operation: operation.clone(),
+            fault: None,
+            body: body.clone(),
+        });
+        return Ok(refusal);
+    }
     let fault = {
         let policy = policy.lock().map(|p| p.clone()).map_err(|_| Dropped)?;
         let mut log = log.lock().map_err(|_| Dropped)?;
@@ -185,13 +244,26 @@ async fn handle(
             attempt: attempt_of(&parts.headers),
         };
         let fault = policy(&seen);
-        log.push((operation, fault, body.clone()));
+        log.push(Logged {
+            operation: operation.clone(),
+            fault: Some(fault),
+            body: body.clone(),
+        });
         fault
     };
     match fault {
         Fault::Drop => Err(Dropped),
         Fault::Throttle => Ok(throttle(json_protocol)),
         Fault::ServerError => Ok(server_error(json_protocol)),
+        Fault::QueryError(code) => Ok(error_response(
+            StatusCode::BAD_REQUEST,
+            "text/xml",
+            None,
+            &format!(
+                "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code>\
+                 <Message>injected by the fault proxy</Message></Error><RequestId>fault-proxy</RequestId></ErrorResponse>"
+            ),
+        )),
         Fault::Ec2Error(code) => Ok(error_response(
             StatusCode::BAD_REQUEST,
             "text/xml",
@@ -215,22 +287,24 @@ async fn handle(
                     forward = forward.header(name, value);
                 }
             }
-            let forward = forward.body(Full::new(body)).map_err(|_| Dropped)?;
+            let forward = forward.body(Full::new(body.clone())).map_err(|_| Dropped)?;
             let answer = client.request(forward).await.map_err(|_| Dropped)?;
+            let (answer_parts, answer_body) = answer.into_parts();
+            let answer_body = answer_body.collect().await.map(|b| b.to_bytes());
+            // What moto carried out counts even when the client never hears
+            // of it (ForwardThenFail), and as moto said it (before Rewrite).
+            if let (Some(strict), Ok(answer_body)) = (&strict, &answer_body) {
+                strict.observe(&call, answer_parts.status, answer_body);
+            }
             if fault == Fault::ForwardThenFail {
                 return Ok(server_error(json_protocol));
             }
-            let (parts, body) = answer.into_parts();
-            let mut body = body
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .map_err(|_| Dropped)?;
+            let mut body = answer_body.map_err(|_| Dropped)?;
             if let Fault::Rewrite(from, to) = fault {
                 body = Bytes::from(String::from_utf8_lossy(&body).replace(from, to));
             }
-            let mut response = Response::builder().status(parts.status);
-            for (name, value) in &parts.headers {
+            let mut response = Response::builder().status(answer_parts.status);
+            for (name, value) in &answer_parts.headers {
                 if name != "transfer-encoding" && name != "content-length" {
                     response = response.header(name, value);
                 }
@@ -353,7 +427,7 @@ fn server_error(json_protocol: bool) -> Response<Full<Bytes>> {
     }
 }
 
-fn error_response(
+pub(crate) fn error_response(
     status: StatusCode,
     content_type: &str,
     error_type: Option<&str>,

@@ -12,6 +12,7 @@ use aws_sdk_rds::types::{DbInstance, Tag};
 
 use super::{Aws, AwsError, all_pages, in_stack, observed, tag_map};
 use crate::apply::{Ctx, Step};
+use crate::blueprint::engine_version::Requirement;
 use crate::plan::{LogicalId, Observed, Resource, Spec};
 
 const AVAILABLE_DEADLINE: Duration = Duration::from_secs(60 * 60);
@@ -180,12 +181,13 @@ pub async fn create(ctx: &Ctx, step: &Step, resource: &Resource) -> Result<Strin
             security_group,
         } => {
             let password = super::secrets::database_password(ctx).await?;
+            let version = super::preflight::engine_version(&ctx.aws, engine_version).await?;
             let created = sdk!(
                 "CreateDBInstance",
                 rds.create_db_instance()
                     .db_instance_identifier(identifier)
                     .engine("postgres")
-                    .engine_version(engine_version)
+                    .engine_version(version)
                     .db_instance_class(instance_class)
                     .allocated_storage(*allocated_storage_gb as i32)
                     .storage_type("gp3")
@@ -301,11 +303,16 @@ pub async fn update(
                 .db_instance_identifier(physical)
                 .apply_immediately(true);
             let mut changed = false;
-            if now_version != engine_version {
+            // Only ever upward: a newer minor (RDS's own upgrade) or a
+            // newer major is left as it is.
+            let in_sync =
+                Requirement::parse(engine_version).is_some_and(|r| r.accepts(now_version));
+            if !in_sync {
+                let target = super::preflight::engine_version(&ctx.aws, engine_version).await?;
                 let major = |v: &str| v.split('.').next().unwrap_or_default().to_string();
                 modify = modify
-                    .engine_version(engine_version)
-                    .allow_major_version_upgrade(major(now_version) != major(engine_version));
+                    .allow_major_version_upgrade(major(now_version) != major(&target))
+                    .engine_version(target);
                 changed = true;
             }
             if now_class != instance_class {
@@ -355,20 +362,51 @@ pub async fn delete(ctx: &Ctx, step: &Step, observed: &Observed) -> Result<(), A
     match &observed.spec {
         Spec::DbInstance { .. } => {
             let keep = ctx.options.keep_data;
-            let mut request = rds
-                .delete_db_instance()
-                .db_instance_identifier(name)
-                .skip_final_snapshot(!keep)
-                .delete_automated_backups(!keep);
-            if keep {
-                request = request.final_db_snapshot_identifier(final_snapshot_name(name));
-            }
-            match sdk!("DeleteDBInstance", request.send()) {
-                Ok(_) => {}
-                Err(e) if e.is_not_found() => return Ok(()),
-                // Already being deleted by an earlier, interrupted `down`.
-                Err(e) if e.code.as_deref() == Some("InvalidDBInstanceState") => {}
-                Err(e) => return Err(e),
+            let snapshot = final_snapshot_name(name);
+            // RDS refuses the delete while the instance is busy (creating,
+            // backing up, being modified): wait for a state it accepts and
+            // ask again; an instance already deleting is simply waited on.
+            let accepted = step
+                .wait_for_state(
+                    "the database instance to accept its deletion",
+                    AVAILABLE_DEADLINE,
+                    POLL,
+                    || async {
+                        let mut request = rds
+                            .delete_db_instance()
+                            .db_instance_identifier(name)
+                            .skip_final_snapshot(!keep)
+                            .delete_automated_backups(!keep);
+                        if keep {
+                            request = request.final_db_snapshot_identifier(&snapshot);
+                        }
+                        match sdk!("DeleteDBInstance", request.send()) {
+                            Ok(_) => Ok(Ok(true)),
+                            Err(e) if e.is_not_found() => Ok(Ok(false)),
+                            Err(e) if e.code.as_deref() == Some("InvalidDBInstanceState") => {
+                                let status = match describe(&ctx.aws, name).await {
+                                    Ok(db) => {
+                                        db.db_instance_status().unwrap_or_default().to_string()
+                                    }
+                                    Err(gone) if gone.is_not_found() => return Ok(Ok(false)),
+                                    Err(other) => return Err(other),
+                                };
+                                match refused_delete(&status, keep) {
+                                    Refusal::AlreadyDeleting => Ok(Ok(true)),
+                                    Refusal::Busy => Ok(Err(Some(status))),
+                                    Refusal::Final(why) => Err(AwsError {
+                                        message: format!("{}: {why}", e.message),
+                                        ..e
+                                    }),
+                                }
+                            }
+                            Err(e) => Err(e),
+                        }
+                    },
+                )
+                .await?;
+            if !accepted {
+                return Ok(());
             }
             step.wait_for_state(
                 "the database instance to be deleted",
@@ -401,6 +439,55 @@ pub async fn delete(ctx: &Ctx, step: &Step, observed: &Observed) -> Result<(), A
             .await
         }
         _ => Err(AwsError::new("delete", "not an RDS resource")),
+    }
+}
+
+/// Why RDS refused to delete an instance in `status`, and what follows.
+#[derive(Debug, PartialEq, Eq)]
+enum Refusal {
+    /// An earlier, interrupted `down` already asked: wait for it to go.
+    AlreadyDeleting,
+    /// A passing state: the delete is accepted once it is over.
+    Busy,
+    /// Asking again will not help; the reason says what will.
+    Final(String),
+}
+
+fn refused_delete(status: &str, keep_data: bool) -> Refusal {
+    match status {
+        "deleting" => Refusal::AlreadyDeleting,
+        "creating"
+        | "backing-up"
+        | "modifying"
+        | "upgrading"
+        | "rebooting"
+        | "starting"
+        | "stopping"
+        | "maintenance"
+        | "renaming"
+        | "resetting-master-credentials"
+        | "storage-optimization"
+        | "configuring-enhanced-monitoring"
+        | "configuring-iam-database-auth"
+        | "configuring-log-exports"
+        | "moving-to-vpc"
+        | "converting-to-vpc"
+        | "available" => Refusal::Busy,
+        "failed"
+        | "incompatible-restore"
+        | "incompatible-network"
+        | "incompatible-parameters"
+        | "inaccessible-encryption-credentials"
+            if keep_data =>
+        {
+            Refusal::Final(format!(
+                "the instance is {status}, and RDS takes no final snapshot of an instance in that state; \
+                 run `techctl down` without --keep-data to delete it without one"
+            ))
+        }
+        other => Refusal::Final(format!(
+            "the instance is {other}; see its events in the RDS console, then re-run `techctl down`"
+        )),
     }
 }
 
@@ -462,4 +549,25 @@ async fn wait_available(ctx: &Ctx, step: &Step, name: &str) -> Result<DbInstance
         },
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_delete_is_waited_out_only_where_waiting_helps() {
+        assert_eq!(refused_delete("deleting", false), Refusal::AlreadyDeleting);
+        for busy in ["backing-up", "creating", "modifying", "upgrading"] {
+            assert_eq!(refused_delete(busy, true), Refusal::Busy, "{busy}");
+        }
+        let Refusal::Final(why) = refused_delete("incompatible-network", true) else {
+            panic!("a final snapshot of a broken instance never works");
+        };
+        assert!(why.contains("without --keep-data"), "{why}");
+        assert!(matches!(
+            refused_delete("stopped", false),
+            Refusal::Final(_)
+        ));
+    }
 }

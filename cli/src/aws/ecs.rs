@@ -20,6 +20,19 @@ use crate::plan::{Observed, Resource, Spec};
 const DRAINED_DEADLINE: Duration = Duration::from_secs(20 * 60);
 const IN_USE_DEADLINE: Duration = Duration::from_secs(10 * 60);
 const POLL: Duration = Duration::from_secs(5);
+/// How long a first cluster waits for ECS's service-linked role to be made.
+const SERVICE_LINKED_ROLE_DEADLINE: Duration = Duration::from_secs(120);
+
+/// ECS's answer while its service-linked role is still being made: "Unable
+/// to assume the service linked role. Please verify that the ECS service
+/// linked role exists."
+fn is_service_linked_role_pending(e: &AwsError) -> bool {
+    e.code.as_deref() == Some("InvalidParameterException")
+        && e.message
+            .to_ascii_lowercase()
+            .contains("service linked role")
+}
+
 /// The name of the one inline policy of each role.
 const POLICY_NAME: &str = "techctl";
 
@@ -149,6 +162,17 @@ fn trusted_service(document: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Whether the trust policy lets only one account's tasks assume the role.
+fn has_account_guard(document: &str) -> bool {
+    let doc: Value = serde_json::from_str(&url_decode(document)).unwrap_or(Value::Null);
+    policy::statements(&doc).first().is_some_and(|s| {
+        s.pointer("/Condition/StringEquals/aws:SourceAccount")
+            .and_then(Value::as_str)
+            .is_some_and(|a| !a.is_empty())
+            && s.pointer("/Condition/ArnLike/aws:SourceArn").is_some()
+    })
+}
+
 async fn observe_roles(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> {
     let prefix = role_path(stack);
     let names = all_pages(|marker| {
@@ -203,6 +227,7 @@ async fn observe_roles(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError
         let spec = Spec::Role {
             name: name.clone(),
             trusted_service: trusted_service(role.assume_role_policy_document().unwrap_or("{}")),
+            account_guard: has_account_guard(role.assume_role_policy_document().unwrap_or("{}")),
             policy,
         };
         out.push(observed(&name, tags, spec, None).with_attribute("arn", role.arn()));
@@ -280,16 +305,34 @@ fn policy_document(ctx: &Ctx, policy: &BTreeSet<Statement>) -> Result<String, Aw
     Ok(json!({ "Version": "2012-10-17", "Statement": statements }).to_string())
 }
 
-fn trust_document(service: &str) -> String {
+/// The trust policy of a role the service assumes on behalf of this
+/// account's tasks only: without the conditions, a task of another account
+/// that names the role could be handed its rights (the confused deputy AWS
+/// warns of for `ecs-tasks.amazonaws.com`).
+fn trust_document(service: &str, partition: &str, region: &str, account: &str) -> String {
     json!({
         "Version": "2012-10-17",
         "Statement": [{
             "Effect": "Allow",
             "Principal": { "Service": service },
             "Action": "sts:AssumeRole",
+            "Condition": {
+                "ArnLike": { "aws:SourceArn": format!("arn:{partition}:ecs:{region}:{account}:*") },
+                "StringEquals": { "aws:SourceAccount": account },
+            },
         }],
     })
     .to_string()
+}
+
+async fn trust_of(aws: &Aws, service: &str) -> Result<String, AwsError> {
+    let account = aws.account_id().await?;
+    Ok(trust_document(
+        service,
+        super::partition(&aws.region),
+        &aws.region,
+        &account,
+    ))
 }
 
 pub async fn create(ctx: &Ctx, step: &Step, resource: &Resource) -> Result<String, AwsError> {
@@ -301,15 +344,24 @@ pub async fn create(ctx: &Ctx, step: &Step, resource: &Resource) -> Result<Strin
             container_insights,
         } => {
             // CreateCluster returns the existing cluster of the same name.
-            let answer = sdk!(
-                "CreateCluster",
-                aws.ecs
-                    .create_cluster()
-                    .cluster_name(name)
-                    .settings(insights_setting(*container_insights))
-                    .set_tags(Some(ecs_tags(&tags)))
-                    .send()
-            )?;
+            // In a fresh account the first one also makes ECS's
+            // service-linked role, and is refused until that role exists.
+            let answer = super::retry_passing(
+                SERVICE_LINKED_ROLE_DEADLINE,
+                is_service_linked_role_pending,
+                || async {
+                    sdk!(
+                        "CreateCluster",
+                        aws.ecs
+                            .create_cluster()
+                            .cluster_name(name)
+                            .settings(insights_setting(*container_insights))
+                            .set_tags(Some(ecs_tags(&tags)))
+                            .send()
+                    )
+                },
+            )
+            .await?;
             answer
                 .cluster()
                 .and_then(|c| c.cluster_arn().map(str::to_string))
@@ -320,13 +372,14 @@ pub async fn create(ctx: &Ctx, step: &Step, resource: &Resource) -> Result<Strin
             trusted_service,
             ..
         } => {
+            let trust = trust_of(aws, trusted_service).await?;
             let created = sdk!(
                 "CreateRole",
                 aws.iam
                     .create_role()
                     .role_name(name)
                     .path(role_path(&ctx.stack))
-                    .assume_role_policy_document(trust_document(trusted_service))
+                    .assume_role_policy_document(&trust)
                     .description(format!("techctl stack {}: {}", ctx.stack, resource.id))
                     .set_tags(Some(iam_tags(&tags)))
                     .send()
@@ -438,7 +491,19 @@ pub async fn update(
             )
             .map(|_| ())
         }
-        Spec::Role { policy, .. } => {
+        Spec::Role {
+            policy,
+            trusted_service,
+            ..
+        } => {
+            sdk!(
+                "UpdateAssumeRolePolicy",
+                aws.iam
+                    .update_assume_role_policy()
+                    .role_name(physical)
+                    .policy_document(trust_of(aws, trusted_service).await?)
+                    .send()
+            )?;
             sdk!(
                 "PutRolePolicy",
                 aws.iam
@@ -654,9 +719,15 @@ mod tests {
             s.resources
                 .contains(&Output::Text("arn:aws:sns:us-east-1:1:t".into()))
         );
-        assert_eq!(
-            trusted_service(&trust_document("ecs-tasks.amazonaws.com")),
-            "ecs-tasks.amazonaws.com"
+        let trust = trust_document(
+            "ecs-tasks.amazonaws.com",
+            "aws",
+            "us-east-1",
+            "123456789012",
         );
+        assert_eq!(trusted_service(&trust), "ecs-tasks.amazonaws.com");
+        assert!(has_account_guard(&trust));
+        let unguarded = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+        assert!(!has_account_guard(unguarded));
     }
 }

@@ -8,6 +8,7 @@
 //! subscription carries no tags; it is known by its topic and its queue.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value, json};
@@ -261,6 +262,17 @@ fn filter_policy(events: &BTreeSet<String>) -> String {
     json!({ EVENT_NAME_ATTRIBUTE: events }).to_string()
 }
 
+/// How long SQS holds a deleted queue's name, with room to spare.
+const NAME_HELD_DEADLINE: Duration = Duration::from_secs(120);
+const NAME_HELD_POLL: Duration = Duration::from_secs(5);
+
+/// SQS refuses a queue name for 60 s after a queue of that name was deleted.
+fn is_deleted_recently(e: &AwsError) -> bool {
+    e.code
+        .as_deref()
+        .is_some_and(|c| c.ends_with("QueueDeletedRecently"))
+}
+
 pub async fn create(ctx: &Ctx, step: &Step, resource: &Resource) -> Result<String, AwsError> {
     let tags = ctx.tags(&resource.id);
     match &resource.spec {
@@ -282,18 +294,33 @@ pub async fn create(ctx: &Ctx, step: &Step, resource: &Resource) -> Result<Strin
         Spec::Queue { name, .. } => {
             // CreateQueue returns the existing queue of the same name and
             // settings; the settings are put in place right after.
-            let url = sdk!(
-                "CreateQueue",
-                ctx.aws
-                    .sqs
-                    .create_queue()
-                    .queue_name(name)
-                    .set_tags(Some(tags.into_iter().collect()))
-                    .send()
-            )?
-            .queue_url()
-            .map(str::to_string)
-            .ok_or_else(|| AwsError::new("CreateQueue", "no queue URL in the answer"))?;
+            // SQS keeps a deleted queue's name for 60 s (a `down` then an
+            // `up`, or a replaced queue): wait until it lets go.
+            let url = step
+                .wait_until(
+                    &format!("SQS to free the name {name}: a queue of that name was deleted less than 60 s ago"),
+                    NAME_HELD_DEADLINE,
+                    NAME_HELD_POLL,
+                    || async {
+                        let created = sdk!(
+                            "CreateQueue",
+                            ctx.aws
+                                .sqs
+                                .create_queue()
+                                .queue_name(name)
+                                .set_tags(Some(tags.clone().into_iter().collect()))
+                                .send()
+                        );
+                        match created {
+                            Ok(answer) => answer.queue_url().map(|u| Some(u.to_string())).ok_or_else(
+                                || AwsError::new("CreateQueue", "no queue URL in the answer"),
+                            ),
+                            Err(e) if is_deleted_recently(&e) => Ok(None),
+                            Err(e) => Err(e),
+                        }
+                    },
+                )
+                .await?;
             let arn = queue_arn(ctx, &url).await?;
             ctx.remember_attribute(&resource.id, "arn", &arn);
             update(ctx, step, resource, &url).await?;

@@ -12,6 +12,15 @@ macro_rules! sdk {
     };
 }
 
+/// Like [`sdk!`], for a call that names resources this run may have just
+/// created: retried while AWS does not know them yet ([`Aws::settled`]).
+macro_rules! sdk_settled {
+    ($aws:expr, [$($id:expr),* $(,)?], $op:literal, $call:expr) => {
+        $aws.settled(&[$(AsRef::<str>::as_ref(&$id)),*], || async { sdk!($op, $call) })
+            .await
+    };
+}
+
 /// The request options for a create sent through [`Aws::create_once`]: the
 /// SDK must not retry it, as a retried create could make a second resource.
 macro_rules! no_retry {
@@ -27,8 +36,10 @@ pub mod gateway;
 pub mod messaging;
 pub mod network;
 mod policy;
+pub mod preflight;
 pub mod registry;
 pub mod secrets;
+pub mod verify;
 
 use std::collections::{BTreeMap, HashMap};
 use std::error::Error as StdError;
@@ -54,6 +65,10 @@ use serde::Serialize;
 use crate::apply::{Ctx, Step};
 use crate::plan::resource::Output;
 use crate::plan::{Kind, LogicalId, Observed, Resource, Spec};
+
+/// The code of an [`AwsError`] that AWS's answer makes the user's to fix:
+/// the blueprint asks for something the account or region does not offer.
+pub const YOURS_TO_FIX: &str = "techctl.YoursToFix";
 
 pub const TAG_STACK: &str = "techctl:stack";
 pub const TAG_ID: &str = "techctl:id";
@@ -133,10 +148,42 @@ pub struct Aws {
     pub sns: aws_sdk_sns::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub autoscaling: aws_sdk_applicationautoscaling::Client,
+    pub sts: aws_sdk_sts::Client,
+    /// The account the credentials belong to, asked once when first needed.
+    account: Arc<tokio::sync::OnceCell<String>>,
     pub region: String,
     pub calls: CallLog,
     /// Attempts per call, for the retries the engine makes itself.
     pub max_attempts: u32,
+    /// Ids this run created, and when: calls naming them may meet AWS's
+    /// eventual consistency.
+    pub made: MadeIds,
+}
+
+/// How long after a create AWS may still answer that the new resource does
+/// not exist ("Eventual consistency in the Amazon EC2 API"); the same bound
+/// Terraform's AWS provider gives EC2's propagation.
+pub const PROPAGATION: Duration = Duration::from_secs(120);
+
+/// The physical ids a run created, with the moment of their creation.
+#[derive(Clone, Debug, Default)]
+pub struct MadeIds(Arc<Mutex<HashMap<String, Instant>>>);
+
+impl MadeIds {
+    pub fn mark(&self, id: &str) {
+        if let Ok(mut made) = self.0.lock() {
+            made.insert(id.to_string(), Instant::now());
+        }
+    }
+
+    /// Whether `id` was created by this run less than [`PROPAGATION`] ago.
+    pub fn is_fresh(&self, id: &str) -> bool {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|made| made.get(id).map(|at| at.elapsed() < PROPAGATION))
+            .unwrap_or(false)
+    }
 }
 
 /// Where the region came from, so a mismatch can be explained.
@@ -233,9 +280,12 @@ pub async fn connect(
         sns: client!(aws_sdk_sns),
         sqs: client!(aws_sdk_sqs),
         autoscaling: client!(aws_sdk_applicationautoscaling),
+        sts: client!(aws_sdk_sts),
+        account: Arc::default(),
         region,
         calls,
         max_attempts,
+        made: MadeIds::default(),
     })
 }
 
@@ -385,7 +435,13 @@ impl AwsError {
     /// Something still uses the resource in a way AWS reports outside EC2's
     /// `DependencyViolation`.
     pub fn is_in_use(&self) -> bool {
-        self.is_dependency_violation()
+        // API Gateway answers a VPC link still named by an integration with
+        // a plain BadRequestException: "Cannot delete vpc link. Vpc link
+        // '…', is referenced in […]".
+        let referenced = self.code.as_deref() == Some("BadRequestException")
+            && self.message.contains("is referenced");
+        referenced
+            || self.is_dependency_violation()
             || self.code.as_deref().is_some_and(|c| {
                 matches!(
                     c,
@@ -439,6 +495,37 @@ pub fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
     let ceiling = base.saturating_mul(1u32 << attempt.min(16)).min(cap);
     let millis = ceiling.as_millis().max(1) as u64;
     Duration::from_millis(fastrand::u64(millis / 2..=millis))
+}
+
+/// Sends `call` until it succeeds or fails in a way `passing` does not
+/// excuse, or `limit` has gone by: for errors AWS documents as passing
+/// (a resource not yet known, a service-linked role being made, a name
+/// still held by a deleted resource).
+pub async fn retry_passing<T, F, Fut>(
+    limit: Duration,
+    passing: impl Fn(&AwsError) -> bool,
+    mut call: F,
+) -> Result<T, AwsError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, AwsError>>,
+{
+    let started = Instant::now();
+    let mut attempt = 0;
+    loop {
+        match call().await {
+            Err(e) if passing(&e) && started.elapsed() < limit => {
+                tokio::time::sleep(backoff(
+                    attempt,
+                    Duration::from_millis(250),
+                    Duration::from_secs(5),
+                ))
+                .await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Looks a resource up by its tags through an area's own observation: only
@@ -625,7 +712,49 @@ fn relink(all: &mut [Observed]) {
     }
 }
 
+/// The ARN partition of a region.
+pub fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
 impl Aws {
+    /// The id of the account the credentials belong to.
+    pub async fn account_id(&self) -> Result<String, AwsError> {
+        self.account
+            .get_or_try_init(|| async {
+                sdk!("GetCallerIdentity", self.sts.get_caller_identity().send())?
+                    .account()
+                    .map(str::to_string)
+                    .ok_or_else(|| AwsError::new("GetCallerIdentity", "no account in the answer"))
+            })
+            .await
+            .cloned()
+    }
+
+    /// Sends a call that names resources by id, retrying it while AWS
+    /// answers that one of them does not exist and one of them was created
+    /// by this run a moment ago: EC2 (and the services built on it) may not
+    /// know a new id yet. A "not found" for anything older, or past
+    /// [`PROPAGATION`], is an error as usual.
+    pub async fn settled<T, F, Fut>(&self, names: &[&str], call: F) -> Result<T, AwsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, AwsError>>,
+    {
+        retry_passing(
+            PROPAGATION,
+            |e| e.is_not_found() && names.iter().any(|n| self.made.is_fresh(n)),
+            call,
+        )
+        .await
+    }
+
     /// Creates a resource without ever making two, even where the API takes
     /// no idempotency token (or an emulator ignores it). The create is sent
     /// with the SDK's retries off; when it fails in a way that may hide a
@@ -637,6 +766,7 @@ impl Aws {
         mut find: F,
     ) -> Result<T, AwsError>
     where
+        T: AsRef<str>,
         C: FnMut() -> CF,
         CF: Future<Output = Result<T, AwsError>>,
         F: FnMut() -> FF,
@@ -645,7 +775,10 @@ impl Aws {
         let mut attempt = 0;
         loop {
             match create().await {
-                Ok(v) => return Ok(v),
+                Ok(v) => {
+                    self.made.mark(v.as_ref());
+                    return Ok(v);
+                }
                 Err(e) if e.transient && attempt + 1 < self.max_attempts => {
                     tokio::time::sleep(backoff(
                         attempt,
@@ -656,6 +789,7 @@ impl Aws {
                     attempt += 1;
                     // The lookup's own calls are retried by the SDK.
                     if let Some(found) = find().await? {
+                        self.made.mark(found.as_ref());
                         return Ok(found);
                     }
                 }

@@ -24,6 +24,17 @@ use crate::plan::expand::{ids, secret_name};
 use crate::plan::resource::{KeysState, Output};
 use crate::plan::{Observed, Resource, Spec};
 
+/// How long a force-deleted secret may keep its name, with room to spare.
+const NAME_HELD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+const NAME_HELD_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Secrets Manager's answer to a create while a secret of the same name is
+/// still being deleted.
+fn is_name_still_held(e: &AwsError) -> bool {
+    e.code.as_deref() == Some("InvalidRequestException")
+        && e.message.contains("scheduled for deletion")
+}
+
 /// Days a deleted stack secret can still be restored (AWS allows 7 to 30).
 pub const RECOVERY_WINDOW_DAYS: i64 = 7;
 
@@ -36,6 +47,30 @@ const PASSWORD_LENGTH: usize = 40;
 /// Fields the secret's own step owns; the outputs step leaves them alone.
 fn is_credential(key: &str) -> bool {
     key.starts_with("jwt_") || key == DATABASE_PASSWORD
+}
+
+/// The names of the outputs `up` wrote last, kept in the secret itself.
+/// Operators add values of their own beside them (the Mercado Pago
+/// credentials); only what is listed here is `up`'s to change or drop,
+/// and only what is listed here is ever printed.
+pub const OWNED_OUTPUTS: &str = "techctl_outputs";
+
+/// The keys `up` owns as outputs: those listed in [`OWNED_OUTPUTS`].
+/// A secret written before the list existed owns none, so its first `up`
+/// rewrites its outputs and starts the list without touching anything else.
+pub fn owned_outputs(value: &Map<String, Value>) -> Vec<String> {
+    value
+        .get(OWNED_OUTPUTS)
+        .and_then(Value::as_array)
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(Value::as_str)
+                .filter(|k| !is_credential(k) && *k != OWNED_OUTPUTS)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn present(value: &Map<String, Value>, fields: &[&str]) -> bool {
@@ -286,10 +321,12 @@ pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> 
     }];
     // A secret scheduled for deletion cannot be read: no outputs to compare.
     if current.value.is_some() {
-        let outputs = value
-            .iter()
-            .filter(|(k, _)| !is_credential(k))
-            .filter_map(|(k, v)| Some((k.clone(), as_output(v)?)))
+        let outputs = owned_outputs(&value)
+            .into_iter()
+            .filter_map(|k| {
+                let output = as_output(value.get(&k)?)?;
+                Some((k, output))
+            })
             .collect();
         found.push(Observed {
             id: ids::stack_outputs(),
@@ -342,9 +379,9 @@ async fn restored(ctx: &Ctx, name: &str) -> Result<Option<Current>, AwsError> {
 
 /// Creates the secret, or restores it, and makes the credentials it lacks;
 /// credentials it has are never replaced.
-pub async fn converge(ctx: &Ctx, _step: &Step, resource: &Resource) -> Result<String, AwsError> {
+pub async fn converge(ctx: &Ctx, step: &Step, resource: &Resource) -> Result<String, AwsError> {
     match &resource.spec {
-        Spec::StackSecret { name, .. } => converge_secret(ctx, resource, name).await,
+        Spec::StackSecret { name, .. } => converge_secret(ctx, step, resource, name).await,
         Spec::StackOutputs { secret, outputs } => {
             let arn = ctx.resolve(secret)?;
             write_outputs(ctx, &arn, outputs).await?;
@@ -354,7 +391,12 @@ pub async fn converge(ctx: &Ctx, _step: &Step, resource: &Resource) -> Result<St
     }
 }
 
-async fn converge_secret(ctx: &Ctx, resource: &Resource, name: &str) -> Result<String, AwsError> {
+async fn converge_secret(
+    ctx: &Ctx,
+    step: &Step,
+    resource: &Resource,
+    name: &str,
+) -> Result<String, AwsError> {
     let sm = &ctx.aws.secrets;
     let tags = ctx.tags(&resource.id);
     let current = restored(ctx, name).await?;
@@ -394,23 +436,41 @@ async fn converge_secret(ctx: &Ctx, resource: &Resource, name: &str) -> Result<S
     let Some(current) = current else {
         let mut value = Map::new();
         complete(&mut value)?;
-        let created = sdk!(
-            "CreateSecret",
-            sm.create_secret()
-                .name(name)
-                .description(format!(
-                    "techctl stack {}: outputs, JWT signing keys, database password",
-                    ctx.stack
-                ))
-                .secret_string(Value::Object(value).to_string())
-                .set_tags(Some(
-                    tags.iter()
-                        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                        .collect()
-                ))
-                .send()
-        )?;
-        return Ok(created.arn().unwrap_or(name).to_string());
+        let text = Value::Object(value).to_string();
+        // A secret deleted without recovery (`down --force-delete-secrets`)
+        // holds its name for a while longer: wait until it lets go.
+        return step
+            .wait_until(
+                &format!(
+                    "Secrets Manager to free the name {name}: a secret of that name is still being deleted"
+                ),
+                NAME_HELD_DEADLINE,
+                NAME_HELD_POLL,
+                || async {
+                    let created = sdk!(
+                        "CreateSecret",
+                        sm.create_secret()
+                            .name(name)
+                            .description(format!(
+                                "techctl stack {}: outputs, JWT signing keys, database password",
+                                ctx.stack
+                            ))
+                            .secret_string(&text)
+                            .set_tags(Some(
+                                tags.iter()
+                                    .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                                    .collect()
+                            ))
+                            .send()
+                    );
+                    match created {
+                        Ok(answer) => Ok(Some(answer.arn().unwrap_or(name).to_string())),
+                        Err(e) if is_name_still_held(&e) => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                },
+            )
+            .await;
     };
 
     update(&ctx.aws, &current.arn, complete).await?;
@@ -431,8 +491,9 @@ async fn converge_secret(ctx: &Ctx, resource: &Resource, name: &str) -> Result<S
     Ok(current.arn)
 }
 
-/// Writes the outputs beside the credentials, dropping outputs the
-/// blueprint no longer has.
+/// Writes the outputs beside the credentials, dropping the outputs an
+/// earlier `up` wrote that the blueprint no longer has. Every other key
+/// (the credentials, and values operators added) is left as it is.
 async fn write_outputs(
     ctx: &Ctx,
     arn: &str,
@@ -443,11 +504,25 @@ async fn write_outputs(
         values.insert(key.clone(), ctx.output(output)?);
     }
     update(&ctx.aws, arn, |value: &mut Map<String, Value>| {
-        value.retain(|k, _| is_credential(k));
-        value.extend(values.clone());
+        apply_outputs(value, &values);
         Ok::<_, AwsError>(())
     })
     .await
+}
+
+/// `value` with `outputs` written into it and recorded as owned; outputs
+/// owned before and not written now are removed.
+fn apply_outputs(value: &mut Map<String, Value>, outputs: &Map<String, Value>) {
+    for stale in owned_outputs(value) {
+        if !outputs.contains_key(&stale) {
+            value.remove(&stale);
+        }
+    }
+    value.extend(outputs.clone());
+    let mut names: Vec<String> = outputs.keys().cloned().collect();
+    names.sort();
+    let names: Vec<Value> = names.into_iter().map(Value::String).collect();
+    value.insert(OWNED_OUTPUTS.into(), Value::Array(names));
 }
 
 fn new_password() -> String {
@@ -502,4 +577,57 @@ pub async fn delete(ctx: &Ctx, observed: &Observed) -> Result<(), AwsError> {
         req.recovery_window_in_days(RECOVERY_WINDOW_DAYS)
     };
     super::gone(sdk!("DeleteSecret", req.send()).map(|_| ()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => panic!("not an object"),
+        }
+    }
+
+    #[test]
+    fn outputs_replace_only_what_up_wrote_before() {
+        let mut secret = object(json!({
+            "jwt_kid": "k1",
+            "db_password": "pw",
+            "vpc_id": "vpc-1",
+            "old_output": "gone soon",
+            "mercadopago_access_token": "APP_USR-operator",
+            OWNED_OUTPUTS: ["vpc_id", "old_output"],
+        }));
+        apply_outputs(
+            &mut secret,
+            &object(json!({"vpc_id": "vpc-2", "alb_dns_name": "a"})),
+        );
+        assert_eq!(secret["vpc_id"], "vpc-2");
+        assert_eq!(secret["alb_dns_name"], "a");
+        assert!(
+            !secret.contains_key("old_output"),
+            "an output no longer listed goes"
+        );
+        assert_eq!(secret["mercadopago_access_token"], "APP_USR-operator");
+        assert_eq!(secret["jwt_kid"], "k1");
+        assert_eq!(secret["db_password"], "pw");
+        assert_eq!(owned_outputs(&secret), ["alb_dns_name", "vpc_id"]);
+    }
+
+    #[test]
+    fn a_secret_from_before_the_list_owns_no_operator_value() {
+        let mut secret = object(json!({
+            "vpc_id": "vpc-1",
+            "mercadopago_webhook_secret": "operator",
+        }));
+        assert!(owned_outputs(&secret).is_empty());
+        apply_outputs(&mut secret, &object(json!({"vpc_id": "vpc-1"})));
+        assert_eq!(secret["mercadopago_webhook_secret"], "operator");
+        assert_eq!(owned_outputs(&secret), ["vpc_id"]);
+        // A list edited to name a credential does not make it an output.
+        let forged = object(json!({OWNED_OUTPUTS: ["db_password", "jwt_private_key"]}));
+        assert!(owned_outputs(&forged).is_empty());
+    }
 }

@@ -6,8 +6,16 @@
 //! ports and paths, Fargate sizes). Every problem is reported with the file,
 //! line and column, the field's dotted path, and what is allowed, and all of
 //! them are reported at once so a user fixes the file in one pass.
+//!
+//! Validation also checks what AWS would refuse only halfway through `up`:
+//! the names the stack's resources get ([`names`]), the size of the subnets
+//! the load balancer sits in, and whether the database instance takes every
+//! task's connections ([`connections`]).
 
+pub mod connections;
+pub mod engine_version;
 mod model;
+pub mod names;
 mod validate;
 
 use std::fmt;

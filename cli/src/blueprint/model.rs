@@ -48,6 +48,8 @@ pub enum NatMode {
     #[serde(rename = "per-az")]
     PerAz,
     /// No NAT gateway: private subnets have no route to the internet.
+    /// Read so that validation can say why the stack cannot run without
+    /// one; a blueprint that asks for it is refused.
     #[serde(rename = "none")]
     Disabled,
 }

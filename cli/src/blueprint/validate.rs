@@ -4,9 +4,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
 use ipnet::Ipv4Net;
+use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Blueprint, Problem, line_column};
+use super::connections::{self, ConnectionBudget, MIN_POOL_SIZE};
+use super::names::{self, NameRule};
+use super::{Blueprint, NatMode, Problem, line_column};
 
 /// Retention periods CloudWatch Logs accepts.
 const LOG_RETENTION_DAYS: &[u32] = &[
@@ -16,6 +19,13 @@ const LOG_RETENTION_DAYS: &[u32] = &[
 const HTTP_METHODS: &[&str] = &[
     "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD", "*",
 ];
+/// The largest subnet prefix a load balancer may be placed in: "verify
+/// that each subnet for your load balancer has a CIDR block with at least a
+/// /27 bitmask (for example, 10.0.0.0/27) and has at least 8 free IP
+/// addresses" (Elastic Load Balancing, Application Load Balancers guide,
+/// "Subnets for your load balancer"). A /27 keeps 27 addresses after the 5
+/// AWS reserves in every subnet.
+const LOAD_BALANCER_SUBNET_PREFIX: u8 = 27;
 
 pub(super) fn check(bp: &Blueprint, text: &str) -> Vec<Problem> {
     let mut c = Checker {
@@ -67,6 +77,41 @@ impl Checker<'_> {
         }
     }
 
+    /// Reports `name` when AWS's `rule` refuses it. `field` and `span` are
+    /// where the name comes from, `made_from` what the user can change.
+    fn aws_name(
+        &mut self,
+        rule: &NameRule,
+        name: &str,
+        span: Range<usize>,
+        field: &str,
+        made_from: &str,
+    ) {
+        let Some(broken) = rule.broken(name) else {
+            return;
+        };
+        let fix = match &broken {
+            names::Broken::TooLong { max, .. } => {
+                format!(
+                    "a shorter {made_from}, so that the {} fits in {max} characters",
+                    rule.what
+                )
+            }
+            names::Broken::Begins(what) => format!("a {made_from} that does not begin with {what}"),
+            names::Broken::DoubleHyphen => format!("a {made_from} without two hyphens in a row"),
+            _ => format!("a {made_from} that makes a {} AWS accepts", rule.what),
+        };
+        self.report(
+            span,
+            field,
+            format!(
+                "the {} {name:?} {broken}, so AWS would refuse it ({}: {})",
+                rule.what, rule.api, rule.rule
+            ),
+            &fix,
+        );
+    }
+
     fn stack(&mut self, bp: &Blueprint) {
         let name = &bp.stack.name;
         if !is_stack_name(name.get_ref()) {
@@ -76,6 +121,17 @@ impl Checker<'_> {
                 format!("{:?} is not a valid stack name", name.get_ref()),
                 "1 to 32 characters: lowercase letters, digits and '-', starting with a letter",
             );
+        } else {
+            // The names the stack's own resources get from it.
+            let stack = name.get_ref();
+            for (rule, made) in [
+                (&names::LOAD_BALANCER, names::load_balancer(stack)),
+                (&names::DB_INSTANCE, names::db_instance(stack)),
+                (&names::DB_SUBNET_GROUP, names::db_subnet_group(stack)),
+                (&names::ROLE, names::execution_role(stack)),
+            ] {
+                self.aws_name(rule, &made, name.span(), "stack.name", "stack.name");
+            }
         }
         let region = &bp.stack.region;
         if !is_region(region.get_ref()) {
@@ -163,6 +219,19 @@ impl Checker<'_> {
             }
         }
 
+        if net.nat == NatMode::Disabled {
+            self.report(
+                nat_span(self.text).unwrap_or_else(|| net.vpc_cidr.span()),
+                "network.nat",
+                "\"none\" leaves the private subnets no way out to the internet: the services' \
+                 Fargate tasks could not pull their images from ECR, write to CloudWatch Logs or \
+                 read the stack secret, so every task would stop with ResourceInitializationError, \
+                 and the payment service could not reach Mercado Pago"
+                    .into(),
+                "\"single\" (one NAT gateway for the stack) or \"per-az\" (one per availability zone, which survives the loss of a zone)",
+            );
+        }
+
         let mut subnets: Vec<(String, Ipv4Net, Range<usize>)> = Vec::new();
         for (tier, list) in [
             ("public_subnets", &net.public_subnets),
@@ -222,6 +291,21 @@ impl Checker<'_> {
                     );
                     continue;
                 }
+                if tier == "private_subnets" && parsed.prefix_len() > LOAD_BALANCER_SUBNET_PREFIX {
+                    self.report(
+                        cidr.span(),
+                        &field,
+                        format!(
+                            "{parsed} is too small for the internal load balancer, which sits in the \
+                             private subnets: AWS wants each of its subnets to be at least a \
+                             /{LOAD_BALANCER_SUBNET_PREFIX} with 8 free addresses"
+                        ),
+                        &format!(
+                            "a larger block: prefix /16 to /{LOAD_BALANCER_SUBNET_PREFIX}, such as \"{}/{LOAD_BALANCER_SUBNET_PREFIX}\"",
+                            parsed.network()
+                        ),
+                    );
+                }
                 subnets.push((field, parsed, cidr.span()));
             }
         }
@@ -229,24 +313,16 @@ impl Checker<'_> {
 
     fn database(&mut self, bp: &Blueprint) {
         let db = &bp.database;
-        if !db.instance_class.get_ref().starts_with("db.") {
-            self.report(
-                db.instance_class.span(),
-                "database.instance_class",
-                format!(
-                    "{:?} is not an RDS instance class",
-                    db.instance_class.get_ref()
-                ),
-                "a class such as \"db.t4g.micro\"",
-            );
-        }
+        self.connections(bp);
         let version = db.engine_version.get_ref();
-        if version.is_empty() || !version.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        if super::engine_version::Requirement::parse(version).is_none() {
             self.report(
                 db.engine_version.span(),
                 "database.engine_version",
-                format!("{version:?} is not a PostgreSQL version"),
-                "a version such as \"16.4\"",
+                format!(
+                    "{version:?} is not a PostgreSQL major version or least minor version (RDS upgrades minor versions by itself)"
+                ),
+                "a major version such as \"16\", or a least minor version such as \"16.6\"",
             );
         }
         self.in_range(
@@ -260,6 +336,61 @@ impl Checker<'_> {
             1..=35,
         );
         self.in_range(&db.port, "database.port", 1150..=65535);
+    }
+
+    /// The instance class must take every task's pool at the rollout peak
+    /// (see [`connections`]).
+    fn connections(&mut self, bp: &Blueprint) {
+        let class = &bp.database.instance_class;
+        let field = "database.instance_class";
+        let Some(budget) = bp.connection_budget() else {
+            self.report(
+                class.span(),
+                field,
+                format!(
+                    "{:?} is not an instance class techctl knows the memory of, so it cannot tell \
+                     how many database connections each task may hold",
+                    class.get_ref()
+                ),
+                &connections::known_classes().join(", "),
+            );
+            return;
+        };
+        if budget.fits() {
+            return;
+        }
+        let ConnectionBudget {
+            instance_class,
+            max_connections,
+            reserved,
+            peak_tasks,
+        } = &budget;
+        let message = format!(
+            "{instance_class} takes {max_connections} connections (RDS's default \
+             max_connections); with {reserved} kept for RDS and operators, {} are left for \
+             {peak_tasks} tasks (every service at its max, twice over while a rollout runs the \
+             new tasks beside the old): {} each, and a task needs at least {MIN_POOL_SIZE}",
+            budget.for_tasks(),
+            budget.share(),
+        );
+        let sum_of_max = peak_tasks / connections::ROLLOUT_FACTOR;
+        let mut fixes = Vec::new();
+        if let Some(larger) = connections::smallest_fitting_class(instance_class, *peak_tasks) {
+            fixes.push(format!(
+                "a larger instance_class such as {} ({} connections, {} per task)",
+                larger.instance_class,
+                larger.max_connections,
+                larger.pool_size()
+            ));
+        }
+        let services = bp.services().count() as u32;
+        if budget.most_tasks() >= services {
+            fixes.push(format!(
+                "services whose max add up to at most {} (now {sum_of_max})",
+                budget.most_tasks()
+            ));
+        }
+        self.report(class.span(), field, message, &fixes.join(", or "));
     }
 
     fn gateway(&mut self, bp: &Blueprint) {
@@ -357,6 +488,8 @@ impl Checker<'_> {
                     format!("{name_str:?} is not a valid service name"),
                     "1 to 20 characters: lowercase letters, digits and '-', starting with a letter",
                 );
+            } else if is_stack_name(bp.stack_name()) {
+                self.service_names(bp.stack_name(), name, svc);
             }
             let port = *svc.port.get_ref();
             if port < 1024 {
@@ -433,6 +566,28 @@ impl Checker<'_> {
         }
     }
 
+    /// The names a service's resources get from the stack's and its own.
+    fn service_names(&mut self, stack: &str, name: &Spanned<String>, svc: &super::Service) {
+        let service = name.get_ref();
+        let mut made = vec![
+            (&names::TARGET_GROUP, names::target_group(stack, service)),
+            (&names::ROLE, names::task_role(stack, service)),
+        ];
+        if !svc.consumes.is_empty() {
+            made.push((&names::QUEUE, names::queue(stack, service)));
+            made.push((&names::QUEUE, names::dead_letter_queue(stack, service)));
+        }
+        for (rule, made) in made {
+            self.aws_name(
+                rule,
+                &made,
+                name.span(),
+                &format!("services.{service}"),
+                "stack.name or service name",
+            );
+        }
+    }
+
     fn fargate_size(&mut self, svc: &super::Service, cpu_field: &str, memory_field: &str) {
         let (cpu, memory) = (*svc.cpu.get_ref(), *svc.memory.get_ref());
         let Some(allowed) = fargate_memory(cpu) else {
@@ -492,6 +647,23 @@ impl Checker<'_> {
             }
         }
     }
+}
+
+/// Where `network.nat` is written. The model keeps the mode a plain value
+/// (the planner and the cost estimate match on it), so its position comes
+/// from a second, partial parse of the same text.
+fn nat_span(text: &str) -> Option<Range<usize>> {
+    #[derive(Deserialize)]
+    struct File {
+        network: Network,
+    }
+    #[derive(Deserialize)]
+    struct Network {
+        nat: Spanned<NatMode>,
+    }
+    toml::from_str::<File>(text)
+        .ok()
+        .map(|f| f.network.nat.span())
 }
 
 /// Memory sizes (MiB) Fargate accepts for a CPU size.

@@ -8,6 +8,7 @@ mod keys;
 mod plan;
 mod status;
 mod up;
+mod verify;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -111,6 +112,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 down::exec(&settings, &printer, options).await
             }
             Command::Status => status::exec(&settings, &printer).await,
+            Command::Verify => verify::exec(&settings, &printer).await,
             Command::Dev(args) => dev::exec(&settings, args).await,
             Command::Keys(action) => keys::exec(&settings, &printer, action).await,
         }

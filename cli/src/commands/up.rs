@@ -20,14 +20,22 @@ pub async fn exec(
     then_deploy: Option<DeployArgs>,
 ) -> Result<ExitCode, CliError> {
     let provisioned = provision(settings, printer, parallelism).await?;
-    let Some(how) = then_deploy else {
+    if provisioned != ExitCode::SUCCESS {
         return Ok(provisioned);
-    };
+    }
     let (blueprint, aws) = prepare(settings).await?;
-    let services = deploy::every_service(&blueprint);
-    let options = deploy::options(services, None, false, how);
-    printer.text("\nDeploying every service (skip with --no-deploy)…");
-    crate::deploy::run(&aws, &blueprint, &options, printer).await
+    if let Some(how) = then_deploy {
+        let services = deploy::every_service(&blueprint);
+        let options = deploy::options(services, None, false, how);
+        printer.text("\nDeploying every service (skip with --no-deploy)…");
+        let deployed = crate::deploy::run(&aws, &blueprint, &options, printer).await?;
+        if deployed != ExitCode::SUCCESS {
+            return Ok(deployed);
+        }
+    }
+    // Moto and the plan alone prove no flow: check what AWS now holds.
+    printer.text("\nVerifying every flow the system needs, and that nothing else is open…");
+    super::verify::check(settings, printer, &aws, &blueprint).await
 }
 
 async fn provision(

@@ -9,16 +9,16 @@ use aws_sdk_applicationautoscaling::types::{
     TargetTrackingScalingPolicyConfiguration,
 };
 use aws_sdk_ecs::types::{
-    AssignPublicIp, AwsVpcConfiguration, Compatibility, ContainerDefinition,
+    AssignPublicIp, AwsVpcConfiguration, Compatibility, ContainerDefinition, CpuArchitecture,
     DeploymentCircuitBreaker, DeploymentConfiguration, DesiredStatus, HealthCheck, KeyValuePair,
     LaunchType, LoadBalancer, LogConfiguration, LogDriver, NetworkConfiguration, NetworkMode,
-    PortMapping, PropagateTags, Secret, Tag, TransportProtocol,
+    OsFamily, PortMapping, PropagateTags, RuntimePlatform, Secret, Tag, TransportProtocol,
 };
 use serde_json::Value;
 
 use super::rollout::{Deployment, Snapshot, StoppedTask};
 use super::task::{StackFacts, TaskSpec};
-use crate::aws::{Aws, AwsError};
+use crate::aws::{Aws, AwsError, retry_passing};
 
 /// Seconds a new task may fail its health checks while it starts.
 pub const GRACE_PERIOD_SECONDS: i32 = 60;
@@ -66,6 +66,12 @@ pub async fn latest_revision(
         task_role_arn: definition.task_role_arn().unwrap_or_default().to_string(),
         container: container.name().unwrap_or_default().to_string(),
         image: container.image().unwrap_or_default().to_string(),
+        // ECS's default when a definition names none.
+        cpu_architecture: definition
+            .runtime_platform()
+            .and_then(|p| p.cpu_architecture())
+            .map_or("X86_64", |a| a.as_str())
+            .to_string(),
         port: container
             .port_mappings()
             .first()
@@ -152,6 +158,12 @@ pub async fn register(aws: &Aws, spec: &TaskSpec, stack: &str) -> Result<String,
             .network_mode(NetworkMode::Awsvpc)
             .cpu(&spec.cpu)
             .memory(&spec.memory)
+            .runtime_platform(
+                RuntimePlatform::builder()
+                    .cpu_architecture(CpuArchitecture::from(spec.cpu_architecture.as_str()))
+                    .operating_system_family(OsFamily::Linux)
+                    .build(),
+            )
             .execution_role_arn(&spec.execution_role_arn)
             .task_role_arn(&spec.task_role_arn)
             .container_definitions(container)
@@ -378,17 +390,20 @@ pub async fn ensure_scaling(
 ) -> Result<(), AwsError> {
     let resource = format!("service/{}/{}", settings.cluster, settings.name);
     let as_i32 = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
-    sdk!(
-        "RegisterScalableTarget",
-        aws.autoscaling
-            .register_scalable_target()
-            .service_namespace(ServiceNamespace::Ecs)
-            .resource_id(&resource)
-            .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
-            .min_capacity(as_i32(min))
-            .max_capacity(as_i32(max))
-            .send()
-    )?;
+    retry_passing(SCALING_SETTLE_DEADLINE, scaling_not_ready, || async {
+        sdk!(
+            "RegisterScalableTarget",
+            aws.autoscaling
+                .register_scalable_target()
+                .service_namespace(ServiceNamespace::Ecs)
+                .resource_id(&resource)
+                .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+                .min_capacity(as_i32(min))
+                .max_capacity(as_i32(max))
+                .send()
+        )
+    })
+    .await?;
     let metric = PredefinedMetricSpecification::builder()
         .predefined_metric_type(MetricType::EcsServiceAverageCpuUtilization)
         .build()
@@ -400,19 +415,39 @@ pub async fn ensure_scaling(
         .scale_out_cooldown(60)
         .build()
         .map_err(|e| AwsError::new("PutScalingPolicy", e.to_string()))?;
-    sdk!(
-        "PutScalingPolicy",
-        aws.autoscaling
-            .put_scaling_policy()
-            .policy_name(scaling_policy_name(settings))
-            .service_namespace(ServiceNamespace::Ecs)
-            .resource_id(&resource)
-            .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
-            .policy_type(PolicyType::TargetTrackingScaling)
-            .target_tracking_scaling_policy_configuration(tracking)
-            .send()
-    )?;
+    retry_passing(SCALING_SETTLE_DEADLINE, scaling_not_ready, || async {
+        sdk!(
+            "PutScalingPolicy",
+            aws.autoscaling
+                .put_scaling_policy()
+                .policy_name(scaling_policy_name(settings))
+                .service_namespace(ServiceNamespace::Ecs)
+                .resource_id(&resource)
+                .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+                .policy_type(PolicyType::TargetTrackingScaling)
+                .target_tracking_scaling_policy_configuration(tracking.clone())
+                .send()
+        )
+    })
+    .await?;
     Ok(())
+}
+
+/// How long Application Auto Scaling may take to know a service ECS has
+/// just created.
+const SCALING_SETTLE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Application Auto Scaling's answers right after `CreateService`, or while
+/// another change to the same target is under way: worth asking again.
+fn scaling_not_ready(e: &AwsError) -> bool {
+    match e.code.as_deref() {
+        Some("ObjectNotFoundException" | "ConcurrentUpdateException") => true,
+        Some("ValidationException") => {
+            let m = e.message.to_ascii_lowercase();
+            m.contains("does not exist") || m.contains("doesn't exist") || m.contains("not found")
+        }
+        _ => false,
+    }
 }
 
 pub fn scaling_policy_name(settings: &ServiceSettings) -> String {

@@ -82,7 +82,13 @@ pub async fn run(
     for service in &options.services {
         printer.text(&format!("\n==> {service}"));
         let image = match &options.image {
-            Some(reference) => given_image(reference)?,
+            Some(reference) => {
+                let reference = given_image(reference)?;
+                let architecture =
+                    image_architecture(aws, blueprint, options, &facts, service, &reference)
+                        .await?;
+                (reference, architecture)
+            }
             None => {
                 let spec = ImageSpec {
                     service,
@@ -93,7 +99,17 @@ pub async fn run(
                 build_and_push(aws, blueprint, options, &facts, &spec, printer).await?
             }
         };
-        deploy_image(aws, blueprint, options, &facts, service, &image, printer).await?;
+        let (image, architecture) = image;
+        deploy_image(
+            aws,
+            blueprint,
+            options,
+            &facts,
+            service,
+            (&image, architecture),
+            printer,
+        )
+        .await?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -114,6 +130,55 @@ fn given_image(reference: &str) -> Result<String, CliError> {
             "--image {reference} names no digest; deploys never follow a moving tag\n  give it as REPOSITORY@sha256:…"
         )))
     }
+}
+
+/// The architecture of a prebuilt image, from its config: the task
+/// definition must name it. The image must be in the registry the service
+/// deploys from (the stack's repository or `--registry`), the only one its
+/// tasks may pull from.
+async fn image_architecture(
+    aws: &Aws,
+    blueprint: &Blueprint,
+    options: &Options,
+    facts: &StackFacts,
+    service: &str,
+    reference: &str,
+) -> Result<image::Architecture, CliError> {
+    let (registry, repository) = destination(aws, blueprint, options, facts, service).await?;
+    let (name, digest) = reference.split_once('@').unwrap_or((reference, ""));
+    if name != format!("{}/{repository}", registry.host()) {
+        return Err(CliError::User(format!(
+            "--image {reference} is not in {}/{repository}, the repository the {service} service's tasks pull from\n  push it there first, or deploy from source",
+            registry.host()
+        )));
+    }
+    let unreadable = |e: image::ImageError| CliError::User(format!("reading {reference}: {e}"));
+    let (manifest, _) = registry
+        .manifest(&repository, digest)
+        .await
+        .map_err(unreadable)?;
+    let manifest: Value = serde_json::from_slice(&manifest)
+        .map_err(|e| CliError::User(format!("{reference} has no readable manifest: {e}")))?;
+    let config_digest = manifest
+        .pointer("/config/digest")
+        .and_then(Value::as_str)
+        .ok_or_else(|| CliError::User(format!("{reference} is not a single-platform image")))?;
+    let config: Value = serde_json::from_slice(
+        &registry
+            .blob(&repository, config_digest)
+            .await
+            .map_err(unreadable)?,
+    )
+    .map_err(|e| CliError::User(format!("{reference} has no readable config: {e}")))?;
+    let named = config
+        .get("architecture")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    image::Architecture::from_oci(named).ok_or_else(|| {
+        CliError::User(format!(
+            "{reference} is built for {named:?}; Fargate runs amd64 and arm64 images only"
+        ))
+    })
 }
 
 /// Where a service's image goes: the `--registry`, else the stack's ECR
@@ -165,7 +230,7 @@ async fn build_and_push(
     facts: &StackFacts,
     spec: &ImageSpec<'_>,
     printer: &Printer,
-) -> Result<String, CliError> {
+) -> Result<(String, image::Architecture), CliError> {
     let built = image::build(spec).map_err(|e| CliError::User(e.to_string()))?;
     let (registry, repository) = destination(aws, blueprint, options, facts, spec.service).await?;
     let reference = format!("{}/{repository}@{}", registry.host(), built.digest);
@@ -195,7 +260,7 @@ async fn build_and_push(
             built.blobs().len(),
             size(bytes)
         ));
-        return Ok(reference);
+        return Ok((reference, built.architecture));
     }
     let mut tags = vec!["latest".to_string()];
     if let Some(revision) = &spec.revision {
@@ -219,7 +284,7 @@ async fn build_and_push(
         pushed.present.len(),
         tags.join(", ")
     ));
-    Ok(reference)
+    Ok((reference, built.architecture))
 }
 
 async fn deploy_image(
@@ -228,10 +293,10 @@ async fn deploy_image(
     options: &Options,
     facts: &StackFacts,
     service: &str,
-    image: &str,
+    (image, architecture): (&str, image::Architecture),
     printer: &Printer,
 ) -> Result<(), CliError> {
-    let spec = task::task_spec(blueprint, service, facts, image)
+    let spec = task::task_spec(blueprint, service, facts, image, architecture)
         .map_err(|e| CliError::User(e.to_string()))?;
     let latest = ecs::latest_revision(aws, &spec.family).await?;
     if options.dry_run {
@@ -288,22 +353,29 @@ async fn deploy_image(
         *definition.max.get_ref(),
     )
     .await?;
-    if !changed {
-        printer.text(&format!(
-            "  the service runs {revision} already: nothing to roll out"
-        ));
-        return Ok(());
-    }
-    if !options.wait {
-        printer.text("  rolling out (not watched: --no-wait)");
-        return Ok(());
-    }
     let mut looks = EcsLooks {
         aws,
         cluster: &settings.cluster,
         service,
     };
     let before = looks.look().await?;
+    if !changed {
+        if before.is_steady_on(&revision) {
+            printer.text(&format!(
+                "  the service runs {revision} already: nothing to roll out"
+            ));
+            return Ok(());
+        }
+        // An earlier deploy stopped before its rollout ended (it failed
+        // half way, or was interrupted): this one sees it through.
+        printer.text(&format!(
+            "  the service is on {revision} but its rollout has not finished: watching it"
+        ));
+    }
+    if !options.wait {
+        printer.text("  rolling out (not watched: --no-wait)");
+        return Ok(());
+    }
     let watcher = Watcher::new(&revision, options.timeout, Instant::now(), &before);
     let outcome = watch(&mut looks, watcher, options.poll, &mut |line| {
         printer.text(&format!("  {line}"))

@@ -41,6 +41,18 @@ pub struct Snapshot {
     pub stopped: Vec<StoppedTask>,
 }
 
+impl Snapshot {
+    /// Whether `revision` is the only deployment, completed, with all its
+    /// tasks running: nothing is left to watch.
+    pub fn is_steady_on(&self, revision: &str) -> bool {
+        matches!(self.deployments.as_slice(), [d]
+            if d.task_definition == revision
+                && d.status == "PRIMARY"
+                && d.rollout_state == "COMPLETED"
+                && d.running >= d.desired)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Watching,
@@ -203,6 +215,31 @@ mod tests {
                 .collect(),
             stopped: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_service_left_mid_rollout_is_not_steady() {
+        // A first deploy that stopped after CreateService (say, Auto
+        // Scaling refused it): the revision is there but still rolling out.
+        let rolling = snapshot(
+            vec![deployment(NEW, "PRIMARY", (2, 0, 2), "IN_PROGRESS")],
+            &[],
+        );
+        assert!(!rolling.is_steady_on(NEW));
+        let replacing = snapshot(
+            vec![
+                deployment(NEW, "PRIMARY", (2, 2, 0), "COMPLETED"),
+                deployment(OLD, "ACTIVE", (2, 2, 0), "COMPLETED"),
+            ],
+            &[],
+        );
+        assert!(!replacing.is_steady_on(NEW));
+        let done = snapshot(
+            vec![deployment(NEW, "PRIMARY", (2, 2, 0), "COMPLETED")],
+            &[],
+        );
+        assert!(done.is_steady_on(NEW));
+        assert!(!done.is_steady_on(OLD));
     }
 
     #[test]

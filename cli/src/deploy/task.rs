@@ -30,6 +30,9 @@ pub struct TaskSpec {
     pub container: String,
     /// By digest: `repository@sha256:…`.
     pub image: String,
+    /// The image's processor architecture (`runtimePlatform`), as ECS
+    /// names it: `X86_64` or `ARM64`.
+    pub cpu_architecture: String,
     pub port: u16,
     pub environment: BTreeMap<String, String>,
     /// Variable → `valueFrom` (`<secret arn>:<json key>::`).
@@ -107,6 +110,7 @@ pub fn task_spec(
     service: &str,
     facts: &StackFacts,
     image: &str,
+    architecture: crate::image::Architecture,
 ) -> Result<TaskSpec, SpecError> {
     let (_, definition) = blueprint
         .services()
@@ -126,6 +130,12 @@ pub fn task_spec(
         (
             "DB_NAME".to_string(),
             facts.text(&format!("{key}_database"))?,
+        ),
+        // The task's share of the instance's connections, so that every
+        // task at the rollout peak fits in what the instance class takes.
+        (
+            "DB_POOL_SIZE".to_string(),
+            blueprint.db_pool_size().to_string(),
         ),
     ]);
     environment.extend(token_environment(blueprint, service));
@@ -201,6 +211,7 @@ pub fn task_spec(
         task_role_arn: facts.text(&format!("{key}_task_role_arn"))?,
         container: service.to_string(),
         image: image.to_string(),
+        cpu_architecture: architecture.ecs().to_string(),
         port,
         environment,
         secrets,
@@ -262,6 +273,7 @@ fn plain(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::Architecture;
     use serde_json::json;
 
     const ARN: &str =
@@ -308,7 +320,14 @@ mod tests {
 
     #[test]
     fn a_task_gets_settings_in_its_environment_and_secrets_by_reference() {
-        let spec = task_spec(&blueprint(), "order", &facts(&[]), "repo/order@sha256:ab").unwrap();
+        let spec = task_spec(
+            &blueprint(),
+            "order",
+            &facts(&[]),
+            "repo/order@sha256:ab",
+            Architecture::Amd64,
+        )
+        .unwrap();
         assert_eq!(spec.family, "techchallenge-order");
         assert_eq!((spec.cpu.as_str(), spec.memory.as_str()), ("256", "512"));
         assert_eq!(spec.image, "repo/order@sha256:ab");
@@ -332,15 +351,28 @@ mod tests {
             ["CMD", "/usr/local/bin/order-service", "health"]
         );
 
-        let product = task_spec(&blueprint(), "product", &facts(&[]), "x").unwrap();
+        let product = task_spec(
+            &blueprint(),
+            "product",
+            &facts(&[]),
+            "x",
+            Architecture::Amd64,
+        )
+        .unwrap();
         assert!(!product.environment.contains_key("EVENT_TRANSPORT"));
     }
 
     #[test]
     fn the_payment_service_needs_mercado_pago_in_the_stack_secret() {
-        let message = task_spec(&blueprint(), "payment", &facts(&[]), "x")
-            .unwrap_err()
-            .to_string();
+        let message = task_spec(
+            &blueprint(),
+            "payment",
+            &facts(&[]),
+            "x",
+            Architecture::Amd64,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(message.contains("mercadopago_access_token"), "{message}");
         assert!(message.contains(ARN), "{message}");
         let ready = facts(&[
@@ -349,7 +381,7 @@ mod tests {
             ("mercadopago_collector_id", "1"),
             ("mercadopago_pos_id", "CAIXA01"),
         ]);
-        let spec = task_spec(&blueprint(), "payment", &ready, "x").unwrap();
+        let spec = task_spec(&blueprint(), "payment", &ready, "x", Architecture::Amd64).unwrap();
         assert_eq!(
             spec.secrets["MERCADOPAGO_ACCESS_TOKEN"],
             format!("{ARN}:mercadopago_access_token::")
@@ -362,8 +394,22 @@ mod tests {
 
     #[test]
     fn the_diff_names_what_a_new_revision_changes() {
-        let old = task_spec(&blueprint(), "user", &facts(&[]), "repo/user@sha256:aa").unwrap();
-        let new = task_spec(&blueprint(), "user", &facts(&[]), "repo/user@sha256:bb").unwrap();
+        let old = task_spec(
+            &blueprint(),
+            "user",
+            &facts(&[]),
+            "repo/user@sha256:aa",
+            Architecture::Amd64,
+        )
+        .unwrap();
+        let new = task_spec(
+            &blueprint(),
+            "user",
+            &facts(&[]),
+            "repo/user@sha256:bb",
+            Architecture::Amd64,
+        )
+        .unwrap();
         assert_eq!(
             diff(Some(&old), &new),
             [
@@ -373,5 +419,28 @@ mod tests {
         );
         assert!(diff(Some(&new), &new).is_empty());
         assert!(diff(None, &new).iter().all(|l| l.starts_with("+ ")));
+    }
+
+    #[test]
+    fn every_task_gets_its_share_of_the_database_connections() {
+        // db.t4g.micro takes 82 connections; 68 are left after RDS's and
+        // the operators', over 32 tasks at the rollout peak: 2 each.
+        let shipped = blueprint();
+        for service in ["user", "order", "production"] {
+            let spec = task_spec(&shipped, service, &facts(&[]), "x", Architecture::Amd64).unwrap();
+            assert_eq!(spec.environment["DB_POOL_SIZE"], "2", "{service}");
+        }
+        // A larger class gives larger pools: db.t4g.small, 192 connections,
+        // 178 over 32 tasks; db.m6g.large, 855, capped at service-kit's 10.
+        for (class, pool) in [("db.t4g.small", "5"), ("db.m6g.large", "10")] {
+            let text = include_str!("../../../blueprints/techchallenge.toml").replacen(
+                "instance_class = \"db.t4g.micro\"",
+                &format!("instance_class = \"{class}\""),
+                1,
+            );
+            let bp = crate::blueprint::parse(std::path::Path::new("bp.toml"), &text).unwrap();
+            let spec = task_spec(&bp, "order", &facts(&[]), "x", Architecture::Amd64).unwrap();
+            assert_eq!(spec.environment["DB_POOL_SIZE"], pool, "{class}");
+        }
     }
 }

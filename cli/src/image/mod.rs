@@ -8,6 +8,7 @@
 //! byte is reproducible, so unchanged source gives the same digest and a
 //! push uploads nothing new.
 
+pub mod arch;
 pub mod layer;
 pub mod registry;
 pub mod runtime;
@@ -16,6 +17,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
+pub use arch::Architecture;
 pub use layer::{Layer, LayerBuilder, digest};
 
 pub const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -53,6 +55,8 @@ pub struct Image {
     pub manifest: Vec<u8>,
     /// The manifest's digest: what a deploy names.
     pub digest: String,
+    /// The binary's, named in the config and in the task definition.
+    pub architecture: Architecture,
 }
 
 impl Image {
@@ -79,6 +83,7 @@ impl Image {
 /// Builds the image of one service binary.
 pub fn build(spec: &ImageSpec) -> Result<Image, ImageError> {
     let io = |e: std::io::Error| ImageError::new(format!("cannot assemble the image: {e}"));
+    let architecture = Architecture::of_binary(spec.binary)?;
     let base = runtime::base_layer(spec.binary)?.finish().map_err(io)?;
     let file_name = spec
         .binary
@@ -93,7 +98,7 @@ pub fn build(spec: &ImageSpec) -> Result<Image, ImageError> {
     let app = app.finish().map_err(io)?;
     let layers = vec![base, app];
 
-    let config = config(spec, &entrypoint, &layers);
+    let config = config(spec, architecture, &entrypoint, &layers);
     let config = serde_json::to_vec(&config).map_err(|e| ImageError::new(e.to_string()))?;
     let config_digest = digest(&config);
     let manifest = json!({
@@ -113,6 +118,7 @@ pub fn build(spec: &ImageSpec) -> Result<Image, ImageError> {
         config,
         config_digest,
         manifest,
+        architecture,
     })
 }
 
@@ -129,9 +135,14 @@ fn labels(spec: &ImageSpec) -> Value {
 }
 
 /// The image config: no creation time, so that it stays reproducible.
-fn config(spec: &ImageSpec, entrypoint: &str, layers: &[Layer]) -> Value {
+fn config(
+    spec: &ImageSpec,
+    architecture: Architecture,
+    entrypoint: &str,
+    layers: &[Layer],
+) -> Value {
     json!({
-        "architecture": "amd64",
+        "architecture": architecture.oci(),
         "os": "linux",
         "config": {
             "User": format!("{}:{}", runtime::USER_ID, runtime::USER_ID),

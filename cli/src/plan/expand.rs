@@ -290,7 +290,12 @@ fn security_groups(bp: &Blueprint) -> Vec<Resource> {
         ),
         (
             "alb",
-            vec![Rule::tcp(ALB_LISTENER_PORT, group("vpc-link"))],
+            // The services call each other through the listener too (the
+            // order service prices orders at the product service).
+            vec![
+                Rule::tcp(ALB_LISTENER_PORT, group("vpc-link")),
+                Rule::tcp(ALB_LISTENER_PORT, group("services")),
+            ],
             service_ports
                 .iter()
                 .map(|p| Rule::tcp(*p, group("services")))
@@ -302,9 +307,11 @@ fn security_groups(bp: &Blueprint) -> Vec<Resource> {
                 .iter()
                 .map(|p| Rule::tcp(*p, group("alb")))
                 .collect(),
-            // HTTPS out through the NAT gateway: AWS APIs, ECR and Mercado Pago.
+            // HTTPS out through the NAT gateway: AWS APIs, ECR and Mercado
+            // Pago; the listener for calls to another service.
             vec![
                 Rule::tcp(db_port, group("database")),
+                Rule::tcp(ALB_LISTENER_PORT, group("alb")),
                 Rule::tcp(HTTPS, Peer::Cidr(ANYWHERE.into())),
             ],
         ),

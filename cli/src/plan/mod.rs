@@ -239,6 +239,7 @@ fn compare(stack: &str, want: &Resource, have: &Observed, resolve: &Resolve) -> 
     let mut fields: Vec<FieldChange> = desired
         .iter()
         .filter(|(name, value)| actual.get(*name) != Some(value))
+        .filter(|(name, value)| !in_sync_anyway(kind, name, value, actual.get(*name)))
         .map(|(name, value)| FieldChange {
             field: name.clone(),
             before: actual.get(name).cloned(),
@@ -292,6 +293,27 @@ fn compare(stack: &str, want: &Resource, have: &Observed, resolve: &Resolve) -> 
         physical_id: Some(have.physical_id.clone()),
         fields,
         reason,
+    }
+}
+
+/// Fields that differ in text but not in what the blueprint asks for: a
+/// database engine that RDS upgraded to a newer minor version (or that
+/// runs a newer major one, which `up` never tries to take back).
+fn in_sync_anyway(
+    kind: Kind,
+    field: &str,
+    wanted: &serde_json::Value,
+    actual: Option<&serde_json::Value>,
+) -> bool {
+    if kind != Kind::DbInstance || field != "engine_version" {
+        return false;
+    }
+    let requirement = wanted
+        .as_str()
+        .and_then(crate::blueprint::engine_version::Requirement::parse);
+    match (requirement, actual.and_then(|a| a.as_str())) {
+        (Some(want), Some(have)) => want.accepts(have),
+        _ => false,
     }
 }
 

@@ -132,7 +132,7 @@ impl Kind {
             Kind::ApiRoute => field == "integration",
             Kind::ApiStage => field == "auto_deploy",
             Kind::Cluster => field == "container_insights",
-            Kind::Role => field == "policy",
+            Kind::Role => matches!(field, "policy" | "account_guard"),
             Kind::LogGroup => field == "retention_days",
             Kind::DbSubnetGroup => field == "subnets",
             Kind::DbInstance => matches!(
@@ -506,6 +506,10 @@ pub enum Spec {
         name: String,
         /// The AWS service allowed to assume the role.
         trusted_service: String,
+        /// Only this account's tasks may assume it (the `aws:SourceAccount`
+        /// and `aws:SourceArn` conditions: AWS's guard against a confused
+        /// deputy).
+        account_guard: bool,
         /// The role's one inline policy: every right it has.
         policy: BTreeSet<Statement>,
     },

@@ -1,6 +1,9 @@
 //! Shared set-up of the engine tests: a moto server per test, a recording
-//! fault proxy in front of it, and helpers that run the engine in process
-//! and read AWS state back through the SDK.
+//! fault proxy in front of it that also refuses what real AWS refuses
+//! (testkit's strict layer: ids not yet propagated, a service Auto Scaling
+//! cannot see yet, the first cluster of an account, names reused too soon,
+//! deletes of what is still in use, names AWS rules out), and helpers that
+//! run the engine in process and read AWS state back through the SDK.
 #![allow(dead_code)] // each test file uses its own share of these helpers
 
 use std::collections::BTreeMap;
@@ -13,7 +16,7 @@ use techctl::aws::{self, Aws, AwsSettings};
 use techctl::blueprint::{self, Blueprint};
 use techctl::plan::Plan;
 use techctl::stack;
-use testkit::{FaultProxy, Moto};
+use testkit::{FaultProxy, Moto, Strictness};
 
 pub const REGION: &str = "us-east-1";
 
@@ -51,11 +54,25 @@ pub struct Harness {
 
 impl Harness {
     pub async fn start() -> Harness {
+        Harness::start_with(Strictness::new()).await
+    }
+
+    /// With the strict layer's windows of `strictness`.
+    pub async fn start_with(strictness: Strictness) -> Harness {
         let moto = tokio::task::spawn_blocking(Moto::start)
             .await
             .expect("start moto");
-        let proxy = FaultProxy::start(&moto.url).await;
+        let proxy = FaultProxy::start_strict(&moto.url, strictness).await;
         Harness { moto, proxy }
+    }
+
+    /// The operations the strict layer refused, as `operation code`.
+    pub fn refused(&self) -> Vec<String> {
+        self.proxy
+            .strict_refusals()
+            .into_iter()
+            .map(|r| format!("{} {}", r.operation, r.code))
+            .collect()
     }
 
     /// Clients that go through the proxy, with a call log of their own.

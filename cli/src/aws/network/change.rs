@@ -63,7 +63,9 @@ pub async fn create(ctx: &Ctx, step: &Step, resource: &Resource) -> Result<Strin
             ctx.aws
                 .create_once(
                     || async {
-                        sdk!(
+                        sdk_settled!(
+                            ctx.aws,
+                            [vpc_id],
                             "CreateSubnet",
                             ec2.create_subnet()
                                 .vpc_id(&vpc_id)
@@ -143,7 +145,9 @@ pub async fn create(ctx: &Ctx, step: &Step, resource: &Resource) -> Result<Strin
                 .aws
                 .create_once(
                     || async {
-                        sdk!(
+                        sdk_settled!(
+                            ctx.aws,
+                            [subnet_id, allocation],
                             "CreateNatGateway",
                             ec2.create_nat_gateway()
                                 .subnet_id(&subnet_id)
@@ -172,7 +176,9 @@ pub async fn create(ctx: &Ctx, step: &Step, resource: &Resource) -> Result<Strin
                 .aws
                 .create_once(
                     || async {
-                        sdk!(
+                        sdk_settled!(
+                            ctx.aws,
+                            [vpc_id],
                             "CreateRouteTable",
                             ec2.create_route_table()
                                 .vpc_id(&vpc_id)
@@ -207,7 +213,9 @@ pub async fn create(ctx: &Ctx, step: &Step, resource: &Resource) -> Result<Strin
                 .aws
                 .create_once(
                     || async {
-                        sdk!(
+                        sdk_settled!(
+                            ctx.aws,
+                            [vpc_id],
                             "CreateSecurityGroup",
                             ec2.create_security_group()
                                 .vpc_id(&vpc_id)
@@ -454,14 +462,18 @@ async fn set_dns(ctx: &Ctx, vpc_id: &str, support: bool, hostnames: bool) -> Res
     let ec2 = &ctx.aws.ec2;
     let on = |v: bool| AttributeBooleanValue::builder().value(v).build();
     // AWS takes one attribute per call.
-    sdk!(
+    sdk_settled!(
+        ctx.aws,
+        [vpc_id],
         "ModifyVpcAttribute",
         ec2.modify_vpc_attribute()
             .vpc_id(vpc_id)
             .enable_dns_support(on(support))
             .send()
     )?;
-    sdk!(
+    sdk_settled!(
+        ctx.aws,
+        [vpc_id],
         "ModifyVpcAttribute",
         ec2.modify_vpc_attribute()
             .vpc_id(vpc_id)
@@ -480,20 +492,24 @@ async fn write_tags(
         .iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect();
-    sdk!(
+    sdk_settled!(
+        ctx.aws,
+        [physical],
         "CreateTags",
         ctx.aws
             .ec2
             .create_tags()
             .resources(physical)
-            .set_tags(Some(tags))
+            .set_tags(Some(tags.clone()))
             .send()
     )
     .map(|_| ())
 }
 
 async fn attach_gateway(ctx: &Ctx, igw: &str, vpc_id: &str) -> Result<(), AwsError> {
-    let attached = sdk!(
+    let attached = sdk_settled!(
+        ctx.aws,
+        [igw, vpc_id],
         "AttachInternetGateway",
         ctx.aws
             .ec2
@@ -581,7 +597,12 @@ async fn converge_routes(
                 } else {
                     req.gateway_id(&target)
                 };
-                sdk!("ReplaceRoute", req.send())?;
+                sdk_settled!(
+                    ctx.aws,
+                    [table, &target],
+                    "ReplaceRoute",
+                    req.clone().send()
+                )?;
             }
             None => {
                 let req = ec2
@@ -593,7 +614,7 @@ async fn converge_routes(
                 } else {
                     req.gateway_id(&target)
                 };
-                sdk!("CreateRoute", req.send())?;
+                sdk_settled!(ctx.aws, [table, &target], "CreateRoute", req.clone().send())?;
             }
         }
     }
@@ -633,10 +654,12 @@ async fn associate(ctx: &Ctx, table: &str, subnet: &str) -> Result<String, AwsEr
     });
     match existing {
         Some((current, assoc)) if current == table => Ok(assoc),
-        Some((_, assoc)) => sdk!(
+        Some((_, assoc)) => sdk_settled!(
+            ctx.aws,
+            [table, subnet],
             "ReplaceRouteTableAssociation",
             ec2.replace_route_table_association()
-                .association_id(assoc)
+                .association_id(&assoc)
                 .route_table_id(table)
                 .send()
         )?
@@ -648,7 +671,9 @@ async fn associate(ctx: &Ctx, table: &str, subnet: &str) -> Result<String, AwsEr
                 "no association id in the answer",
             )
         }),
-        None => sdk!(
+        None => sdk_settled!(
+            ctx.aws,
+            [table, subnet],
             "AssociateRouteTable",
             ec2.associate_route_table()
                 .route_table_id(table)

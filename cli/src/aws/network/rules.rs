@@ -105,7 +105,9 @@ pub(super) async fn group_permissions(
     ctx: &Ctx,
     group_id: &str,
 ) -> Result<(Vec<IpPermission>, Vec<IpPermission>), AwsError> {
-    let out = sdk!(
+    let out = sdk_settled!(
+        ctx.aws,
+        [group_id],
         "DescribeSecurityGroups",
         ctx.aws
             .ec2
@@ -140,45 +142,66 @@ pub(super) async fn converge_rules(
     };
     let (want_in, want_out) = (want(ingress)?, want(egress)?);
     let (have_in, have_out) = (aws_rules(&now_in), aws_rules(&now_out));
+    // The group and every group its rules name may be new to EC2.
+    let named: Vec<&str> = std::iter::once(group_id)
+        .chain(
+            want_in
+                .iter()
+                .chain(&want_out)
+                .filter_map(|r| r.group.as_deref()),
+        )
+        .collect();
     let perms = |a: &BTreeSet<AwsRule>, b: &BTreeSet<AwsRule>| -> Option<Vec<IpPermission>> {
         let list: Vec<IpPermission> = a.difference(b).map(AwsRule::permission).collect();
         (!list.is_empty()).then_some(list)
     };
     if let Some(extra) = perms(&have_in, &want_in) {
-        sdk!(
+        sdk_settled!(
+            ctx.aws,
+            [group_id],
             "RevokeSecurityGroupIngress",
             ec2.revoke_security_group_ingress()
                 .group_id(group_id)
-                .set_ip_permissions(Some(extra))
+                .set_ip_permissions(Some(extra.clone()))
                 .send()
         )?;
     }
     if let Some(extra) = perms(&have_out, &want_out) {
-        sdk!(
+        sdk_settled!(
+            ctx.aws,
+            [group_id],
             "RevokeSecurityGroupEgress",
             ec2.revoke_security_group_egress()
                 .group_id(group_id)
-                .set_ip_permissions(Some(extra))
+                .set_ip_permissions(Some(extra.clone()))
                 .send()
         )?;
     }
     if let Some(missing) = perms(&want_in, &have_in) {
-        sdk!(
-            "AuthorizeSecurityGroupIngress",
-            ec2.authorize_security_group_ingress()
-                .group_id(group_id)
-                .set_ip_permissions(Some(missing))
-                .send()
-        )?;
+        ctx.aws
+            .settled(&named, || async {
+                sdk!(
+                    "AuthorizeSecurityGroupIngress",
+                    ec2.authorize_security_group_ingress()
+                        .group_id(group_id)
+                        .set_ip_permissions(Some(missing.clone()))
+                        .send()
+                )
+            })
+            .await?;
     }
     if let Some(missing) = perms(&want_out, &have_out) {
-        sdk!(
-            "AuthorizeSecurityGroupEgress",
-            ec2.authorize_security_group_egress()
-                .group_id(group_id)
-                .set_ip_permissions(Some(missing))
-                .send()
-        )?;
+        ctx.aws
+            .settled(&named, || async {
+                sdk!(
+                    "AuthorizeSecurityGroupEgress",
+                    ec2.authorize_security_group_egress()
+                        .group_id(group_id)
+                        .set_ip_permissions(Some(missing.clone()))
+                        .send()
+                )
+            })
+            .await?;
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::blueprint::Blueprint;
+use crate::blueprint::{Blueprint, names};
 use crate::plan::resource::{DeadLetter, KeysState, Output, Resource, Spec};
 
 use super::{SECURITY_GROUPS, ids, platform, private_subnets, secret_name};
@@ -32,7 +32,7 @@ pub fn database(bp: &Blueprint, zones: &[String]) -> Vec<Resource> {
     let mut instance = Resource::new(
         ids::db_instance(),
         Spec::DbInstance {
-            identifier: bp.stack_name().to_string(),
+            identifier: names::db_instance(bp.stack_name()),
             engine_version: db.engine_version.get_ref().clone(),
             instance_class: db.instance_class.get_ref().clone(),
             allocated_storage_gb: *db.allocated_storage_gb.get_ref(),
@@ -53,7 +53,7 @@ pub fn database(bp: &Blueprint, zones: &[String]) -> Vec<Resource> {
         Resource::new(
             ids::db_subnet_group(),
             Spec::DbSubnetGroup {
-                name: format!("{}-private", bp.stack_name()),
+                name: names::db_subnet_group(bp.stack_name()),
                 subnets: private_subnets(zones),
             },
         ),
@@ -106,7 +106,7 @@ pub fn messaging(bp: &Blueprint) -> Vec<Resource> {
         out.push(Resource::new(
             ids::dead_letter_queue(name),
             Spec::Queue {
-                name: format!("{stack}-{name}-dlq"),
+                name: names::dead_letter_queue(stack, name),
                 visibility_timeout_seconds: *msg.visibility_timeout_seconds.get_ref(),
                 retention_seconds: DEAD_LETTER_RETENTION_SECONDS,
                 dead_letter: None,
@@ -116,7 +116,7 @@ pub fn messaging(bp: &Blueprint) -> Vec<Resource> {
         out.push(Resource::new(
             ids::queue(name),
             Spec::Queue {
-                name: format!("{stack}-{name}"),
+                name: names::queue(stack, name),
                 visibility_timeout_seconds: *msg.visibility_timeout_seconds.get_ref(),
                 retention_seconds: QUEUE_RETENTION_SECONDS,
                 dead_letter: Some(DeadLetter {

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::blueprint::Blueprint;
+use crate::blueprint::{Blueprint, names};
 use crate::plan::resource::{Cors, Output, Resource, Spec, Statement};
 
 use super::{ALB_LISTENER_PORT, ids, private_subnets};
@@ -33,7 +33,7 @@ pub fn load_balancing(bp: &Blueprint, zones: &[String]) -> Vec<Resource> {
         Resource::new(
             ids::load_balancer(),
             Spec::LoadBalancer {
-                name: stack.to_string(),
+                name: names::load_balancer(stack),
                 internal: true,
                 subnets: private_subnets(zones),
                 security_groups: BTreeSet::from([ids::security_group("alb")]),
@@ -52,7 +52,7 @@ pub fn load_balancing(bp: &Blueprint, zones: &[String]) -> Vec<Resource> {
         out.push(Resource::new(
             ids::target_group(name),
             Spec::TargetGroup {
-                name: format!("{stack}-{name}"),
+                name: names::target_group(stack, name),
                 vpc: ids::vpc(),
                 port: *service.port.get_ref(),
                 health_check_path: HEALTH_CHECK_PATH.to_string(),
@@ -185,8 +185,9 @@ pub fn compute(bp: &Blueprint) -> Vec<Resource> {
     out.push(Resource::new(
         ids::execution_role(),
         Spec::Role {
-            name: format!("{stack}-task-execution"),
+            name: names::execution_role(stack),
             trusted_service: "ecs-tasks.amazonaws.com".into(),
+            account_guard: true,
             policy: execution_policy,
         },
     ));
@@ -220,8 +221,9 @@ pub fn compute(bp: &Blueprint) -> Vec<Resource> {
         out.push(Resource::new(
             ids::task_role(name),
             Spec::Role {
-                name: format!("{stack}-{name}-task"),
+                name: names::task_role(stack, name),
                 trusted_service: "ecs-tasks.amazonaws.com".into(),
+                account_guard: true,
                 policy,
             },
         ));

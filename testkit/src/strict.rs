@@ -1,0 +1,550 @@
+//! A layer of the fault proxy that refuses what real AWS refuses and moto
+//! accepts: ids used before they have propagated, a service Application
+//! Auto Scaling cannot see yet, the first ECS cluster of an account, names
+//! reused too soon after a delete, deletes of resources something still
+//! depends on, and names AWS's API references rule out.
+//!
+//! It looks at every request before the fault policy does. To answer, it
+//! may ask moto itself (the proxy's target) about the current state; those
+//! look-ups go straight to moto and never appear in the proxy's log.
+
+mod depends;
+mod engines;
+mod names;
+mod wire;
+
+pub use engines::POSTGRES_VERSIONS;
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{HeaderMap, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{Value, json};
+
+use crate::proxy::error_response;
+use wire::{Element, xml_escape};
+
+/// What the strict layer enforces. Every window is how long AWS takes to
+/// catch up with itself; real AWS takes seconds to a minute, tests want
+/// fractions of a second.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Strictness {
+    /// How long after an EC2 create (VPC, subnet, internet gateway, Elastic
+    /// IP, NAT gateway, route table, security group) other EC2 writes that
+    /// name the new id are answered with its `...NotFound` error.
+    pub ec2_propagation: Duration,
+    /// How long after ECS CreateService Application Auto Scaling answers
+    /// that the service does not exist.
+    pub ecs_service_propagation: Duration,
+    /// How many CreateCluster calls fail because ECS's service-linked role
+    /// does not exist yet, as in a fresh account.
+    pub ecs_linked_role_refusals: u32,
+    /// How long after DeleteQueue a queue of the same name cannot be made
+    /// (AWS: 60 seconds).
+    pub queue_name_hold: Duration,
+    /// How long after DeleteSecret with ForceDeleteWithoutRecovery a secret
+    /// of the same name cannot be made.
+    pub secret_name_hold: Duration,
+    /// Refuse deletes AWS refuses while something still depends on the
+    /// resource, looking the dependants up in moto at the time.
+    pub dependency_checks: bool,
+    /// Check the names and sizes of creates against AWS's rules.
+    pub name_checks: bool,
+}
+
+impl Strictness {
+    /// Everything on, with windows of 300 ms and one refused CreateCluster.
+    pub fn new() -> Strictness {
+        let window = Duration::from_millis(300);
+        Strictness {
+            ec2_propagation: window,
+            ecs_service_propagation: window,
+            ecs_linked_role_refusals: 1,
+            queue_name_hold: window,
+            secret_name_hold: window,
+            dependency_checks: true,
+            name_checks: true,
+        }
+    }
+
+    /// Nothing enforced: the proxy behaves as one from `FaultProxy::start`.
+    pub fn off() -> Strictness {
+        Strictness {
+            ec2_propagation: Duration::ZERO,
+            ecs_service_propagation: Duration::ZERO,
+            ecs_linked_role_refusals: 0,
+            queue_name_hold: Duration::ZERO,
+            secret_name_hold: Duration::ZERO,
+            dependency_checks: false,
+            name_checks: false,
+        }
+    }
+
+    /// The same, with every window set to `window`.
+    pub fn windows(self, window: Duration) -> Strictness {
+        Strictness {
+            ec2_propagation: window,
+            ecs_service_propagation: window,
+            queue_name_hold: window,
+            secret_name_hold: window,
+            ..self
+        }
+    }
+}
+
+impl Default for Strictness {
+    fn default() -> Strictness {
+        Strictness::new()
+    }
+}
+
+/// One request the strict layer answered in moto's place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// `CreateTags`, `DeleteSubnet`, ...
+    pub operation: String,
+    /// The error code the client got, as its SDK reports it.
+    pub code: String,
+    /// Why, in words: what was missing, too young, in the way or misnamed.
+    pub reason: String,
+}
+
+/// The request as the proxy hands it over.
+pub(crate) struct Call<'a> {
+    pub operation: &'a str,
+    pub path: &'a str,
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+}
+
+/// The AWS service a request is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Service {
+    Ec2,
+    Elbv2,
+    Rds,
+    Iam,
+    Sns,
+    Sqs,
+    SecretsManager,
+    Ecs,
+    ApplicationAutoScaling,
+    Logs,
+    Ecr,
+    ApiGatewayV2,
+    Other,
+}
+
+/// A request, decoded once for every check.
+struct Request<'a> {
+    service: Service,
+    operation: &'a str,
+    path: &'a str,
+    headers: &'a HeaderMap,
+    /// The form of query-protocol requests (EC2, ELBv2, RDS, IAM, SNS).
+    params: Vec<(String, String)>,
+    /// The body of JSON requests (`Null` otherwise).
+    json: Value,
+}
+
+impl<'a> Request<'a> {
+    fn new(call: &Call<'a>) -> Request<'a> {
+        let target = call
+            .headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok());
+        let (params, json) = if target.is_some() || call.path.starts_with("/v2/") {
+            (
+                Vec::new(),
+                serde_json::from_slice(call.body).unwrap_or(Value::Null),
+            )
+        } else {
+            (wire::parse_form(call.body), Value::Null)
+        };
+        let service = match target {
+            Some(target) => match target.split('.').next().unwrap_or_default() {
+                "AmazonSQS" => Service::Sqs,
+                "secretsmanager" => Service::SecretsManager,
+                "AnyScaleFrontendService" => Service::ApplicationAutoScaling,
+                prefix if prefix.starts_with("AmazonEC2ContainerServiceV") => Service::Ecs,
+                prefix if prefix.starts_with("AmazonEC2ContainerRegistry") => Service::Ecr,
+                prefix if prefix.starts_with("Logs_") => Service::Logs,
+                _ => Service::Other,
+            },
+            None if call.path.starts_with("/v2/") => Service::ApiGatewayV2,
+            None => {
+                let version = params.iter().find(|(k, _)| k == "Version");
+                match version.map(|(_, v)| v.as_str()) {
+                    Some("2016-11-15") => Service::Ec2,
+                    Some("2015-12-01") => Service::Elbv2,
+                    Some("2014-10-31") => Service::Rds,
+                    Some("2010-05-08") => Service::Iam,
+                    Some("2010-03-31") => Service::Sns,
+                    _ => Service::Other,
+                }
+            }
+        };
+        Request {
+            service,
+            operation: call.operation,
+            path: call.path,
+            headers: call.headers,
+            params,
+            json,
+        }
+    }
+
+    /// A form parameter.
+    fn form(&self, key: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A top-level string of a JSON body.
+    fn json_str(&self, key: &str) -> Option<&str> {
+        self.json.get(key).and_then(Value::as_str)
+    }
+}
+
+/// A refusal before it is answered: the code and message the client gets,
+/// and the reason kept in the record.
+struct Verdict {
+    code: &'static str,
+    message: String,
+    reason: String,
+}
+
+impl Verdict {
+    fn new(code: &'static str, message: String, reason: String) -> Verdict {
+        Verdict {
+            code,
+            message,
+            reason,
+        }
+    }
+}
+
+/// What the layer remembers between requests.
+#[derive(Default)]
+struct Memory {
+    /// EC2 ids still propagating: id, its NotFound code, its noun, birth.
+    young_ids: Vec<(String, &'static str, &'static str, Instant)>,
+    /// `service/<cluster>/<service>` of new ECS services.
+    young_services: Vec<(String, Instant)>,
+    linked_role_refusals_left: u32,
+    deleted_queues: Vec<(String, Instant)>,
+    deleted_secrets: Vec<(String, Instant)>,
+    refusals: Vec<Refusal>,
+}
+
+impl Memory {
+    /// Drops what is older than its window.
+    fn forget(&mut self, rules: &Strictness) {
+        self.young_ids
+            .retain(|(_, _, _, born)| born.elapsed() < rules.ec2_propagation);
+        self.young_services
+            .retain(|(_, born)| born.elapsed() < rules.ecs_service_propagation);
+        self.deleted_queues
+            .retain(|(_, at)| at.elapsed() < rules.queue_name_hold);
+        self.deleted_secrets
+            .retain(|(_, at)| at.elapsed() < rules.secret_name_hold);
+    }
+}
+
+/// The strict layer of one proxy.
+pub(crate) struct Strict {
+    rules: Strictness,
+    /// Moto's URL, for look-ups.
+    target: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+    memory: Mutex<Memory>,
+}
+
+impl Strict {
+    pub(crate) fn new(
+        rules: Strictness,
+        target: String,
+        client: Client<HttpConnector, Full<Bytes>>,
+    ) -> Strict {
+        let memory = Memory {
+            linked_role_refusals_left: rules.ecs_linked_role_refusals,
+            ..Memory::default()
+        };
+        Strict {
+            rules,
+            target,
+            client,
+            memory: Mutex::new(memory),
+        }
+    }
+
+    fn memory(&self) -> MutexGuard<'_, Memory> {
+        // Every update is a single push or decrement, so the memory is whole
+        // even if a request panicked while holding the lock.
+        self.memory.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every refusal so far, in order.
+    pub(crate) fn refusals(&self) -> Vec<Refusal> {
+        self.memory().refusals.clone()
+    }
+
+    /// AWS's answer when real AWS would refuse the request; `None` lets it
+    /// through to the fault policy and moto.
+    pub(crate) async fn refuse(&self, call: &Call<'_>) -> Option<Response<Full<Bytes>>> {
+        let request = Request::new(call);
+        if let Some(stand_in) = engines::answer(&request) {
+            return Some(stand_in);
+        }
+        let verdict = match self.refuse_from_memory(&request) {
+            Some(verdict) => verdict,
+            None if self.rules.dependency_checks => depends::check(self, &request).await?,
+            None => return None,
+        };
+        self.memory().refusals.push(Refusal {
+            operation: request.operation.to_string(),
+            code: verdict.code.to_string(),
+            reason: verdict.reason.clone(),
+        });
+        Some(answer(request.service, &verdict))
+    }
+
+    /// The checks that need nothing but the request and what was seen.
+    fn refuse_from_memory(&self, request: &Request<'_>) -> Option<Verdict> {
+        if self.rules.name_checks
+            && let Some(verdict) = names::check(request)
+        {
+            return Some(verdict);
+        }
+        if self.rules.name_checks
+            && let Some(verdict) = engines::check_create(request)
+        {
+            return Some(verdict);
+        }
+        let mut memory = self.memory();
+        memory.forget(&self.rules);
+        match (request.service, request.operation) {
+            (Service::Ecs, "CreateCluster") if memory.linked_role_refusals_left > 0 => {
+                memory.linked_role_refusals_left -= 1;
+                Some(Verdict::new(
+                    "InvalidParameterException",
+                    "Unable to assume the service linked role. Please verify that the ECS service linked role exists."
+                        .to_string(),
+                    "ECS's service-linked role does not exist yet in a fresh account".to_string(),
+                ))
+            }
+            (Service::ApplicationAutoScaling, "RegisterScalableTarget" | "PutScalingPolicy") => {
+                let resource = request.json_str("ResourceId")?;
+                let (_, born) = memory
+                    .young_services
+                    .iter()
+                    .find(|(service, _)| service == resource)?;
+                Some(Verdict::new(
+                    "ValidationException",
+                    format!("ECS service doesn't exist: {resource}"),
+                    format!(
+                        "{resource} was created {:?} ago; Application Auto Scaling sees it after {:?}",
+                        born.elapsed(),
+                        self.rules.ecs_service_propagation
+                    ),
+                ))
+            }
+            (Service::Sqs, "CreateQueue") => {
+                let name = request.json_str("QueueName")?;
+                let (_, at) = memory.deleted_queues.iter().find(|(q, _)| q == name)?;
+                Some(Verdict::new(
+                    "AWS.SimpleQueueService.QueueDeletedRecently",
+                    "You must wait 60 seconds after deleting a queue before you can create another with the same name."
+                        .to_string(),
+                    format!("queue {name} was deleted {:?} ago", at.elapsed()),
+                ))
+            }
+            (Service::SecretsManager, "CreateSecret") => {
+                let name = request.json_str("Name")?;
+                let (_, at) = memory.deleted_secrets.iter().find(|(s, _)| s == name)?;
+                Some(Verdict::new(
+                    "InvalidRequestException",
+                    "You can't create this secret because a secret with this name is already scheduled for deletion."
+                        .to_string(),
+                    format!("secret {name} was force-deleted {:?} ago", at.elapsed()),
+                ))
+            }
+            (Service::Ec2, operation) if writes(operation) => {
+                let (id, code, noun, born) = request
+                    .params
+                    .iter()
+                    .filter(|(key, _)| key != "Action" && key != "Version")
+                    .find_map(|(_, value)| memory.young_ids.iter().find(|(id, ..)| id == value))?;
+                let message = if *code == "InvalidGroup.NotFound" {
+                    format!("The security group '{id}' does not exist")
+                } else {
+                    format!("The {noun} ID '{id}' does not exist")
+                };
+                Some(Verdict::new(
+                    code,
+                    message,
+                    format!(
+                        "{id} was created {:?} ago and has not propagated yet ({:?})",
+                        born.elapsed(),
+                        self.rules.ec2_propagation
+                    ),
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// Takes note of what a request moto carried out (`status` and `answer`
+    /// are moto's) changed for later checks.
+    pub(crate) fn observe(&self, call: &Call<'_>, status: StatusCode, answer: &[u8]) {
+        if !status.is_success() {
+            return;
+        }
+        let request = Request::new(call);
+        let now = Instant::now();
+        match (request.service, request.operation) {
+            (Service::Ec2, operation) => {
+                let Some((tag, code, noun)) = ec2_created(operation) else {
+                    return;
+                };
+                let Some(id) = Element::parse(&String::from_utf8_lossy(answer))
+                    .and_then(|root| root.find(tag).map(|e| e.text.clone()))
+                else {
+                    return;
+                };
+                self.memory().young_ids.push((id, code, noun, now));
+            }
+            (Service::Ecs, "CreateService") => {
+                let answer: Value = serde_json::from_slice(answer).unwrap_or_default();
+                let service = &answer["service"];
+                let cluster = service["clusterArn"]
+                    .as_str()
+                    .and_then(|arn| arn.rsplit('/').next());
+                if let (Some(cluster), Some(name)) = (cluster, service["serviceName"].as_str()) {
+                    let resource = format!("service/{cluster}/{name}");
+                    self.memory().young_services.push((resource, now));
+                }
+            }
+            (Service::Sqs, "DeleteQueue") => {
+                let name = request
+                    .json_str("QueueUrl")
+                    .and_then(|url| url.trim_end_matches('/').rsplit('/').next());
+                if let Some(name) = name {
+                    self.memory().deleted_queues.push((name.to_string(), now));
+                }
+            }
+            (Service::SecretsManager, "DeleteSecret")
+                if request.json["ForceDeleteWithoutRecovery"].as_bool() == Some(true) =>
+            {
+                let answer: Value = serde_json::from_slice(answer).unwrap_or_default();
+                if let Some(name) = answer["Name"].as_str() {
+                    self.memory().deleted_secrets.push((name.to_string(), now));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Whether an EC2 operation writes (reads never see the propagation delay
+/// in this layer).
+fn writes(operation: &str) -> bool {
+    !["Describe", "Get", "List"]
+        .iter()
+        .any(|read| operation.starts_with(read))
+}
+
+/// For an EC2 create: the element of moto's answer holding the new id, the
+/// error AWS gives while that id propagates, and its noun in the message.
+fn ec2_created(operation: &str) -> Option<(&'static str, &'static str, &'static str)> {
+    Some(match operation {
+        "CreateVpc" => ("vpcId", "InvalidVpcID.NotFound", "vpc"),
+        "CreateSubnet" => ("subnetId", "InvalidSubnetID.NotFound", "subnet"),
+        "CreateInternetGateway" => (
+            "internetGatewayId",
+            "InvalidInternetGatewayID.NotFound",
+            "internetGateway",
+        ),
+        "AllocateAddress" => ("allocationId", "InvalidAllocationID.NotFound", "allocation"),
+        "CreateNatGateway" => ("natGatewayId", "InvalidNatGatewayID.NotFound", "natGateway"),
+        "CreateRouteTable" => ("routeTableId", "InvalidRouteTableID.NotFound", "routeTable"),
+        "CreateSecurityGroup" => ("groupId", "InvalidGroup.NotFound", "security group"),
+        _ => return None,
+    })
+}
+
+/// The error answer of `service`'s protocol, shaped as AWS shapes it.
+fn answer(service: Service, verdict: &Verdict) -> Response<Full<Bytes>> {
+    let (code, message) = (verdict.code, xml_escape(&verdict.message));
+    let query_error = |namespace: &str| {
+        error_response(
+            StatusCode::BAD_REQUEST,
+            "text/xml",
+            None,
+            &format!(
+                "<ErrorResponse xmlns=\"{namespace}\"><Error><Type>Sender</Type><Code>{code}</Code>\
+                 <Message>{message}</Message></Error><RequestId>strict-proxy</RequestId></ErrorResponse>"
+            ),
+        )
+    };
+    match service {
+        Service::Ec2 => error_response(
+            StatusCode::BAD_REQUEST,
+            "text/xml",
+            None,
+            &format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code>\
+                 <Message>{message}</Message></Error></Errors><RequestID>strict-proxy</RequestID></Response>"
+            ),
+        ),
+        Service::Elbv2 => query_error("http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"),
+        Service::Rds => query_error("http://rds.amazonaws.com/doc/2014-10-31/"),
+        Service::Iam => query_error("https://iam.amazonaws.com/doc/2010-05-08/"),
+        Service::Sns => query_error("http://sns.amazonaws.com/doc/2010-03-31/"),
+        // SQS speaks JSON but keeps its query-protocol codes: the SDK reads
+        // the code from `x-amzn-query-error`, `__type` names the shape.
+        Service::Sqs => {
+            let shape = code.rsplit('.').next().unwrap_or(code);
+            let body = json!({
+                "__type": format!("com.amazonaws.sqs#{shape}"),
+                "message": verdict.message,
+            });
+            Response::builder()
+                .status(StatusCode::BAD_REQUEST)
+                .header("content-type", "application/x-amz-json-1.0")
+                .header("x-amzn-query-error", format!("{code};Sender"))
+                .body(Full::new(Bytes::from(body.to_string())))
+                .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+        }
+        Service::ApiGatewayV2 => {
+            let status = if code == "ConflictException" {
+                StatusCode::CONFLICT
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            error_response(
+                status,
+                "application/json",
+                Some(code),
+                &json!({ "message": verdict.message }).to_string(),
+            )
+        }
+        Service::SecretsManager
+        | Service::Ecs
+        | Service::ApplicationAutoScaling
+        | Service::Logs
+        | Service::Ecr
+        | Service::Other => error_response(
+            StatusCode::BAD_REQUEST,
+            "application/x-amz-json-1.1",
+            Some(code),
+            &json!({ "__type": code, "message": verdict.message }).to_string(),
+        ),
+    }
+}
