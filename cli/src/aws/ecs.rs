@@ -385,7 +385,12 @@ pub async fn create(ctx: &Ctx, step: &Step, resource: &Resource) -> Result<Strin
                     .send()
             );
             let arn = match created {
-                Ok(answer) => answer.role.map(|r| r.arn).unwrap_or_default(),
+                Ok(answer) => {
+                    // IAM is eventually consistent too: the next calls
+                    // naming the role may not find it at first.
+                    aws.made.mark(name);
+                    answer.role.map(|r| r.arn).unwrap_or_default()
+                }
                 // Left by an interrupted run (or a lost answer): adopt it.
                 Err(e) if e.is_already_exists() => {
                     sdk!("GetRole", aws.iam.get_role().role_name(name).send())?
@@ -496,24 +501,32 @@ pub async fn update(
             trusted_service,
             ..
         } => {
-            sdk!(
+            let trust = trust_of(aws, trusted_service).await?;
+            let document = policy_document(ctx, policy)?;
+            sdk_settled!(
+                aws,
+                [physical],
                 "UpdateAssumeRolePolicy",
                 aws.iam
                     .update_assume_role_policy()
                     .role_name(physical)
-                    .policy_document(trust_of(aws, trusted_service).await?)
+                    .policy_document(&trust)
                     .send()
             )?;
-            sdk!(
+            sdk_settled!(
+                aws,
+                [physical],
                 "PutRolePolicy",
                 aws.iam
                     .put_role_policy()
                     .role_name(physical)
                     .policy_name(POLICY_NAME)
-                    .policy_document(policy_document(ctx, policy)?)
+                    .policy_document(&document)
                     .send()
             )?;
-            sdk!(
+            sdk_settled!(
+                aws,
+                [physical],
                 "TagRole",
                 aws.iam
                     .tag_role()
