@@ -94,8 +94,12 @@ impl FaultProxy {
             .await
             .expect("bind the proxy");
         let url = format!("http://{}", listener.local_addr().expect("proxy address"));
-        let client: Client<HttpConnector, Full<Bytes>> =
-            Client::builder(TokioExecutor::new()).build_http();
+        // No idle upstream connections: moto closes idle keep-alive
+        // connections on its own clock, and a request sent on one that it
+        // has just closed fails as if AWS had dropped it.
+        let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build_http();
         let target = target.trim_end_matches('/').to_string();
         let shared = Shared {
             log: Arc::default(),
