@@ -1,0 +1,214 @@
+//! Serde types of the blueprint file. Fields that validation reports on are
+//! `Spanned` so a problem can point at its line.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Blueprint {
+    pub stack: Stack,
+    pub network: Network,
+    pub database: Database,
+    pub gateway: Gateway,
+    pub logs: Logs,
+    pub registry: Registry,
+    pub messaging: Messaging,
+    #[serde(default)]
+    pub tokens: Tokens,
+    pub services: Spanned<BTreeMap<Spanned<String>, Service>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stack {
+    pub name: Spanned<String>,
+    pub region: Spanned<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    pub vpc_cidr: Spanned<String>,
+    pub availability_zones: Spanned<Vec<Spanned<String>>>,
+    pub public_subnets: Spanned<Vec<Spanned<String>>>,
+    pub private_subnets: Spanned<Vec<Spanned<String>>>,
+    pub nat: NatMode,
+}
+
+/// How the private subnets reach the internet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum NatMode {
+    /// One NAT gateway, in the first availability zone, for every private subnet.
+    #[serde(rename = "single")]
+    Single,
+    /// One NAT gateway per availability zone: the loss of one zone leaves the others their way out.
+    #[serde(rename = "per-az")]
+    PerAz,
+    /// No NAT gateway: private subnets have no route to the internet.
+    /// Read so that validation can say why the stack cannot run without
+    /// one; a blueprint that asks for it is refused.
+    #[serde(rename = "none")]
+    Disabled,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    pub engine_version: Spanned<String>,
+    pub instance_class: Spanned<String>,
+    pub allocated_storage_gb: Spanned<u32>,
+    pub backup_retention_days: Spanned<u32>,
+    pub port: Spanned<u16>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gateway {
+    pub cors_allow_origins: Spanned<Vec<Spanned<String>>>,
+    pub cors_allow_methods: Spanned<Vec<Spanned<String>>>,
+    pub cors_allow_headers: Vec<String>,
+    pub cors_max_age_seconds: Spanned<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Logs {
+    pub retention_days: Spanned<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registry {
+    pub keep_images: Spanned<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Messaging {
+    pub max_receive_count: Spanned<u32>,
+    pub visibility_timeout_seconds: Spanned<u32>,
+}
+
+/// The JWTs the user service issues. Both settings reach every service
+/// through its environment, and `techctl keys` reads them to tell when a
+/// retired key's tokens have all expired.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tokens {
+    /// How long a token lives (`TOKEN_TTL_SECONDS`); default 3600.
+    pub lifetime_seconds: Option<Spanned<u32>>,
+    /// How often the services reread the keys (`JWKS_REFRESH_SECONDS`);
+    /// default 60.
+    pub keys_refresh_seconds: Option<Spanned<u32>>,
+}
+
+pub const DEFAULT_TOKEN_LIFETIME_SECONDS: u32 = 3600;
+pub const DEFAULT_KEYS_REFRESH_SECONDS: u32 = 60;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub port: Spanned<u16>,
+    pub paths: Spanned<Vec<Spanned<String>>>,
+    pub cpu: Spanned<u32>,
+    pub memory: Spanned<u32>,
+    pub desired: Spanned<u32>,
+    pub min: Spanned<u32>,
+    pub max: Spanned<u32>,
+    #[serde(default)]
+    pub publishes: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub consumes: Vec<Spanned<String>>,
+}
+
+impl Blueprint {
+    pub fn stack_name(&self) -> &str {
+        self.stack.name.get_ref()
+    }
+
+    pub fn region(&self) -> &str {
+        self.stack.region.get_ref()
+    }
+
+    pub fn availability_zones(&self) -> Vec<&str> {
+        self.network
+            .availability_zones
+            .get_ref()
+            .iter()
+            .map(|z| z.get_ref().as_str())
+            .collect()
+    }
+
+    /// Service names and definitions, in name order.
+    pub fn services(&self) -> impl Iterator<Item = (&str, &Service)> {
+        self.services
+            .get_ref()
+            .iter()
+            .map(|(name, service)| (name.get_ref().as_str(), service))
+    }
+
+    /// How often `service` rereads the keys, and for the user service how
+    /// long its tokens live: the blueprint's `[tokens]`, the same on AWS and in
+    /// `techctl dev`.
+    pub fn token_environment(&self, service: &str) -> Vec<(String, String)> {
+        let policy = self.token_policy();
+        let mut env = vec![(
+            "JWKS_REFRESH_SECONDS".to_string(),
+            policy.refresh.as_secs().to_string(),
+        )];
+        if service == "user" {
+            env.push((
+                "TOKEN_TTL_SECONDS".to_string(),
+                policy.lifetime.as_secs().to_string(),
+            ));
+        }
+        env
+    }
+
+    /// How long tokens live and how often keys are reread.
+    pub fn token_policy(&self) -> TokenPolicy {
+        let seconds = |field: &Option<Spanned<u32>>, default: u32| {
+            std::time::Duration::from_secs(field.as_ref().map_or(default, |v| *v.get_ref()).into())
+        };
+        TokenPolicy {
+            lifetime: seconds(
+                &self.tokens.lifetime_seconds,
+                DEFAULT_TOKEN_LIFETIME_SECONDS,
+            ),
+            refresh: seconds(
+                &self.tokens.keys_refresh_seconds,
+                DEFAULT_KEYS_REFRESH_SECONDS,
+            ),
+        }
+    }
+
+    /// Every service port, for the security-group rules between the ALB and the services.
+    pub fn service_ports(&self) -> Vec<u16> {
+        self.services().map(|(_, s)| *s.port.get_ref()).collect()
+    }
+}
+
+/// Seconds past `exp` the services still accept a token (service-kit's
+/// verifier tolerates this much clock skew).
+pub const VERIFY_LEEWAY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long a token can outlive the moment its key stopped signing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenPolicy {
+    /// The longest a token lives (the user service's `TOKEN_TTL_SECONDS`).
+    pub lifetime: std::time::Duration,
+    /// How often the services reread the keys (`JWKS_REFRESH_SECONDS`): a
+    /// user service may sign with the old key until its next reread.
+    pub refresh: std::time::Duration,
+}
+
+impl TokenPolicy {
+    /// After a key stops signing, the last token it signs can live this
+    /// long: a reread interval, a token lifetime and the verifiers' leeway.
+    pub fn overlap(&self) -> std::time::Duration {
+        self.refresh + self.lifetime + VERIFY_LEEWAY
+    }
+}

@@ -1,0 +1,217 @@
+//! What keeps the system's state: the PostgreSQL instance, the topics and
+//! queues of the saga, and the stack secret with the outputs.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::plan::resource::{DeadLetter, KeysState, Output, Resource, Spec};
+use blueprint::{Blueprint, names};
+
+use super::{SECURITY_GROUPS, ids, platform, private_subnets, secret_name};
+
+/// The instance's master user; its password lives only in the stack secret.
+pub const DATABASE_USER: &str = "techctl";
+/// The database the instance is created with. Each service keeps its data
+/// in a database of its own beside it (see [`service_database`]).
+pub const DATABASE_NAME: &str = "techctl";
+/// How long a dead-letter queue keeps a message: SQS's longest, 14 days,
+/// so a poison message outlives a long weekend.
+const DEAD_LETTER_RETENTION_SECONDS: u32 = 14 * 24 * 3600;
+/// How long a queue keeps a message nobody handled: 4 days, SQS's default.
+const QUEUE_RETENTION_SECONDS: u32 = 4 * 24 * 3600;
+
+/// The database a service owns on the instance. Each service creates it
+/// on its first start (service-kit connects to the maintenance database with
+/// the credentials from the stack secret and runs `CREATE DATABASE` when it
+/// is missing), then runs its own migrations in it.
+pub fn service_database(service: &str) -> String {
+    format!("{}_service", service.replace('-', "_"))
+}
+
+pub fn database(bp: &Blueprint, zones: &[String]) -> Vec<Resource> {
+    let db = &bp.database;
+    let mut instance = Resource::new(
+        ids::db_instance(),
+        Spec::DbInstance {
+            identifier: names::db_instance(bp.stack_name()),
+            engine_version: db.engine_version.get_ref().clone(),
+            instance_class: db.instance_class.get_ref().clone(),
+            allocated_storage_gb: *db.allocated_storage_gb.get_ref(),
+            backup_retention_days: *db.backup_retention_days.get_ref(),
+            port: *db.port.get_ref(),
+            master_username: DATABASE_USER.to_string(),
+            database_name: DATABASE_NAME.to_string(),
+            encrypted: true,
+            publicly_accessible: false,
+            subnet_group: ids::db_subnet_group(),
+            security_group: ids::security_group("database"),
+        },
+    );
+    // The master password is made and stored before the instance exists,
+    // so an interrupted `up` never leaves an instance nobody can log in to.
+    instance.after.push(ids::stack_secret());
+    vec![
+        Resource::new(
+            ids::db_subnet_group(),
+            Spec::DbSubnetGroup {
+                name: names::db_subnet_group(bp.stack_name()),
+                subnets: private_subnets(zones),
+            },
+        ),
+        instance,
+    ]
+}
+
+/// One topic per producing service; one queue (with its dead-letter queue)
+/// per consuming service, subscribed to each producer whose events it
+/// consumes, with a filter on exactly those event names.
+pub fn messaging(bp: &Blueprint) -> Vec<Resource> {
+    let stack = bp.stack_name();
+    let msg = &bp.messaging;
+    let mut out = Vec::new();
+    let producers: BTreeMap<&str, BTreeSet<&str>> = bp
+        .services()
+        .filter(|(_, s)| !s.publishes.is_empty())
+        .map(|(name, s)| {
+            (
+                name,
+                s.publishes.iter().map(|e| e.get_ref().as_str()).collect(),
+            )
+        })
+        .collect();
+    for name in producers.keys() {
+        out.push(Resource::new(
+            ids::topic(name),
+            Spec::Topic {
+                name: format!("{stack}-{name}-events"),
+            },
+        ));
+    }
+    for (name, service) in bp.services().filter(|(_, s)| !s.consumes.is_empty()) {
+        let consumed: BTreeSet<&str> = service
+            .consumes
+            .iter()
+            .map(|e| e.get_ref().as_str())
+            .collect();
+        let sources: Vec<(&str, BTreeSet<String>)> = producers
+            .iter()
+            .map(|(producer, events)| {
+                let wanted = events
+                    .intersection(&consumed)
+                    .map(|e| e.to_string())
+                    .collect::<BTreeSet<_>>();
+                (*producer, wanted)
+            })
+            .filter(|(_, events)| !events.is_empty())
+            .collect();
+        out.push(Resource::new(
+            ids::dead_letter_queue(name),
+            Spec::Queue {
+                name: names::dead_letter_queue(stack, name),
+                visibility_timeout_seconds: *msg.visibility_timeout_seconds.get_ref(),
+                retention_seconds: DEAD_LETTER_RETENTION_SECONDS,
+                dead_letter: None,
+                senders: BTreeSet::new(),
+            },
+        ));
+        out.push(Resource::new(
+            ids::queue(name),
+            Spec::Queue {
+                name: names::queue(stack, name),
+                visibility_timeout_seconds: *msg.visibility_timeout_seconds.get_ref(),
+                retention_seconds: QUEUE_RETENTION_SECONDS,
+                dead_letter: Some(DeadLetter {
+                    queue: Output::attr(ids::dead_letter_queue(name), "arn"),
+                    max_receive_count: *msg.max_receive_count.get_ref(),
+                }),
+                senders: sources
+                    .iter()
+                    .map(|(producer, _)| Output::Id(ids::topic(producer)))
+                    .collect(),
+            },
+        ));
+        for (producer, events) in sources {
+            out.push(Resource::new(
+                ids::subscription(name, producer),
+                Spec::Subscription {
+                    topic: ids::topic(producer),
+                    queue: ids::queue(name),
+                    events,
+                    raw_delivery: true,
+                },
+            ));
+        }
+    }
+    out
+}
+
+/// The stack secret (keys and the database password, made once) and the
+/// outputs written into it once everything they name exists.
+pub fn secret(bp: &Blueprint, zones: &[String], nat_zones: &[&String]) -> Vec<Resource> {
+    let subnets = |tier: &str| Output::ids(zones.iter().map(|z| ids::subnet(tier, z)));
+    let text = |s: &str| Output::Text(s.to_string());
+    let mut outputs = BTreeMap::from([
+        ("stack".to_string(), text(bp.stack_name())),
+        ("region".to_string(), text(bp.region())),
+        ("vpc_id".to_string(), Output::Id(ids::vpc())),
+        ("public_subnet_ids".to_string(), subnets("public")),
+        ("private_subnet_ids".to_string(), subnets("private")),
+        (
+            "nat_gateway_ids".to_string(),
+            Output::ids(nat_zones.iter().map(|z| ids::nat_gateway(z))),
+        ),
+        ("api_id".to_string(), Output::Id(ids::api())),
+        (
+            "api_endpoint".to_string(),
+            Output::attr(ids::api(), "endpoint"),
+        ),
+        ("vpc_link_id".to_string(), Output::Id(ids::vpc_link())),
+        ("alb_arn".to_string(), Output::Id(ids::load_balancer())),
+        (
+            "alb_dns_name".to_string(),
+            Output::attr(ids::load_balancer(), "dns_name"),
+        ),
+        ("listener_arn".to_string(), Output::Id(ids::listener())),
+        ("cluster_arn".to_string(), Output::Id(ids::cluster())),
+        ("cluster_name".to_string(), text(bp.stack_name())),
+        (
+            "task_execution_role_arn".to_string(),
+            Output::attr(ids::execution_role(), "arn"),
+        ),
+        (
+            "db_host".to_string(),
+            Output::attr(ids::db_instance(), "endpoint"),
+        ),
+        (
+            "db_port".to_string(),
+            Output::Text(bp.database.port.get_ref().to_string()),
+        ),
+        ("db_name".to_string(), text(DATABASE_NAME)),
+        ("db_user".to_string(), text(DATABASE_USER)),
+        ("db_instance_id".to_string(), Output::Id(ids::db_instance())),
+    ]);
+    for (role, _) in SECURITY_GROUPS {
+        outputs.insert(
+            format!("{}_security_group_id", role.replace('-', "_")),
+            Output::Id(ids::security_group(role)),
+        );
+    }
+    outputs.extend(platform::service_outputs(bp));
+    vec![
+        Resource::new(
+            ids::stack_secret(),
+            Spec::StackSecret {
+                name: secret_name(bp.stack_name()),
+                jwt_keys: KeysState::Present,
+                database_password: KeysState::Present,
+                scheduled_for_deletion: false,
+            },
+        ),
+        Resource::new(
+            ids::stack_outputs(),
+            Spec::StackOutputs {
+                secret: ids::stack_secret(),
+                outputs,
+            },
+        ),
+    ]
+}

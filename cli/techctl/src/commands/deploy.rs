@@ -1,0 +1,69 @@
+//! `techctl deploy SERVICE… | --all`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::{Settings, prepare};
+use crate::cli::DeployArgs;
+use crate::deploy::{self, Options};
+use crate::error::CliError;
+use crate::printer::Printer;
+use blueprint::Blueprint;
+
+/// What to deploy.
+#[derive(Debug)]
+pub struct Which {
+    pub services: Vec<String>,
+    pub all: bool,
+    pub image: Option<String>,
+    pub dry_run: bool,
+}
+
+/// How often the rollout is looked at.
+const POLL: Duration = Duration::from_secs(10);
+
+pub async fn exec(
+    settings: &Settings,
+    printer: &Printer,
+    which: Which,
+    how: DeployArgs,
+) -> Result<ExitCode, CliError> {
+    let (blueprint, aws) = prepare(settings).await?;
+    let services = if which.all {
+        every_service(&blueprint)
+    } else {
+        for name in &which.services {
+            if !blueprint.services().any(|(n, _)| n == name) {
+                return Err(CliError::User(format!(
+                    "the blueprint has no service {name:?}; it has {}",
+                    every_service(&blueprint).join(", ")
+                )));
+            }
+        }
+        which.services
+    };
+    let options = options(services, which.image, which.dry_run, how);
+    deploy::run(&aws, &blueprint, &options, printer).await
+}
+
+pub fn every_service(blueprint: &Blueprint) -> Vec<String> {
+    blueprint.services().map(|(n, _)| n.to_string()).collect()
+}
+
+pub fn options(
+    services: Vec<String>,
+    image: Option<String>,
+    dry_run: bool,
+    how: DeployArgs,
+) -> Options {
+    Options {
+        services,
+        registry: how.registry,
+        image,
+        dry_run,
+        wait: !how.no_wait,
+        timeout: how.timeout,
+        poll: POLL,
+        source: how.source,
+    }
+}

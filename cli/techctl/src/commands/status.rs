@@ -1,0 +1,120 @@
+//! `techctl status`: what exists, whether it matches the blueprint, and
+//! the stack outputs with secrets masked.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+use console::Style;
+use serde_json::json;
+
+use super::{Settings, prepare};
+use crate::error::CliError;
+use crate::printer::Printer;
+use crate::stack;
+use engine::plan::Action;
+
+pub async fn exec(settings: &Settings, printer: &Printer) -> Result<ExitCode, CliError> {
+    let (blueprint, aws) = prepare(settings).await?;
+    let plan = stack::plan(&aws, &blueprint).await?;
+    let outputs = stack::outputs(&aws, blueprint.stack_name()).await?;
+    let states: HashMap<&str, Option<&str>> = plan
+        .observed
+        .iter()
+        .map(|o| (o.physical_id.as_str(), o.state.as_deref()))
+        .collect();
+
+    let rows: Vec<serde_json::Value> = plan
+        .changes
+        .iter()
+        .map(|c| {
+            let state = match (&c.physical_id, c.action) {
+                (None, _) => "missing",
+                (Some(p), _) => states
+                    .get(p.as_str())
+                    .copied()
+                    .flatten()
+                    .unwrap_or("present"),
+            };
+            let drift = match c.action {
+                Action::NoOp => "in sync",
+                Action::Create => "to create",
+                Action::Update => "differs: update",
+                Action::Replace => "differs: replace",
+                Action::Delete => "not in blueprint: delete",
+            };
+            json!({
+                "id": c.id, "kind": c.kind, "physical_id": c.physical_id,
+                "state": state, "blueprint": drift,
+            })
+        })
+        .collect();
+    let in_sync = !plan.has_changes();
+    printer.json(&json!({
+        "stack": plan.stack, "region": plan.region, "in_sync": in_sync,
+        "resources": rows, "outputs": outputs,
+    }));
+
+    let existing = plan
+        .changes
+        .iter()
+        .filter(|c| c.physical_id.is_some())
+        .count();
+    let mut text = format!(
+        "Stack {} in {}: {existing} resource(s) exist; {}\n\n",
+        plan.stack,
+        plan.region,
+        if in_sync {
+            printer.paint(Style::new().green(), "in sync with the blueprint.")
+        } else {
+            printer.paint(
+                Style::new().yellow(),
+                "differs from the blueprint (`techctl plan` shows how).",
+            )
+        }
+    );
+    let width = |key: &str| {
+        rows.iter()
+            .map(|r| r[key].as_str().unwrap_or("-").len())
+            .max()
+            .unwrap_or(0)
+            .max(key.len())
+    };
+    let (wi, wk, wp, ws) = (
+        width("id"),
+        width("kind"),
+        width("physical_id"),
+        width("state"),
+    );
+    text.push_str(&format!(
+        "{:<wi$}  {:<wk$}  {:<wp$}  {:<ws$}  BLUEPRINT\n",
+        "RESOURCE", "KIND", "AWS ID", "STATE"
+    ));
+    for r in &rows {
+        let cell = |k: &str| r[k].as_str().unwrap_or("-").to_string();
+        text.push_str(&format!(
+            "{:<wi$}  {:<wk$}  {:<wp$}  {:<ws$}  {}\n",
+            cell("id"),
+            cell("kind"),
+            cell("physical_id"),
+            cell("state"),
+            cell("blueprint")
+        ));
+    }
+    match &outputs {
+        Some(map) => {
+            text.push_str("\nOutputs (stack secret):\n");
+            for (k, v) in map {
+                let v = v
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string());
+                text.push_str(&format!("  {k} = {v}\n"));
+            }
+        }
+        None => text.push_str(
+            "\nNo outputs: the stack secret does not exist or is scheduled for deletion.\n",
+        ),
+    }
+    printer.text(&text);
+    Ok(ExitCode::SUCCESS)
+}

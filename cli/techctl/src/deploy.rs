@@ -1,0 +1,584 @@
+//! `techctl deploy`: a service from source to running on ECS Fargate.
+//!
+//! build (cargo, release) → image ([`image`], by digest) → push (ECR
+//! or `--registry`, missing blobs only) → task definition revision
+//! ([`task`], reused when nothing changed) → service created or updated,
+//! scaling target and policy ([`ecs`]) → rollout watched to its end
+//! ([`rollout`]), the previous revision put back when it fails. The AWS
+//! work is the `aws` crate's; this module orders it and reports it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::error::CliError;
+use crate::printer::Printer;
+use aws::deploy::rollout::{Snapshot, Verdict, Watcher};
+use aws::deploy::task::StackFacts;
+use aws::deploy::{ecs, task};
+use aws::{Aws, AwsError};
+use blueprint::Blueprint;
+use image::registry::Registry;
+use image::{self, ImageSpec};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub services: Vec<String>,
+    /// Push here instead of the stack's ECR repositories.
+    pub registry: Option<String>,
+    /// Deploy this image (by digest) instead of building one.
+    pub image: Option<String>,
+    pub dry_run: bool,
+    /// Watch the rollout to its end.
+    pub wait: bool,
+    pub timeout: Duration,
+    pub poll: Duration,
+    /// The workspace holding the services' source.
+    pub source: PathBuf,
+}
+
+/// The stack secret: outputs, credentials and its ARN.
+pub async fn read_facts(aws: &Aws, stack: &str) -> Result<StackFacts, CliError> {
+    let name = engine::plan::expand::secret_name(stack);
+    let Some(version) = aws::secrets::current_version(aws, &name).await? else {
+        return Err(CliError::User(format!(
+            "the stack {stack} has no secret {name}: run `techctl up` first"
+        )));
+    };
+    let Ok(Value::Object(secret)) = serde_json::from_str::<Value>(&version.text) else {
+        return Err(CliError::User(format!(
+            "the stack secret {name} does not hold a JSON object; restore it (its previous version is AWSPREVIOUS) or run `techctl up`"
+        )));
+    };
+    Ok(StackFacts {
+        secret,
+        secret_arn: version.arn,
+    })
+}
+
+/// Deploys each service of `options`, stopping at the first that fails.
+pub async fn run(
+    aws: &Aws,
+    blueprint: &Blueprint,
+    options: &Options,
+    printer: &Printer,
+) -> Result<ExitCode, CliError> {
+    let facts = read_facts(aws, blueprint.stack_name()).await?;
+    let binaries = match options.image {
+        Some(_) => Default::default(),
+        None => {
+            printer.text("Building the services (release; only what changed)…");
+            image::build::binaries(&options.source, &options.services, true, &|line| {
+                printer.text(&format!("  {line}"))
+            })
+            .await?
+        }
+    };
+    let revision = image::git_revision(&options.source);
+    for service in &options.services {
+        printer.text(&format!("\n==> {service}"));
+        let image = match &options.image {
+            Some(reference) => {
+                let reference = given_image(reference)?;
+                let architecture =
+                    image_architecture(aws, blueprint, options, &facts, service, &reference)
+                        .await?;
+                (reference, architecture)
+            }
+            None => {
+                let spec = ImageSpec {
+                    service,
+                    binary: &binaries[service],
+                    port: port_of(blueprint, service),
+                    revision: revision.clone(),
+                };
+                build_and_push(aws, blueprint, options, &facts, &spec, printer).await?
+            }
+        };
+        let (image, architecture) = image;
+        deploy_image(
+            aws,
+            blueprint,
+            options,
+            &facts,
+            service,
+            (&image, architecture),
+            printer,
+        )
+        .await?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn port_of(blueprint: &Blueprint, service: &str) -> u16 {
+    blueprint
+        .services()
+        .find(|(name, _)| *name == service)
+        .map_or(0, |(_, s)| *s.port.get_ref())
+}
+
+/// A prebuilt image must be named by digest: a tag can move under a deploy.
+fn given_image(reference: &str) -> Result<String, CliError> {
+    if reference.contains("@sha256:") {
+        Ok(reference.to_string())
+    } else {
+        Err(CliError::User(format!(
+            "--image {reference} names no digest; deploys never follow a moving tag\n  give it as REPOSITORY@sha256:…"
+        )))
+    }
+}
+
+/// The architecture of a prebuilt image, from its config: the task
+/// definition must name it. The image must be in the registry the service
+/// deploys from (the stack's repository or `--registry`), the only one its
+/// tasks may pull from.
+async fn image_architecture(
+    aws: &Aws,
+    blueprint: &Blueprint,
+    options: &Options,
+    facts: &StackFacts,
+    service: &str,
+    reference: &str,
+) -> Result<image::Architecture, CliError> {
+    let (registry, repository) = destination(aws, blueprint, options, facts, service).await?;
+    let (name, digest) = reference.split_once('@').unwrap_or((reference, ""));
+    if name != format!("{}/{repository}", registry.host()) {
+        return Err(CliError::User(format!(
+            "--image {reference} is not in {}/{repository}, the repository the {service} service's tasks pull from\n  push it there first, or deploy from source",
+            registry.host()
+        )));
+    }
+    let unreadable = |e: image::ImageError| CliError::User(format!("reading {reference}: {e}"));
+    let (manifest, _) = registry
+        .manifest(&repository, digest)
+        .await
+        .map_err(unreadable)?;
+    let manifest: Value = serde_json::from_slice(&manifest)
+        .map_err(|e| CliError::User(format!("{reference} has no readable manifest: {e}")))?;
+    let config_digest = manifest
+        .pointer("/config/digest")
+        .and_then(Value::as_str)
+        .ok_or_else(|| CliError::User(format!("{reference} is not a single-platform image")))?;
+    let config: Value = serde_json::from_slice(
+        &registry
+            .blob(&repository, config_digest)
+            .await
+            .map_err(unreadable)?,
+    )
+    .map_err(|e| CliError::User(format!("{reference} has no readable config: {e}")))?;
+    let named = config
+        .get("architecture")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    image::Architecture::from_oci(named).ok_or_else(|| {
+        CliError::User(format!(
+            "{reference} is built for {named:?}; Fargate runs amd64 and arm64 images only"
+        ))
+    })
+}
+
+/// Where a service's image goes: the `--registry`, else the stack's ECR
+/// repository with ECR's authorization token.
+async fn destination(
+    aws: &Aws,
+    blueprint: &Blueprint,
+    options: &Options,
+    facts: &StackFacts,
+    service: &str,
+) -> Result<(Registry, String), CliError> {
+    let repository = format!("{}/{service}", blueprint.stack_name());
+    if let Some(url) = &options.registry {
+        let registry = Registry::new(url, None).map_err(CliError::yours)?;
+        return Ok((registry, repository));
+    }
+    let key = format!("{}_repository_uri", service.replace('-', "_"));
+    let uri = facts
+        .secret
+        .get(&key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            CliError::User(format!(
+                "the stack secret has no {key}: run `techctl up` first"
+            ))
+        })?;
+    let (host, repository) = uri
+        .split_once('/')
+        .ok_or_else(|| CliError::User(format!("{key} is not a repository URI: {uri}")))?;
+    let token = aws::registry::authorization_token(aws).await?;
+    let registry = Registry::new(&format!("https://{host}"), Some(format!("Basic {token}")))
+        .map_err(CliError::yours)?;
+    Ok((registry, repository.to_string()))
+}
+
+async fn build_and_push(
+    aws: &Aws,
+    blueprint: &Blueprint,
+    options: &Options,
+    facts: &StackFacts,
+    spec: &ImageSpec<'_>,
+    printer: &Printer,
+) -> Result<(String, image::Architecture), CliError> {
+    let built = image::build(spec).map_err(CliError::yours)?;
+    let (registry, repository) = destination(aws, blueprint, options, facts, spec.service).await?;
+    let reference = format!("{}/{repository}@{}", registry.host(), built.digest);
+    let size = |bytes: usize| format!("{:.1} MiB", bytes as f64 / 1_048_576.0);
+    printer.text(&format!(
+        "  image {} ({} compressed, {} uncompressed)",
+        built.digest,
+        size(built.compressed_size()),
+        size(built.uncompressed_size())
+    ));
+    let failed = |e: image::ImageError| CliError::User(format!("pushing {reference}: {e}"));
+    if options.dry_run {
+        let mut missing = 0;
+        let mut bytes = 0;
+        for (digest, blob) in built.blobs() {
+            if !registry
+                .has_blob(&repository, digest)
+                .await
+                .map_err(failed)?
+            {
+                missing += 1;
+                bytes += blob.len();
+            }
+        }
+        printer.text(&format!(
+            "  would push {reference}: {missing} of {} blobs missing ({})",
+            built.blobs().len(),
+            size(bytes)
+        ));
+        return Ok((reference, built.architecture));
+    }
+    let mut tags = vec!["latest".to_string()];
+    if let Some(revision) = &spec.revision {
+        tags.push(
+            revision.chars().take(12).collect::<String>()
+                + if revision.ends_with("-dirty") {
+                    "-dirty"
+                } else {
+                    ""
+                },
+        );
+    }
+    let pushed = registry
+        .push(&built, &repository, &tags)
+        .await
+        .map_err(failed)?;
+    printer.text(&format!(
+        "  pushed {reference}: {} blobs uploaded ({}), {} already there; tagged {}",
+        pushed.uploaded.len(),
+        size(pushed.bytes_uploaded),
+        pushed.present.len(),
+        tags.join(", ")
+    ));
+    Ok((reference, built.architecture))
+}
+
+async fn deploy_image(
+    aws: &Aws,
+    blueprint: &Blueprint,
+    options: &Options,
+    facts: &StackFacts,
+    service: &str,
+    (image, architecture): (&str, image::Architecture),
+    printer: &Printer,
+) -> Result<(), CliError> {
+    let spec =
+        task::task_spec(blueprint, service, facts, image, architecture).map_err(CliError::yours)?;
+    let latest = ecs::latest_revision(aws, &spec.family).await?;
+    if options.dry_run {
+        let changes = task::diff(latest.as_ref().map(|(_, s)| s), &spec);
+        if changes.is_empty() {
+            printer.text("  task definition: no change");
+        } else {
+            printer.text(&format!(
+                "  task definition {}:\n{}",
+                latest
+                    .as_ref()
+                    .map_or("(first revision)".to_string(), |(arn, _)| format!(
+                        "after {arn}"
+                    )),
+                changes
+                    .iter()
+                    .map(|l| format!("    {l}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ));
+        }
+        return Ok(());
+    }
+    let revision = match latest {
+        Some((arn, current)) if current == spec => {
+            printer.text(&format!("  task definition unchanged: {arn}"));
+            arn
+        }
+        _ => {
+            let arn = ecs::register(aws, &spec, blueprint.stack_name()).await?;
+            printer.text(&format!("  registered {arn}"));
+            arn
+        }
+    };
+    let (_, definition) = blueprint
+        .services()
+        .find(|(name, _)| *name == service)
+        .ok_or_else(|| CliError::User(format!("the blueprint has no service {service}")))?;
+    let settings = ecs::ServiceSettings::from_stack(
+        facts,
+        service,
+        *definition.desired.get_ref(),
+        spec.port,
+        blueprint.stack_name(),
+    )?;
+    let previous = ecs::current_service(aws, &settings.cluster, &settings.name)
+        .await?
+        .map(|c| c.task_definition);
+    let changed = ecs::roll_out(aws, &settings, &revision).await?;
+    ecs::ensure_scaling(
+        aws,
+        &settings,
+        *definition.min.get_ref(),
+        *definition.max.get_ref(),
+    )
+    .await?;
+    let mut looks = EcsLooks {
+        aws,
+        cluster: &settings.cluster,
+        service,
+    };
+    let before = looks.look().await?;
+    if !changed {
+        if before.is_steady_on(&revision) {
+            printer.text(&format!(
+                "  the service runs {revision} already: nothing to roll out"
+            ));
+            return Ok(());
+        }
+        // An earlier deploy stopped before its rollout ended (it failed
+        // half way, or was interrupted): this one sees it through.
+        printer.text(&format!(
+            "  the service is on {revision} but its rollout has not finished: watching it"
+        ));
+    }
+    if !options.wait {
+        printer.text("  rolling out (not watched: --no-wait)");
+        return Ok(());
+    }
+    let watcher = Watcher::new(&revision, options.timeout, Instant::now(), &before);
+    let outcome = watch(&mut looks, watcher, options.poll, &mut |line| {
+        printer.text(&format!("  {line}"))
+    })
+    .await?;
+    match outcome {
+        Ok(()) => {
+            printer.text(&format!("  {service} runs {revision}"));
+            Ok(())
+        }
+        Err(why) => {
+            let undone = match &previous {
+                Some(previous) => {
+                    ecs::roll_back(aws, &settings, previous).await?;
+                    format!("; the service is back on {previous}")
+                }
+                None => String::new(),
+            };
+            Err(CliError::Deploy(format!(
+                "{service} was not deployed: {why}{undone}"
+            )))
+        }
+    }
+}
+
+/// Where the watcher looks: ECS, or a script in tests.
+pub trait Looks {
+    fn look(&mut self) -> impl Future<Output = Result<Snapshot, AwsError>> + Send;
+}
+
+struct EcsLooks<'a> {
+    aws: &'a Aws,
+    cluster: &'a str,
+    service: &'a str,
+}
+
+impl Looks for EcsLooks<'_> {
+    async fn look(&mut self) -> Result<Snapshot, AwsError> {
+        ecs::snapshot(self.aws, self.cluster, self.service).await
+    }
+}
+
+/// Looks every `poll` until the watcher has a verdict, telling `say` what
+/// is new each time: `Ok` when the rollout succeeded, `Err` with why not.
+pub async fn watch(
+    looks: &mut impl Looks,
+    mut watcher: Watcher,
+    poll: Duration,
+    say: &mut (dyn FnMut(&str) + Send),
+) -> Result<Result<(), String>, AwsError> {
+    loop {
+        let snapshot = looks.look().await?;
+        let (lines, verdict) = watcher.observe(&snapshot, Instant::now());
+        for line in &lines {
+            say(line);
+        }
+        match verdict {
+            Verdict::Watching => tokio::time::sleep(poll).await,
+            Verdict::Succeeded => return Ok(Ok(())),
+            Verdict::Failed(why) => return Ok(Err(why)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws::deploy::rollout::Deployment;
+
+    const NEW: &str = "arn:aws:ecs:us-east-1:123:task-definition/techchallenge-user:4";
+    const OLD: &str = "arn:aws:ecs:us-east-1:123:task-definition/techchallenge-user:3";
+
+    /// DescribeServices answers played back in order (the last repeats).
+    struct Script(Vec<Snapshot>);
+
+    impl Looks for Script {
+        async fn look(&mut self) -> Result<Snapshot, AwsError> {
+            Ok(if self.0.len() > 1 {
+                self.0.remove(0)
+            } else {
+                self.0[0].clone()
+            })
+        }
+    }
+
+    fn look(deployments: &[(&str, &str, i32, &str)], events: &[(&str, &str)]) -> Snapshot {
+        Snapshot {
+            deployments: deployments
+                .iter()
+                .map(|(td, status, running, state)| Deployment {
+                    id: format!("ecs-svc/{status}"),
+                    status: status.to_string(),
+                    task_definition: td.to_string(),
+                    desired: 1,
+                    running: *running,
+                    pending: 1 - running,
+                    failed_tasks: if *state == "FAILED" { 2 } else { 0 },
+                    rollout_state: state.to_string(),
+                    rollout_reason: if *state == "FAILED" {
+                        "ECS deployment circuit breaker: tasks failed to start.".into()
+                    } else {
+                        String::new()
+                    },
+                })
+                .collect(),
+            events: events
+                .iter()
+                .map(|(id, m)| (id.to_string(), m.to_string()))
+                .collect(),
+            stopped: Vec::new(),
+        }
+    }
+
+    async fn run_script(
+        script: Vec<Snapshot>,
+        timeout: Duration,
+    ) -> (Vec<String>, Result<(), String>) {
+        let before = look(&[(OLD, "PRIMARY", 1, "COMPLETED")], &[]);
+        let watcher = Watcher::new(NEW, timeout, Instant::now(), &before);
+        let mut lines = Vec::new();
+        let outcome = watch(
+            &mut Script(script),
+            watcher,
+            Duration::from_millis(5),
+            &mut |l| lines.push(l.to_string()),
+        )
+        .await
+        .unwrap();
+        (lines, outcome)
+    }
+
+    #[tokio::test]
+    async fn a_scripted_rollout_succeeds() {
+        let (lines, outcome) = run_script(
+            vec![
+                look(
+                    &[
+                        (NEW, "PRIMARY", 0, "IN_PROGRESS"),
+                        (OLD, "ACTIVE", 1, "COMPLETED"),
+                    ],
+                    &[("1", "(service user) has started 1 tasks: (task t1).")],
+                ),
+                look(
+                    &[(NEW, "PRIMARY", 1, "COMPLETED")],
+                    &[("2", "(service user) has reached a steady state.")],
+                ),
+            ],
+            Duration::from_secs(60),
+        )
+        .await;
+        assert_eq!(outcome, Ok(()));
+        assert_eq!(
+            lines,
+            [
+                "event: (service user) has started 1 tasks: (task t1).",
+                "desired 1, running 0, pending 1",
+                "event: (service user) has reached a steady state.",
+                "desired 1, running 1, pending 0"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_scripted_circuit_breaker_fails_the_deploy_with_exit_code_5() {
+        let (lines, outcome) = run_script(
+            vec![
+                look(&[(NEW, "PRIMARY", 0, "IN_PROGRESS"), (OLD, "ACTIVE", 1, "COMPLETED")], &[]),
+                look(
+                    &[(NEW, "PRIMARY", 0, "FAILED"), (OLD, "ACTIVE", 1, "COMPLETED")],
+                    &[("3", "(service user) (deployment ecs-svc/1) deployment failed: tasks failed to start.")],
+                ),
+            ],
+            Duration::from_secs(60),
+        )
+        .await;
+        let why = outcome.unwrap_err();
+        assert_eq!(
+            why,
+            "the deployment circuit breaker stopped the rollout: ECS deployment circuit breaker: tasks failed to start."
+        );
+        assert!(
+            lines.contains(&"desired 1, running 0, pending 1, 2 failed".to_string()),
+            "{lines:?}"
+        );
+        let error = CliError::Deploy(format!("user was not deployed: {why}"));
+        assert_eq!(error.exit_code(), ExitCode::from(5));
+    }
+
+    #[tokio::test]
+    async fn a_scripted_stuck_rollout_hits_its_deadline() {
+        let (lines, outcome) = run_script(
+            vec![look(
+                &[
+                    (NEW, "PRIMARY", 0, "IN_PROGRESS"),
+                    (OLD, "ACTIVE", 1, "COMPLETED"),
+                ],
+                &[],
+            )],
+            Duration::from_millis(50),
+        )
+        .await;
+        assert_eq!(lines, ["desired 1, running 0, pending 1"]);
+        assert_eq!(
+            outcome.unwrap_err(),
+            "the rollout did not finish within 0s (0 running of 1 desired, 1 pending, 0 failed)"
+        );
+    }
+
+    #[test]
+    fn a_prebuilt_image_must_be_named_by_digest() {
+        assert!(given_image("registry/techchallenge/user@sha256:abc").is_ok());
+        let message = given_image("registry/techchallenge/user:latest")
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("names no digest"), "{message}");
+    }
+}

@@ -1,0 +1,209 @@
+//! Where a key ring lives: the stack secret in Secrets Manager, or the key
+//! file of `techctl dev`. Both are changed read-modify-write with nobody
+//! else's change lost: the secret by a conditional move of AWSCURRENT (see
+//! `aws::secrets::update`), the file under an exclusive lock.
+
+use std::fs::File;
+use std::io::ErrorKind;
+use std::path::PathBuf;
+
+use serde_json::{Map, Value};
+
+use crate::error::CliError;
+use aws::{Aws, secrets};
+use dev::home::{lock_file, write_atomically};
+use keys::ring::{KeyRing, RingError};
+
+pub enum KeyStore {
+    /// The stack secret `techctl/<stack>`.
+    Stack { aws: Aws, name: String },
+    /// `.techctl/keys.json`, which `techctl dev`'s services read.
+    File(PathBuf),
+}
+
+impl KeyStore {
+    /// What the ring is kept in, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            KeyStore::Stack { name, .. } => format!("the stack secret {name}"),
+            KeyStore::File(path) => format!("the key file {}", path.display()),
+        }
+    }
+
+    /// The ring as it is now.
+    pub async fn read(&self) -> Result<KeyRing, CliError> {
+        self.update(|_| Ok(())).await.map(|((), ring)| ring)
+    }
+
+    /// Lets `change` edit the ring and saves the result, if it changed, as
+    /// one write; returns what `change` returned and the ring as saved.
+    /// `change` may run more than once (when another writer got in first),
+    /// each time on the freshest ring. An unusable document is reported and
+    /// left as it is.
+    pub async fn update<T>(
+        &self,
+        mut change: impl FnMut(&mut KeyRing) -> Result<T, RingError>,
+    ) -> Result<(T, KeyRing), CliError> {
+        let what = self.describe();
+        let mut edit = |doc: &mut Map<String, Value>| -> Result<(T, KeyRing), CliError> {
+            if doc.is_empty() {
+                return Err(CliError::User(format!(
+                    "{what} does not exist or holds nothing: {}",
+                    match self {
+                        KeyStore::Stack { .. } => "run `techctl up` first",
+                        KeyStore::File(_) => "run `techctl dev` here once first",
+                    }
+                )));
+            }
+            let mut ring = KeyRing::from_document(doc, &what).map_err(user)?;
+            let outcome = change(&mut ring).map_err(user)?;
+            ring.write_into(doc);
+            Ok((outcome, ring))
+        };
+        match self {
+            KeyStore::Stack { aws, name } => secrets::update(aws, name, edit).await,
+            KeyStore::File(path) => {
+                let _lock = lock(path)?;
+                let mut doc = read_file(path)?;
+                let before = doc.clone();
+                let outcome = edit(&mut doc)?;
+                if doc != before {
+                    let text = serde_json::to_string_pretty(&Value::Object(doc))
+                        .map_err(|e| CliError::User(format!("cannot encode the keys: {e}")))?;
+                    write_atomically(path, &text).map_err(|e| {
+                        CliError::User(format!("cannot write {}: {e}", path.display()))
+                    })?;
+                }
+                Ok(outcome)
+            }
+        }
+    }
+}
+
+fn user(e: RingError) -> CliError {
+    CliError::User(e.0)
+}
+
+/// Holds `<file>.lock` exclusively until dropped: two `techctl keys` at
+/// once take turns.
+fn lock(path: &std::path::Path) -> Result<File, CliError> {
+    let lock_path = PathBuf::from(format!("{}.lock", path.display()));
+    let file = lock_file(&lock_path)?;
+    file.lock()
+        .map_err(|e| CliError::User(format!("cannot lock {}: {e}", lock_path.display())))?;
+    Ok(file)
+}
+
+fn read_file(path: &std::path::Path) -> Result<Map<String, Value>, CliError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Map::new()),
+        Err(e) => {
+            return Err(CliError::User(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )));
+        }
+    };
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(doc)) => Ok(doc),
+        Ok(_) => Err(CliError::User(format!(
+            "{} does not hold a JSON object; nothing was changed.\n  fix it, or delete it and `techctl dev` makes a new key (tokens signed with the old one stop working)",
+            path.display()
+        ))),
+        Err(e) => Err(CliError::User(format!(
+            "{} is not valid JSON ({e}); nothing was changed.\n  fix it, or delete it and `techctl dev` makes a new key (tokens signed with the old one stop working)",
+            path.display()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use keys::generate;
+
+    fn file_store() -> (tempfile::TempDir, KeyStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let doc = Value::Object(keys::key_document(&generate().unwrap()));
+        std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+        (dir, KeyStore::File(path))
+    }
+
+    #[tokio::test]
+    async fn a_rotation_of_the_key_file_keeps_the_old_key_published() {
+        let (_dir, store) = file_store();
+        let first = store.read().await.unwrap().signing_kid().to_string();
+        let key = generate().unwrap();
+        let ((), ring) = store
+            .update(|ring| {
+                ring.rotate(&key, SystemTime::now());
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert_eq!(ring.signing_kid(), key.kid);
+        let again = store.read().await.unwrap();
+        assert_eq!(again.published_kids(), [first.as_str(), &key.kid]);
+    }
+
+    #[tokio::test]
+    async fn concurrent_rotations_of_the_key_file_keep_every_key() {
+        let (_dir, store) = file_store();
+        let store = std::sync::Arc::new(store);
+        let keys: Vec<_> = (0..4).map(|_| generate().unwrap()).collect();
+        let mut tasks = Vec::new();
+        for key in keys.clone() {
+            let store = store.clone();
+            tasks.push(tokio::task::spawn_blocking(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap()
+                    .block_on(store.update(|ring| {
+                        ring.rotate(&key, SystemTime::now());
+                        Ok(())
+                    }))
+                    .map(|_| ())
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        let ring = store.read().await.unwrap();
+        for key in &keys {
+            assert!(ring.published_kids().contains(&key.kid.as_str()));
+        }
+        assert_eq!(ring.published_kids().len(), 5);
+    }
+
+    #[tokio::test]
+    async fn a_broken_key_file_is_named_and_left_alone() {
+        let (dir, store) = file_store();
+        let path = dir.path().join("keys.json");
+        std::fs::write(&path, "{\"jwt_kid\": ").unwrap();
+        let key = generate().unwrap();
+        let message = store
+            .update(|ring| {
+                ring.rotate(&key, SystemTime::now());
+                Ok(())
+            })
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("is not valid JSON"), "{message}");
+        assert!(message.contains("nothing was changed"), "{message}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"jwt_kid\": ");
+        let missing = KeyStore::File(dir.path().join("none.json"))
+            .read()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            missing.contains("run `techctl dev` here once first"),
+            "{missing}"
+        );
+    }
+}

@@ -1,0 +1,18 @@
+//! techctl's integration tests, in one binary: the engine against moto
+//! behind testkit's strict proxy, the real `techctl` binary as a user runs
+//! it, images pushed to a real registry, key rotation, and `techctl dev`
+//! end to end. Each test starts what it needs (moto, PostgreSQL, the
+//! registry) itself.
+
+mod cli;
+mod common;
+mod contracts;
+mod deploy;
+mod dev;
+mod down;
+mod faults;
+mod image;
+mod keys;
+mod platform;
+mod up;
+mod verify;
