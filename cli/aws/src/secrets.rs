@@ -38,7 +38,7 @@ fn is_name_still_held(e: &AwsError) -> bool {
 pub const RECOVERY_WINDOW_DAYS: i64 = 7;
 
 const KEY_FIELDS: [&str; 4] = ["jwt_kid", "jwt_private_key", "jwt_public_key", "jwt_jwks"];
-pub const DATABASE_PASSWORD: &str = "db_password";
+pub use engine::plan::outputs::DB_PASSWORD as DATABASE_PASSWORD;
 /// Long enough to be unguessable, alphanumeric so that no URL or shell
 /// quoting can mangle it.
 const PASSWORD_LENGTH: usize = 40;

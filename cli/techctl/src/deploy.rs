@@ -193,7 +193,7 @@ async fn destination(
         let registry = Registry::new(url, None).map_err(CliError::yours)?;
         return Ok((registry, repository));
     }
-    let key = format!("{}_repository_uri", service.replace('-', "_"));
+    let key = engine::plan::outputs::Own::RepositoryUri.of(service);
     let uri = facts
         .secret
         .get(&key)

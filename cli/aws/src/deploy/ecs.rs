@@ -19,6 +19,7 @@ use serde_json::Value;
 use super::rollout::{Deployment, Snapshot, StoppedTask};
 use super::task::{StackFacts, TaskSpec};
 use crate::{Aws, AwsError, retry_passing};
+use engine::plan::outputs::{self as out, Outputs, Own};
 
 /// Seconds a new task may fail its health checks while it starts.
 pub const GRACE_PERIOD_SECONDS: i32 = 60;
@@ -255,29 +256,20 @@ impl ServiceSettings {
                     )
                 })
         };
-        let subnets = match facts.secret.get("private_subnet_ids") {
-            Some(Value::Array(ids)) => ids
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect(),
-            Some(Value::String(ids)) => ids.split(',').map(|s| s.trim().to_string()).collect(),
-            _ => Vec::new(),
-        };
+        let subnets = Outputs(facts.secret.clone()).list(out::PRIVATE_SUBNET_IDS);
         if subnets.is_empty() {
             return Err(AwsError::new(
                 "ReadStackOutputs",
                 "the stack secret names no private subnets: run `techctl up` first",
             ));
         }
-        let key = service.replace('-', "_");
         Ok(ServiceSettings {
-            cluster: text("cluster_name")?,
+            cluster: text(out::CLUSTER_NAME)?,
             name: service.to_string(),
             desired: i32::try_from(desired).unwrap_or(i32::MAX),
             subnets,
-            security_group: text("services_security_group_id")?,
-            target_group_arn: text(&format!("{key}_target_group_arn"))?,
+            security_group: text(&out::security_group_id("services"))?,
+            target_group_arn: text(&Own::TargetGroupArn.of(service))?,
             container: service.to_string(),
             port,
             stack: stack.to_string(),

@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use blueprint::Blueprint;
+use engine::plan::outputs::{self as out, Own};
 
 /// What deploy knows of the stack: its outputs and the secret's ARN.
 #[derive(Debug, Clone)]
@@ -106,12 +107,12 @@ pub fn task_spec(
         ("PORT".to_string(), port.to_string()),
         ("LOG_FORMAT".to_string(), "json".to_string()),
         ("STACK_SECRET_ID".to_string(), facts.secret_arn.clone()),
-        ("DB_HOST".to_string(), facts.text("db_host")?),
-        ("DB_PORT".to_string(), facts.text("db_port")?),
+        ("DB_HOST".to_string(), facts.text(out::DB_HOST)?),
+        ("DB_PORT".to_string(), facts.text(out::DB_PORT)?),
         ("DB_USER".to_string(), facts.text("db_user")?),
         (
             "DB_NAME".to_string(),
-            facts.text(&format!("{key}_database"))?,
+            facts.text(&Own::Database.of(service))?,
         ),
         // The task's share of the instance's connections, so that every
         // task at the rollout peak fits in what the instance class takes.
@@ -135,36 +136,38 @@ pub fn task_spec(
     if !definition.publishes.is_empty() {
         environment.insert(
             "EVENTS_TOPIC_ARN".into(),
-            facts.text(&format!("{key}_topic_arn"))?,
+            facts.text(&Own::TopicArn.of(service))?,
         );
     }
     if !definition.consumes.is_empty() {
         environment.insert(
             "EVENTS_QUEUE_URL".into(),
-            facts.text(&format!("{key}_queue_url"))?,
+            facts.text(&Own::QueueUrl.of(service))?,
         );
         environment.insert(
             "EVENTS_DLQ_URL".into(),
-            facts.text(&format!("{key}_dead_letter_queue_url"))?,
+            facts.text(&Own::DeadLetterQueueUrl.of(service))?,
         );
     }
-    let mut secrets =
-        BTreeMap::from([("DB_PASSWORD".to_string(), facts.value_from("db_password"))]);
+    let mut secrets = BTreeMap::from([(
+        "DB_PASSWORD".to_string(),
+        facts.value_from(out::DB_PASSWORD),
+    )]);
     match service {
         "user" => {
-            environment.insert("PUBLIC_URL".into(), facts.text("api_endpoint")?);
+            environment.insert("PUBLIC_URL".into(), facts.text(out::API_ENDPOINT)?);
         }
         "order" => {
             // The internal ALB routes /products to the product service.
             environment.insert(
                 "PRODUCT_SERVICE_URL".into(),
-                format!("http://{}", facts.text("alb_dns_name")?),
+                format!("http://{}", facts.text(out::ALB_DNS_NAME)?),
             );
         }
         "payment" => {
             environment.insert(
                 "PAYMENT_NOTIFICATION_URL".into(),
-                format!("{}/webhooks/mercadopago", facts.text("api_endpoint")?),
+                format!("{}/webhooks/mercadopago", facts.text(out::API_ENDPOINT)?),
             );
             let missing: Vec<String> = MERCADO_PAGO_KEYS
                 .iter()
@@ -190,7 +193,7 @@ pub fn task_spec(
         cpu: definition.cpu.get_ref().to_string(),
         memory: definition.memory.get_ref().to_string(),
         execution_role_arn: facts.text("task_execution_role_arn")?,
-        task_role_arn: facts.text(&format!("{key}_task_role_arn"))?,
+        task_role_arn: facts.text(&Own::TaskRoleArn.of(service))?,
         container: service.to_string(),
         image: image.to_string(),
         cpu_architecture: architecture.ecs().to_string(),

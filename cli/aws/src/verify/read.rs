@@ -22,6 +22,7 @@ use serde_json::{Map, Value};
 use crate::verify::snapshot::*;
 use crate::{Aws, AwsError, TAG_ID, TAG_STACK, all_pages};
 use engine::plan::expand::{role_path, secret_name};
+use engine::plan::outputs::{self as out, Outputs, Own};
 
 /// AWS's name for the current version of a secret.
 const CURRENT: &str = "AWSCURRENT";
@@ -45,44 +46,6 @@ fn absent<T>(result: Result<T, AwsError>) -> Result<Option<T>, AwsError> {
     }
 }
 
-/// The stack outputs, as a flat JSON object.
-struct Outputs(Map<String, Value>);
-
-impl Outputs {
-    fn text(&self, key: &str) -> Option<String> {
-        match self.0.get(key) {
-            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-            Some(Value::Number(n)) => Some(n.to_string()),
-            _ => None,
-        }
-    }
-
-    fn list(&self, key: &str) -> Vec<String> {
-        match self.0.get(key) {
-            Some(Value::Array(items)) => items
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect(),
-            Some(Value::String(s)) => s
-                .split(',')
-                .map(|p| p.trim().to_string())
-                .filter(|p| !p.is_empty())
-                .collect(),
-            _ => Vec::new(),
-        }
-    }
-
-    /// The services the outputs name, by output key (`order`, `my_api`).
-    fn service_keys(&self) -> BTreeSet<String> {
-        self.0
-            .keys()
-            .filter_map(|k| k.strip_suffix("_task_role_arn"))
-            .map(str::to_string)
-            .collect()
-    }
-}
-
 /// Everything verify evaluates, read from AWS.
 pub async fn snapshot(aws: &Aws, stack: &str) -> Result<Snapshot, AwsError> {
     let mut snap = Snapshot {
@@ -93,16 +56,16 @@ pub async fn snapshot(aws: &Aws, stack: &str) -> Result<Snapshot, AwsError> {
     let (secret_arn, outputs) = read_outputs(aws, stack).await?;
     snap.secret_arn = secret_arn;
 
-    snap.vpc_id = match outputs.text("vpc_id") {
+    snap.vpc_id = match outputs.text(out::VPC_ID) {
         Some(vpc) => Some(vpc),
         None => tagged_vpc(aws, stack).await?,
     };
     let vpc = snap.vpc_id.clone().unwrap_or_default();
-    let alb = outputs.text("alb_arn");
-    let api = outputs.text("api_id");
-    let db = outputs.text("db_instance_id");
+    let alb = outputs.text(out::ALB_ARN);
+    let api = outputs.text(out::API_ID);
+    let db = outputs.text(out::DB_INSTANCE_ID);
     let cluster = outputs
-        .text("cluster_name")
+        .text(out::CLUSTER_NAME)
         .unwrap_or_else(|| stack.to_string());
     // Boxed: the SDK's futures are large, and side by side they would
     // overflow a worker thread's stack.
@@ -112,7 +75,7 @@ pub async fn snapshot(aws: &Aws, stack: &str) -> Result<Snapshot, AwsError> {
         Box::pin(read_gateway(
             aws,
             api.as_deref(),
-            outputs.text("vpc_link_id")
+            outputs.text(out::VPC_LINK_ID)
         )),
         Box::pin(read_target_groups(aws, &vpc)),
         Box::pin(read_database(aws, db.as_deref())),
@@ -132,7 +95,7 @@ pub async fn snapshot(aws: &Aws, stack: &str) -> Result<Snapshot, AwsError> {
     snap.target_groups = target_groups;
     snap.database = database;
 
-    for key in outputs.service_keys() {
+    for key in outputs.services() {
         let deployed = ecs
             .iter()
             .find(|(name, _, _)| name.replace('-', "_") == key);
@@ -851,14 +814,10 @@ async fn from_ecs(
             None => None,
         },
         topic_arn: topic.or_else(|| outputs.text(&format!("{key}_topic_arn"))),
-        queue_arn: queue_arn(
-            aws,
-            queue_url.or_else(|| outputs.text(&format!("{key}_queue_url"))),
-        )
-        .await?,
+        queue_arn: queue_arn(aws, queue_url.or_else(|| outputs.own(key, Own::QueueUrl))).await?,
         dead_letter_queue_arn: queue_arn(
             aws,
-            dlq_url.or_else(|| outputs.text(&format!("{key}_dead_letter_queue_url"))),
+            dlq_url.or_else(|| outputs.own(key, Own::DeadLetterQueueUrl)),
         )
         .await?,
     })
@@ -871,8 +830,8 @@ async fn from_outputs(
     key: &str,
     target_groups: &[TargetGroup],
 ) -> Result<Service, AwsError> {
-    let text = |what: &str| outputs.text(&format!("{key}_{what}"));
-    let target_group_arn = text("target_group_arn");
+    let text = |what: Own| outputs.own(key, what);
+    let target_group_arn = text(Own::TargetGroupArn);
     let port = target_groups
         .iter()
         .find(|g| Some(&g.arn) == target_group_arn.as_ref())
@@ -881,26 +840,26 @@ async fn from_outputs(
         name: key.to_string(),
         source: ServiceSource::StackOutputs,
         port,
-        task_role_arn: text("task_role_arn"),
-        execution_role_arn: outputs.text("task_execution_role_arn"),
+        task_role_arn: text(Own::TaskRoleArn),
+        execution_role_arn: outputs.text(out::TASK_EXECUTION_ROLE_ARN),
         security_groups: outputs
-            .text("services_security_group_id")
+            .text(&out::security_group_id("services"))
             .into_iter()
             .collect(),
-        subnets: outputs.list("private_subnet_ids"),
+        subnets: outputs.list(out::PRIVATE_SUBNET_IDS),
         assign_public_ip: false,
         target_group_arn,
-        repository_arn: match text("repository_uri") {
+        repository_arn: match text(Own::RepositoryUri) {
             Some(uri) => repository_arn(aws, &uri).await?,
             None => None,
         },
-        log_group_arn: match text("log_group") {
+        log_group_arn: match text(Own::LogGroup) {
             Some(group) => log_group_arn(aws, &group).await?,
             None => None,
         },
-        topic_arn: text("topic_arn"),
-        queue_arn: queue_arn(aws, text("queue_url")).await?,
-        dead_letter_queue_arn: queue_arn(aws, text("dead_letter_queue_url")).await?,
+        topic_arn: text(Own::TopicArn),
+        queue_arn: queue_arn(aws, text(Own::QueueUrl)).await?,
+        dead_letter_queue_arn: queue_arn(aws, text(Own::DeadLetterQueueUrl)).await?,
     })
 }
 

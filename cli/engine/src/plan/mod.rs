@@ -7,6 +7,7 @@
 
 pub mod cost;
 pub mod expand;
+pub mod outputs;
 pub mod render;
 pub mod resource;
 pub mod waits;

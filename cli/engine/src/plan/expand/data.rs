@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::plan::outputs as out;
 use crate::plan::resource::{DeadLetter, KeysState, Output, Resource, Spec};
 use blueprint::{Blueprint, names};
 
@@ -150,48 +151,51 @@ pub fn secret(bp: &Blueprint, zones: &[String], nat_zones: &[&String]) -> Vec<Re
     let subnets = |tier: &str| Output::ids(zones.iter().map(|z| ids::subnet(tier, z)));
     let text = |s: &str| Output::Text(s.to_string());
     let mut outputs = BTreeMap::from([
-        ("stack".to_string(), text(bp.stack_name())),
-        ("region".to_string(), text(bp.region())),
-        ("vpc_id".to_string(), Output::Id(ids::vpc())),
-        ("public_subnet_ids".to_string(), subnets("public")),
-        ("private_subnet_ids".to_string(), subnets("private")),
+        (out::STACK.to_string(), text(bp.stack_name())),
+        (out::REGION.to_string(), text(bp.region())),
+        (out::VPC_ID.to_string(), Output::Id(ids::vpc())),
+        (out::PUBLIC_SUBNET_IDS.to_string(), subnets("public")),
+        (out::PRIVATE_SUBNET_IDS.to_string(), subnets("private")),
         (
-            "nat_gateway_ids".to_string(),
+            out::NAT_GATEWAY_IDS.to_string(),
             Output::ids(nat_zones.iter().map(|z| ids::nat_gateway(z))),
         ),
-        ("api_id".to_string(), Output::Id(ids::api())),
+        (out::API_ID.to_string(), Output::Id(ids::api())),
         (
-            "api_endpoint".to_string(),
+            out::API_ENDPOINT.to_string(),
             Output::attr(ids::api(), "endpoint"),
         ),
-        ("vpc_link_id".to_string(), Output::Id(ids::vpc_link())),
-        ("alb_arn".to_string(), Output::Id(ids::load_balancer())),
+        (out::VPC_LINK_ID.to_string(), Output::Id(ids::vpc_link())),
+        (out::ALB_ARN.to_string(), Output::Id(ids::load_balancer())),
         (
-            "alb_dns_name".to_string(),
+            out::ALB_DNS_NAME.to_string(),
             Output::attr(ids::load_balancer(), "dns_name"),
         ),
-        ("listener_arn".to_string(), Output::Id(ids::listener())),
-        ("cluster_arn".to_string(), Output::Id(ids::cluster())),
-        ("cluster_name".to_string(), text(bp.stack_name())),
+        (out::LISTENER_ARN.to_string(), Output::Id(ids::listener())),
+        (out::CLUSTER_ARN.to_string(), Output::Id(ids::cluster())),
+        (out::CLUSTER_NAME.to_string(), text(bp.stack_name())),
         (
-            "task_execution_role_arn".to_string(),
+            out::TASK_EXECUTION_ROLE_ARN.to_string(),
             Output::attr(ids::execution_role(), "arn"),
         ),
         (
-            "db_host".to_string(),
+            out::DB_HOST.to_string(),
             Output::attr(ids::db_instance(), "endpoint"),
         ),
         (
-            "db_port".to_string(),
+            out::DB_PORT.to_string(),
             Output::Text(bp.database.port.get_ref().to_string()),
         ),
-        ("db_name".to_string(), text(DATABASE_NAME)),
-        ("db_user".to_string(), text(DATABASE_USER)),
-        ("db_instance_id".to_string(), Output::Id(ids::db_instance())),
+        (out::DB_NAME.to_string(), text(DATABASE_NAME)),
+        (out::DB_USER.to_string(), text(DATABASE_USER)),
+        (
+            out::DB_INSTANCE_ID.to_string(),
+            Output::Id(ids::db_instance()),
+        ),
     ]);
     for (role, _) in SECURITY_GROUPS {
         outputs.insert(
-            format!("{}_security_group_id", role.replace('-', "_")),
+            out::security_group_id(role),
             Output::Id(ids::security_group(role)),
         );
     }

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::plan::outputs::Own;
 use crate::plan::resource::{Cors, Output, Resource, Spec, Statement};
 use blueprint::{Blueprint, names};
 
@@ -258,25 +259,27 @@ pub fn registry(bp: &Blueprint) -> Vec<Resource> {
 pub fn service_outputs(bp: &Blueprint) -> BTreeMap<String, Output> {
     let mut outputs = BTreeMap::new();
     for (name, service) in bp.services() {
-        let key = name.replace('-', "_");
-        let mut put = |what: &str, value: Output| {
-            outputs.insert(format!("{key}_{what}"), value);
+        let mut put = |what: Own, value: Output| {
+            outputs.insert(what.of(name), value);
         };
-        put("target_group_arn", Output::Id(ids::target_group(name)));
-        put("task_role_arn", Output::attr(ids::task_role(name), "arn"));
+        put(Own::TargetGroupArn, Output::Id(ids::target_group(name)));
+        put(Own::TaskRoleArn, Output::attr(ids::task_role(name), "arn"));
         put(
-            "log_group",
+            Own::LogGroup,
             Output::Text(format!("/techctl/{}/{name}", bp.stack_name())),
         );
-        put("repository_uri", Output::attr(ids::repository(name), "uri"));
-        put("database", Output::Text(super::service_database(name)));
+        put(
+            Own::RepositoryUri,
+            Output::attr(ids::repository(name), "uri"),
+        );
+        put(Own::Database, Output::Text(super::service_database(name)));
         if !service.publishes.is_empty() {
-            put("topic_arn", Output::Id(ids::topic(name)));
+            put(Own::TopicArn, Output::Id(ids::topic(name)));
         }
         if !service.consumes.is_empty() {
-            put("queue_url", Output::Id(ids::queue(name)));
+            put(Own::QueueUrl, Output::Id(ids::queue(name)));
             put(
-                "dead_letter_queue_url",
+                Own::DeadLetterQueueUrl,
                 Output::Id(ids::dead_letter_queue(name)),
             );
         }
