@@ -35,9 +35,21 @@ pub fn free_port() -> u16 {
 
 /// The workspace root, where `.venv/` lives once `.ci/run` or the README
 /// set-up has made it.
+///
+/// Found from the running test's package (cargo sets `CARGO_MANIFEST_DIR`
+/// when it runs a test), not from where testkit was compiled: two
+/// checkouts sharing one target folder share testkit's build, and a path
+/// compiled in would send one checkout's tests to the other's files.
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
-        .unwrap_or_default()
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    start
+        .ancestors()
+        .find(|dir| {
+            std::fs::read_to_string(dir.join("Cargo.toml"))
+                .is_ok_and(|manifest| manifest.contains("[workspace]"))
+        })
+        .map(PathBuf::from)
+        .unwrap_or(start)
 }

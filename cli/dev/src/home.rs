@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::DevError;
+use files::{lock_file, write_atomically};
 
 pub const FOLDER: &str = ".techctl";
 
@@ -95,7 +96,8 @@ impl Home {
     /// Takes the lock of this folder, or says which run holds it.
     pub fn lock(&self) -> Result<Lock, DevError> {
         let path = self.root.join("dev.lock");
-        let file = lock_file(&path)?;
+        let file = lock_file(&path)
+            .map_err(|e| DevError::new(format!("cannot open {}: {e}", path.display())))?;
         match file.try_lock() {
             Ok(()) => Ok(Lock { _file: file }),
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -206,24 +208,6 @@ fn read_if_present(path: &Path) -> Result<Option<String>, DevError> {
             path.display()
         ))),
     }
-}
-
-/// Opens (making it if need be) a file that is only ever locked, never
-/// written: its lock says who works on what it guards.
-pub fn lock_file(path: &Path) -> Result<File, DevError> {
-    File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(|e| DevError::new(format!("cannot open {}: {e}", path.display())))
-}
-
-/// Writes beside the file and renames, so a reader never sees half of it.
-pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let partial = path.with_extension("partial");
-    std::fs::write(&partial, text)?;
-    std::fs::rename(&partial, path)
 }
 
 fn random_text(len: usize) -> String {

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::error::CliError;
 use aws::{Aws, secrets};
-use dev::home::{lock_file, write_atomically};
+use files::{lock_file, write_atomically};
 use keys::ring::{KeyRing, RingError};
 
 pub enum KeyStore {
@@ -88,7 +88,8 @@ fn user(e: RingError) -> CliError {
 /// once take turns.
 fn lock(path: &std::path::Path) -> Result<File, CliError> {
     let lock_path = PathBuf::from(format!("{}.lock", path.display()));
-    let file = lock_file(&lock_path)?;
+    let file = lock_file(&lock_path)
+        .map_err(|e| CliError::User(format!("cannot open {}: {e}", lock_path.display())))?;
     file.lock()
         .map_err(|e| CliError::User(format!("cannot lock {}: {e}", lock_path.display())))?;
     Ok(file)

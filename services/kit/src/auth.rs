@@ -97,6 +97,11 @@ impl Caller {
 /// Where the public keys come from.
 pub trait JwkSource: Send + Sync {
     fn fetch(&self) -> Pin<Box<dyn Future<Output = anyhow::Result<Vec<Jwk>>> + Send + '_>>;
+
+    /// Where the keys are looked for, for an error that says so.
+    fn describe(&self) -> String {
+        "the key set".to_string()
+    }
 }
 
 /// A fixed set of keys (tests, or a service given its keys at start).
@@ -212,7 +217,7 @@ impl Verifier {
     pub async fn start(
         issuer: &str,
         audience: &str,
-        keys: crate::keys::KeySource,
+        keys: impl JwkSource + 'static,
         refresh: Duration,
     ) -> anyhow::Result<Arc<Self>> {
         let described = keys.describe();

@@ -44,13 +44,6 @@ impl KeySource {
         })
     }
 
-    pub fn describe(&self) -> String {
-        match self {
-            KeySource::File(path) => format!("KEYS_FILE {}", path.display()),
-            KeySource::SecretsManager { secret_id, .. } => format!("STACK_SECRET_ID {secret_id}"),
-        }
-    }
-
     /// The whole document, freshly read.
     pub async fn read(&self) -> anyhow::Result<Value> {
         let text = match self {
@@ -118,6 +111,13 @@ fn from_pem(pem: &str) -> anyhow::Result<Value> {
 impl JwkSource for KeySource {
     fn fetch(&self) -> Pin<Box<dyn Future<Output = anyhow::Result<Vec<Jwk>>> + Send + '_>> {
         Box::pin(async move { parse_jwk_set(&self.read().await?.to_string()) })
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            KeySource::File(path) => format!("KEYS_FILE {}", path.display()),
+            KeySource::SecretsManager { secret_id, .. } => format!("STACK_SECRET_ID {secret_id}"),
+        }
     }
 }
 

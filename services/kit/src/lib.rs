@@ -4,8 +4,9 @@
 //! embedded migrations, one error type rendered as RFC 9457 problem
 //! details, JWT authentication against a cached JWK set, health checks,
 //! request ids, graceful shutdown, an OpenAPI document with a page that
-//! renders it, an HTTP client, and the messaging layer of the saga
-//! (outbox, inbox, SNS/SQS and PostgreSQL transports).
+//! renders it, and an HTTP client. The saga's messaging (outbox, inbox,
+//! SNS/SQS and PostgreSQL transports) is `service-messaging`, so that the
+//! services outside the saga link none of it.
 
 pub mod auth;
 pub mod config;
@@ -16,7 +17,6 @@ pub mod extract;
 pub mod health;
 pub mod http_client;
 pub mod keys;
-pub mod messaging;
 pub mod server;
 pub mod telemetry;
 

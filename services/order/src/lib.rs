@@ -18,7 +18,7 @@ use service_kit::auth::Verifier;
 use service_kit::config::{Common, ConfigError, Env};
 use service_kit::docs::BearerAuth;
 use service_kit::keys::KeySource;
-use service_kit::messaging::{self, Foundation, Relay, Transport, Workers};
+use service_messaging::{self as messaging, Foundation, Relay, Transport, Workers};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use utoipa::OpenApi;

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use service_kit::auth::{Caller, Role};
 use service_kit::error::{ApiError, ApiResult, FieldError};
 use service_kit::extract::{Json, Path, Query};
-use service_kit::messaging::outbox;
+use service_messaging::outbox;
 use sha2::{Digest, Sha256};
 use sqlx::{FromRow, PgConnection};
 use time::OffsetDateTime;

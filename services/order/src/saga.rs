@@ -9,8 +9,8 @@ use contracts::events::{
     ProductionStarted, TicketItem,
 };
 use contracts::{Envelope, Event};
-use service_kit::messaging::consumer::Attempt;
-use service_kit::messaging::{BoxFuture, HandleError, Handler, outbox};
+use service_messaging::consumer::Attempt;
+use service_messaging::{BoxFuture, HandleError, Handler, outbox};
 use sqlx::PgConnection;
 use uuid::Uuid;
 

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::Payments;
 use crate::ledger::{self, Settled};
-use service_kit::messaging::Relay;
+use service_messaging::Relay;
 
 const BATCH: i64 = 20;
 

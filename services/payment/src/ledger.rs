@@ -6,7 +6,7 @@
 
 use contracts::events::{PaymentApproved, PaymentEnded, PaymentExpired, PaymentRejected};
 use serde::Serialize;
-use service_kit::messaging::outbox;
+use service_messaging::outbox;
 use sqlx::{FromRow, PgConnection};
 use time::OffsetDateTime;
 use uuid::Uuid;

@@ -9,7 +9,7 @@ use contracts::Envelope;
 use contracts::events::{KitchenStep, ProductionDelivered};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
-use service_kit::messaging::{BoxFuture, DeadLetter, Delivery, Transport};
+use service_messaging::{BoxFuture, DeadLetter, Delivery, Transport};
 use system_tests::{Options, System};
 use testkit::mercadopago::Signature;
 
@@ -644,9 +644,7 @@ async fn a_service_killed_between_commit_and_publish_loses_nothing() {
     assert!(system.mp.qr_orders().is_empty());
     let orders = system.service_pool("order").await;
     assert_eq!(
-        service_kit::messaging::outbox::pending(&orders)
-            .await
-            .unwrap(),
+        service_messaging::outbox::pending(&orders).await.unwrap(),
         1
     );
 
@@ -657,9 +655,7 @@ async fn a_service_killed_between_commit_and_publish_loses_nothing() {
     assert_eq!(order["status"], "AWAITING_PAYMENT");
     assert_eq!(system.mp.qr_orders().len(), 1);
     assert_eq!(
-        service_kit::messaging::outbox::pending(&orders)
-            .await
-            .unwrap(),
+        service_messaging::outbox::pending(&orders).await.unwrap(),
         0
     );
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::FromRef;
-use service_kit::auth::Verifier;
+use service_kit::auth::{JwkSource, Verifier};
 use service_kit::config::{ConfigError, Env};
 use service_kit::docs::BearerAuth;
 use service_kit::keys::KeySource;

@@ -4,6 +4,7 @@
 //! end to end. Each test starts what it needs (moto, PostgreSQL, the
 //! registry) itself.
 
+mod architecture;
 mod cli;
 mod common;
 mod contracts;

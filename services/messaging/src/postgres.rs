@@ -41,7 +41,7 @@ impl PgTransport {
     ) -> anyhow::Result<PgTransport> {
         // The bus database is created like a service's own, and has no
         // migrations: its tables are made just below.
-        let pool = crate::db::connect(url, 4, &sqlx::migrate::Migrator::DEFAULT)
+        let pool = service_kit::db::connect(url, 4, &sqlx::migrate::Migrator::DEFAULT)
             .await
             .context("cannot connect to the event bus database (EVENTS_DATABASE_URL)")?;
         install(&pool).await?;

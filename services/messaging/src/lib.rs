@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-use crate::config::{ConfigError, Env};
+use service_kit::config::{ConfigError, Env};
 
 pub use consumer::{HandleError, Handler, spawn_consumer};
 pub use contracts::Envelope;
@@ -213,21 +213,22 @@ impl Settings {
 /// outbox and inbox, a token verifier, and its transport.
 pub struct Foundation {
     pub pool: PgPool,
-    pub verifier: Arc<crate::auth::Verifier>,
+    pub verifier: Arc<service_kit::auth::Verifier>,
     pub transport: Arc<dyn Transport>,
 }
 
 impl Foundation {
     pub async fn connect(
         service: &str,
-        common: &crate::config::Common,
+        common: &service_kit::config::Common,
         migrator: &sqlx::migrate::Migrator,
-        keys: crate::keys::KeySource,
+        keys: service_kit::keys::KeySource,
         events: &Settings,
     ) -> anyhow::Result<Foundation> {
-        let pool = crate::db::connect(&common.database_url, common.pool_size, migrator).await?;
+        let pool =
+            service_kit::db::connect(&common.database_url, common.pool_size, migrator).await?;
         install(&pool).await?;
-        let verifier = crate::auth::Verifier::start(
+        let verifier = service_kit::auth::Verifier::start(
             &common.jwt_issuer,
             &common.jwt_audience,
             keys,

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use contracts::events::{OrderCancelled, OrderPaid};
 use contracts::{CONSUMERS, Envelope, Event};
-use service_kit::messaging::consumer::Attempt;
-use service_kit::messaging::postgres::PgTransport;
-use service_kit::messaging::sqs::{Queues, SqsTransport};
-use service_kit::messaging::{
-    self, BoxFuture, HandleError, Handler, Relay, Settings, Transport, spawn_consumer,
+use service_messaging::consumer::Attempt;
+use service_messaging::postgres::PgTransport;
+use service_messaging::sqs::{Queues, SqsTransport};
+use service_messaging::{
+    self as messaging, BoxFuture, HandleError, Handler, Relay, Settings, Transport, spawn_consumer,
 };
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
