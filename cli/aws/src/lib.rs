@@ -110,6 +110,10 @@ impl AwsProvider {
 impl Provider for AwsProvider {
     type Error = AwsError;
 
+    async fn observe(&self, stack: &str) -> Result<Vec<Observed>, AwsError> {
+        observe(&self.aws, stack).await
+    }
+
     async fn create(
         &self,
         ctx: &engine::apply::Ctx,

@@ -1,6 +1,7 @@
 //! Where the local system's output goes: every line of every process into
-//! its own file under `.techctl/logs/`, and interleaved on the terminal
-//! behind the name of the process that wrote it.
+//! its own file under `.techctl/logs/`, and to the [`Terminal`] (techctl's
+//! printer: interleaved behind the name of the process that wrote it, or
+//! as JSON lines).
 
 use std::fs::File;
 use std::io::Write;
@@ -18,19 +19,39 @@ const COLORS: [console::Color; 6] = [
     console::Color::Red,
 ];
 
+/// Where `techctl dev` tells what happens: techctl's printer, which shows
+/// it to people or writes it as JSON lines for scripts.
+pub trait Terminal: Send + Sync {
+    /// techctl dev's own news: building, ready, stopping.
+    fn say(&self, text: &str);
+    /// A line `process` wrote; `prefix` is its name, padded and coloured,
+    /// for a terminal.
+    fn process_line(&self, process: &str, prefix: &str, line: &str);
+    /// Something went wrong beside the run (a log file cannot be written).
+    fn warn(&self, text: &str);
+}
+
 /// Hands out one [`Sink`] per process.
-#[derive(Debug)]
 pub struct Console {
     dir: PathBuf,
     width: usize,
     colors: bool,
     next_color: Mutex<usize>,
+    terminal: Arc<dyn Terminal>,
+}
+
+impl std::fmt::Debug for Console {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Console").field("dir", &self.dir).finish()
+    }
 }
 
 /// The output of one process.
 pub struct Sink {
+    process: String,
     prefix: String,
     file: Mutex<Option<File>>,
+    terminal: Arc<dyn Terminal>,
 }
 
 impl std::fmt::Debug for Sink {
@@ -43,12 +64,13 @@ impl std::fmt::Debug for Sink {
 
 impl Console {
     /// `width` is the longest process name, to line the prefixes up.
-    pub fn new(dir: PathBuf, width: usize) -> Console {
+    pub fn new(dir: PathBuf, width: usize, terminal: Arc<dyn Terminal>) -> Console {
         Console {
             dir,
             width,
             colors: console::colors_enabled(),
             next_color: Mutex::new(0),
+            terminal,
         }
     }
 
@@ -57,7 +79,8 @@ impl Console {
         let path = self.dir.join(format!("{name}.log"));
         let file = File::options().create(true).append(true).open(&path);
         if let Err(e) = &file {
-            eprintln!("warning: cannot write {}: {e}", path.display());
+            self.terminal
+                .warn(&format!("cannot write {}: {e}", path.display()));
         }
         let padded = format!("{name:>width$} |", width = self.width);
         let prefix = if self.colors {
@@ -69,14 +92,16 @@ impl Console {
             padded
         };
         Arc::new(Sink {
+            process: name.to_string(),
             prefix,
             file: Mutex::new(file.ok()),
+            terminal: self.terminal.clone(),
         })
     }
 
     /// A line of techctl's own, on the terminal only.
     pub fn say(&self, text: &str) {
-        println!("{text}");
+        self.terminal.say(text);
     }
 }
 
@@ -84,7 +109,8 @@ impl Sink {
     /// A line into the log file and onto the terminal.
     pub fn line(&self, text: &str) {
         self.to_file(text);
-        println!("{} {text}", self.prefix);
+        self.terminal
+            .process_line(&self.process, &self.prefix, text);
     }
 
     /// A line into the log file only (request logs, say).
@@ -92,5 +118,24 @@ impl Sink {
         if let Some(file) = self.file.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
             let _ = writeln!(file, "{text}");
         }
+    }
+}
+
+/// Lines on standard output, for tests of the parts that print.
+#[cfg(test)]
+pub struct Plain;
+
+#[cfg(test)]
+impl Terminal for Plain {
+    fn say(&self, text: &str) {
+        println!("{text}");
+    }
+
+    fn process_line(&self, _: &str, prefix: &str, line: &str) {
+        println!("{prefix} {line}");
+    }
+
+    fn warn(&self, text: &str) {
+        println!("warning: {text}");
     }
 }

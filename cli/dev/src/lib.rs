@@ -30,6 +30,7 @@ use tokio::sync::watch;
 
 use crate::cluster::{Cluster, EVENTS_DATABASE};
 use crate::console::Console;
+pub use crate::console::Terminal;
 use crate::gateway::{Cors, Gateway, Routes};
 use crate::home::{Credentials, Home, ServiceState, State};
 use crate::supervisor::{Program, Statuses, Supervisor};
@@ -163,7 +164,11 @@ impl From<build::BuildError> for DevError {
 }
 
 /// Runs the system until Ctrl-C (or SIGTERM), then stops it all.
-pub async fn run(blueprint: &Blueprint, options: Options) -> Result<(), DevError> {
+pub async fn run(
+    blueprint: &Blueprint,
+    options: Options,
+    terminal: Arc<dyn Terminal>,
+) -> Result<(), DevError> {
     let started = Instant::now();
     let stop = StopSignal::listen();
     let home = Home::open(&options.dir)?;
@@ -180,7 +185,7 @@ pub async fn run(blueprint: &Blueprint, options: Options) -> Result<(), DevError
         .chain(["postgres".len(), "sandbox".len()])
         .max()
         .unwrap_or(8);
-    let console = Console::new(home.logs(), width);
+    let console = Console::new(home.logs(), width, terminal);
 
     let source = match &options.source {
         Some(dir) => dir.clone(),

@@ -260,7 +260,11 @@ mod tests {
     #[tokio::test]
     async fn a_crashing_program_is_restarted_and_stopped_cleanly() {
         let dir = tempfile::tempdir().unwrap();
-        let console = crate::console::Console::new(dir.path().to_path_buf(), 5);
+        let console = crate::console::Console::new(
+            dir.path().to_path_buf(),
+            5,
+            std::sync::Arc::new(crate::console::Plain),
+        );
         // Prints, then exits with an error: a service that crashes.
         let script = dir.path().join("crash.sh");
         std::fs::write(&script, "#!/bin/sh\necho started $$\nexit 3\n").unwrap();

@@ -14,7 +14,9 @@ pub mod deploy;
 pub mod error;
 pub mod keystore;
 pub mod printer;
+pub mod render;
 pub mod stack;
+pub mod table;
 
 use std::process::ExitCode;
 

@@ -73,6 +73,28 @@ impl Printer {
         }
     }
 
+    /// A warning for people, on standard error so that it never mixes with
+    /// what a script reads; in JSON mode a `{"warning": …}` line.
+    pub fn warn(&self, text: &str) {
+        match self.format {
+            OutputFormat::Text => {
+                let mut err = std::io::stderr().lock();
+                let _ = writeln!(err, "warning: {}", text.trim_end());
+            }
+            OutputFormat::Json => self.line(&serde_json::json!({ "warning": text }).to_string()),
+        }
+    }
+
+    /// The paragraph of a failed command, on standard error; in JSON mode
+    /// also an `{"error": …}` line.
+    pub fn error(&self, text: &str) {
+        if self.format == OutputFormat::Json {
+            self.line(&serde_json::json!({ "error": text }).to_string());
+        }
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "error: {}", text.trim_end());
+    }
+
     /// Ends the live view: what is printed next goes below its last frame.
     pub fn end_live(&self) {
         self.live_over
@@ -225,5 +247,31 @@ impl Reporter for Printer {
             (OutputFormat::Text, Some(multi)) => self.live(multi, &event),
             (OutputFormat::Text, None) => self.plain(&event),
         }
+    }
+}
+
+/// `techctl dev` speaks through the same printer: its news and the lines
+/// of its processes as text, or as JSON lines (`{"event": "dev", …}`,
+/// `{"process": …, "line": …}`) with `--output json`.
+impl dev::Terminal for Printer {
+    fn say(&self, text: &str) {
+        match self.format {
+            OutputFormat::Text => self.line(text),
+            OutputFormat::Json => self
+                .line(&serde_json::json!({ "event": "dev", "message": text.trim() }).to_string()),
+        }
+    }
+
+    fn process_line(&self, process: &str, prefix: &str, line: &str) {
+        match self.format {
+            OutputFormat::Text => self.line(&format!("{prefix} {line}")),
+            OutputFormat::Json => {
+                self.line(&serde_json::json!({ "process": process, "line": line }).to_string())
+            }
+        }
+    }
+
+    fn warn(&self, text: &str) {
+        Printer::warn(self, text);
     }
 }

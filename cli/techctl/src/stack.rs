@@ -3,13 +3,14 @@
 
 use serde_json::{Map, Value, json};
 
-use aws::{self, Aws, AwsError};
+use aws::{self, Aws, AwsError, AwsProvider};
 use blueprint::Blueprint;
+use engine::apply::Provider;
 use engine::plan::{self, Observed, Plan};
 
 /// Everything in AWS tagged with the stack, whatever the blueprint says.
 pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> {
-    aws::observe(aws, stack).await
+    AwsProvider::new(aws.clone()).observe(stack).await
 }
 
 /// What `down` deletes: everything observed, except a stack secret that is
@@ -31,19 +32,18 @@ pub fn doomed(observed: Vec<Observed>, force_delete_secrets: bool) -> Vec<Observ
 }
 
 pub async fn plan(aws: &Aws, blueprint: &Blueprint) -> Result<Plan, AwsError> {
-    let (checked, observed) = tokio::join!(
+    let provider = AwsProvider::new(aws.clone());
+    let (checked, planned) = tokio::join!(
         aws::preflight::check(aws, blueprint),
-        observe(aws, blueprint.stack_name())
+        plan::observe_and_compute(
+            &provider,
+            blueprint.stack_name(),
+            blueprint.region(),
+            plan::expand::desired(blueprint),
+        )
     );
     checked?;
-    let observed = observed?;
-    let desired = plan::expand::desired(blueprint);
-    Ok(plan::compute(
-        blueprint.stack_name(),
-        blueprint.region(),
-        desired,
-        observed,
-    ))
+    planned
 }
 
 /// The stack outputs, with secrets masked: what `status` shows.

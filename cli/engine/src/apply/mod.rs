@@ -62,6 +62,13 @@ pub trait Reporter: Send + Sync {
 pub trait Provider: Send + Sync + 'static {
     type Error: std::fmt::Display + Send + 'static;
 
+    /// Everything the cloud holds that is tagged with `stack`, with the
+    /// references between resources turned into logical ids.
+    fn observe(
+        &self,
+        stack: &str,
+    ) -> impl Future<Output = Result<Vec<Observed>, Self::Error>> + Send;
+
     /// Makes `resource` (or adopts one left by an interrupted run) and
     /// returns its physical id once it is ready for what depends on it.
     fn create(

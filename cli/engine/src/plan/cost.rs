@@ -157,47 +157,6 @@ pub fn estimate(bp: &Blueprint) -> Estimate {
     }
 }
 
-/// The estimate as a table, with where its prices come from.
-pub fn render(estimate: &Estimate, stack_region: &str) -> String {
-    let mut out = format!(
-        "\nEstimated monthly cost while running (prices for {} as of {}):\n",
-        estimate.prices_region, estimate.prices_as_of
-    );
-    let width = estimate
-        .lines
-        .iter()
-        .map(|l| l.item.len())
-        .max()
-        .unwrap_or(0);
-    for line in &estimate.lines {
-        let amount = line
-            .monthly_usd
-            .map(|v| format!("${v:>9.2}"))
-            .unwrap_or_else(|| format!("{:>10}", "?"));
-        out.push_str(&format!(
-            "  {:<width$}  {amount}  {}\n",
-            line.item, line.detail
-        ));
-    }
-    out.push_str(&format!(
-        "  {:<width$}  ${:>9.2}  a month, before usage\n",
-        "Total", estimate.monthly_usd
-    ));
-    let usage: Vec<String> = estimate
-        .usage_prices
-        .iter()
-        .map(|(what, price)| format!("{} ${price:.2}", what.replace('_', " ")))
-        .collect();
-    out.push_str(&format!("  Plus usage: {}.\n", usage.join(", ")));
-    if stack_region != estimate.prices_region {
-        out.push_str(&format!(
-            "  The stack is in {stack_region}; prices there differ from {}'s.\n",
-            estimate.prices_region
-        ));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,8 +191,5 @@ mod tests {
         assert!((item("Fargate tasks") - fargate).abs() < 0.01);
         let sum: f64 = estimate.lines.iter().filter_map(|l| l.monthly_usd).sum();
         assert!((estimate.monthly_usd - sum).abs() < 1e-9);
-        let text = render(&estimate, "sa-east-1");
-        assert!(text.contains("prices for us-east-1 as of"), "{text}");
-        assert!(text.contains("The stack is in sa-east-1"), "{text}");
     }
 }

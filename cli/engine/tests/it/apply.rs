@@ -88,8 +88,10 @@ fn network() -> Vec<Resource> {
     ]
 }
 
-fn plan_for(fake: &Fake, desired: Vec<Resource>) -> Plan {
-    plan::compute(STACK, "us-east-1", desired, fake.observe())
+async fn plan_for(fake: &Fake, desired: Vec<Resource>) -> Plan {
+    plan::observe_and_compute(fake, STACK, "us-east-1", desired)
+        .await
+        .expect("the fake observes")
 }
 
 async fn apply_with(fake: &Arc<Fake>, plan: &Plan, parallelism: usize) -> (Report, Arc<Events>) {
@@ -104,7 +106,7 @@ async fn apply_with(fake: &Arc<Fake>, plan: &Plan, parallelism: usize) -> (Repor
 }
 
 async fn up(fake: &Arc<Fake>, desired: Vec<Resource>) -> Report {
-    let plan = plan_for(fake, desired);
+    let plan = plan_for(fake, desired).await;
     apply_with(fake, &plan, 10).await.0
 }
 
@@ -126,8 +128,9 @@ fn delete(path: &str) -> Call {
     Call::Delete(id(path).to_string())
 }
 
-fn in_sync(fake: &Fake, desired: Vec<Resource>) -> bool {
+async fn in_sync(fake: &Fake, desired: Vec<Resource>) -> bool {
     plan_for(fake, desired)
+        .await
         .changes
         .iter()
         .all(|c| c.action == Action::NoOp)
@@ -151,7 +154,10 @@ async fn each_resource_is_created_only_after_everything_it_needs() {
             );
         }
     }
-    assert!(in_sync(&fake, network()), "a second plan changes nothing");
+    assert!(
+        in_sync(&fake, network()).await,
+        "a second plan changes nothing"
+    );
     assert_eq!(
         up(&fake, network()).await.aws_calls,
         0,
@@ -174,7 +180,7 @@ async fn no_more_resources_are_worked_on_at_once_than_allowed() {
             )
         })
         .collect();
-    let plan = plan_for(&fake, topics);
+    let plan = plan_for(&fake, topics).await;
     let (report, _) = apply_with(&fake, &plan, 3).await;
     assert!(report.succeeded());
     assert_eq!(
@@ -188,7 +194,7 @@ async fn no_more_resources_are_worked_on_at_once_than_allowed() {
 async fn a_failure_skips_what_depends_on_it_while_independent_branches_go_on() {
     let fake = Fake::new(STACK);
     fake.fail(id("network/eip/a").as_str());
-    let plan = plan_for(&fake, network());
+    let plan = plan_for(&fake, network()).await;
     let (report, events) = apply_with(&fake, &plan, 10).await;
 
     assert!(matches!(
@@ -252,7 +258,7 @@ async fn a_replacement_deletes_the_old_resource_and_what_lives_in_it_before_crea
     assert!(up(&fake, network()).await.succeeded());
     let mut changed = network();
     changed[2] = subnet("b", "10.0.2.0/24");
-    let plan = plan_for(&fake, changed.clone());
+    let plan = plan_for(&fake, changed.clone()).await;
     let actions: HashMap<String, Action> = plan
         .changes
         .iter()
@@ -285,7 +291,7 @@ async fn a_replacement_deletes_the_old_resource_and_what_lives_in_it_before_crea
         position(Mark::End(create("network/subnet/b")))
             < position(Mark::Start(create(association)))
     );
-    assert!(in_sync(&fake, changed));
+    assert!(in_sync(&fake, changed).await);
 }
 
 #[tokio::test]
@@ -295,7 +301,7 @@ async fn a_resource_whose_old_self_cannot_be_deleted_is_not_created_twice() {
     let mut changed = network();
     changed[2] = subnet("b", "10.0.2.0/24");
     fake.fail(id("network/subnet/b").as_str());
-    let plan = plan_for(&fake, changed);
+    let plan = plan_for(&fake, changed).await;
     let (report, _) = apply_with(&fake, &plan, 10).await;
 
     let failures: Vec<String> = report
@@ -317,7 +323,7 @@ async fn a_resource_whose_old_self_cannot_be_deleted_is_not_created_twice() {
         .count();
     assert_eq!(creates, 1, "made by the first up, never again");
     let subnets = fake
-        .observe()
+        .held()
         .into_iter()
         .filter(|o| o.id == id("network/subnet/b"))
         .count();
@@ -331,7 +337,7 @@ async fn an_interrupted_apply_is_resumed_by_the_next_one() {
         id("network/nat-gateway/a").as_str(),
         Duration::from_millis(400),
     );
-    let plan = plan_for(&fake, network());
+    let plan = plan_for(&fake, network()).await;
     let interrupted =
         tokio::time::timeout(Duration::from_millis(150), apply_with(&fake, &plan, 10)).await;
     assert!(
@@ -339,7 +345,7 @@ async fn an_interrupted_apply_is_resumed_by_the_next_one() {
         "the apply was cut off while the NAT gateway was pending"
     );
     assert!(fake.calls().contains(&create("network/nat-gateway/a")));
-    let made_first = fake.observe().len();
+    let made_first = fake.held().len();
     assert!(
         made_first > 0 && made_first < network().len(),
         "{made_first} made before the cut"
@@ -356,26 +362,22 @@ async fn an_interrupted_apply_is_resumed_by_the_next_one() {
     );
     assert!(resumed.contains(&create("network/nat-gateway/a")));
     for resource in network() {
-        let held = fake
-            .observe()
-            .iter()
-            .filter(|o| o.id == resource.id)
-            .count();
+        let held = fake.held().iter().filter(|o| o.id == resource.id).count();
         assert_eq!(held, 1, "one {} after the resumed run", resource.id);
     }
-    assert!(in_sync(&fake, network()));
+    assert!(in_sync(&fake, network()).await);
 }
 
 #[tokio::test]
 async fn a_down_deletes_in_dependency_order_and_everything_goes() {
     let fake = Fake::new(STACK);
     assert!(up(&fake, network()).await.succeeded());
-    let observed = fake.observe();
+    let observed = fake.held();
     let events = Arc::new(Events::default());
     let ctx = Arc::new(Ctx::new(STACK, Options::default()));
     let report = apply::destroy_all(fake.clone(), ctx, &observed, events).await;
     assert!(report.succeeded(), "{report:#?}");
-    assert!(fake.observe().is_empty());
+    assert!(fake.held().is_empty());
     for first in &observed {
         for then in &observed {
             if first.spec.kind().deleted_before(then.spec.kind()) {
@@ -408,5 +410,5 @@ async fn a_resource_taken_out_of_the_blueprint_is_deleted_by_the_next_apply() {
         fake.calls()[before..].to_vec(),
         vec![delete("messaging/topic/events")]
     );
-    assert!(in_sync(&fake, without_topic));
+    assert!(in_sync(&fake, without_topic).await);
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use engine::apply::{CallCount, Ctx, Event, Provider, Reporter, Step};
-use engine::plan::expand::tags;
+use engine::plan::expand::{TAG_STACK, tags};
 use engine::plan::{LogicalId, Observed, Resource};
 
 /// One thing the provider was asked to do.
@@ -62,8 +62,8 @@ impl Fake {
         self.slow.lock().unwrap().insert(id.to_string(), delay);
     }
 
-    /// What a provider's observation of the stack would find.
-    pub fn observe(&self) -> Vec<Observed> {
+    /// What the fake holds now.
+    pub fn held(&self) -> Vec<Observed> {
         self.held.lock().unwrap().values().cloned().collect()
     }
 
@@ -136,6 +136,14 @@ impl Drop for Running<'_> {
 
 impl Provider for Fake {
     type Error = String;
+
+    async fn observe(&self, stack: &str) -> Result<Vec<Observed>, String> {
+        Ok(self
+            .held()
+            .into_iter()
+            .filter(|o| o.tags.get(TAG_STACK).map(String::as_str) == Some(stack))
+            .collect())
+    }
 
     async fn create(&self, _: &Ctx, _: &Step, resource: &Resource) -> Result<String, String> {
         let call = Call::Create(resource.id.to_string());

@@ -1,15 +1,23 @@
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use super::Settings;
 use crate::cli::{DevAction, DevArgs};
 use crate::error::CliError;
+use crate::printer::Printer;
 use dev::{self, Options};
 
-pub async fn exec(settings: &Settings, args: DevArgs) -> Result<ExitCode, CliError> {
+pub async fn exec(
+    settings: &Settings,
+    printer: &Arc<Printer>,
+    args: DevArgs,
+) -> Result<ExitCode, CliError> {
     let dir = dev::working_dir()?;
     match args.action {
         Some(DevAction::Pay { order_id, decision }) => {
-            dev::pay::exec(&dir, &order_id, decision.approve).await?;
+            let paid = dev::pay::exec(&dir, &order_id, decision.approve).await?;
+            printer.text(&paid.sentence());
+            printer.json(&serde_json::to_value(&paid).unwrap_or_default());
         }
         None => {
             let blueprint = blueprint::load(&settings.blueprint).map_err(CliError::yours)?;
@@ -20,7 +28,7 @@ pub async fn exec(settings: &Settings, args: DevArgs) -> Result<ExitCode, CliErr
                 source: args.source,
                 build: !args.no_build,
             };
-            dev::run(&blueprint, options).await?;
+            dev::run(&blueprint, options, printer.clone()).await?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -8,10 +8,11 @@ use serde_json::json;
 use super::{Settings, confirm, prepare, summarise};
 use crate::error::CliError;
 use crate::printer::Printer;
+use crate::render;
 use crate::stack;
 use aws::secrets::RECOVERY_WINDOW_DAYS;
 use engine::apply::{self, Ctx, Options};
-use engine::plan::{self, render};
+use engine::plan;
 
 pub async fn exec(
     settings: &Settings,

@@ -11,6 +11,7 @@ use crate::cli::{KeyStoreArgs, KeysAction};
 use crate::error::CliError;
 use crate::keystore::KeyStore;
 use crate::printer::Printer;
+use crate::table::Table;
 use dev::home::FOLDER;
 use keys::ring::{KeyRing, KeyView, Retirement, TokenPolicy, TokensLive};
 
@@ -194,12 +195,11 @@ async fn retire(
             TokensLive::Until(until) => format!("until {}", time(until)),
             _ => "for all anyone recorded".to_string(),
         };
-        let warning = format!(
-            "warning: tokens signed with {kid} may be alive {until}; once it is retired every service refuses them \
+        printer.warn(&format!(
+            "tokens signed with {kid} may be alive {until}; once it is retired every service refuses them \
              (within {}) and their holders must sign in again.",
             duration(policy.refresh)
-        );
-        eprintln!("{warning}");
+        ));
         confirm(
             settings,
             &format!("Retire {kid} now?"),
@@ -262,36 +262,11 @@ async fn list(
             ]
         })
         .collect();
-    let header = [
-        "KID".to_string(),
-        "CREATED".into(),
-        "ROLE".into(),
-        "TOKENS LIVE UNTIL".into(),
-    ];
-    let widths: Vec<usize> = (0..4)
-        .map(|i| {
-            rows.iter()
-                .chain([&header])
-                .map(|r| r[i].len())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut text = format!("Keys in {}:\n", store.describe());
-    for row in [&header].into_iter().chain(&rows) {
-        let line = format!(
-            "  {:w0$}  {:w1$}  {:w2$}  {}",
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-        );
-        text.push_str(line.trim_end());
-        text.push('\n');
+    let mut table = Table::new(&["KID", "CREATED", "ROLE", "TOKENS LIVE UNTIL"]).indent(2);
+    for row in rows {
+        table.row(row);
     }
+    let text = format!("Keys in {}:\n{}", store.describe(), table.render());
     printer.text(&text);
     Ok(ExitCode::SUCCESS)
 }

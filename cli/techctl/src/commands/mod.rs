@@ -113,17 +113,14 @@ pub fn run(cli: Cli) -> ExitCode {
             }
             Command::Status => status::exec(&settings, &printer).await,
             Command::Verify => verify::exec(&settings, &printer).await,
-            Command::Dev(args) => dev::exec(&settings, args).await,
+            Command::Dev(args) => dev::exec(&settings, &printer, args).await,
             Command::Keys(action) => keys::exec(&settings, &printer, action).await,
         }
     });
     match result {
         Ok(code) => code,
         Err(e) => {
-            if settings.output == OutputFormat::Json {
-                printer.json(&json!({ "error": e.to_string() }));
-            }
-            eprintln!("error: {}", e.to_string().trim_end());
+            printer.error(&e.to_string());
             e.exit_code()
         }
     }

@@ -7,8 +7,9 @@ use serde_json::json;
 use super::{Settings, prepare};
 use crate::error::{CliError, EXIT_CHANGES};
 use crate::printer::Printer;
+use crate::render;
 use crate::stack;
-use engine::plan::{cost, render, waits};
+use engine::plan::{cost, waits};
 
 pub async fn exec(
     settings: &Settings,
@@ -22,7 +23,7 @@ pub async fn exec(
     printer.text(&format!(
         "{}{}{}",
         render::text(&plan, printer.colour()),
-        cost::render(&cost, blueprint.region()),
+        render::cost(&cost, blueprint.region()),
         render::waits(&waits),
     ));
     printer.json(&json!({

@@ -11,6 +11,7 @@ use super::{Settings, prepare};
 use crate::error::CliError;
 use crate::printer::Printer;
 use crate::stack;
+use crate::table::Table;
 use engine::plan::Action;
 
 pub async fn exec(settings: &Settings, printer: &Printer) -> Result<ExitCode, CliError> {
@@ -72,34 +73,18 @@ pub async fn exec(settings: &Settings, printer: &Printer) -> Result<ExitCode, Cl
             )
         }
     );
-    let width = |key: &str| {
-        rows.iter()
-            .map(|r| r[key].as_str().unwrap_or("-").len())
-            .max()
-            .unwrap_or(0)
-            .max(key.len())
-    };
-    let (wi, wk, wp, ws) = (
-        width("id"),
-        width("kind"),
-        width("physical_id"),
-        width("state"),
-    );
-    text.push_str(&format!(
-        "{:<wi$}  {:<wk$}  {:<wp$}  {:<ws$}  BLUEPRINT\n",
-        "RESOURCE", "KIND", "AWS ID", "STATE"
-    ));
+    let mut table = Table::new(&["RESOURCE", "KIND", "AWS ID", "STATE", "BLUEPRINT"]);
     for r in &rows {
         let cell = |k: &str| r[k].as_str().unwrap_or("-").to_string();
-        text.push_str(&format!(
-            "{:<wi$}  {:<wk$}  {:<wp$}  {:<ws$}  {}\n",
+        table.row([
             cell("id"),
             cell("kind"),
             cell("physical_id"),
             cell("state"),
-            cell("blueprint")
-        ));
+            cell("blueprint"),
+        ]);
     }
+    text.push_str(&table.render());
     match &outputs {
         Some(map) => {
             text.push_str("\nOutputs (stack secret):\n");

@@ -9,9 +9,9 @@ use super::{Settings, confirm, deploy, prepare, summarise};
 use crate::cli::DeployArgs;
 use crate::error::CliError;
 use crate::printer::Printer;
+use crate::render;
 use crate::stack;
 use engine::apply::{self, Ctx, Options};
-use engine::plan::render;
 
 pub async fn exec(
     settings: &Settings,

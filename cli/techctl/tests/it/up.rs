@@ -501,7 +501,7 @@ async fn drift_made_by_hand_is_planned_and_repaired() {
     assert!(
         !after.has_changes(),
         "{}",
-        engine::plan::render::text(&after, false)
+        techctl::render::text(&after, false)
     );
     assert_eq!(
         count_tagged(&aws, "techchallenge").await,

@@ -1,0 +1,239 @@
+//! The engine's data for people: the plan (one line per resource that
+//! changes, the fields that differ beneath it, a closing count, the way
+//! Terraform shows it), the longest chain of waits, and the cost estimate.
+
+use std::fmt::Write;
+
+use console::Style;
+
+use engine::plan::cost::Estimate;
+use engine::plan::waits::WaitChain;
+use engine::plan::{Action, Plan};
+
+use crate::table::{Align, Table};
+
+pub fn text(plan: &Plan, colour: bool) -> String {
+    let paint = |style: Style, s: &str| {
+        if colour {
+            style.apply_to(s).to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    let mut out = String::new();
+    let _ = writeln!(out, "Stack {} in {}:", plan.stack, plan.region);
+    if !plan.has_changes() {
+        let _ = writeln!(
+            out,
+            "\nNo changes: AWS matches the blueprint ({} resources).",
+            plan.changes.len()
+        );
+        return out;
+    }
+    let changes: Vec<_> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::NoOp)
+        .collect();
+    let mut table = Table::headless();
+    for change in &changes {
+        let sign = match change.action {
+            Action::Create => "  +",
+            Action::Update => "  ~",
+            Action::Replace => "-/+",
+            Action::Delete => "  -",
+            Action::NoOp => "   ",
+        };
+        let mut kind = change.kind.to_string();
+        if let Some(physical) = &change.physical_id {
+            let _ = write!(kind, " ({physical})");
+        }
+        table.row([
+            format!("{sign} {}", change.action.verb()),
+            change.id.to_string(),
+            kind,
+        ]);
+    }
+    let _ = writeln!(out);
+    for (change, line) in changes.iter().zip(table.lines()) {
+        let style = match change.action {
+            Action::Create => Style::new().green(),
+            Action::Update => Style::new().yellow(),
+            Action::Replace => Style::new().magenta(),
+            Action::Delete => Style::new().red(),
+            Action::NoOp => Style::new(),
+        };
+        let _ = writeln!(out, "{}", paint(style, &line));
+        if let Some(reason) = &change.reason {
+            let _ = writeln!(out, "        because {reason}");
+        }
+        for field in &change.fields {
+            let show = |v: &Option<serde_json::Value>| match v {
+                Some(v) => v.to_string(),
+                None => "(none)".into(),
+            };
+            let _ = writeln!(
+                out,
+                "        {}: {} → {}{}",
+                field.field,
+                show(&field.before),
+                show(&field.after),
+                if field.forces_replacement {
+                    paint(Style::new().magenta(), " (forces replacement)")
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+    let c = plan.counts();
+    let _ = writeln!(
+        out,
+        "\nPlan: {} to create, {} to update, {} to replace, {} to delete, {} unchanged.",
+        c.create, c.update, c.replace, c.delete, c.unchanged
+    );
+    out
+}
+
+/// The longest chain of waits, as a lower bound on `up` against real AWS.
+pub fn waits(chain: &WaitChain) -> String {
+    if chain.waits.is_empty() {
+        return String::new();
+    }
+    let steps: Vec<String> = chain.waits.iter().map(|id| id.to_string()).collect();
+    format!(
+        "\nLongest chain of dependent waits: {} ({} wait(s), about {} min on AWS) among {} resources.\n",
+        steps.join(" → "),
+        chain.waits.len(),
+        chain.typical_minutes,
+        chain.resources
+    )
+}
+
+/// The estimate as a table, with where its prices come from.
+pub fn cost(estimate: &Estimate, stack_region: &str) -> String {
+    let mut out = format!(
+        "\nEstimated monthly cost while running (prices for {} as of {}):\n",
+        estimate.prices_region, estimate.prices_as_of
+    );
+    let mut table = Table::headless().indent(2).align(1, Align::Right);
+    for line in &estimate.lines {
+        let amount = line
+            .monthly_usd
+            .map_or_else(|| "?".to_string(), |v| format!("${v:.2}"));
+        table.row([line.item.clone(), amount, line.detail.clone()]);
+    }
+    table.row([
+        "Total".to_string(),
+        format!("${:.2}", estimate.monthly_usd),
+        "a month, before usage".to_string(),
+    ]);
+    out.push_str(&table.render());
+    let usage: Vec<String> = estimate
+        .usage_prices
+        .iter()
+        .map(|(what, price)| format!("{} ${price:.2}", what.replace('_', " ")))
+        .collect();
+    let _ = writeln!(out, "  Plus usage: {}.", usage.join(", "));
+    if stack_region != estimate.prices_region {
+        let _ = writeln!(
+            out,
+            "  The stack is in {stack_region}; prices there differ from {}'s.",
+            estimate.prices_region
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use engine::plan::expand::{ids, tags};
+    use engine::plan::{LogicalId, Observed, Resource, Spec, compute};
+
+    use super::*;
+
+    fn vpc(cidr: &str) -> Spec {
+        Spec::Vpc {
+            cidr: cidr.into(),
+            dns_support: true,
+            dns_hostnames: true,
+        }
+    }
+
+    fn subnet(cidr: &str) -> Spec {
+        Spec::Subnet {
+            vpc: ids::vpc(),
+            cidr: cidr.into(),
+            availability_zone: "us-east-1a".into(),
+        }
+    }
+
+    fn seen(id: LogicalId, physical: &str, spec: Spec) -> Observed {
+        Observed {
+            tags: tags("s", &id),
+            id,
+            physical_id: physical.into(),
+            spec,
+            state: None,
+            attributes: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_replacement_shows_what_forces_it_and_what_goes_with_it() {
+        let desired = vec![
+            Resource::new(ids::vpc(), vpc("10.0.0.0/16")),
+            Resource::new(ids::subnet("private", "a"), subnet("10.0.10.0/24")),
+        ];
+        let observed = vec![
+            seen(ids::vpc(), "vpc-1", vpc("10.9.0.0/16")),
+            seen(
+                ids::subnet("private", "a"),
+                "subnet-1",
+                subnet("10.0.10.0/24"),
+            ),
+        ];
+        let plan = compute("s", "us-east-1", desired, observed);
+        let text = text(&plan, false);
+        assert!(text.contains("-/+ replace  network/vpc"), "{text}");
+        assert!(
+            text.contains("cidr: \"10.9.0.0/16\" → \"10.0.0.0/16\" (forces replacement)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("because it lives in network/vpc, which is replaced"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "Plan: 0 to create, 0 to update, 2 to replace, 0 to delete, 0 unchanged."
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_cost_table_says_where_its_prices_come_from() {
+        let path = shipped_blueprint();
+        let blueprint = blueprint::load(&path).expect("the shipped blueprint loads");
+        let estimate = engine::plan::cost::estimate(&blueprint);
+        let text = cost(&estimate, "sa-east-1");
+        assert!(text.contains("prices for us-east-1 as of"), "{text}");
+        assert!(text.contains("The stack is in sa-east-1"), "{text}");
+        let total = text.lines().find(|l| l.contains("Total")).unwrap();
+        assert!(total.ends_with("a month, before usage"), "{total}");
+        // Amounts end in one column.
+        let ends: std::collections::BTreeSet<usize> = text
+            .lines()
+            .filter(|l| l.contains('$') && !l.contains("Plus usage"))
+            .map(|l| l.find('$').unwrap() + l[l.find('$').unwrap()..].find(' ').unwrap_or(0))
+            .collect();
+        assert_eq!(ends.len(), 1, "{text}");
+    }
+
+    fn shipped_blueprint() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../blueprints/techchallenge.toml")
+    }
+}
