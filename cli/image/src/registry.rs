@@ -4,17 +4,12 @@
 //! (its authorization token as Basic credentials) and any registry given by
 //! URL (`http://` for a local one).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use httpkit::HttpClient;
+use hyper::Method;
 use hyper::header::HeaderMap;
-use hyper::{Method, Request};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
 use super::{Image, ImageError, MANIFEST_TYPE};
 
@@ -24,7 +19,7 @@ pub struct Registry {
     /// `scheme://host[:port]`, no trailing slash.
     base: String,
     authorization: Option<String>,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: HttpClient,
 }
 
 impl std::fmt::Debug for Registry {
@@ -73,21 +68,10 @@ impl Registry {
         } else {
             format!("https://{url}")
         };
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let connector = HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(provider)
-            .map_err(|e| {
-                ImageError::new(format!(
-                    "no CA certificates to verify {base} with ({e}); install them with: apt-get install ca-certificates"
-                ))
-            })?
-            .https_or_http()
-            .enable_http1()
-            .build();
         Ok(Registry {
             base,
             authorization,
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            client: HttpClient::new(TIMEOUT),
         })
     }
 
@@ -107,32 +91,20 @@ impl Registry {
     ) -> Result<Answer, ImageError> {
         // The credentials are the registry's: never sent where it redirects.
         let ours = url.starts_with(&self.base);
-        let mut request = Request::builder().method(method.clone()).uri(url);
-        if let Some(authorization) = self.authorization.as_ref().filter(|_| ours) {
-            request = request.header("authorization", authorization);
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        if let Some(authorization) = self.authorization.as_deref().filter(|_| ours) {
+            all.push(("authorization", authorization));
         }
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let request = request
-            .body(Full::new(body))
-            .map_err(|e| ImageError::new(format!("{method} {url}: {e}")))?;
-        let response = tokio::time::timeout(TIMEOUT, self.client.request(request))
+        let response = self
+            .client
+            .send(method.clone(), url, &all, body)
             .await
-            .map_err(|_| ImageError::new(format!("{method} {url}: no answer within {TIMEOUT:?}")))?
-            .map_err(|e| ImageError::new(format!("{method} {url}: {e}")))?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| ImageError::new(format!("{method} {url}: {e}")))?
-            .to_bytes();
+            .map_err(|e| ImageError::new(e.to_string()))?;
+        let status = response.status.as_u16();
         let answer = Answer {
             status,
-            headers,
-            body,
+            headers: response.headers,
+            body: response.body,
         };
         if status == 401 || status == 403 {
             return Err(ImageError::new(format!(

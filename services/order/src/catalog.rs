@@ -41,7 +41,7 @@ impl Catalog {
         let url = format!("{}/products/lookup", self.base_url);
         let answer = self
             .client
-            .send(Method::POST, &url, &[], Some(&json!({ "ids": ids })))
+            .send_json(Method::POST, &url, &[], Some(&json!({ "ids": ids })))
             .await?;
         if answer.status != StatusCode::OK {
             anyhow::bail!(
@@ -50,6 +50,6 @@ impl Catalog {
                 answer.text()
             );
         }
-        answer.json()
+        Ok(answer.json()?)
     }
 }

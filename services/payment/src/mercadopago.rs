@@ -90,7 +90,7 @@ impl MercadoPago {
         let url = format!("{}{path}", self.base_url);
         let answer = self
             .client
-            .send(method, &url, &headers, body)
+            .send_json(method, &url, &headers, body)
             .await
             .map_err(|e| MpError::Unavailable(format!("{e:#}")))?;
         match answer.status {

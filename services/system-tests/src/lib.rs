@@ -320,7 +320,7 @@ impl System {
         let url = format!("{}{path}", self.urls[service]);
         let answer = self
             .http
-            .send(method, &url, &headers, body.as_ref())
+            .send_json(method, &url, &headers, body.as_ref())
             .await
             .unwrap_or_else(|e| panic!("{url}: {e:#}"));
         (
