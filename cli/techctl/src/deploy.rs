@@ -8,12 +8,10 @@
 //! work is the `aws` crate's; this module orders it and reports it.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::error::CliError;
 use crate::printer::Printer;
 use aws::deploy::rollout::{Snapshot, Verdict, Watcher};
 use aws::deploy::task::StackFacts;
@@ -22,6 +20,30 @@ use aws::{Aws, AwsError};
 use blueprint::Blueprint;
 use image::registry::Registry;
 use image::{self, ImageSpec};
+
+/// Why a deploy did not happen or did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// The user's to fix: a service the blueprint lacks, a stack not up
+    /// yet, an image that is not the service's.
+    #[error("{0}")]
+    Yours(String),
+    /// The user's to fix, as another crate's error says it.
+    #[error(transparent)]
+    YoursBecause(Box<dyn std::error::Error + Send + Sync>),
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    /// The rollout failed; the service was put back on its previous
+    /// revision when it had one.
+    #[error("{0}")]
+    RolledBack(String),
+}
+
+impl DeployError {
+    fn yours(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        DeployError::YoursBecause(Box::new(e))
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -40,15 +62,15 @@ pub struct Options {
 }
 
 /// The stack secret: outputs, credentials and its ARN.
-pub async fn read_facts(aws: &Aws, stack: &str) -> Result<StackFacts, CliError> {
+pub async fn read_facts(aws: &Aws, stack: &str) -> Result<StackFacts, DeployError> {
     let name = engine::plan::expand::secret_name(stack);
     let Some(version) = aws::secrets::current_version(aws, &name).await? else {
-        return Err(CliError::User(format!(
+        return Err(DeployError::Yours(format!(
             "the stack {stack} has no secret {name}: run `techctl up` first"
         )));
     };
     let Ok(Value::Object(secret)) = serde_json::from_str::<Value>(&version.text) else {
-        return Err(CliError::User(format!(
+        return Err(DeployError::Yours(format!(
             "the stack secret {name} does not hold a JSON object; restore it (its previous version is AWSPREVIOUS) or run `techctl up`"
         )));
     };
@@ -64,7 +86,7 @@ pub async fn run(
     blueprint: &Blueprint,
     options: &Options,
     printer: &Printer,
-) -> Result<ExitCode, CliError> {
+) -> Result<(), DeployError> {
     let facts = read_facts(aws, blueprint.stack_name()).await?;
     let binaries = match options.image {
         Some(_) => Default::default(),
@@ -73,7 +95,8 @@ pub async fn run(
             image::build::binaries(&options.source, &options.services, true, &|line| {
                 printer.text(&format!("  {line}"))
             })
-            .await?
+            .await
+            .map_err(DeployError::yours)?
         }
     };
     let revision = image::git_revision(&options.source);
@@ -109,7 +132,7 @@ pub async fn run(
         )
         .await?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn port_of(blueprint: &Blueprint, service: &str) -> u16 {
@@ -120,11 +143,11 @@ fn port_of(blueprint: &Blueprint, service: &str) -> u16 {
 }
 
 /// A prebuilt image must be named by digest: a tag can move under a deploy.
-fn given_image(reference: &str) -> Result<String, CliError> {
+fn given_image(reference: &str) -> Result<String, DeployError> {
     if reference.contains("@sha256:") {
         Ok(reference.to_string())
     } else {
-        Err(CliError::User(format!(
+        Err(DeployError::Yours(format!(
             "--image {reference} names no digest; deploys never follow a moving tag\n  give it as REPOSITORY@sha256:…"
         )))
     }
@@ -141,39 +164,39 @@ async fn image_architecture(
     facts: &StackFacts,
     service: &str,
     reference: &str,
-) -> Result<image::Architecture, CliError> {
+) -> Result<image::Architecture, DeployError> {
     let (registry, repository) = destination(aws, blueprint, options, facts, service).await?;
     let (name, digest) = reference.split_once('@').unwrap_or((reference, ""));
     if name != format!("{}/{repository}", registry.host()) {
-        return Err(CliError::User(format!(
+        return Err(DeployError::Yours(format!(
             "--image {reference} is not in {}/{repository}, the repository the {service} service's tasks pull from\n  push it there first, or deploy from source",
             registry.host()
         )));
     }
-    let unreadable = |e: image::ImageError| CliError::User(format!("reading {reference}: {e}"));
+    let unreadable = |e: image::ImageError| DeployError::Yours(format!("reading {reference}: {e}"));
     let (manifest, _) = registry
         .manifest(&repository, digest)
         .await
         .map_err(unreadable)?;
     let manifest: Value = serde_json::from_slice(&manifest)
-        .map_err(|e| CliError::User(format!("{reference} has no readable manifest: {e}")))?;
+        .map_err(|e| DeployError::Yours(format!("{reference} has no readable manifest: {e}")))?;
     let config_digest = manifest
         .pointer("/config/digest")
         .and_then(Value::as_str)
-        .ok_or_else(|| CliError::User(format!("{reference} is not a single-platform image")))?;
+        .ok_or_else(|| DeployError::Yours(format!("{reference} is not a single-platform image")))?;
     let config: Value = serde_json::from_slice(
         &registry
             .blob(&repository, config_digest)
             .await
             .map_err(unreadable)?,
     )
-    .map_err(|e| CliError::User(format!("{reference} has no readable config: {e}")))?;
+    .map_err(|e| DeployError::Yours(format!("{reference} has no readable config: {e}")))?;
     let named = config
         .get("architecture")
         .and_then(Value::as_str)
         .unwrap_or_default();
     image::Architecture::from_oci(named).ok_or_else(|| {
-        CliError::User(format!(
+        DeployError::Yours(format!(
             "{reference} is built for {named:?}; Fargate runs amd64 and arm64 images only"
         ))
     })
@@ -187,10 +210,10 @@ async fn destination(
     options: &Options,
     facts: &StackFacts,
     service: &str,
-) -> Result<(Registry, String), CliError> {
+) -> Result<(Registry, String), DeployError> {
     let repository = format!("{}/{service}", blueprint.stack_name());
     if let Some(url) = &options.registry {
-        let registry = Registry::new(url, None).map_err(CliError::yours)?;
+        let registry = Registry::new(url, None).map_err(DeployError::yours)?;
         return Ok((registry, repository));
     }
     let key = engine::plan::outputs::Own::RepositoryUri.of(service);
@@ -199,16 +222,16 @@ async fn destination(
         .get(&key)
         .and_then(Value::as_str)
         .ok_or_else(|| {
-            CliError::User(format!(
+            DeployError::Yours(format!(
                 "the stack secret has no {key}: run `techctl up` first"
             ))
         })?;
     let (host, repository) = uri
         .split_once('/')
-        .ok_or_else(|| CliError::User(format!("{key} is not a repository URI: {uri}")))?;
+        .ok_or_else(|| DeployError::Yours(format!("{key} is not a repository URI: {uri}")))?;
     let token = aws::registry::authorization_token(aws).await?;
     let registry = Registry::new(&format!("https://{host}"), Some(format!("Basic {token}")))
-        .map_err(CliError::yours)?;
+        .map_err(DeployError::yours)?;
     Ok((registry, repository.to_string()))
 }
 
@@ -219,8 +242,8 @@ async fn build_and_push(
     facts: &StackFacts,
     spec: &ImageSpec<'_>,
     printer: &Printer,
-) -> Result<(String, image::Architecture), CliError> {
-    let built = image::build(spec).map_err(CliError::yours)?;
+) -> Result<(String, image::Architecture), DeployError> {
+    let built = image::build(spec).map_err(DeployError::yours)?;
     let (registry, repository) = destination(aws, blueprint, options, facts, spec.service).await?;
     let reference = format!("{}/{repository}@{}", registry.host(), built.digest);
     let size = |bytes: usize| format!("{:.1} MiB", bytes as f64 / 1_048_576.0);
@@ -230,7 +253,7 @@ async fn build_and_push(
         size(built.compressed_size()),
         size(built.uncompressed_size())
     ));
-    let failed = |e: image::ImageError| CliError::User(format!("pushing {reference}: {e}"));
+    let failed = |e: image::ImageError| DeployError::Yours(format!("pushing {reference}: {e}"));
     if options.dry_run {
         let mut missing = 0;
         let mut bytes = 0;
@@ -284,9 +307,9 @@ async fn deploy_image(
     service: &str,
     (image, architecture): (&str, image::Architecture),
     printer: &Printer,
-) -> Result<(), CliError> {
-    let spec =
-        task::task_spec(blueprint, service, facts, image, architecture).map_err(CliError::yours)?;
+) -> Result<(), DeployError> {
+    let spec = task::task_spec(blueprint, service, facts, image, architecture)
+        .map_err(DeployError::yours)?;
     let latest = ecs::latest_revision(aws, &spec.family).await?;
     if options.dry_run {
         let changes = task::diff(latest.as_ref().map(|(_, s)| s), &spec);
@@ -323,7 +346,7 @@ async fn deploy_image(
     let (_, definition) = blueprint
         .services()
         .find(|(name, _)| *name == service)
-        .ok_or_else(|| CliError::User(format!("the blueprint has no service {service}")))?;
+        .ok_or_else(|| DeployError::Yours(format!("the blueprint has no service {service}")))?;
     let settings = ecs::ServiceSettings::from_stack(
         facts,
         service,
@@ -383,7 +406,7 @@ async fn deploy_image(
                 }
                 None => String::new(),
             };
-            Err(CliError::Deploy(format!(
+            Err(DeployError::RolledBack(format!(
                 "{service} was not deployed: {why}{undone}"
             )))
         }
@@ -549,8 +572,10 @@ mod tests {
             lines.contains(&"desired 1, running 0, pending 1, 2 failed".to_string()),
             "{lines:?}"
         );
-        let error = CliError::Deploy(format!("user was not deployed: {why}"));
-        assert_eq!(error.exit_code(), ExitCode::from(5));
+        let error = crate::error::CliError::from(DeployError::RolledBack(format!(
+            "user was not deployed: {why}"
+        )));
+        assert_eq!(error.exit_code(), std::process::ExitCode::from(5));
     }
 
     #[tokio::test]

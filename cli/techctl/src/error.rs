@@ -1,7 +1,9 @@
 //! Error policy.
 //!
 //! - Library code returns concrete errors: `BlueprintError` for a bad file,
-//!   `AwsError` for a failed call, `RegionMismatch` for a confused setup.
+//!   `AwsError` for a failed call, `RegionMismatch` for a confused setup,
+//!   `BuildError`, `DevError`, and in this crate `DeployError` and
+//!   `StoreError`; their causes are kept, not flattened into text.
 //! - Commands turn them into a [`CliError`], which decides the exit code and
 //!   prints one paragraph that says what is wrong and how to fix it; never a
 //!   backtrace.
@@ -69,6 +71,27 @@ impl CliError {
 impl From<image::build::BuildError> for CliError {
     fn from(e: image::build::BuildError) -> Self {
         CliError::yours(e)
+    }
+}
+
+impl From<crate::deploy::DeployError> for CliError {
+    fn from(e: crate::deploy::DeployError) -> Self {
+        use crate::deploy::DeployError;
+        match e {
+            DeployError::Yours(message) => CliError::User(message),
+            DeployError::YoursBecause(e) => CliError::Yours(e),
+            DeployError::Aws(e) => CliError::from(e),
+            DeployError::RolledBack(message) => CliError::Deploy(message),
+        }
+    }
+}
+
+impl From<crate::keystore::StoreError> for CliError {
+    fn from(e: crate::keystore::StoreError) -> Self {
+        match e {
+            crate::keystore::StoreError::Yours(message) => CliError::User(message),
+            crate::keystore::StoreError::Aws(e) => CliError::from(e),
+        }
     }
 }
 

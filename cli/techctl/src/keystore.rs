@@ -9,10 +9,20 @@ use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 
-use crate::error::CliError;
-use aws::{Aws, secrets};
+use aws::{Aws, AwsError, secrets};
 use files::{lock_file, write_atomically};
 use keys::ring::{KeyRing, RingError};
+
+/// Why the key ring could not be read or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The user's to fix: no keys yet, a document edited into something
+    /// unusable, a key file that cannot be read or written.
+    #[error("{0}")]
+    Yours(String),
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+}
 
 pub enum KeyStore {
     /// The stack secret `techctl/<stack>`.
@@ -31,7 +41,7 @@ impl KeyStore {
     }
 
     /// The ring as it is now.
-    pub async fn read(&self) -> Result<KeyRing, CliError> {
+    pub async fn read(&self) -> Result<KeyRing, StoreError> {
         self.update(|_| Ok(())).await.map(|((), ring)| ring)
     }
 
@@ -43,11 +53,11 @@ impl KeyStore {
     pub async fn update<T>(
         &self,
         mut change: impl FnMut(&mut KeyRing) -> Result<T, RingError>,
-    ) -> Result<(T, KeyRing), CliError> {
+    ) -> Result<(T, KeyRing), StoreError> {
         let what = self.describe();
-        let mut edit = |doc: &mut Map<String, Value>| -> Result<(T, KeyRing), CliError> {
+        let mut edit = |doc: &mut Map<String, Value>| -> Result<(T, KeyRing), StoreError> {
             if doc.is_empty() {
-                return Err(CliError::User(format!(
+                return Err(StoreError::Yours(format!(
                     "{what} does not exist or holds nothing: {}",
                     match self {
                         KeyStore::Stack { .. } => "run `techctl up` first",
@@ -69,9 +79,9 @@ impl KeyStore {
                 let outcome = edit(&mut doc)?;
                 if doc != before {
                     let text = serde_json::to_string_pretty(&Value::Object(doc))
-                        .map_err(|e| CliError::User(format!("cannot encode the keys: {e}")))?;
+                        .map_err(|e| StoreError::Yours(format!("cannot encode the keys: {e}")))?;
                     write_atomically(path, &text).map_err(|e| {
-                        CliError::User(format!("cannot write {}: {e}", path.display()))
+                        StoreError::Yours(format!("cannot write {}: {e}", path.display()))
                     })?;
                 }
                 Ok(outcome)
@@ -80,27 +90,27 @@ impl KeyStore {
     }
 }
 
-fn user(e: RingError) -> CliError {
-    CliError::User(e.0)
+fn user(e: RingError) -> StoreError {
+    StoreError::Yours(e.0)
 }
 
 /// Holds `<file>.lock` exclusively until dropped: two `techctl keys` at
 /// once take turns.
-fn lock(path: &std::path::Path) -> Result<File, CliError> {
+fn lock(path: &std::path::Path) -> Result<File, StoreError> {
     let lock_path = PathBuf::from(format!("{}.lock", path.display()));
     let file = lock_file(&lock_path)
-        .map_err(|e| CliError::User(format!("cannot open {}: {e}", lock_path.display())))?;
+        .map_err(|e| StoreError::Yours(format!("cannot open {}: {e}", lock_path.display())))?;
     file.lock()
-        .map_err(|e| CliError::User(format!("cannot lock {}: {e}", lock_path.display())))?;
+        .map_err(|e| StoreError::Yours(format!("cannot lock {}: {e}", lock_path.display())))?;
     Ok(file)
 }
 
-fn read_file(path: &std::path::Path) -> Result<Map<String, Value>, CliError> {
+fn read_file(path: &std::path::Path) -> Result<Map<String, Value>, StoreError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Map::new()),
         Err(e) => {
-            return Err(CliError::User(format!(
+            return Err(StoreError::Yours(format!(
                 "cannot read {}: {e}",
                 path.display()
             )));
@@ -108,11 +118,11 @@ fn read_file(path: &std::path::Path) -> Result<Map<String, Value>, CliError> {
     };
     match serde_json::from_str::<Value>(&text) {
         Ok(Value::Object(doc)) => Ok(doc),
-        Ok(_) => Err(CliError::User(format!(
+        Ok(_) => Err(StoreError::Yours(format!(
             "{} does not hold a JSON object; nothing was changed.\n  fix it, or delete it and `techctl dev` makes a new key (tokens signed with the old one stop working)",
             path.display()
         ))),
-        Err(e) => Err(CliError::User(format!(
+        Err(e) => Err(StoreError::Yours(format!(
             "{} is not valid JSON ({e}); nothing was changed.\n  fix it, or delete it and `techctl dev` makes a new key (tokens signed with the old one stop working)",
             path.display()
         ))),

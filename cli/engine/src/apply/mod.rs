@@ -3,6 +3,14 @@
 //! order, each phase a DAG walk with bounded parallelism. The work on each
 //! resource is the [`Provider`]'s; the order, the parallelism and what is
 //! skipped after a failure are decided here.
+//!
+//! A replaced resource is deleted before its successor is made. Creating
+//! the successor first would keep a service up during the swap, but no
+//! kind of this stack allows it on AWS: each either has a name AWS holds
+//! unique (security groups, target groups, the load balancer, the database,
+//! roles, queues, topics, repositories, log groups, routes by route key) or
+//! holds something exclusively (a NAT gateway its Elastic IP, a route-table
+//! association its subnet), so the successor could not exist beside it.
 
 pub mod dag;
 

@@ -43,7 +43,8 @@ pub async fn exec(
         which.services
     };
     let options = options(services, which.image, which.dry_run, how);
-    deploy::run(&aws, &blueprint, &options, printer).await
+    deploy::run(&aws, &blueprint, &options, printer).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn every_service(blueprint: &Blueprint) -> Vec<String> {
