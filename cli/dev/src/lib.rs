@@ -54,6 +54,8 @@ pub struct Options {
     pub source: Option<PathBuf>,
     /// Build the services first (else use what is built).
     pub build: bool,
+    /// The cargo profile they are built in.
+    pub profile: build::Profile,
 }
 
 /// The local ports of everything.
@@ -197,12 +199,19 @@ pub async fn run(
         })?,
     };
     if options.build {
-        console.say("Building the services (release; only what changed)…");
+        console.say(&format!(
+            "Building the services ({}; only what changed)…",
+            options.profile.name()
+        ));
     }
     let build_log = console.sink("build");
-    let built = build::binaries(&source, &services, options.build, &|line| {
-        build_log.line(line)
-    })
+    let built = build::binaries(
+        &source,
+        &services,
+        options.build,
+        &options.profile,
+        &|line| build_log.line(line),
+    )
     .await;
     if stop.requested() {
         console.say("Stopped before the system started.");
@@ -597,6 +606,7 @@ mod tests {
             base_port,
             source: None,
             build: false,
+            profile: build::Profile::release(),
         }
     }
 

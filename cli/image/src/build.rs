@@ -1,5 +1,6 @@
-//! The services' binaries: built from the workspace with cargo in release
-//! mode (a no-op when nothing changed), found in cargo's target folder.
+//! The services' binaries: built from the workspace with cargo, in the
+//! release profile unless told otherwise (a no-op when nothing changed),
+//! found in cargo's target folder.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,51 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct BuildError(pub String);
+
+/// The cargo profile the services are built in: `release` for what runs
+/// on AWS; `dev` reuses the dependencies a debug build (the tests') made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Profile(String);
+
+impl Profile {
+    pub fn release() -> Profile {
+        Profile("release".to_string())
+    }
+
+    /// A profile by cargo's name for it: `release`, `dev`, or one the
+    /// workspace defines.
+    pub fn named(name: &str) -> Result<Profile, BuildError> {
+        let valid = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid {
+            return Err(BuildError(format!(
+                "{name:?} is not a cargo profile name\n  use release, dev, or a profile of the workspace's Cargo.toml"
+            )));
+        }
+        Ok(Profile(name.to_string()))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+
+    /// The folder under cargo's target folder holding its output.
+    fn folder(&self) -> &str {
+        match self.0.as_str() {
+            "dev" | "test" => "debug",
+            "bench" => "release",
+            other => other,
+        }
+    }
+}
+
+impl Default for Profile {
+    fn default() -> Profile {
+        Profile::release()
+    }
+}
 
 /// The crate (and binary) of a blueprint service.
 pub fn package_of(service: &str) -> String {
@@ -34,6 +80,7 @@ pub async fn binaries(
     source: &Path,
     services: &[String],
     build: bool,
+    profile: &Profile,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<BTreeMap<String, PathBuf>, BuildError> {
     for service in services {
@@ -47,16 +94,17 @@ pub async fn binaries(
         }
     }
     if build {
-        cargo_build(source, services, progress).await?;
+        cargo_build(source, services, profile, progress).await?;
     }
-    let release = target_dir(source).await?.join("release");
+    let folder = target_dir(source).await?.join(profile.folder());
     let mut found = BTreeMap::new();
     for service in services {
-        let binary = release.join(package_of(service));
+        let binary = folder.join(package_of(service));
         if !binary.is_file() {
             return Err(BuildError(format!(
-                "{} is not built\n  run techctl dev without --no-build, or: cargo build --release -p {}",
+                "{} is not built\n  run techctl dev without --no-build, or: cargo build --profile {} --bin {}",
                 binary.display(),
+                profile.name(),
                 package_of(service)
             )));
         }
@@ -68,12 +116,13 @@ pub async fn binaries(
 async fn cargo_build(
     source: &Path,
     services: &[String],
+    profile: &Profile,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<(), BuildError> {
     let mut command = tokio::process::Command::new(cargo());
     command
         .current_dir(source)
-        .args(["build", "--release", "--color", "never"]);
+        .args(["build", "--profile", profile.name(), "--color", "never"]);
     // By binary, not by package (-p): the features are then resolved for
     // the whole workspace, as the tests build them, and cargo reuses one
     // build of the dependencies instead of making a second.
@@ -151,4 +200,18 @@ async fn target_dir(source: &Path) -> Result<PathBuf, BuildError> {
 /// The cargo that built us when there is one (`CARGO`), else the PATH's.
 fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_profile_is_found_in_cargos_folder_for_it() {
+        assert_eq!(Profile::release().folder(), "release");
+        assert_eq!(Profile::named("dev").unwrap().folder(), "debug");
+        assert_eq!(Profile::named("ci-fast").unwrap().folder(), "ci-fast");
+        let error = Profile::named("../release").unwrap_err().to_string();
+        assert!(error.contains("not a cargo profile name"), "{error}");
+    }
 }

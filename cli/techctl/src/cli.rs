@@ -165,6 +165,10 @@ pub struct DeployArgs {
     /// The repository holding the services' source
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub source: PathBuf,
+    /// The cargo profile the services are built in (dev builds faster,
+    /// unoptimised)
+    #[arg(long, value_name = "NAME", default_value = "release", env = "TECHCTL_CARGO_PROFILE", value_parser = cargo_profile)]
+    pub cargo_profile: image::build::Profile,
 }
 
 #[derive(Debug, Args)]
@@ -186,6 +190,14 @@ pub struct DevArgs {
     /// Run the service binaries already built instead of calling cargo
     #[arg(long)]
     pub no_build: bool,
+    /// The cargo profile the services are built in (dev builds faster,
+    /// unoptimised)
+    #[arg(long, value_name = "NAME", default_value = "release", env = "TECHCTL_CARGO_PROFILE", value_parser = cargo_profile)]
+    pub cargo_profile: image::build::Profile,
+}
+
+fn cargo_profile(name: &str) -> Result<image::build::Profile, String> {
+    image::build::Profile::named(name).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Subcommand)]

@@ -59,6 +59,8 @@ pub struct Options {
     pub poll: Duration,
     /// The workspace holding the services' source.
     pub source: PathBuf,
+    /// The cargo profile the services are built in.
+    pub profile: image::build::Profile,
 }
 
 /// The stack secret: outputs, credentials and its ARN.
@@ -91,10 +93,17 @@ pub async fn run(
     let binaries = match options.image {
         Some(_) => Default::default(),
         None => {
-            printer.text("Building the services (release; only what changed)…");
-            image::build::binaries(&options.source, &options.services, true, &|line| {
-                printer.text(&format!("  {line}"))
-            })
+            printer.text(&format!(
+                "Building the services ({}; only what changed)…",
+                options.profile.name()
+            ));
+            image::build::binaries(
+                &options.source,
+                &options.services,
+                true,
+                &options.profile,
+                &|line| printer.text(&format!("  {line}")),
+            )
             .await
             .map_err(DeployError::yours)?
         }

@@ -66,5 +66,6 @@ pub fn options(
         timeout: how.timeout,
         poll: POLL,
         source: how.source,
+        profile: how.cargo_profile,
     }
 }

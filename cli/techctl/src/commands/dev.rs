@@ -27,6 +27,7 @@ pub async fn exec(
                 base_port: args.base_port,
                 source: args.source,
                 build: !args.no_build,
+                profile: args.cargo_profile,
             };
             dev::run(&blueprint, options, printer.clone()).await?;
         }

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use testkit::http::{Answer, send};
 
-/// The services' release build may be cold on a fresh machine.
+/// The services' build may be cold on a fresh machine (it reuses the
+/// dependencies of the tests' debug build: see `techctl`).
 const START_WITHIN: Duration = Duration::from_secs(25 * 60);
 const PORTS: u16 = 8;
 
@@ -191,8 +192,11 @@ impl Drop for Dev {
 fn techctl(dir: &Path) -> Command {
     let repo = repository();
     let mut command = Command::new(env!("CARGO_BIN_EXE_techctl"));
+    // The debug profile shares the dependencies the tests were built with;
+    // a release build would compile every one of them again.
     command
         .current_dir(dir)
+        .env("TECHCTL_CARGO_PROFILE", "dev")
         .arg("--blueprint")
         .arg(repo.join("blueprints/techchallenge.toml"));
     command

@@ -20,6 +20,8 @@ async fn product_binary() -> std::path::PathBuf {
         &testkit::workspace_root(),
         &["product".to_string()],
         true,
+        // Reuses the dependencies of the tests' own debug build.
+        &image::build::Profile::named("dev").expect("a profile name"),
         &|_| {},
     )
     .await

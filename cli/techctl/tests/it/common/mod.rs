@@ -173,7 +173,10 @@ pub fn techctl_at(endpoint: &str) -> std::process::Command {
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_REGION", REGION)
         .env_remove("AWS_PROFILE")
-        .env_remove("AWS_MAX_ATTEMPTS");
+        .env_remove("AWS_MAX_ATTEMPTS")
+        // The services built for a deploy reuse the dependencies of the
+        // tests' debug build instead of compiling them again in release.
+        .env("TECHCTL_CARGO_PROFILE", "dev");
     command
 }
 
