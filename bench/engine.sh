@@ -1,67 +1,76 @@
 #!/usr/bin/env bash
-# Wall time and AWS calls of the engine's commands against a local moto
-# server: `up` from nothing, a no-op `up`, `plan`, and `down`. Prints the
-# median of RUNS runs of each (default 5), from a release build (PROFILE=dev
-# for a debug one), and the longest chain of dependent waits in the graph.
+# `up` from nothing and `down` on AWS's clock: moto behind testkit's strict
+# proxy, which plays back the times of cli/engine/aws-clock.toml at SCALE
+# (default 1/10), so a NAT gateway is pending, a DB instance creating and
+# backing up, a load balancer's interfaces linger, as long as on AWS,
+# scaled. Prints, per command: the wall time, the critical path from the
+# same table and the DAG, their ratio (aim: <= 1.05), the AWS calls and
+# the polling calls (aim: <= 2 per minute of waiting per resource); and the
+# calls of a no-op `up` and `plan` on the converged stack.
 #
-#   bash bench/engine.sh [RUNS]
+#   bash bench/engine.sh [SCALE]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-runs=${1:-5}
+scale=${1:-0.1}
 
 . scripts/moto.sh
 build_techctl
+cargo build --quiet --release --bin aws-clock-proxy
+proxy_bin="$(dirname "$TECHCTL")/aws-clock-proxy"
 start_moto
 
-results=$(mktemp)
-# One timed command: prints "name seconds calls mutating".
-measure() {
+out=$(mktemp -d)
+"$proxy_bin" "$AWS_ENDPOINT_URL" "$scale" >"$out/proxy.url" 2>"$out/proxy.log" &
+PROXY_PID=$!
+trap 'kill $PROXY_PID $MOTO_PID 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do [ -s "$out/proxy.url" ] && break; sleep 0.1; done
+export AWS_ENDPOINT_URL=$(head -1 "$out/proxy.url") TECHCTL_AWS_CLOCK_SCALE=$scale
+
+run() {
   local name=$1; shift
-  local start end out
+  local start end
   start=$(date +%s.%N)
-  out=$("$TECHCTL" --output json "$@")
+  "$TECHCTL" --output json --yes "$@" >"$out/$name.json" 2>"$out/$name.err" || {
+    echo "$name failed:" >&2; tail -5 "$out/$name.err" >&2; exit 1; }
   end=$(date +%s.%N)
-  python3 - "$name" "$start" "$end" "$out" >>"$results" <<'PY'
-import json, sys
-name, start, end, out = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
-calls = mutating = 0
-for line in out.splitlines():
-    doc = json.loads(line)
-    if "total_aws_calls" in doc:
-        calls, mutating = doc["total_aws_calls"], doc["total_mutating_calls"]
-    elif "aws_calls" in doc:
-        calls = doc["aws_calls"]
-print(name, f"{end - start:.3f}", calls, mutating)
-PY
+  echo "$start $end" >"$out/$name.time"
 }
 
-# Warm moto's backends once so the first measured run is not an outlier.
-"$TECHCTL" plan >/dev/null
-for _ in $(seq 1 "$runs"); do
-  measure "up-from-nothing" up --yes --no-deploy
-  measure "no-op-up" up --yes --no-deploy
-  measure "plan" plan
-  measure "down" down --yes --force-delete-secrets
-done
+run up up --no-deploy
+run noop-up up --no-deploy
+run plan plan
+run down down --force-delete-secrets
 
-python3 - "$results" "$runs" "${PROFILE:-release}" <<'PY'
-import statistics, sys
-rows = {}
-for line in open(sys.argv[1]):
-    name, secs, calls, mutating = line.split()
-    rows.setdefault(name, []).append((float(secs), int(calls), int(mutating)))
-print(f"techctl against moto, {sys.argv[3]} build, median of {sys.argv[2]} runs")
-print(f"{'command':<18}{'wall time':>12}{'AWS calls':>12}{'changing':>10}")
-for name in ["up-from-nothing", "no-op-up", "plan", "down"]:
-    r = rows[name]
-    print(f"{name:<18}{statistics.median(x[0] for x in r):>10.3f} s{int(statistics.median(x[1] for x in r)):>12}{int(statistics.median(x[2] for x in r)):>10}")
-PY
+python3 - "$out" "$scale" <<'PY'
+import json, os, sys
+out, scale = sys.argv[1], float(sys.argv[2])
 
-"$TECHCTL" plan --output json >"$results.plan"
-python3 - "$results.plan" <<'PY'
-import json, sys
-chain = json.loads(open(sys.argv[1]).readline())["longest_wait_chain"]
-waits = " -> ".join(chain["waits"])
-print(f"longest chain of dependent waits: {len(chain['waits'])} wait(s), "
-      f"about {chain['typical_minutes']} min on AWS ({waits}), among {chain['resources']} resources")
+def docs(name):
+    return [json.loads(l) for l in open(os.path.join(out, name + ".json")) if l.strip()]
+
+def wall(name):
+    start, end = map(float, open(os.path.join(out, name + ".time")).read().split())
+    return end - start
+
+print(f"techctl on AWS's clock at 1/{1/scale:g} (release build); AWS times = measured / {scale:g}")
+print(f"{'command':<16}{'wall':>9}{'critical':>10}{'ratio':>8}{'calls':>7}{'polls':>7}{'worst polls/min':>17}")
+for name in ["up", "down"]:
+    s = next(d for d in docs(name) if d.get("summary"))
+    worst = 0.0
+    for w in s["summary"]["waits"]:
+        aws_minutes = w["seconds"] / scale / 60
+        if aws_minutes >= 1:
+            worst = max(worst, w["polls"] / aws_minutes)
+    path = s["critical_path_seconds"]
+    ratio = s["summary"]["elapsed_seconds"] / path if path else float("nan")
+    print(f"{name:<16}{s['summary']['elapsed_seconds']:>8.1f}s{path:>9.1f}s{ratio:>8.3f}"
+          f"{s['total_aws_calls']:>7}{s['polling_calls']:>7}{worst:>17.2f}")
+    chain = " -> ".join(f"{l['id']} ({l['seconds']} s)" for l in s["critical_path"]["chain"])
+    print(f"  critical path on AWS: {s['critical_path']['seconds']} s: {chain}")
+
+kinds = {c["kind"] for c in next(d for d in docs("plan") if "plan" in d)["plan"]["changes"]}
+noop = next(d for d in docs("noop-up") if "total_aws_calls" in d)["total_aws_calls"]
+plan = next(d for d in docs("plan") if "aws_calls" in d)["aws_calls"]
+print(f"no-op up: {noop} AWS calls, plan: {plan}, for {len(kinds)} resource kinds "
+      f"({noop / len(kinds):.1f} per kind)")
 PY

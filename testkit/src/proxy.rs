@@ -304,10 +304,16 @@ async fn handle(req: Request<Incoming>, shared: Shared) -> Result<Response<Full<
                 return Ok(server_error(json_protocol));
             }
             let mut body = answer_body.map_err(|_| Dropped)?;
+            let mut status = answer_parts.status;
+            if let Some(strict) = &strict
+                && let Some((now_status, now_body)) = strict.rewrite(&call, status, &body)
+            {
+                (status, body) = (now_status, now_body);
+            }
             if let Fault::Rewrite(from, to) = fault {
                 body = Bytes::from(String::from_utf8_lossy(&body).replace(from, to));
             }
-            let mut response = Response::builder().status(answer_parts.status);
+            let mut response = Response::builder().status(status);
             for (name, value) in &answer_parts.headers {
                 if name != "transfer-encoding" && name != "content-length" {
                     response = response.header(name, value);

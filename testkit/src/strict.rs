@@ -8,11 +8,13 @@
 //! may ask moto itself (the proxy's target) about the current state; those
 //! look-ups go straight to moto and never appear in the proxy's log.
 
+mod clock;
 mod depends;
 mod engines;
 mod names;
 mod wire;
 
+pub use clock::typical;
 pub use engines::POSTGRES_VERSIONS;
 
 use std::sync::{Mutex, MutexGuard};
@@ -31,7 +33,7 @@ use wire::{Element, xml_escape};
 /// What the strict layer enforces. Every window is how long AWS takes to
 /// catch up with itself; real AWS takes seconds to a minute, tests want
 /// fractions of a second.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Strictness {
     /// How long after an EC2 create (VPC, subnet, internet gateway, Elastic
     /// IP, NAT gateway, route table, security group) other EC2 writes that
@@ -54,6 +56,10 @@ pub struct Strictness {
     pub dependency_checks: bool,
     /// Check the names and sizes of creates against AWS's rules.
     pub name_checks: bool,
+    /// Play AWS's clock back at this scale (1/60: a minute in a second):
+    /// slow resources pass through their intermediate states for the
+    /// times of `cli/engine/aws-clock.toml`. `None`: ready at once.
+    pub clock: Option<f64>,
 }
 
 impl Strictness {
@@ -68,6 +74,15 @@ impl Strictness {
             secret_name_hold: window,
             dependency_checks: true,
             name_checks: true,
+            clock: None,
+        }
+    }
+
+    /// The same, with AWS's clock played back at `scale`.
+    pub fn timed(self, scale: f64) -> Strictness {
+        Strictness {
+            clock: Some(scale),
+            ..self
         }
     }
 
@@ -81,6 +96,7 @@ impl Strictness {
             secret_name_hold: Duration::ZERO,
             dependency_checks: false,
             name_checks: false,
+            clock: None,
         }
     }
 
@@ -241,6 +257,7 @@ struct Memory {
     deleted_queues: Vec<(String, Instant)>,
     deleted_secrets: Vec<(String, Instant)>,
     refusals: Vec<Refusal>,
+    clock: Option<clock::Clock>,
 }
 
 impl Memory {
@@ -274,6 +291,7 @@ impl Strict {
     ) -> Strict {
         let memory = Memory {
             linked_role_refusals_left: rules.ecs_linked_role_refusals,
+            clock: rules.clock.map(clock::Clock::new),
             ..Memory::default()
         };
         Strict {
@@ -329,6 +347,9 @@ impl Strict {
         }
         let mut memory = self.memory();
         memory.forget(&self.rules);
+        if let Some(verdict) = memory.clock.as_ref().and_then(|c| c.refuse(request)) {
+            return Some(verdict);
+        }
         match (request.service, request.operation) {
             (Service::Ecs, "CreateCluster") if memory.linked_role_refusals_left > 0 => {
                 memory.linked_role_refusals_left -= 1;
@@ -408,6 +429,9 @@ impl Strict {
         }
         let request = Request::new(call);
         let now = Instant::now();
+        if let Some(clock) = self.memory().clock.as_mut() {
+            clock.observe(&request, answer);
+        }
         match (request.service, request.operation) {
             (Service::Ec2, operation) => {
                 let Some((tag, code, noun)) = ec2_created(operation) else {
@@ -449,6 +473,23 @@ impl Strict {
             }
             _ => {}
         }
+    }
+}
+
+impl Strict {
+    /// Moto's answer as AWS would give it now, when AWS's clock is played
+    /// back and the answer describes something still changing state.
+    pub(crate) fn rewrite(
+        &self,
+        call: &Call<'_>,
+        status: StatusCode,
+        answer: &[u8],
+    ) -> Option<(StatusCode, Bytes)> {
+        let request = Request::new(call);
+        self.memory()
+            .clock
+            .as_mut()
+            .and_then(|clock| clock.rewrite(&request, status, answer))
     }
 }
 

@@ -14,7 +14,8 @@ use elbv2::types::{
 
 use super::{Aws, AwsError, all_pages, in_stack, observed, tag_map};
 use crate::{Ctx, RetryInUse, Step};
-use engine::plan::{LogicalId, Observed, Resource, Spec};
+use engine::clock::AwsClock;
+use engine::plan::{Kind, LogicalId, Observed, Resource, Spec};
 
 const ACTIVE_DEADLINE: Duration = Duration::from_secs(15 * 60);
 const GONE_DEADLINE: Duration = Duration::from_secs(15 * 60);
@@ -430,7 +431,7 @@ pub async fn create(ctx: &Ctx<'_>, step: &Step, resource: &Resource) -> Result<S
 
 pub async fn update(
     ctx: &Ctx<'_>,
-    _step: &Step,
+    step: &Step,
     resource: &Resource,
     arn: &str,
 ) -> Result<(), AwsError> {
@@ -457,6 +458,9 @@ pub async fn update(
                     .set_security_groups(Some(groups))
                     .send()
             )?;
+            // Still provisioning (an interrupted `up`): active before
+            // what depends on it.
+            wait_active(ctx, step, arn).await?;
         }
         Spec::TargetGroup {
             health_check_path,
@@ -546,8 +550,7 @@ pub async fn delete(ctx: &Ctx<'_>, step: &Step, observed: &Observed) -> Result<(
             )?;
             step.wait_until(
                 "the load balancer to be deleted",
-                GONE_DEADLINE,
-                POLL,
+                ctx.steady(POLL, GONE_DEADLINE),
                 || async {
                     match sdk!(
                         "DescribeLoadBalancers",
@@ -565,8 +568,10 @@ pub async fn delete(ctx: &Ctx<'_>, step: &Step, observed: &Observed) -> Result<(
             let description = interface_description(arn);
             step.wait_until(
                 "the load balancer's network interfaces to be released",
-                GONE_DEADLINE,
-                POLL,
+                ctx.pace(
+                    AwsClock::typical().delete(Kind::LoadBalancer),
+                    GONE_DEADLINE,
+                ),
                 || async {
                     let answer = sdk!(
                         "DescribeNetworkInterfaces",
@@ -619,8 +624,10 @@ async fn set_deregistration_delay(ctx: &Ctx<'_>, arn: &str, seconds: u32) -> Res
 async fn wait_active(ctx: &Ctx<'_>, step: &Step, arn: &str) -> Result<String, AwsError> {
     step.wait_for_state(
         "the load balancer to become active",
-        ACTIVE_DEADLINE,
-        POLL,
+        ctx.pace(
+            AwsClock::typical().create(Kind::LoadBalancer),
+            ACTIVE_DEADLINE,
+        ),
         || async {
             let answer = sdk!(
                 "DescribeLoadBalancers",

@@ -13,7 +13,8 @@ use aws_sdk_rds::types::{DbInstance, Tag};
 use super::{Aws, AwsError, all_pages, in_stack, observed, tag_map};
 use crate::{Ctx, RetryInUse, Step};
 use blueprint::engine_version::Requirement;
-use engine::plan::{LogicalId, Observed, Resource, Spec};
+use engine::clock::{AwsClock, Pace};
+use engine::plan::{Kind, LogicalId, Observed, Resource, Spec};
 
 const AVAILABLE_DEADLINE: Duration = Duration::from_secs(60 * 60);
 const DELETED_DEADLINE: Duration = Duration::from_secs(60 * 60);
@@ -213,7 +214,11 @@ pub async fn create(ctx: &Ctx<'_>, step: &Step, resource: &Resource) -> Result<S
                 Err(e) if e.is_already_exists() => {}
                 Err(e) => return Err(e),
             }
-            let db = wait_available(ctx, step, identifier).await?;
+            let pace = ctx.pace(
+                AwsClock::typical().create(Kind::DbInstance),
+                AVAILABLE_DEADLINE,
+            );
+            let db = wait_available(step, ctx.aws, identifier, pace).await?;
             remember_endpoint(ctx, &resource.id, &db)?;
             Ok(identifier.clone())
         }
@@ -275,8 +280,15 @@ pub async fn update(
             ..
         } => {
             // An instance still being created (an interrupted `up`) or
-            // modified cannot be changed yet.
-            let db = wait_available(ctx, step, physical).await?;
+            // modified cannot be changed yet; how far along it is is not
+            // known, so it is polled steadily.
+            let db = wait_available(
+                step,
+                ctx.aws,
+                physical,
+                ctx.steady(POLL, AVAILABLE_DEADLINE),
+            )
+            .await?;
             let now = instance_spec(&db);
             let Spec::DbInstance {
                 engine_version: now_version,
@@ -337,7 +349,11 @@ pub async fn update(
             }
             let db = if changed {
                 sdk!("ModifyDBInstance", modify.send())?;
-                wait_available(ctx, step, physical).await?
+                let pace = ctx.pace(
+                    AwsClock::typical().update(Kind::DbInstance),
+                    AVAILABLE_DEADLINE,
+                );
+                wait_available(step, ctx.aws, physical, pace).await?
             } else {
                 db
             };
@@ -369,8 +385,7 @@ pub async fn delete(ctx: &Ctx<'_>, step: &Step, observed: &Observed) -> Result<(
             let accepted = step
                 .wait_for_state(
                     "the database instance to accept its deletion",
-                    AVAILABLE_DEADLINE,
-                    POLL,
+                    ctx.steady(POLL, AVAILABLE_DEADLINE),
                     || async {
                         let mut request = rds
                             .delete_db_instance()
@@ -410,8 +425,10 @@ pub async fn delete(ctx: &Ctx<'_>, step: &Step, observed: &Observed) -> Result<(
             }
             step.wait_for_state(
                 "the database instance to be deleted",
-                DELETED_DEADLINE,
-                POLL,
+                ctx.pace(
+                    AwsClock::typical().delete(Kind::DbInstance),
+                    DELETED_DEADLINE,
+                ),
                 || async {
                     match describe(ctx.aws, name).await {
                         Ok(db) => Ok(Err(db.db_instance_status().map(str::to_string))),
@@ -521,13 +538,17 @@ async fn describe(aws: &Aws, name: &str) -> Result<DbInstance, AwsError> {
         })
 }
 
-async fn wait_available(ctx: &Ctx<'_>, step: &Step, name: &str) -> Result<DbInstance, AwsError> {
+async fn wait_available(
+    step: &Step,
+    aws: &Aws,
+    name: &str,
+    pace: Pace,
+) -> Result<DbInstance, AwsError> {
     step.wait_for_state(
         "the database instance to become available",
-        AVAILABLE_DEADLINE,
-        POLL,
+        pace,
         || async {
-            let db = describe(ctx.aws, name).await?;
+            let db = describe(aws, name).await?;
             match db.db_instance_status() {
                 Some("available") => Ok(Ok(db)),
                 Some(

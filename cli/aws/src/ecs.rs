@@ -688,8 +688,7 @@ async fn drain_services(ctx: &Ctx<'_>, step: &Step, cluster: &str) -> Result<(),
     }
     step.wait_for_state(
         "the cluster's services to drain",
-        DRAINED_DEADLINE,
-        POLL,
+        ctx.steady(POLL, DRAINED_DEADLINE),
         || async {
             let mut pending = 0;
             // DescribeServices takes at most 10 services at a time.

@@ -14,14 +14,14 @@ use aws_sdk_apigatewayv2 as apigw;
 
 use super::{Aws, AwsError, all_pages, in_stack, observed};
 use crate::{Ctx, RetryInUse, Step};
+use engine::clock::AwsClock;
 use engine::plan::expand::ids;
 use engine::plan::resource::Cors;
-use engine::plan::{LogicalId, Observed, Resource, Spec};
+use engine::plan::{Kind, LogicalId, Observed, Resource, Spec};
 
 const AVAILABLE_DEADLINE: Duration = Duration::from_secs(20 * 60);
 const GONE_DEADLINE: Duration = Duration::from_secs(20 * 60);
 const IN_USE_DEADLINE: Duration = Duration::from_secs(5 * 60);
-const POLL: Duration = Duration::from_secs(5);
 const PROXY_ROUTE: &str = "ANY /{proxy+}";
 const DEFAULT_STAGE: &str = "$default";
 
@@ -384,14 +384,19 @@ fn tag_arn(region: &str, path: &str) -> String {
 
 pub async fn update(
     ctx: &Ctx<'_>,
-    _step: &Step,
+    step: &Step,
     resource: &Resource,
     physical: &str,
 ) -> Result<(), AwsError> {
     let gw = &ctx.aws.apigw;
     let region = &ctx.aws.region;
     let tagged = match &resource.spec {
-        Spec::VpcLink { .. } => Some(tag_arn(region, &format!("/vpclinks/{physical}"))),
+        Spec::VpcLink { .. } => {
+            // Still pending (an interrupted `up`): available before the
+            // integration that goes through it.
+            wait_link_available(ctx, step, physical).await?;
+            Some(tag_arn(region, &format!("/vpclinks/{physical}")))
+        }
         Spec::HttpApi { name, cors } => {
             sdk!(
                 "UpdateApi",
@@ -514,8 +519,7 @@ pub async fn delete(ctx: &Ctx<'_>, step: &Step, observed: &Observed) -> Result<(
             // subnets and its security group.
             step.wait_for_state(
                 "the VPC link to be deleted",
-                GONE_DEADLINE,
-                POLL,
+                ctx.pace(AwsClock::typical().delete(Kind::VpcLink), GONE_DEADLINE),
                 || async {
                     match sdk!("GetVpcLink", gw.get_vpc_link().vpc_link_id(physical).send()) {
                         Ok(link) => Ok(Err(link
@@ -535,8 +539,10 @@ pub async fn delete(ctx: &Ctx<'_>, step: &Step, observed: &Observed) -> Result<(
 async fn wait_link_available(ctx: &Ctx<'_>, step: &Step, id: &str) -> Result<(), AwsError> {
     step.wait_for_state(
         "the VPC link to become available",
-        AVAILABLE_DEADLINE,
-        POLL,
+        ctx.pace(
+            AwsClock::typical().create(Kind::VpcLink),
+            AVAILABLE_DEADLINE,
+        ),
         || async {
             let link = sdk!(
                 "GetVpcLink",

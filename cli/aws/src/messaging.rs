@@ -299,8 +299,7 @@ pub async fn create(ctx: &Ctx<'_>, step: &Step, resource: &Resource) -> Result<S
             let url = step
                 .wait_until(
                     &format!("SQS to free the name {name}: a queue of that name was deleted less than 60 s ago"),
-                    NAME_HELD_DEADLINE,
-                    NAME_HELD_POLL,
+                    ctx.steady(NAME_HELD_POLL, NAME_HELD_DEADLINE),
                     || async {
                         let created = sdk!(
                             "CreateQueue",

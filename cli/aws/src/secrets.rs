@@ -443,8 +443,7 @@ async fn converge_secret(
                 &format!(
                     "Secrets Manager to free the name {name}: a secret of that name is still being deleted"
                 ),
-                NAME_HELD_DEADLINE,
-                NAME_HELD_POLL,
+                ctx.steady(NAME_HELD_POLL, NAME_HELD_DEADLINE),
                 || async {
                     let created = sdk!(
                         "CreateSecret",

@@ -8,4 +8,5 @@
 //! every ordering rule is tested here against an in-memory provider.
 
 pub mod apply;
+pub mod clock;
 pub mod plan;

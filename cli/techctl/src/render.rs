@@ -6,8 +6,9 @@ use std::fmt::Write;
 
 use console::Style;
 
+use engine::apply::Report;
+use engine::apply::critical::CriticalPath;
 use engine::plan::cost::Estimate;
-use engine::plan::waits::WaitChain;
 use engine::plan::{Action, Plan};
 
 use crate::table::{Align, Table};
@@ -95,19 +96,55 @@ pub fn text(plan: &Plan, colour: bool) -> String {
     out
 }
 
-/// The longest chain of waits, as a lower bound on `up` against real AWS.
-pub fn waits(chain: &WaitChain) -> String {
-    if chain.waits.is_empty() {
+/// The critical path, as the least time applying the plan takes on AWS.
+pub fn critical_path(path: &CriticalPath) -> String {
+    if path.chain.is_empty() {
         return String::new();
     }
-    let steps: Vec<String> = chain.waits.iter().map(|id| id.to_string()).collect();
+    let steps: Vec<String> = path
+        .chain
+        .iter()
+        .map(|l| format!("{} ({})", l.id, minutes(l.seconds as f64)))
+        .collect();
     format!(
-        "\nLongest chain of dependent waits: {} ({} wait(s), about {} min on AWS) among {} resources.\n",
+        "\nCritical path: {}: about {} on AWS, however many of the {} resources run at once.\n",
         steps.join(" → "),
-        chain.waits.len(),
-        chain.typical_minutes,
-        chain.resources
+        minutes(path.seconds as f64),
+        path.resources
     )
+}
+
+/// How the wall time of an apply compares with its critical path.
+pub fn against_bound(report: &Report, bound: &crate::commands::Bound, polls: u32) -> String {
+    let Some(ratio) = bound.ratio(report.elapsed_seconds) else {
+        return String::new();
+    };
+    let clock = if bound.scale == 1.0 {
+        String::new()
+    } else {
+        format!(" on a clock {:.4} times AWS's", bound.scale)
+    };
+    format!(
+        "\nTook {} against a critical path of {}{clock}: {ratio:.2}×; {polls} of the calls polled {} wait(s).",
+        minutes(report.elapsed_seconds),
+        minutes(bound.seconds()),
+        report.waits.len()
+    )
+}
+
+/// `9 min 12 s`, `45 s`, `1.3 s`.
+fn minutes(seconds: f64) -> String {
+    if seconds < 10.0 {
+        format!("{seconds:.1} s")
+    } else if seconds < 60.0 {
+        format!("{seconds:.0} s")
+    } else {
+        let whole = seconds.round() as u64;
+        match whole % 60 {
+            0 => format!("{} min", whole / 60),
+            s => format!("{} min {s} s", whole / 60),
+        }
+    }
 }
 
 /// The estimate as a table, with where its prices come from.

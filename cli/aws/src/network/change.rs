@@ -8,11 +8,12 @@ use sha2::{Digest, Sha256};
 
 use super::rules::{converge_rules, revoke_all, sweep_interfaces};
 use super::{
-    DEPENDENCY_DEADLINE, NAT_AVAILABLE_DEADLINE, NAT_DELETED_DEADLINE, POLL, filter,
-    group_of_rules, rules_physical_id, tag_spec,
+    DEPENDENCY_DEADLINE, NAT_AVAILABLE_DEADLINE, NAT_DELETED_DEADLINE, filter, group_of_rules,
+    rules_physical_id, tag_spec,
 };
 use crate::AwsError;
 use crate::{Ctx, RetryInUse, Step};
+use engine::clock::AwsClock;
 use engine::plan::{Kind, LogicalId, Observed, Resource, Spec};
 
 async fn find(ctx: &Ctx<'_>, id: &LogicalId) -> Result<Option<String>, AwsError> {
@@ -272,12 +273,17 @@ pub async fn create(ctx: &Ctx<'_>, step: &Step, resource: &Resource) -> Result<S
 /// Brings an existing resource's updatable fields and tags in line.
 pub async fn update(
     ctx: &Ctx<'_>,
-    _step: &Step,
+    step: &Step,
     resource: &Resource,
     physical: &str,
 ) -> Result<(), AwsError> {
     let tags = ctx.tags(&resource.id);
     match &resource.spec {
+        // Still pending (an interrupted `up`): ready before the routes.
+        Spec::NatGateway { .. } => {
+            wait_nat_available(ctx, step, physical).await?;
+            write_tags(ctx, physical, &tags).await
+        }
         Spec::Vpc {
             dns_support,
             dns_hostnames,
@@ -336,8 +342,10 @@ pub async fn delete(ctx: &Ctx<'_>, step: &Step, observed: &Observed) -> Result<(
             // The Elastic IP cannot be released while the gateway holds it.
             step.wait_until(
                 "the NAT gateway to be deleted, so its Elastic IP can be released",
-                NAT_DELETED_DEADLINE,
-                POLL,
+                ctx.pace(
+                    AwsClock::typical().delete(Kind::NatGateway),
+                    NAT_DELETED_DEADLINE,
+                ),
                 || async {
                     let state = nat_state(ctx, id).await?;
                     Ok(matches!(state, None | Some(NatGatewayState::Deleted)).then_some(()))
@@ -548,8 +556,10 @@ async fn nat_state(ctx: &Ctx<'_>, nat_id: &str) -> Result<Option<NatGatewayState
 async fn wait_nat_available(ctx: &Ctx<'_>, step: &Step, nat_id: &str) -> Result<(), AwsError> {
     step.wait_until(
         "the NAT gateway to become available, so private subnets can route through it",
-        NAT_AVAILABLE_DEADLINE,
-        POLL,
+        ctx.pace(
+            AwsClock::typical().create(Kind::NatGateway),
+            NAT_AVAILABLE_DEADLINE,
+        ),
         || async {
             match nat_state(ctx, nat_id).await? {
                 Some(NatGatewayState::Available) => Ok(Some(())),

@@ -25,7 +25,6 @@ use rules::rules_of;
 const NAT_AVAILABLE_DEADLINE: Duration = Duration::from_secs(15 * 60);
 const NAT_DELETED_DEADLINE: Duration = Duration::from_secs(15 * 60);
 const DEPENDENCY_DEADLINE: Duration = Duration::from_secs(10 * 60);
-const POLL: Duration = Duration::from_secs(5);
 
 fn filter(name: &str, value: &str) -> Filter {
     Filter::builder().name(name).values(value).build()

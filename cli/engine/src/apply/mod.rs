@@ -12,6 +12,7 @@
 //! holds something exclusively (a NAT gateway its Elastic IP, a route-table
 //! association its subnet), so the successor could not exist beside it.
 
+pub mod critical;
 pub mod dag;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::clock::Pace;
 use crate::plan::resource::Output;
 use crate::plan::{Action, Kind, LogicalId, Observed, Plan, Resource};
 pub use dag::Outcome;
@@ -130,6 +132,32 @@ pub struct GaveUp {
     last: String,
 }
 
+/// One wait of an apply, once over: what it waited for, how long, and how
+/// many times it asked.
+#[derive(Clone, Debug, Serialize)]
+pub struct Waited {
+    pub id: LogicalId,
+    pub what: String,
+    pub seconds: f64,
+    pub polls: u32,
+}
+
+/// The waits of one apply, as they end.
+#[derive(Default)]
+pub struct WaitLog(Mutex<Vec<Waited>>);
+
+impl WaitLog {
+    fn record(&self, waited: Waited) {
+        if let Ok(mut log) = self.0.lock() {
+            log.push(waited);
+        }
+    }
+
+    pub fn all(&self) -> Vec<Waited> {
+        self.0.lock().map(|log| log.clone()).unwrap_or_default()
+    }
+}
+
 /// The handle a resource operation reports through.
 #[derive(Clone)]
 pub struct Step {
@@ -137,6 +165,7 @@ pub struct Step {
     pub kind: Kind,
     pub action: Action,
     reporter: Arc<dyn Reporter>,
+    waits: Arc<WaitLog>,
 }
 
 impl Step {
@@ -157,6 +186,7 @@ impl Step {
             kind,
             action,
             reporter,
+            waits: Arc::default(),
         }
     }
 
@@ -172,13 +202,12 @@ impl Step {
         });
     }
 
-    /// Polls `check` until it yields a value, saying what it waits for, and
-    /// gives up with a clear error once `deadline` has passed.
+    /// Polls `check` at `pace` until it yields a value, saying what it
+    /// waits for, and gives up with a clear error at the pace's deadline.
     pub async fn wait_until<T, E, F, Fut>(
         &self,
         what: &str,
-        deadline: Duration,
-        interval: Duration,
+        pace: Pace,
         mut check: F,
     ) -> Result<T, E>
     where
@@ -186,7 +215,7 @@ impl Step {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Option<T>, E>>,
     {
-        self.wait_for_state(what, deadline, interval, || {
+        self.wait_for_state(what, pace, || {
             let polled = check();
             async move { polled.await.map(|v| v.ok_or(None)) }
         })
@@ -198,8 +227,7 @@ impl Step {
     pub async fn wait_for_state<T, E, F, Fut>(
         &self,
         what: &str,
-        deadline: Duration,
-        interval: Duration,
+        pace: Pace,
         mut check: F,
     ) -> Result<T, E>
     where
@@ -208,25 +236,44 @@ impl Step {
         Fut: Future<Output = Result<Result<T, Option<String>>, E>>,
     {
         let started = Instant::now();
+        let mut polls = 0;
+        let record = |polls| {
+            self.waits.record(Waited {
+                id: self.id.clone(),
+                what: what.to_string(),
+                seconds: started.elapsed().as_secs_f64(),
+                polls,
+            })
+        };
         loop {
-            let state = match check().await? {
-                Ok(value) => return Ok(value),
-                Err(state) => state,
+            polls += 1;
+            let state = match check().await {
+                Ok(Ok(value)) => {
+                    record(polls);
+                    return Ok(value);
+                }
+                Ok(Err(state)) => state,
+                Err(e) => {
+                    record(polls);
+                    return Err(e);
+                }
             };
             let elapsed = started.elapsed();
-            if elapsed >= deadline {
+            if elapsed >= pace.deadline {
+                record(polls);
                 let last = state
                     .map(|s| format!(" (last state: {s})"))
                     .unwrap_or_default();
                 return Err(GaveUp {
                     what: what.to_string(),
-                    seconds: deadline.as_secs(),
+                    seconds: pace.deadline.as_secs(),
                     last,
                 }
                 .into());
             }
             self.waiting_in(what, elapsed, state);
-            tokio::time::sleep(interval).await;
+            let pause = pace.pause(polls, elapsed);
+            tokio::time::sleep(pause.min(pace.deadline.saturating_sub(elapsed))).await;
         }
     }
 }
@@ -239,6 +286,10 @@ pub struct Options {
     pub force_delete_secrets: bool,
     /// Delete the database with a final snapshot, keeping its backups.
     pub keep_data: bool,
+    /// How fast the cloud's clock runs against AWS's: 1 for AWS itself,
+    /// less for an emulator that plays AWS's timings back faster. Waits
+    /// pace their polls and deadlines by it.
+    pub clock_scale: f64,
 }
 
 impl Default for Options {
@@ -247,6 +298,7 @@ impl Default for Options {
             parallelism: 10,
             force_delete_secrets: false,
             keep_data: false,
+            clock_scale: 1.0,
         }
     }
 }
@@ -258,6 +310,7 @@ pub struct Ctx {
     pub options: Options,
     ids: Mutex<HashMap<LogicalId, String>>,
     attributes: Mutex<HashMap<(LogicalId, String), String>>,
+    waits: Arc<WaitLog>,
 }
 
 impl Ctx {
@@ -267,6 +320,28 @@ impl Ctx {
             options,
             ids: Mutex::new(HashMap::new()),
             attributes: Mutex::new(HashMap::new()),
+            waits: Arc::default(),
+        }
+    }
+
+    /// The pace of a wait AWS typically ends after `expected`, on this
+    /// apply's clock.
+    pub fn pace(&self, expected: Duration, deadline: Duration) -> Pace {
+        Pace::expecting(expected, deadline).scaled(self.options.clock_scale)
+    }
+
+    /// The pace of a wait of no known length, polled every `every`.
+    pub fn steady(&self, every: Duration, deadline: Duration) -> Pace {
+        Pace::steady(every, deadline).scaled(self.options.clock_scale)
+    }
+
+    fn step(&self, id: LogicalId, kind: Kind, action: Action, reporter: Arc<dyn Reporter>) -> Step {
+        Step {
+            id,
+            kind,
+            action,
+            reporter,
+            waits: self.waits.clone(),
         }
     }
 
@@ -365,6 +440,9 @@ pub struct Report {
     /// Calls the provider made (the AWS API's, for the AWS provider).
     pub aws_calls: usize,
     pub mutating_calls: usize,
+    /// Every wait, with its polls: the calls a wait made are among
+    /// `aws_calls`.
+    pub waits: Vec<Waited>,
     pub elapsed_seconds: f64,
 }
 
@@ -461,7 +539,7 @@ pub async fn apply<P: Provider>(
     );
 
     report_skips(&results, &reporter);
-    finish(&*provider, results, calls_before, started)
+    finish(&*provider, &ctx, results, calls_before, started)
 }
 
 /// Deletes every observed resource of the stack: the `down`.
@@ -474,9 +552,9 @@ pub async fn destroy_all<P: Provider>(
     let started = Instant::now();
     let calls_before = provider.calls();
     let doomed: Vec<(&Observed, Action)> = observed.iter().map(|o| (o, Action::Delete)).collect();
-    let results = destroy(provider.clone(), ctx, &doomed, reporter.clone()).await;
+    let results = destroy(provider.clone(), ctx.clone(), &doomed, reporter.clone()).await;
     report_skips(&results, &reporter);
-    finish(&*provider, results, calls_before, started)
+    finish(&*provider, &ctx, results, calls_before, started)
 }
 
 /// The walk settles skipped resources without running them; the printer
@@ -498,6 +576,7 @@ fn report_skips(results: &[ResourceResult], reporter: &Arc<dyn Reporter>) {
 
 fn finish(
     provider: &impl Provider,
+    ctx: &Ctx,
     results: Vec<ResourceResult>,
     before: CallCount,
     started: Instant,
@@ -507,6 +586,7 @@ fn finish(
         results,
         aws_calls: now.all.saturating_sub(before.all),
         mutating_calls: now.mutating.saturating_sub(before.mutating),
+        waits: ctx.waits.all(),
         elapsed_seconds: started.elapsed().as_secs_f64(),
     }
 }
@@ -523,17 +603,8 @@ async fn destroy<P: Provider>(
         .iter()
         .map(|(o, a)| (destroy_key(o), ((*o).clone(), *a)))
         .collect();
-    let tasks: Vec<dag::Task<String>> = doomed
-        .iter()
-        .map(|(o, _)| dag::Task {
-            key: destroy_key(o),
-            deps: doomed
-                .iter()
-                .filter(|(other, _)| other.spec.kind().deleted_before(o.spec.kind()))
-                .map(|(other, _)| destroy_key(other))
-                .collect(),
-        })
-        .collect();
+    let observed: Vec<&Observed> = doomed.iter().map(|(o, _)| *o).collect();
+    let tasks = destroy_tasks(&observed);
     let items = Arc::new(items);
     let run_items = items.clone();
     let outcomes = dag::walk(tasks, ctx.options.parallelism, move |key: String| {
@@ -544,12 +615,7 @@ async fn destroy<P: Provider>(
         async move {
             let (observed, action) = &items[&key];
             let physical = observed.physical_id.clone();
-            let step = Step {
-                id: observed.id.clone(),
-                kind: observed.spec.kind(),
-                action: *action,
-                reporter,
-            };
+            let step = ctx.step(observed.id.clone(), observed.spec.kind(), *action, reporter);
             step.emit(Status::Started);
             let result = provider.delete(&ctx, &step, observed).await;
             settle(&step, result.map(|()| Some(physical)))
@@ -571,9 +637,35 @@ async fn destroy<P: Provider>(
         .collect()
 }
 
+/// The deletion walk: each resource after every doomed one of the kinds
+/// AWS needs gone first.
+pub(crate) fn destroy_tasks(doomed: &[&Observed]) -> Vec<dag::Task<String>> {
+    doomed
+        .iter()
+        .map(|o| dag::Task {
+            key: destroy_key(o),
+            deps: doomed
+                .iter()
+                .filter(|other| other.spec.kind().deleted_before(o.spec.kind()))
+                .map(|other| destroy_key(other))
+                .collect(),
+        })
+        .collect()
+}
+
+/// The creation walk: each resource after what it refers to.
+pub(crate) fn build_tasks(todo: &[&Resource]) -> Vec<dag::Task<LogicalId>> {
+    todo.iter()
+        .map(|r| dag::Task {
+            key: r.id.clone(),
+            deps: r.deps().into_iter().cloned().collect(),
+        })
+        .collect()
+}
+
 /// A doomed resource's key in the walk: physical ids are unique only
 /// within a kind, and logical ids are shared by duplicates.
-fn destroy_key(o: &Observed) -> String {
+pub(crate) fn destroy_key(o: &Observed) -> String {
     format!("{} {}", o.id, o.physical_id)
 }
 
@@ -586,13 +678,7 @@ async fn build<P: Provider>(
     failed_to_go: &HashSet<LogicalId>,
     reporter: Arc<dyn Reporter>,
 ) -> Vec<ResourceResult> {
-    let tasks = todo
-        .iter()
-        .map(|r| dag::Task {
-            key: r.id.clone(),
-            deps: r.deps().into_iter().cloned().collect(),
-        })
-        .collect();
+    let tasks = build_tasks(todo);
     let items: Arc<HashMap<LogicalId, (Resource, Action)>> = Arc::new(
         todo.iter()
             .map(|r| (r.id.clone(), ((*r).clone(), actions[&r.id])))
@@ -609,12 +695,7 @@ async fn build<P: Provider>(
         let failed_to_go = failed_to_go.clone();
         async move {
             let (resource, action) = &items[&id];
-            let step = Step {
-                id: id.clone(),
-                kind: resource.kind(),
-                action: *action,
-                reporter,
-            };
+            let step = ctx.step(id.clone(), resource.kind(), *action, reporter);
             if failed_to_go.contains(&id) {
                 let error =
                     "the old one could not be deleted, so it was not re-created".to_string();
@@ -695,12 +776,12 @@ mod tests {
     }
 
     fn step(reporter: Arc<Recorder>) -> Step {
-        Step {
-            id: LogicalId::new(&["network", "nat-gateway", "a"]),
-            kind: Kind::NatGateway,
-            action: Action::Create,
+        Step::new(
+            LogicalId::new(&["network", "nat-gateway", "a"]),
+            Kind::NatGateway,
+            Action::Create,
             reporter,
-        }
+        )
     }
 
     #[tokio::test]
@@ -709,8 +790,7 @@ mod tests {
         let result: Result<(), GaveUp> = step(recorder.clone())
             .wait_until(
                 "the NAT gateway to become available",
-                Duration::from_millis(60),
-                Duration::from_millis(10),
+                Pace::steady(Duration::from_millis(10), Duration::from_millis(60)),
                 || async { Ok(None) },
             )
             .await;
@@ -731,8 +811,7 @@ mod tests {
         let value = step(recorder.clone())
             .wait_until(
                 "it",
-                Duration::from_secs(5),
-                Duration::from_millis(1),
+                Pace::steady(Duration::from_millis(1), Duration::from_secs(5)),
                 || {
                     polls += 1;
                     let ready = polls == 3;

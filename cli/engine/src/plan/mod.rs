@@ -9,7 +9,6 @@ pub mod cost;
 pub mod expand;
 pub mod outputs;
 pub mod resource;
-pub mod waits;
 
 use std::collections::{BTreeMap, HashMap};
 

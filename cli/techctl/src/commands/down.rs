@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{Settings, confirm, prepare, summarise};
+use super::{Bound, Settings, confirm, prepare, summarise};
 use crate::error::CliError;
 use crate::printer::Printer;
 use crate::render;
 use crate::stack;
 use aws::secrets::RECOVERY_WINDOW_DAYS;
-use engine::apply::{self, Ctx, Options};
+use engine::apply::{self, Ctx, Options, critical};
+use engine::clock::AwsClock;
 use engine::plan;
 
 pub async fn exec(
@@ -19,6 +20,10 @@ pub async fn exec(
     printer: &Arc<Printer>,
     options: Options,
 ) -> Result<ExitCode, CliError> {
+    let options = Options {
+        clock_scale: settings.clock_scale()?,
+        ..options
+    };
     let force_delete_secrets = options.force_delete_secrets;
     let (blueprint, aws) = prepare(settings).await?;
     let stack_name = blueprint.stack_name();
@@ -59,6 +64,10 @@ pub async fn exec(
         stack_name,
         "to delete the stack",
     )?;
+    let bound = Bound {
+        path: critical::of_down(&observed, AwsClock::typical()),
+        scale: options.clock_scale,
+    };
     let ctx = Arc::new(Ctx::new(stack_name, options));
     let report = apply::destroy_all(
         Arc::new(aws::AwsProvider::new(aws.clone())),
@@ -67,5 +76,5 @@ pub async fn exec(
         printer.clone(),
     )
     .await;
-    summarise(printer, "Destroy", &report, &aws)
+    summarise(printer, "Destroy", &report, &aws, &bound)
 }

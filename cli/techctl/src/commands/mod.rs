@@ -22,6 +22,7 @@ use crate::error::CliError;
 use crate::printer::{OutputFormat, Printer};
 use aws::{self, Aws, AwsSettings};
 use blueprint::{self, Blueprint};
+use engine::apply::critical::CriticalPath;
 use engine::apply::{self, Report};
 
 /// The global options, resolved.
@@ -31,9 +32,38 @@ pub struct Settings {
     pub aws: AwsSettings,
     pub output: OutputFormat,
     pub yes: bool,
+    /// `TECHCTL_AWS_CLOCK_SCALE`, as given.
+    pub clock_scale: Option<String>,
 }
 
+/// The variable that tells techctl its emulator plays AWS's timings back
+/// faster (testkit's timed proxy does), so waits poll as often, scaled.
+pub const CLOCK_SCALE_VAR: &str = "TECHCTL_AWS_CLOCK_SCALE";
+
 impl Settings {
+    /// How fast the cloud's clock runs against AWS's: 1 unless an emulator
+    /// says otherwise. Refused against AWS itself, where polling faster
+    /// than AWS moves only invites throttling.
+    pub fn clock_scale(&self) -> Result<f64, CliError> {
+        let Some(text) = &self.clock_scale else {
+            return Ok(1.0);
+        };
+        let scale: f64 = text.trim().parse().unwrap_or(f64::NAN);
+        if !(scale > 0.0 && scale <= 1.0) {
+            return Err(CliError::User(format!(
+                "{CLOCK_SCALE_VAR}={text:?} is not a scale\n  give a number above 0 and at most 1 (1/60 runs AWS's minutes in seconds: 0.0167), or unset it"
+            )));
+        }
+        let emulated = self.aws.endpoint_url.is_some()
+            || std::env::var_os("AWS_ENDPOINT_URL").is_some_and(|v| !v.is_empty());
+        if !emulated {
+            return Err(CliError::User(format!(
+                "{CLOCK_SCALE_VAR} is set but techctl is talking to AWS itself, whose clock it cannot change\n  unset {CLOCK_SCALE_VAR}, or set AWS_ENDPOINT_URL to the emulator that runs faster"
+            )));
+        }
+        Ok(scale)
+    }
+
     pub fn from_cli(cli: &Cli) -> Self {
         Self {
             blueprint: cli.global.blueprint.clone(),
@@ -48,6 +78,7 @@ impl Settings {
             },
             output: cli.global.output,
             yes: cli.global.yes,
+            clock_scale: std::env::var(CLOCK_SCALE_VAR).ok(),
         }
     }
 }
@@ -108,6 +139,7 @@ pub fn run(cli: Cli) -> ExitCode {
                     parallelism: parallelism.into(),
                     force_delete_secrets,
                     keep_data,
+                    clock_scale: 1.0,
                 };
                 down::exec(&settings, &printer, options).await
             }
@@ -164,21 +196,48 @@ pub(crate) fn confirm(
     }
 }
 
+/// The least time an apply can take: its critical path on the clock it
+/// runs against.
+pub struct Bound {
+    pub path: CriticalPath,
+    pub scale: f64,
+}
+
+impl Bound {
+    /// The critical path's seconds on this run's clock.
+    pub fn seconds(&self) -> f64 {
+        self.path.seconds as f64 * self.scale
+    }
+
+    /// Wall time over the bound; `None` when nothing had to wait.
+    pub fn ratio(&self, elapsed_seconds: f64) -> Option<f64> {
+        let bound = self.seconds();
+        (bound > 0.0).then(|| elapsed_seconds / bound)
+    }
+}
+
 /// The closing summary of an apply, for people or scripts.
 pub(crate) fn summarise(
     printer: &Printer,
     what: &str,
     report: &Report,
     aws: &Aws,
+    bound: &Bound,
 ) -> Result<ExitCode, CliError> {
     printer.end_live();
     let total_calls = aws.calls.len();
     let total_mutating = aws.calls.mutating();
+    let polls: u32 = report.waits.iter().map(|w| w.polls).sum();
     if printer.format() == OutputFormat::Json {
         printer.json(&json!({
             "summary": report,
             "total_aws_calls": total_calls,
             "total_mutating_calls": total_mutating,
+            "polling_calls": polls,
+            "critical_path": bound.path,
+            "clock_scale": bound.scale,
+            "critical_path_seconds": bound.seconds(),
+            "ratio_to_critical_path": bound.ratio(report.elapsed_seconds),
         }));
     } else {
         let failed: Vec<_> = report.failed().collect();
@@ -211,6 +270,7 @@ pub(crate) fn summarise(
                 }
             }
         }
+        text.push_str(&crate::render::against_bound(report, bound, polls));
         printer.text(&text);
     }
     if report.succeeded() {

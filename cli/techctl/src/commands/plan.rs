@@ -9,7 +9,9 @@ use crate::error::{CliError, EXIT_CHANGES};
 use crate::printer::Printer;
 use crate::render;
 use crate::stack;
-use engine::plan::{cost, waits};
+use engine::apply::critical;
+use engine::clock::AwsClock;
+use engine::plan::cost;
 
 pub async fn exec(
     settings: &Settings,
@@ -19,19 +21,19 @@ pub async fn exec(
     let (blueprint, aws) = prepare(settings).await?;
     let plan = stack::plan(&aws, &blueprint).await?;
     let cost = cost::estimate(&blueprint);
-    let waits = waits::longest(&plan.desired);
+    let path = critical::of_plan(&plan, AwsClock::typical());
     printer.text(&format!(
         "{}{}{}",
         render::text(&plan, printer.colour()),
         render::cost(&cost, blueprint.region()),
-        render::waits(&waits),
+        render::critical_path(&path),
     ));
     printer.json(&json!({
         "plan": plan,
         "counts": plan.counts(),
         "aws_calls": aws.calls.len(),
         "cost": cost,
-        "longest_wait_chain": waits,
+        "critical_path": path,
     }));
     Ok(if detailed_exitcode && plan.has_changes() {
         ExitCode::from(EXIT_CHANGES)

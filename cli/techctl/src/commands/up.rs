@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{Settings, confirm, deploy, prepare, summarise};
+use super::{Bound, Settings, confirm, deploy, prepare, summarise};
 use crate::cli::DeployArgs;
 use crate::error::CliError;
 use crate::printer::Printer;
 use crate::render;
 use crate::stack;
-use engine::apply::{self, Ctx, Options};
+use engine::apply::{self, Ctx, Options, critical};
+use engine::clock::AwsClock;
 
 pub async fn exec(
     settings: &Settings,
@@ -40,6 +41,7 @@ async fn provision(
     printer: &Arc<Printer>,
     parallelism: usize,
 ) -> Result<ExitCode, CliError> {
+    let clock_scale = settings.clock_scale()?;
     let (blueprint, aws) = prepare(settings).await?;
     let plan = stack::plan(&aws, &blueprint).await?;
     printer.text(&render::text(&plan, printer.colour()));
@@ -70,7 +72,12 @@ async fn provision(
     }
     let options = Options {
         parallelism,
+        clock_scale,
         ..Options::default()
+    };
+    let bound = Bound {
+        path: critical::of_plan(&plan, AwsClock::typical()),
+        scale: options.clock_scale,
     };
     let ctx = Arc::new(Ctx::new(blueprint.stack_name(), options));
     let report = apply::apply(
@@ -80,5 +87,5 @@ async fn provision(
         printer.clone(),
     )
     .await;
-    summarise(printer, "Apply", &report, &aws)
+    summarise(printer, "Apply", &report, &aws, &bound)
 }

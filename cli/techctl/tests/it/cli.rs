@@ -25,6 +25,38 @@ fn counting_endpoint() -> (String, Arc<AtomicUsize>) {
 }
 
 #[test]
+fn a_clock_scale_is_refused_against_aws_and_when_it_is_no_scale() {
+    let (url, connections) = counting_endpoint();
+    let out = techctl_at(&url)
+        .env_remove("AWS_ENDPOINT_URL")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("TECHCTL_AWS_CLOCK_SCALE", "0.1")
+        .args(["up", "--yes", "--no-deploy"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("talking to AWS itself"),
+        "{}",
+        text(&out)
+    );
+    for bad in ["fast", "0", "2", "-1"] {
+        let out = techctl_at(&url)
+            .env("TECHCTL_AWS_CLOCK_SCALE", bad)
+            .args(["down", "--yes"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(
+            text(&out).contains("is not a scale"),
+            "{bad}: {}",
+            text(&out)
+        );
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 0);
+}
+
+#[test]
 fn a_bad_blueprint_fails_with_exit_1_and_no_aws_call() {
     let (url, connections) = counting_endpoint();
     let dir = tempfile::tempdir().unwrap();

@@ -6,6 +6,7 @@
 
 mod architecture;
 mod cli;
+mod clock;
 mod common;
 mod contracts;
 mod deploy;

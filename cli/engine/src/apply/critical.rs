@@ -1,0 +1,206 @@
+//! The critical path of a walk: the chain of dependent resources whose
+//! waits add up to the most time on AWS's clock. However wide the walk
+//! runs, it cannot finish sooner; a walk that honours only real
+//! dependencies and polls well finishes close to it.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{build_tasks, dag, destroy_key, destroy_tasks};
+use crate::clock::AwsClock;
+use crate::plan::{Action, Kind, LogicalId, Observed, Plan, Resource};
+
+/// One resource on the path and the time AWS typically takes with it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Link {
+    pub id: LogicalId,
+    pub kind: Kind,
+    pub action: Action,
+    pub seconds: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct CriticalPath {
+    /// The slow resources on the path, first to last (those AWS makes
+    /// ready within seconds are left out).
+    pub chain: Vec<Link>,
+    pub seconds: u64,
+    /// The resources the walk works on, for scale.
+    pub resources: usize,
+}
+
+impl CriticalPath {
+    pub fn duration(&self) -> Duration {
+        Duration::from_secs(self.seconds)
+    }
+
+    fn then(mut self, next: CriticalPath) -> CriticalPath {
+        self.chain.extend(next.chain);
+        self.seconds += next.seconds;
+        self.resources += next.resources;
+        self
+    }
+}
+
+/// The critical path of carrying out `plan`: its deletions, then its
+/// creations and updates, as [`super::apply`] walks them.
+pub fn of_plan(plan: &Plan, clock: &AwsClock) -> CriticalPath {
+    let by_physical: HashMap<&str, &Observed> = plan
+        .observed
+        .iter()
+        .map(|o| (o.physical_id.as_str(), o))
+        .collect();
+    let doomed: Vec<(&Observed, Action)> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action.destroys())
+        .filter_map(|c| Some((*by_physical.get(c.physical_id.as_deref()?)?, c.action)))
+        .collect();
+    let actions: HashMap<&LogicalId, Action> =
+        plan.changes.iter().map(|c| (&c.id, c.action)).collect();
+    let todo: Vec<(&Resource, Action)> = plan
+        .desired
+        .iter()
+        .filter_map(|r| match actions.get(&r.id) {
+            Some(a @ (Action::Create | Action::Update | Action::Replace)) => Some((r, *a)),
+            _ => None,
+        })
+        .collect();
+    of_deletion(&doomed, clock).then(of_building(&todo, clock))
+}
+
+/// The critical path of deleting everything observed: the `down`.
+pub fn of_down(observed: &[Observed], clock: &AwsClock) -> CriticalPath {
+    let doomed: Vec<(&Observed, Action)> = observed.iter().map(|o| (o, Action::Delete)).collect();
+    of_deletion(&doomed, clock)
+}
+
+fn of_deletion(doomed: &[(&Observed, Action)], clock: &AwsClock) -> CriticalPath {
+    let observed: Vec<&Observed> = doomed.iter().map(|(o, _)| *o).collect();
+    let links: HashMap<String, Link> = doomed
+        .iter()
+        .map(|(o, action)| {
+            let kind = o.spec.kind();
+            let link = Link {
+                id: o.id.clone(),
+                kind,
+                action: *action,
+                seconds: clock.delete(kind).as_secs(),
+            };
+            (destroy_key(o), link)
+        })
+        .collect();
+    longest(&destroy_tasks(&observed), &links)
+}
+
+fn of_building(todo: &[(&Resource, Action)], clock: &AwsClock) -> CriticalPath {
+    let resources: Vec<&Resource> = todo.iter().map(|(r, _)| *r).collect();
+    let links: HashMap<LogicalId, Link> = todo
+        .iter()
+        .map(|(r, action)| {
+            let kind = r.kind();
+            let time = match action {
+                Action::Update => clock.update(kind),
+                _ => clock.create(kind),
+            };
+            let link = Link {
+                id: r.id.clone(),
+                kind,
+                action: *action,
+                seconds: time.as_secs(),
+            };
+            (r.id.clone(), link)
+        })
+        .collect();
+    longest(&build_tasks(&resources), &links)
+}
+
+/// The heaviest chain through `tasks` (acyclic; dependencies that are not
+/// tasks count as done).
+fn longest<K: Clone + Eq + Hash>(tasks: &[dag::Task<K>], links: &HashMap<K, Link>) -> CriticalPath {
+    let deps: HashMap<&K, &Vec<K>> = tasks.iter().map(|t| (&t.key, &t.deps)).collect();
+    let mut memo: HashMap<K, (u64, Vec<K>)> = HashMap::new();
+    let mut best: (u64, Vec<K>) = (0, Vec::new());
+    for task in tasks {
+        let found = heaviest(&task.key, &deps, links, &mut memo, &mut Vec::new());
+        if found.0 > best.0 {
+            best = found;
+        }
+    }
+    let chain: Vec<Link> = best
+        .1
+        .iter()
+        .filter_map(|k| links.get(k))
+        .filter(|l| l.seconds > 0)
+        .cloned()
+        .collect();
+    CriticalPath {
+        chain,
+        seconds: best.0,
+        resources: tasks.len(),
+    }
+}
+
+fn heaviest<K: Clone + Eq + Hash>(
+    key: &K,
+    deps: &HashMap<&K, &Vec<K>>,
+    links: &HashMap<K, Link>,
+    memo: &mut HashMap<K, (u64, Vec<K>)>,
+    visiting: &mut Vec<K>,
+) -> (u64, Vec<K>) {
+    if let Some(found) = memo.get(key) {
+        return found.clone();
+    }
+    // A cycle is the walk's to report; here it only ends the chain.
+    if visiting.contains(key) {
+        return (0, Vec::new());
+    }
+    visiting.push(key.clone());
+    let mut before: (u64, Vec<K>) = (0, Vec::new());
+    for dep in deps.get(key).map(|d| d.as_slice()).unwrap_or_default() {
+        if dep != key && deps.contains_key(dep) {
+            let chain = heaviest(dep, deps, links, memo, visiting);
+            if chain.0 > before.0 {
+                before = chain;
+            }
+        }
+    }
+    visiting.pop();
+    let own = links.get(key).map_or(0, |l| l.seconds);
+    let (seconds, mut chain) = before;
+    chain.push(key.clone());
+    let found = (seconds + own, chain);
+    memo.insert(key.clone(), found.clone());
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::expand;
+
+    fn desired() -> Vec<Resource> {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../blueprints/techchallenge.toml"
+        );
+        let bp = blueprint::load(std::path::Path::new(path)).unwrap();
+        expand::desired(&bp)
+    }
+
+    #[test]
+    fn up_from_nothing_waits_for_the_database_alone() {
+        let desired = desired();
+        let todo: Vec<(&Resource, Action)> = desired.iter().map(|r| (r, Action::Create)).collect();
+        let path = of_building(&todo, AwsClock::typical());
+        // The RDS instance (9 min) needs only fast resources before it; the
+        // VPC link and the load balancer run beside it.
+        assert_eq!(path.seconds, 540, "{path:?}");
+        let ids: Vec<&LogicalId> = path.chain.iter().map(|l| &l.id).collect();
+        assert_eq!(ids, [&expand::ids::db_instance()]);
+        assert!(path.resources > 70, "{}", path.resources);
+    }
+}

@@ -1,0 +1,193 @@
+//! `up` and `down` on AWS's clock: the strict proxy plays back the times of
+//! `cli/engine/aws-clock.toml` at 1/60 (a minute in a second), so every
+//! slow resource passes through its real intermediate states and every
+//! wait of techctl must really wait, and wait for the right thing.
+
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use testkit::Strictness;
+
+use crate::common::{Harness, said, techctl_at};
+
+const SCALE: f64 = 1.0 / 60.0;
+
+fn timed(endpoint: &str, args: &[&str]) -> Output {
+    techctl_at(endpoint)
+        .env("TECHCTL_AWS_CLOCK_SCALE", SCALE.to_string())
+        .args(["--output", "json", "--yes"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run techctl")
+}
+
+/// The closing summary line of a JSON run.
+fn summary(out: &Output) -> Value {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|doc| doc.get("summary").is_some_and(|s| !s.is_null()))
+        .unwrap_or_else(|| panic!("no summary in:\n{}", said(out)))
+}
+
+/// The wait of `id` whose description contains `what`: seconds and polls.
+fn wait(summary: &Value, id: &str, what: &str) -> (f64, u64) {
+    let waits = summary["summary"]["waits"].as_array().expect("waits");
+    let found = waits
+        .iter()
+        .find(|w| w["id"] == id && w["what"].as_str().is_some_and(|w| w.contains(what)))
+        .unwrap_or_else(|| panic!("no wait of {id} for {what:?} in {waits:#?}"));
+    (
+        found["seconds"].as_f64().unwrap(),
+        found["polls"].as_u64().unwrap(),
+    )
+}
+
+/// AWS's typical time for `state` of `resource`, on the test's clock.
+fn scaled(resource: &str, state: &str) -> f64 {
+    testkit::strict::typical(resource, state).as_secs_f64() * SCALE
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn up_and_down_wait_as_long_as_aws_takes_and_no_longer() {
+    let h = Harness::start_with(Strictness::new().timed(SCALE)).await;
+
+    let up = timed(&h.proxy.url, &["up", "--no-deploy"]);
+    assert!(up.status.success(), "{}", said(&up));
+    let up = summary(&up);
+    // The database was `creating`, then `backing-up`: the wait lasted as
+    // long and asked a handful of times, not every few seconds.
+    let db_time = scaled("db-instance", "creating") + scaled("db-instance", "backing-up");
+    let (seconds, polls) = wait(&up, "database/instance", "available");
+    assert!(seconds >= db_time * 0.95, "{seconds} s < {db_time} s");
+    assert!(polls <= 5, "{polls} polls");
+    let (seconds, _) = wait(&up, "network/nat-gateway/a", "available");
+    assert!(
+        seconds >= scaled("nat-gateway", "pending") * 0.95,
+        "{seconds}"
+    );
+    let (seconds, _) = wait(&up, "gateway/vpc-link", "available");
+    assert!(seconds >= scaled("vpc-link", "pending") * 0.95, "{seconds}");
+    let (seconds, _) = wait(&up, "load-balancing/load-balancer", "active");
+    assert!(
+        seconds >= scaled("load-balancer", "provisioning") * 0.95,
+        "{seconds}"
+    );
+    // Its critical path is the database's, and the run is bound by it.
+    let chain: Vec<&str> = up["critical_path"]["chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(chain, ["database/instance"]);
+    assert!(
+        up["ratio_to_critical_path"].as_f64().unwrap() >= 1.0,
+        "{up}"
+    );
+
+    let down = timed(&h.proxy.url, &["down", "--force-delete-secrets"]);
+    assert!(down.status.success(), "{}", said(&down));
+    let down = summary(&down);
+    let (seconds, _) = wait(
+        &down,
+        "load-balancing/load-balancer",
+        "network interfaces to be released",
+    );
+    assert!(
+        seconds >= scaled("load-balancer", "interfaces-in-use") * 0.95,
+        "{seconds}"
+    );
+    let (seconds, _) = wait(&down, "database/instance", "deleted");
+    assert!(
+        seconds >= scaled("db-instance", "deleting") * 0.95,
+        "{seconds}"
+    );
+    let (seconds, _) = wait(&down, "network/nat-gateway/a", "deleted");
+    assert!(
+        seconds >= scaled("nat-gateway", "deleting") * 0.95,
+        "{seconds}"
+    );
+    // Nothing was deleted while something still held it: the proxy, which
+    // refuses such deletes as AWS does, never had to.
+    let refused = h.refused();
+    assert!(
+        !refused.iter().any(|r| r.contains("DependencyViolation")
+            || r.contains("InvalidDBSubnetGroupStateFault")
+            || r.contains("InUse")),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_proxy_refuses_what_a_deleting_resource_still_holds() {
+    let h = Harness::start_with(Strictness::new().timed(SCALE)).await;
+    let up = timed(&h.proxy.url, &["up", "--no-deploy"]);
+    assert!(up.status.success(), "{}", said(&up));
+    let aws = h.aws().await;
+    let balancers = aws.elb.describe_load_balancers().send().await.unwrap();
+    let balancer = &balancers.load_balancers()[0];
+    let group = balancer.security_groups()[0].to_string();
+    aws.elb
+        .delete_load_balancer()
+        .load_balancer_arn(balancer.load_balancer_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let refused = aws
+        .ec2
+        .delete_security_group()
+        .group_id(&group)
+        .send()
+        .await
+        .expect_err("its interfaces are still in the group");
+    let refused = aws_sdk_ec2::error::ProvideErrorMetadata::code(&refused).map(str::to_string);
+    assert_eq!(refused.as_deref(), Some("DependencyViolation"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_up_killed_during_the_database_wait_resumes_it_when_run_again() {
+    let h = Harness::start_with(Strictness::new().timed(SCALE)).await;
+    let mut first = techctl_at(&h.proxy.url)
+        .env("TECHCTL_AWS_CLOCK_SCALE", SCALE.to_string())
+        .args(["--output", "json", "--yes", "up", "--no-deploy"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start techctl");
+    // Killed once the database is being waited for: described after it
+    // was made.
+    let started = Instant::now();
+    let waiting = |ops: Vec<String>| {
+        ops.iter()
+            .position(|op| op == "CreateDBInstance")
+            .is_some_and(|made| ops[made..].iter().any(|op| op == "DescribeDBInstances"))
+    };
+    while !waiting(h.proxy.operations()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no database wait"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    first.kill().expect("kill techctl");
+    let _ = first.wait();
+    let killed_at = Instant::now();
+
+    let again = timed(&h.proxy.url, &["up", "--no-deploy"]);
+    assert!(again.status.success(), "{}", said(&again));
+    let again = summary(&again);
+    // The second run found the instance still `creating` and waited for it.
+    let (seconds, _) = wait(&again, "database/instance", "available");
+    assert!(seconds > 0.5, "{seconds}");
+    let db_time = scaled("db-instance", "creating") + scaled("db-instance", "backing-up");
+    assert!(
+        killed_at.elapsed().as_secs_f64() + 1.0 >= db_time - started.elapsed().as_secs_f64(),
+        "finished before the database could be available"
+    );
+    let plan = timed(&h.proxy.url, &["plan", "--detailed-exitcode"]);
+    assert!(plan.status.success(), "converged: {}", said(&plan));
+}
