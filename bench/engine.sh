@@ -6,7 +6,8 @@
 # scaled. Prints, per command: the wall time, the critical path from the
 # same table and the DAG, their ratio (aim: <= 1.05), the AWS calls and
 # the polling calls (aim: <= 2 per minute of waiting per resource); and the
-# calls of a no-op `up` and `plan` on the converged stack.
+# calls of a no-op `up` and `plan` on the converged stack. A release build
+# unless PROFILE=dev (the waits dominate either way).
 #
 #   bash bench/engine.sh [SCALE]
 set -euo pipefail
@@ -15,7 +16,7 @@ scale=${1:-0.1}
 
 . scripts/moto.sh
 build_techctl
-cargo build --quiet --release --bin aws-clock-proxy
+cargo build --quiet --profile "${PROFILE:-release}" --bin aws-clock-proxy
 proxy_bin="$(dirname "$TECHCTL")/aws-clock-proxy"
 start_moto
 
@@ -52,7 +53,7 @@ def wall(name):
     start, end = map(float, open(os.path.join(out, name + ".time")).read().split())
     return end - start
 
-print(f"techctl on AWS's clock at 1/{1/scale:g} (release build); AWS times = measured / {scale:g}")
+print(f"techctl on AWS's clock at 1/{1/scale:g}; AWS's times are these divided by {scale:g}")
 print(f"{'command':<16}{'wall':>9}{'critical':>10}{'ratio':>8}{'calls':>7}{'polls':>7}{'worst polls/min':>17}")
 for name in ["up", "down"]:
     s = next(d for d in docs(name) if d.get("summary"))

@@ -33,7 +33,7 @@ start_moto() {
 build_techctl() {
   local profile=${PROFILE:-release} dir
   echo "==> building techctl ($profile)" >&2
-  cargo build --quiet --profile "$profile" -p techctl
+  cargo build --quiet --profile "$profile" --bin techctl
   dir=$([ "$profile" = dev ] && echo debug || echo "$profile")
   TECHCTL="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/$dir/techctl"
 }

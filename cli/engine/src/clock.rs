@@ -109,9 +109,11 @@ fn secs(seconds: u64) -> Duration {
 
 /// When a wait polls. The first look is at once (an emulator, or a
 /// resource adopted from an interrupted run, may be ready already); then
-/// at half, four fifths and just past the time AWS typically takes, and
-/// after that at a steady tenth of it (2 to 30 seconds). A two-minute wait
-/// that ends on time costs four calls; a nine-minute one, four.
+/// on the approach to the time AWS typically takes (at half, four fifths
+/// and just past it, fewer for short waits: no more than two polls a
+/// minute), and after that at a steady quarter of it (2 to 30 seconds). A
+/// one-minute wait that ends on time costs two calls, a two-minute or a
+/// nine-minute one four.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Pace {
     /// How long AWS typically takes; zero when nobody knows.
@@ -120,20 +122,25 @@ pub struct Pace {
     pub deadline: Duration,
     /// The steady interval once the expected time has passed.
     pub every: Duration,
+    /// How many of the [`APPROACH`] polls it makes before `expected`.
+    approach: usize,
 }
 
-/// Fractions of the expected time the first polls after the immediate one
-/// land at.
-const APPROACH: [f64; 3] = [0.5, 0.8, 1.02];
+/// Fractions of the expected time the polls after the immediate one land
+/// at; a short wait uses only the last of them.
+const APPROACH: [f64; 3] = [0.5, 0.8, 1.01];
 
 impl Pace {
     /// A wait AWS typically ends after `expected`.
     pub fn expecting(expected: Duration, deadline: Duration) -> Pace {
-        let every = (expected / 10).clamp(Duration::from_secs(2), Duration::from_secs(30));
+        let every = (expected / 4).clamp(Duration::from_secs(2), Duration::from_secs(30));
+        // Two polls a minute of the expected time, the immediate one included.
+        let budget = (expected.as_secs_f64() / 30.0).floor().max(2.0) as usize;
         Pace {
             expected,
             deadline,
             every,
+            approach: (budget - 1).min(APPROACH.len()),
         }
     }
 
@@ -144,6 +151,7 @@ impl Pace {
             expected: Duration::ZERO,
             deadline,
             every,
+            approach: 0,
         }
     }
 
@@ -158,15 +166,15 @@ impl Pace {
             expected: scale_one(self.expected),
             deadline: scale_one(self.deadline),
             every: scale_one(self.every).max(Duration::from_millis(20)),
+            approach: self.approach,
         }
     }
 
     /// How long to sleep after poll number `polls` (1 for the first),
     /// `elapsed` into the wait.
     pub fn pause(&self, polls: u32, elapsed: Duration) -> Duration {
-        if let Some(fraction) = APPROACH.get(polls as usize - 1)
-            && !self.expected.is_zero()
-        {
+        let approach = &APPROACH[APPROACH.len() - self.approach..];
+        if let Some(fraction) = approach.get(polls as usize - 1) {
             let target = self.expected.mul_f64(*fraction);
             if target > elapsed {
                 return target - elapsed;
@@ -201,16 +209,17 @@ mod tests {
     }
 
     #[test]
-    fn a_wait_that_ends_on_time_polls_four_times_and_sees_it_within_two_percent() {
-        for expected in [120, 180, 540] {
+    fn a_wait_that_ends_on_time_is_seen_within_a_percent_at_two_polls_a_minute() {
+        for (expected, calls) in [(60, 2), (90, 3), (120, 4), (180, 4), (540, 4)] {
             let pace = Pace::expecting(secs(expected), secs(3600));
             let seen = polls(pace, secs(expected));
-            assert_eq!(seen.len(), 4, "{expected}: {seen:?}");
+            assert_eq!(seen.len(), calls, "{expected}: {seen:?}");
             let last = seen.last().unwrap().as_secs_f64();
             assert!(
-                last <= expected as f64 * 1.02 + 0.001,
+                last <= expected as f64 * 1.01 + 0.001,
                 "{expected}: {seen:?}"
             );
+            assert!(calls as f64 / (last / 60.0) <= 2.0, "{expected}: {seen:?}");
         }
     }
 
@@ -220,8 +229,8 @@ mod tests {
         let seen = polls(pace, secs(1200));
         let minutes = 1200.0 / 60.0;
         assert!(seen.len() as f64 / minutes <= 2.0, "{seen:?}");
-        // A short wait keeps its steady polls to a few seconds apart.
-        assert_eq!(Pace::expecting(secs(120), secs(900)).every, secs(12));
+        // A short wait keeps its steady polls closer together.
+        assert_eq!(Pace::expecting(secs(60), secs(900)).every, secs(15));
     }
 
     #[test]
