@@ -161,6 +161,20 @@ impl FaultProxy {
             .collect()
     }
 
+    /// Every request seen so far, in order: its operation and its body as
+    /// text (a query-protocol form or JSON).
+    pub fn requests(&self) -> Vec<(String, String)> {
+        self.log
+            .lock()
+            .expect("log lock")
+            .iter()
+            .map(|logged| {
+                let body = String::from_utf8_lossy(&logged.body).into_owned();
+                (logged.operation.clone(), body)
+            })
+            .collect()
+    }
+
     /// The JSON bodies of the requests for `operation` (JSON protocols).
     pub fn bodies(&self, operation: &str) -> Vec<serde_json::Value> {
         self.log

@@ -203,4 +203,72 @@ mod tests {
         assert_eq!(ids, [&expand::ids::db_instance()]);
         assert!(path.resources > 70, "{}", path.resources);
     }
+
+    fn observed(desired: &[Resource]) -> Vec<Observed> {
+        desired
+            .iter()
+            .map(|r| Observed {
+                id: r.id.clone(),
+                physical_id: format!("p-{}", r.id),
+                spec: r.spec.clone(),
+                tags: Default::default(),
+                state: None,
+                attributes: Default::default(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn down_waits_for_what_holds_a_resource_and_nothing_else() {
+        let observed = observed(&desired());
+        let doomed: Vec<&Observed> = observed.iter().collect();
+        let tasks = destroy_tasks(&doomed);
+        let deps_of = |id: &str| -> Vec<String> {
+            let task = tasks
+                .iter()
+                .find(|t| t.key.starts_with(&format!("{id} ")))
+                .unwrap();
+            task.deps
+                .iter()
+                .map(|d| d.split(' ').next().unwrap().to_string())
+                .collect()
+        };
+        let private = deps_of("network/subnet/private-a");
+        assert!(
+            private.contains(&"database/instance".to_string()),
+            "{private:?}"
+        );
+        assert!(
+            private.contains(&"load-balancing/load-balancer".to_string()),
+            "{private:?}"
+        );
+        let public = deps_of("network/subnet/public-a");
+        assert!(
+            public.contains(&"network/nat-gateway/a".to_string()),
+            "{public:?}"
+        );
+        assert!(
+            !public.contains(&"database/instance".to_string()),
+            "{public:?}"
+        );
+        let link_group = deps_of("network/security-group/vpc-link");
+        assert!(
+            !link_group.contains(&"database/instance".to_string()),
+            "{link_group:?}"
+        );
+        assert!(
+            link_group.contains(&"gateway/vpc-link".to_string()),
+            "{link_group:?}"
+        );
+        // The cluster's tasks hold every group; the secret outlives all.
+        assert!(
+            link_group.contains(&"ecs/cluster".to_string()),
+            "{link_group:?}"
+        );
+        assert_eq!(deps_of("secret/stack").len(), observed.len() - 1);
+
+        let path = of_down(&observed, AwsClock::typical());
+        assert_eq!(path.seconds, 300, "{path:?}");
+        assert_eq!(path.chain[0].id, expand::ids::db_instance());
+    }
 }

@@ -1,5 +1,5 @@
-//! Carries a plan out: deletions first (replaced and orphaned resources, in
-//! the kinds' deletion order), then creations and updates in dependency
+//! Carries a plan out: deletions first (replaced and orphaned resources,
+//! each after what holds it), then creations and updates in dependency
 //! order, each phase a DAG walk with bounded parallelism. The work on each
 //! resource is the [`Provider`]'s; the order, the parallelism and what is
 //! skipped after a failure are decided here.
@@ -637,20 +637,66 @@ async fn destroy<P: Provider>(
         .collect()
 }
 
-/// The deletion walk: each resource after every doomed one of the kinds
-/// AWS needs gone first.
+/// The deletion walk: each resource after the doomed ones that hold on to
+/// it — of a kind AWS needs gone first ([`Kind::deleted_before`]) and
+/// referring to it, directly or through others (the DB instance holds its
+/// subnets through its subnet group) — and no others: a public subnet
+/// does not wait for the database.
 pub(crate) fn destroy_tasks(doomed: &[&Observed]) -> Vec<dag::Task<String>> {
+    let mut refs: HashMap<&LogicalId, Vec<&LogicalId>> = HashMap::new();
+    for o in doomed {
+        let spec = &o.spec;
+        refs.entry(&o.id)
+            .or_default()
+            .extend(spec.fixed_refs().into_iter().chain(spec.mutable_refs()));
+    }
     doomed
         .iter()
         .map(|o| dag::Task {
             key: destroy_key(o),
             deps: doomed
                 .iter()
-                .filter(|other| other.spec.kind().deleted_before(o.spec.kind()))
+                .filter(|other| {
+                    let (holder, held) = (other.spec.kind(), o.spec.kind());
+                    holder.deleted_before(held)
+                        && (holds_unseen(holder, held) || reaches(&refs, &other.id, &o.id))
+                })
                 .map(|other| destroy_key(other))
                 .collect(),
         })
         .collect()
+}
+
+/// Whether a resource of kind `holder` keeps one of kind `held` in use in
+/// a way no reference shows: the cluster's tasks use the roles, log
+/// groups, target groups, subnets and security groups; public addresses
+/// (the NAT gateway's) keep the internet gateway attached; a listener's
+/// default action may name a target group; the API keeps its VPC link's
+/// integrations; and the stack secret outlives everything.
+fn holds_unseen(holder: Kind, held: Kind) -> bool {
+    holder == Kind::Cluster
+        || held == Kind::StackSecret
+        || matches!(
+            (holder, held),
+            (Kind::ElasticIp | Kind::NatGateway, Kind::InternetGateway)
+                | (Kind::Listener, Kind::TargetGroup)
+                | (Kind::HttpApi, Kind::VpcLink)
+        )
+}
+
+/// Whether `from` refers to `to`, directly or through what it refers to.
+fn reaches(refs: &HashMap<&LogicalId, Vec<&LogicalId>>, from: &LogicalId, to: &LogicalId) -> bool {
+    let mut seen: HashSet<&LogicalId> = HashSet::new();
+    let mut stack: Vec<&LogicalId> = refs.get(from).cloned().unwrap_or_default();
+    while let Some(id) = stack.pop() {
+        if id == to {
+            return true;
+        }
+        if seen.insert(id) {
+            stack.extend(refs.get(id).into_iter().flatten());
+        }
+    }
+    false
 }
 
 /// The creation walk: each resource after what it refers to.

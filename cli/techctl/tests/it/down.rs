@@ -132,12 +132,15 @@ async fn down_deletes_in_aws_dependency_order() {
     // Addresses are released before the internet gateway is detached.
     assert!(released < position(&ops, "DetachInternetGateway"));
     assert!(position(&ops, "DetachInternetGateway") < position(&ops, "DeleteInternetGateway"));
-    // Rules are revoked before any group is deleted; groups, routes and
-    // gateways go before subnets, subnets before the VPC, the secret last.
+    // Rules are revoked before any group is deleted; route tables are let
+    // go of before subnets and tables go; subnets, tables and gateways go
+    // before the VPC, the secret last. (A subnet need not wait for a route
+    // table or a gateway it has nothing to do with.)
     assert!(last(&ops, "RevokeSecurityGroupIngress") < position(&ops, "DeleteSecurityGroup"));
     assert!(last(&ops, "DisassociateRouteTable") < position(&ops, "DeleteRouteTable"));
-    assert!(last(&ops, "DeleteRouteTable") < position(&ops, "DeleteSubnet"));
-    assert!(last(&ops, "DeleteInternetGateway") < position(&ops, "DeleteSubnet"));
+    assert!(last(&ops, "DisassociateRouteTable") < position(&ops, "DeleteSubnet"));
+    assert!(last(&ops, "DeleteRouteTable") < position(&ops, "DeleteVpc"));
+    assert!(last(&ops, "DeleteInternetGateway") < position(&ops, "DeleteVpc"));
     assert!(last(&ops, "DeleteSubnet") < position(&ops, "DeleteVpc"));
     assert!(position(&ops, "DeleteVpc") < position(&ops, "DeleteSecret"));
     // Detached interfaces are swept from each group before it is deleted.
@@ -152,20 +155,41 @@ async fn down_deletes_in_aws_dependency_order() {
         ops[link..].iter().any(|o| o == "GetVpcLink"),
         "no wait for the link"
     );
-    assert!(last(&ops, "GetVpcLink") < position(&ops, "DeleteSecurityGroup"));
-    assert!(last(&ops, "GetVpcLink") < position(&ops, "DeleteSubnet"));
+    // Which group or subnet each delete was for, from the proxy's record.
+    let requests = h.proxy.requests()[before..].to_vec();
+    let names: Vec<String> = requests.iter().map(|(op, _)| op.clone()).collect();
+    let delete_of = |op: &str, id: &str| {
+        requests
+            .iter()
+            .position(|(o, body)| o == op && body.contains(&format!("={id}")))
+            .unwrap_or_else(|| panic!("no {op} of {id}"))
+    };
+    let group = |name: &str| outputs[name].as_str().unwrap().to_string();
+    let private: Vec<String> = outputs["private_subnet_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    let link_gone = last(&names, "GetVpcLink");
+    assert!(link_gone < delete_of("DeleteSecurityGroup", &group("vpc_link_security_group_id")));
+    for subnet in &private {
+        assert!(link_gone < delete_of("DeleteSubnet", subnet));
+    }
     // Load balancer: rules, listener, balancer; its interfaces waited out
     // before any group or subnet goes.
     assert!(last(&ops, "DeleteRule") < position(&ops, "DeleteListener"));
     assert!(position(&ops, "DeleteListener") < position(&ops, "DeleteLoadBalancer"));
-    let balancer = position(&ops, "DeleteLoadBalancer");
+    let balancer = position(&names, "DeleteLoadBalancer");
     let interfaces = balancer
-        + ops[balancer..]
+        + requests[balancer..]
             .iter()
-            .position(|o| o == "DescribeNetworkInterfaces")
+            .position(|(o, body)| o == "DescribeNetworkInterfaces" && body.contains("description"))
             .expect("a wait for the balancer's interfaces");
-    assert!(interfaces < position(&ops, "DeleteSecurityGroup"));
-    assert!(interfaces < position(&ops, "DeleteSubnet"));
+    assert!(interfaces < delete_of("DeleteSecurityGroup", &group("alb_security_group_id")));
+    for subnet in &private {
+        assert!(interfaces < delete_of("DeleteSubnet", subnet));
+    }
     // The database, waited out, before its subnet group, group and subnets.
     let database = position(&ops, "DeleteDBInstance");
     assert!(
@@ -173,8 +197,11 @@ async fn down_deletes_in_aws_dependency_order() {
             .iter()
             .any(|o| o == "DescribeDBInstances")
     );
-    assert!(database < position(&ops, "DeleteSecurityGroup"));
-    assert!(position(&ops, "DeleteDBSubnetGroup") < position(&ops, "DeleteSubnet"));
+    let database = position(&names, "DeleteDBInstance");
+    assert!(database < delete_of("DeleteSecurityGroup", &group("database_security_group_id")));
+    for subnet in &private {
+        assert!(position(&names, "DeleteDBSubnetGroup") < delete_of("DeleteSubnet", subnet));
+    }
     // ECS: the service scaled to zero, deleted and drained before the
     // cluster; target groups, roles and log groups after it.
     assert!(position(&ops, "UpdateService") < position(&ops, "DeleteService"));
