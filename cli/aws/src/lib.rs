@@ -31,6 +31,7 @@ macro_rules! no_retry {
 }
 
 pub mod alb;
+pub mod batch;
 pub mod database;
 pub mod deploy;
 pub mod ecs;
@@ -161,6 +162,14 @@ pub struct Aws {
     /// Ids this run created, and when: calls naming them may meet AWS's
     /// eventual consistency.
     pub made: MadeIds,
+    /// Polls of several resources of a kind that share one call.
+    pub polls: Arc<Polls>,
+}
+
+/// The kinds whose polls are shared (their Describe call takes several ids).
+#[derive(Debug, Default)]
+pub struct Polls {
+    pub nat_gateways: batch::Batch<aws_sdk_ec2::types::NatGatewayState>,
 }
 
 /// How long after a create AWS may still answer that the new resource does
@@ -289,6 +298,7 @@ pub async fn connect(
         calls,
         max_attempts,
         made: MadeIds::default(),
+        polls: Arc::default(),
     })
 }
 

@@ -537,20 +537,33 @@ async fn attach_gateway(ctx: &Ctx<'_>, igw: &str, vpc_id: &str) -> Result<(), Aw
     }
 }
 
+/// A NAT gateway's state, from one call shared with the other gateways
+/// polled at the same moment (by a filter, which unlike `NatGatewayIds`
+/// does not fail the call when one of them is gone).
 async fn nat_state(ctx: &Ctx<'_>, nat_id: &str) -> Result<Option<NatGatewayState>, AwsError> {
-    let out = sdk!(
-        "DescribeNatGateways",
-        ctx.aws
-            .ec2
-            .describe_nat_gateways()
-            .nat_gateway_ids(nat_id)
-            .send()
-    );
-    match out {
-        Ok(out) => Ok(out.nat_gateways().first().and_then(|n| n.state().cloned())),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
-    }
+    let ec2 = &ctx.aws.ec2;
+    ctx.aws
+        .polls
+        .nat_gateways
+        .poll(nat_id, |ids| async move {
+            let out = sdk!(
+                "DescribeNatGateways",
+                ec2.describe_nat_gateways()
+                    .filter(
+                        aws_sdk_ec2::types::Filter::builder()
+                            .name("nat-gateway-id")
+                            .set_values(Some(ids))
+                            .build()
+                    )
+                    .send()
+            )?;
+            Ok(out
+                .nat_gateways()
+                .iter()
+                .filter_map(|n| Some((n.nat_gateway_id()?.to_string(), n.state()?.clone())))
+                .collect())
+        })
+        .await
 }
 
 async fn wait_nat_available(ctx: &Ctx<'_>, step: &Step, nat_id: &str) -> Result<(), AwsError> {

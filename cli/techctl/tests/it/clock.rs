@@ -191,3 +191,38 @@ async fn an_up_killed_during_the_database_wait_resumes_it_when_run_again() {
     let plan = timed(&h.proxy.url, &["plan", "--detailed-exitcode"]);
     assert!(plan.status.success(), "converged: {}", said(&plan));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nat_gateways_of_every_zone_are_polled_with_one_call_each_time() {
+    let h = Harness::start_with(Strictness::new().timed(SCALE)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let blueprint = dir.path().join("per-az.toml");
+    let source = crate::common::blueprint_source().replace("nat = \"single\"", "nat = \"per-az\"");
+    std::fs::write(&blueprint, source).unwrap();
+    let blueprint = blueprint.to_str().unwrap();
+
+    let up = timed(
+        &h.proxy.url,
+        &["--blueprint", blueprint, "up", "--no-deploy"],
+    );
+    assert!(up.status.success(), "{}", said(&up));
+    let up = summary(&up);
+    let (_, polls_a) = wait(&up, "network/nat-gateway/a", "available");
+    let (_, polls_b) = wait(&up, "network/nat-gateway/b", "available");
+    // Both gateways waited through `pending`, and each poll of one was the
+    // other's too: as many calls as one gateway's polls, not both's.
+    let calls = h
+        .proxy
+        .requests()
+        .iter()
+        .filter(|(op, body)| op == "DescribeNatGateways" && body.contains("nat-gateway-id"))
+        .count() as u64;
+    assert!(
+        calls < polls_a + polls_b,
+        "{calls} calls for {polls_a} + {polls_b} polls"
+    );
+    assert!(
+        calls <= polls_a.max(polls_b) + 1,
+        "{calls} calls for {polls_a} + {polls_b} polls"
+    );
+}
