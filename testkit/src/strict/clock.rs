@@ -5,7 +5,8 @@
 //! A NAT gateway is `pending`, then `deleting`; a load balancer
 //! `provisioning`, and its network interfaces stay in use after its
 //! deletion; a VPC link `PENDING`, then `DELETING`; a DB instance
-//! `creating` (with no endpoint yet), `backing-up`, then `deleting`. While a
+//! `creating` (with no endpoint yet), `backing-up`, then `deleting`; an ECS
+//! deployment `IN_PROGRESS` with its tasks pending. While a
 //! deleted resource still holds its subnets, security groups or DB subnet
 //! group, deleting those is refused as AWS refuses it.
 
@@ -64,6 +65,8 @@ struct Held {
 pub(super) struct Clock {
     scale: f64,
     held: Vec<Held>,
+    /// ECS deployments (their ids) and when they started.
+    deployments: Vec<(String, Instant)>,
 }
 
 impl Clock {
@@ -71,6 +74,7 @@ impl Clock {
         Clock {
             scale,
             held: Vec::new(),
+            deployments: Vec::new(),
         }
     }
 
@@ -285,6 +289,18 @@ impl Clock {
                     ));
                 }
             }
+            (Service::Ecs, "CreateService" | "UpdateService") => {
+                let answer: Value = serde_json::from_slice(answer).unwrap_or_default();
+                let deployments = answer["service"]["deployments"].as_array().cloned();
+                for deployment in deployments.into_iter().flatten() {
+                    if deployment["status"] == "PRIMARY"
+                        && let Some(id) = deployment["id"].as_str()
+                        && !self.deployments.iter().any(|(d, _)| d == id)
+                    {
+                        self.deployments.push((id.to_string(), now));
+                    }
+                }
+            }
             (Service::Ec2, "DeleteNatGateway") => {
                 self.deleted(Slow::NatGateway, request.form("NatGatewayId"), now)
             }
@@ -370,6 +386,30 @@ impl Clock {
                     status,
                     Bytes::from(insert_item(&text, "networkInterfaceSet", &item)),
                 ))
+            }
+            (Service::Ecs, "DescribeServices") if status.is_success() => {
+                let mut answer: Value = serde_json::from_slice(answer).ok()?;
+                let lasts = self.of("ecs-service", "deployment");
+                let services = answer["services"].as_array_mut()?;
+                for service in services {
+                    let Some(deployments) = service["deployments"].as_array_mut() else {
+                        continue;
+                    };
+                    for deployment in deployments {
+                        let young = self.deployments.iter().any(|(id, born)| {
+                            deployment["id"] == id.as_str() && born.elapsed() < lasts
+                        });
+                        if young {
+                            let desired = deployment["desiredCount"].clone();
+                            deployment["rolloutState"] = Value::from("IN_PROGRESS");
+                            deployment["rolloutStateReason"] =
+                                Value::from("ECS deployment in progress.");
+                            deployment["runningCount"] = Value::from(0);
+                            deployment["pendingCount"] = desired;
+                        }
+                    }
+                }
+                Some((status, Bytes::from(answer.to_string())))
             }
             (Service::ApiGatewayV2, "GetVpcLink") => {
                 let id = request.path.trim_end_matches('/').rsplit('/').next()?;

@@ -19,7 +19,8 @@ pub struct Which {
     pub dry_run: bool,
 }
 
-/// How often the rollout is looked at.
+/// How often the rollout is looked at: a progress view (its events and
+/// stopped tasks as they come), so more often than a wait's pace.
 const POLL: Duration = Duration::from_secs(10);
 
 pub async fn exec(
@@ -28,6 +29,7 @@ pub async fn exec(
     which: Which,
     how: DeployArgs,
 ) -> Result<ExitCode, CliError> {
+    let clock_scale = settings.clock_scale()?;
     let (blueprint, aws) = prepare(settings).await?;
     let services = if which.all {
         every_service(&blueprint)
@@ -42,7 +44,7 @@ pub async fn exec(
         }
         which.services
     };
-    let options = options(services, which.image, which.dry_run, how);
+    let options = options(services, which.image, which.dry_run, how, clock_scale);
     deploy::run(&aws, &blueprint, &options, printer).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -56,6 +58,7 @@ pub fn options(
     image: Option<String>,
     dry_run: bool,
     how: DeployArgs,
+    clock_scale: f64,
 ) -> Options {
     Options {
         services,
@@ -63,8 +66,9 @@ pub fn options(
         image,
         dry_run,
         wait: !how.no_wait,
-        timeout: how.timeout,
-        poll: POLL,
+        // On an emulator's faster clock, as much faster.
+        timeout: how.timeout.mul_f64(clock_scale),
+        poll: POLL.mul_f64(clock_scale),
         source: how.source,
         profile: how.cargo_profile,
     }

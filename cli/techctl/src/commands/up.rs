@@ -27,7 +27,7 @@ pub async fn exec(
     let (blueprint, aws) = prepare(settings).await?;
     if let Some(how) = then_deploy {
         let services = deploy::every_service(&blueprint);
-        let options = deploy::options(services, None, false, how);
+        let options = deploy::options(services, None, false, how, settings.clock_scale()?);
         printer.text("\nDeploying every service (skip with --no-deploy)…");
         crate::deploy::run(&aws, &blueprint, &options, printer).await?;
     }

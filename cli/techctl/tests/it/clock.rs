@@ -226,3 +226,30 @@ async fn nat_gateways_of_every_zone_are_polled_with_one_call_each_time() {
         "{calls} calls for {polls_a} + {polls_b} polls"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploy_watches_a_rollout_in_progress_to_its_end() {
+    let h = Harness::start_with(Strictness::new().timed(SCALE)).await;
+    let up = timed(&h.proxy.url, &["up", "--no-deploy"]);
+    assert!(up.status.success(), "{}", said(&up));
+    let registry = tokio::task::spawn_blocking(testkit::registry::LocalRegistry::start)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let out = techctl_at(&h.proxy.url)
+        .env("TECHCTL_AWS_CLOCK_SCALE", SCALE.to_string())
+        .args(["deploy", "order", "--registry", &registry.url])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run techctl deploy");
+    let text = said(&out);
+    assert!(out.status.success(), "{text}");
+    // ECS said the deployment was in progress with its tasks pending, and
+    // the watch went on until it completed.
+    assert!(text.contains("running 0, pending 2"), "{text}");
+    assert!(text.contains("order runs arn:aws:ecs:"), "{text}");
+    assert!(
+        started.elapsed().as_secs_f64() >= scaled("ecs-service", "deployment"),
+        "{text}"
+    );
+}
