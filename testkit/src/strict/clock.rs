@@ -132,16 +132,18 @@ impl Clock {
             .find(|h| h.slow == slow && h.id == id)
     }
 
+    /// A resource being deleted that still holds what `holds` picks.
+    fn dying_holder(&self, holds: impl Fn(&Held) -> bool) -> Option<&Held> {
+        self.held.iter().find(|h| self.dying(h) && holds(h))
+    }
+
     /// AWS's refusal of a request while something is still being made or
     /// still being deleted.
     pub(super) fn refuse(&self, request: &Request<'_>) -> Option<Verdict> {
         match (request.service, request.operation) {
             (Service::Ec2, "DeleteSecurityGroup") => {
                 let group = request.form("GroupId")?;
-                let holder = self
-                    .held
-                    .iter()
-                    .find(|h| self.dying(h) && h.groups.iter().any(|g| g == group))?;
+                let holder = self.dying_holder(|h| h.groups.iter().any(|g| g == group))?;
                 Some(Verdict::new(
                     "DependencyViolation",
                     format!("resource {group} has a dependent object"),
@@ -154,10 +156,7 @@ impl Clock {
             }
             (Service::Ec2, "DeleteSubnet") => {
                 let subnet = request.form("SubnetId")?;
-                let holder = self
-                    .held
-                    .iter()
-                    .find(|h| self.dying(h) && h.subnets.iter().any(|s| s == subnet))?;
+                let holder = self.dying_holder(|h| h.subnets.iter().any(|s| s == subnet))?;
                 Some(Verdict::new(
                     "DependencyViolation",
                     format!("The subnet '{subnet}' has dependencies and cannot be deleted."),

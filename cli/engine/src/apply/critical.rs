@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{build_tasks, dag, destroy_key, destroy_tasks};
+use super::{build_tasks, dag, destroy_key, destroy_tasks, doomed, to_build};
 use crate::clock::AwsClock;
 use crate::plan::{Action, Kind, LogicalId, Observed, Plan, Resource};
 
@@ -48,28 +48,7 @@ impl CriticalPath {
 /// The critical path of carrying out `plan`: its deletions, then its
 /// creations and updates, as [`super::apply`] walks them.
 pub fn of_plan(plan: &Plan, clock: &AwsClock) -> CriticalPath {
-    let by_physical: HashMap<&str, &Observed> = plan
-        .observed
-        .iter()
-        .map(|o| (o.physical_id.as_str(), o))
-        .collect();
-    let doomed: Vec<(&Observed, Action)> = plan
-        .changes
-        .iter()
-        .filter(|c| c.action.destroys())
-        .filter_map(|c| Some((*by_physical.get(c.physical_id.as_deref()?)?, c.action)))
-        .collect();
-    let actions: HashMap<&LogicalId, Action> =
-        plan.changes.iter().map(|c| (&c.id, c.action)).collect();
-    let todo: Vec<(&Resource, Action)> = plan
-        .desired
-        .iter()
-        .filter_map(|r| match actions.get(&r.id) {
-            Some(a @ (Action::Create | Action::Update | Action::Replace)) => Some((r, *a)),
-            _ => None,
-        })
-        .collect();
-    of_deletion(&doomed, clock).then(of_building(&todo, clock))
+    of_deletion(&doomed(plan), clock).then(of_building(&to_build(plan), clock))
 }
 
 /// The critical path of deleting everything observed: the `down`.

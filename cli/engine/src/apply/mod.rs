@@ -494,12 +494,7 @@ pub async fn apply<P: Provider>(
         }
     }
 
-    let doomed: Vec<(&Observed, Action)> = plan
-        .changes
-        .iter()
-        .filter(|c| c.action.destroys())
-        .filter_map(|c| Some((*by_physical.get(c.physical_id.as_deref()?)?, c.action)))
-        .collect();
+    let doomed = doomed(plan);
     let mut results = destroy(provider.clone(), ctx.clone(), &doomed, reporter.clone()).await;
 
     let failed_to_go: HashSet<LogicalId> = results
@@ -516,16 +511,7 @@ pub async fn apply<P: Provider>(
 
     let actions: HashMap<&LogicalId, Action> =
         plan.changes.iter().map(|c| (&c.id, c.action)).collect();
-    let todo: Vec<&Resource> = plan
-        .desired
-        .iter()
-        .filter(|r| {
-            matches!(
-                actions.get(&r.id),
-                Some(Action::Create | Action::Update | Action::Replace)
-            )
-        })
-        .collect();
+    let todo: Vec<&Resource> = to_build(plan).into_iter().map(|(r, _)| r).collect();
     results.extend(
         build(
             provider.clone(),
@@ -633,6 +619,33 @@ async fn destroy<P: Provider>(
                 physical_id: Some(observed.physical_id.clone()),
                 outcome,
             }
+        })
+        .collect()
+}
+
+/// What `plan` deletes (replaced resources included), as observed.
+pub(crate) fn doomed(plan: &Plan) -> Vec<(&Observed, Action)> {
+    let by_physical: HashMap<&str, &Observed> = plan
+        .observed
+        .iter()
+        .map(|o| (o.physical_id.as_str(), o))
+        .collect();
+    plan.changes
+        .iter()
+        .filter(|c| c.action.destroys())
+        .filter_map(|c| Some((*by_physical.get(c.physical_id.as_deref()?)?, c.action)))
+        .collect()
+}
+
+/// What `plan` creates, updates or re-creates.
+pub(crate) fn to_build(plan: &Plan) -> Vec<(&Resource, Action)> {
+    let actions: HashMap<&LogicalId, Action> =
+        plan.changes.iter().map(|c| (&c.id, c.action)).collect();
+    plan.desired
+        .iter()
+        .filter_map(|r| match actions.get(&r.id) {
+            Some(a @ (Action::Create | Action::Update | Action::Replace)) => Some((r, *a)),
+            _ => None,
         })
         .collect()
 }
