@@ -25,12 +25,24 @@ pub use postgres::{Postgres, postgres};
 pub use proxy::{Fault, FaultProxy};
 pub use strict::{Refusal, Strictness};
 
-/// A TCP port that was free a moment ago on the loopback interface.
+/// A TCP port that was free a moment ago on the loopback interface, and
+/// never handed out before in this process. The kernel may give a port
+/// back as soon as it is released: two tests starting servers at once
+/// (moto takes seconds to bind) could otherwise both get it, and one would
+/// talk to the other's server.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("cannot bind a loopback port to find a free one")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("cannot bind a loopback port to find a free one");
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// The workspace root, where `.venv/` lives once `.ci/run` or the README

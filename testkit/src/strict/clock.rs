@@ -5,7 +5,8 @@
 //! A NAT gateway is `pending`, then `deleting`; a load balancer
 //! `provisioning`, and its network interfaces stay in use after its
 //! deletion; a VPC link `PENDING`, then `DELETING`; a DB instance
-//! `creating` (with no endpoint yet), `backing-up`, then `deleting`; an ECS
+//! `creating` (with no endpoint yet), `backing-up`, `modifying` after a
+//! change applied at once, then `deleting`; an ECS
 //! deployment `IN_PROGRESS` with its tasks pending. While a
 //! deleted resource still holds its subnets, security groups or DB subnet
 //! group, deleting those is refused as AWS refuses it.
@@ -53,6 +54,8 @@ struct Held {
     born: Instant,
     /// When its deletion was accepted.
     deleted: Option<Instant>,
+    /// When a change applied at once was accepted (a DB instance).
+    modified: Option<Instant>,
     groups: Vec<String>,
     subnets: Vec<String>,
     /// Its DB subnet group or its NAT gateway's Elastic IP allocation.
@@ -93,10 +96,13 @@ impl Clock {
             Slow::VpcLink => (age < self.of("vpc-link", "pending")).then_some("PENDING"),
             Slow::DbInstance => {
                 let creating = self.of("db-instance", "creating");
+                let modifying = self.of("db-instance", "modifying");
                 if age < creating {
                     Some("creating")
                 } else if age < creating + self.of("db-instance", "backing-up") {
                     Some("backing-up")
+                } else if held.modified.is_some_and(|at| at.elapsed() < modifying) {
+                    Some("modifying")
                 } else {
                     None
                 }
@@ -226,6 +232,7 @@ impl Clock {
             slow,
             born: now,
             deleted: None,
+            modified: None,
             groups,
             subnets,
             other,
@@ -298,6 +305,16 @@ impl Clock {
                     {
                         self.deployments.push((id.to_string(), now));
                     }
+                }
+            }
+            (Service::Rds, "ModifyDBInstance")
+                if request.form("ApplyImmediately") == Some("true") =>
+            {
+                if let Some(held) = request
+                    .form("DBInstanceIdentifier")
+                    .and_then(|id| self.find_mut(Slow::DbInstance, id))
+                {
+                    held.modified = Some(now);
                 }
             }
             (Service::Ec2, "DeleteNatGateway") => {

@@ -253,3 +253,40 @@ async fn deploy_watches_a_rollout_in_progress_to_its_end() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_change_waits_while_the_instance_is_modifying() {
+    let h = Harness::start_with(Strictness::new().timed(SCALE)).await;
+    let up = timed(&h.proxy.url, &["up", "--no-deploy"]);
+    assert!(up.status.success(), "{}", said(&up));
+    let dir = tempfile::tempdir().unwrap();
+    let blueprint = dir.path().join("larger.toml");
+    let source = crate::common::blueprint_source().replace("db.t4g.micro", "db.t4g.small");
+    std::fs::write(&blueprint, source).unwrap();
+
+    let bigger = timed(
+        &h.proxy.url,
+        &[
+            "--blueprint",
+            blueprint.to_str().unwrap(),
+            "up",
+            "--no-deploy",
+        ],
+    );
+    assert!(bigger.status.success(), "{}", said(&bigger));
+    let bigger = summary(&bigger);
+    // Waited for the first look (available), then through `modifying`.
+    let waits = bigger["summary"]["waits"].as_array().unwrap();
+    let modifying: f64 = waits
+        .iter()
+        .filter(|w| w["id"] == "database/instance")
+        .map(|w| w["seconds"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert!(
+        modifying >= scaled("db-instance", "modifying") * 0.95,
+        "{waits:?}"
+    );
+    let chain = &bigger["critical_path"]["chain"];
+    assert_eq!(chain[0]["id"], "database/instance", "{chain}");
+    assert_eq!(chain[0]["seconds"], 90, "{chain}");
+}
