@@ -184,6 +184,8 @@ impl Kind {
     /// Elastic IP, every public address before the internet gateway, and
     /// the VPC last. The stack secret outlives everything, so an
     /// interrupted `down` still has the keys and the database password.
+    /// The walk holds a resource back only for those of these kinds that
+    /// refer to it (see `apply::destroy_tasks`).
     pub fn deleted_after(self) -> &'static [Kind] {
         use Kind::*;
         match self {

@@ -45,6 +45,21 @@ fn wait(summary: &Value, id: &str, what: &str) -> (f64, u64) {
     )
 }
 
+/// The shipped stack, made with `up` through the timed proxy.
+async fn provisioned_on_the_clock() -> Harness {
+    let h = Harness::start_with(Strictness::new().timed(SCALE)).await;
+    let up = timed(&h.proxy.url, &["up", "--no-deploy"]);
+    assert!(up.status.success(), "{}", said(&up));
+    h
+}
+
+/// The shipped blueprint with `from` replaced by `to`, written into `dir`.
+fn blueprint_file(dir: &std::path::Path, from: &str, to: &str) -> String {
+    let path = dir.join("techchallenge.toml");
+    std::fs::write(&path, crate::common::blueprint_source().replace(from, to)).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
 /// AWS's typical time for `state` of `resource`, on the test's clock.
 fn scaled(resource: &str, state: &str) -> f64 {
     testkit::strict::typical(resource, state).as_secs_f64() * SCALE
@@ -123,9 +138,7 @@ async fn up_and_down_wait_as_long_as_aws_takes_and_no_longer() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_proxy_refuses_what_a_deleting_resource_still_holds() {
-    let h = Harness::start_with(Strictness::new().timed(SCALE)).await;
-    let up = timed(&h.proxy.url, &["up", "--no-deploy"]);
-    assert!(up.status.success(), "{}", said(&up));
+    let h = provisioned_on_the_clock().await;
     let aws = h.aws().await;
     let balancers = aws.elb.describe_load_balancers().send().await.unwrap();
     let balancer = &balancers.load_balancers()[0];
@@ -196,10 +209,8 @@ async fn an_up_killed_during_the_database_wait_resumes_it_when_run_again() {
 async fn nat_gateways_of_every_zone_are_polled_with_one_call_each_time() {
     let h = Harness::start_with(Strictness::new().timed(SCALE)).await;
     let dir = tempfile::tempdir().unwrap();
-    let blueprint = dir.path().join("per-az.toml");
-    let source = crate::common::blueprint_source().replace("nat = \"single\"", "nat = \"per-az\"");
-    std::fs::write(&blueprint, source).unwrap();
-    let blueprint = blueprint.to_str().unwrap();
+    let blueprint = blueprint_file(dir.path(), "nat = \"single\"", "nat = \"per-az\"");
+    let blueprint = blueprint.as_str();
 
     let up = timed(
         &h.proxy.url,
@@ -229,9 +240,7 @@ async fn nat_gateways_of_every_zone_are_polled_with_one_call_each_time() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deploy_watches_a_rollout_in_progress_to_its_end() {
-    let h = Harness::start_with(Strictness::new().timed(SCALE)).await;
-    let up = timed(&h.proxy.url, &["up", "--no-deploy"]);
-    assert!(up.status.success(), "{}", said(&up));
+    let h = provisioned_on_the_clock().await;
     let registry = tokio::task::spawn_blocking(testkit::registry::LocalRegistry::start)
         .await
         .unwrap();
@@ -256,22 +265,13 @@ async fn deploy_watches_a_rollout_in_progress_to_its_end() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_database_change_waits_while_the_instance_is_modifying() {
-    let h = Harness::start_with(Strictness::new().timed(SCALE)).await;
-    let up = timed(&h.proxy.url, &["up", "--no-deploy"]);
-    assert!(up.status.success(), "{}", said(&up));
+    let h = provisioned_on_the_clock().await;
     let dir = tempfile::tempdir().unwrap();
-    let blueprint = dir.path().join("larger.toml");
-    let source = crate::common::blueprint_source().replace("db.t4g.micro", "db.t4g.small");
-    std::fs::write(&blueprint, source).unwrap();
+    let blueprint = blueprint_file(dir.path(), "db.t4g.micro", "db.t4g.small");
 
     let bigger = timed(
         &h.proxy.url,
-        &[
-            "--blueprint",
-            blueprint.to_str().unwrap(),
-            "up",
-            "--no-deploy",
-        ],
+        &["--blueprint", &blueprint, "up", "--no-deploy"],
     );
     assert!(bigger.status.success(), "{}", said(&bigger));
     let bigger = summary(&bigger);
