@@ -35,16 +35,12 @@ echo "==> building techctl" >&2
 cargo build --quiet --bin techctl
 techctl="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/techctl"
 "$techctl" up --yes --no-deploy >/dev/null
-# The payment service's Mercado Pago credentials, as an operator adds them.
-"$repo/.venv/bin/python" - <<'PY'
-import boto3, json, os
-sm = boto3.client("secretsmanager", region_name=os.environ["AWS_REGION"],
-                  endpoint_url=os.environ["AWS_ENDPOINT_URL"])
-doc = json.loads(sm.get_secret_value(SecretId="techctl/techchallenge")["SecretString"])
-doc.update(mercadopago_access_token="APP_USR-bench", mercadopago_webhook_secret="bench",
-           mercadopago_collector_id="1", mercadopago_pos_id="CAIXA01")
-sm.put_secret_value(SecretId="techctl/techchallenge", SecretString=json.dumps(doc))
-PY
+# The values only operators have, set as they set them.
+for pair in mercadopago_access_token=APP_USR-bench mercadopago_webhook_secret=bench \
+            mercadopago_collector_id=1 mercadopago_pos_id=CAIXA01; do
+  printf '%s\n' "${pair#*=}" | "$techctl" secrets set payment "${pair%%=*}" >/dev/null
+done
+printf 'bench-admin-password\n' | "$techctl" secrets set user admin_password >/dev/null
 
 echo "==> first deploy of every service (builds the scratch clone)" >&2
 "$techctl" deploy --all --registry "$registry" >"$work/first.out"

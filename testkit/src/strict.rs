@@ -2,7 +2,10 @@
 //! accepts: ids used before they have propagated, a service Application
 //! Auto Scaling cannot see yet, the first ECS cluster of an account, names
 //! reused too soon after a delete, deletes of resources something still
-//! depends on, and names AWS's API references rule out.
+//! depends on, names AWS's API references rule out, and a Fargate task run
+//! without its network. It also plays back what moto never does: a one-off
+//! task (RunTask) running for a moment and then stopping, its container
+//! exited 0.
 //!
 //! It looks at every request before the fault policy does. To answer, it
 //! may ask moto itself (the proxy's target) about the current state; those
@@ -56,6 +59,9 @@ pub struct Strictness {
     pub dependency_checks: bool,
     /// Check the names and sizes of creates against AWS's rules.
     pub name_checks: bool,
+    /// How long a task started by RunTask runs before it is reported
+    /// stopped with its container exited 0.
+    pub one_off_task_run: Duration,
     /// Play AWS's clock back at this scale (1/60: a minute in a second):
     /// slow resources pass through their intermediate states for the
     /// times of `cli/engine/aws-clock.toml`. `None`: ready at once.
@@ -74,6 +80,7 @@ impl Strictness {
             secret_name_hold: window,
             dependency_checks: true,
             name_checks: true,
+            one_off_task_run: window,
             clock: None,
         }
     }
@@ -96,6 +103,7 @@ impl Strictness {
             secret_name_hold: Duration::ZERO,
             dependency_checks: false,
             name_checks: false,
+            one_off_task_run: Duration::ZERO,
             clock: None,
         }
     }
@@ -256,6 +264,8 @@ struct Memory {
     linked_role_refusals_left: u32,
     deleted_queues: Vec<(String, Instant)>,
     deleted_secrets: Vec<(String, Instant)>,
+    /// Tasks started by RunTask, and when.
+    one_off_tasks: Vec<(String, Instant)>,
     refusals: Vec<Refusal>,
     clock: Option<clock::Clock>,
 }
@@ -376,6 +386,17 @@ impl Strict {
                     ),
                 ))
             }
+            (Service::Ecs, "RunTask")
+                if request.json["launchType"] == "FARGATE"
+                    && request.json["networkConfiguration"].is_null() =>
+            {
+                Some(Verdict::new(
+                    "InvalidParameterException",
+                    "Network Configuration must be provided when networkMode 'awsvpc' is specified."
+                        .to_string(),
+                    "a Fargate task runs in awsvpc mode and needs its subnets and groups".to_string(),
+                ))
+            }
             (Service::Sqs, "CreateQueue") => {
                 let name = request.json_str("QueueName")?;
                 let (_, at) = memory.deleted_queues.iter().find(|(q, _)| q == name)?;
@@ -455,6 +476,16 @@ impl Strict {
                     self.memory().young_services.push((resource, now));
                 }
             }
+            (Service::Ecs, "RunTask") => {
+                let answer: Value = serde_json::from_slice(answer).unwrap_or_default();
+                let started = answer["tasks"].as_array().cloned().unwrap_or_default();
+                let mut memory = self.memory();
+                for task in started {
+                    if let Some(arn) = task["taskArn"].as_str() {
+                        memory.one_off_tasks.push((arn.to_string(), now));
+                    }
+                }
+            }
             (Service::Sqs, "DeleteQueue") => {
                 let name = request
                     .json_str("QueueUrl")
@@ -486,10 +517,42 @@ impl Strict {
         answer: &[u8],
     ) -> Option<(StatusCode, Bytes)> {
         let request = Request::new(call);
+        if (request.service, request.operation) == (Service::Ecs, "DescribeTasks")
+            && status.is_success()
+        {
+            return self.one_off_tasks_played(answer);
+        }
         self.memory()
             .clock
             .as_mut()
             .and_then(|clock| clock.rewrite(&request, status, answer))
+    }
+
+    /// Moto keeps a task RUNNING for ever; a one-off task on AWS runs its
+    /// command and stops. Tasks started by RunTask are reported stopped,
+    /// their containers exited 0, once `one_off_task_run` has passed.
+    fn one_off_tasks_played(&self, answer: &[u8]) -> Option<(StatusCode, Bytes)> {
+        let mut answer: Value = serde_json::from_slice(answer).ok()?;
+        let memory = self.memory();
+        let mut changed = false;
+        for task in answer["tasks"].as_array_mut()? {
+            let done = memory.one_off_tasks.iter().any(|(arn, born)| {
+                task["taskArn"] == arn.as_str() && born.elapsed() >= self.rules.one_off_task_run
+            });
+            if !done {
+                continue;
+            }
+            changed = true;
+            task["lastStatus"] = json!("STOPPED");
+            task["desiredStatus"] = json!("STOPPED");
+            task["stopCode"] = json!("EssentialContainerExited");
+            task["stoppedReason"] = json!("Essential container in task exited");
+            for container in task["containers"].as_array_mut().into_iter().flatten() {
+                container["lastStatus"] = json!("STOPPED");
+                container["exitCode"] = json!(0);
+            }
+        }
+        changed.then(|| (StatusCode::OK, Bytes::from(answer.to_string())))
     }
 }
 

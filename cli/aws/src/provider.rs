@@ -161,7 +161,7 @@ fn area(kind: Kind) -> Area {
         Kind::DbSubnetGroup | Kind::DbInstance => Area::Database,
         Kind::Repository => Area::Registry,
         Kind::Topic | Kind::Queue | Kind::Subscription => Area::Messaging,
-        Kind::StackSecret | Kind::StackOutputs => Area::Secrets,
+        Kind::StackSecret | Kind::StackOutputs | Kind::Secret => Area::Secrets,
     }
 }
 

@@ -16,6 +16,7 @@ pub mod connections;
 pub mod engine_version;
 mod model;
 pub mod names;
+pub mod operator;
 mod validate;
 
 use std::fmt;

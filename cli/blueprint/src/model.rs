@@ -18,7 +18,17 @@ pub struct Blueprint {
     pub messaging: Messaging,
     #[serde(default)]
     pub tokens: Tokens,
+    /// The system's first admin, made by the user service on its start.
+    pub admin: Option<Admin>,
     pub services: Spanned<BTreeMap<Spanned<String>, Service>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// Their e-mail; the password is set with `techctl secrets set user
+    /// admin_password`, never written in the blueprint.
+    pub email: Spanned<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -140,6 +150,11 @@ impl Blueprint {
             .iter()
             .map(|z| z.get_ref().as_str())
             .collect()
+    }
+
+    /// The first admin's e-mail, when the blueprint names one.
+    pub fn admin_email(&self) -> Option<&str> {
+        self.admin.as_ref().map(|a| a.email.get_ref().as_str())
     }
 
     /// Service names and definitions, in name order.

@@ -43,6 +43,18 @@ pub fn execution_role(stack: &str) -> String {
     format!("{stack}-task-execution")
 }
 
+/// The database a service owns, and the PostgreSQL role that owns it and
+/// that the service logs in as (one name for both), on RDS and locally.
+pub fn service_database(service: &str) -> String {
+    format!("{}_service", service.replace('-', "_"))
+}
+
+/// The role ECS starts the database set-up task with: the only one that
+/// may read the master password.
+pub fn db_init_role(stack: &str) -> String {
+    format!("{stack}-db-init-execution")
+}
+
 /// The role a service's tasks run as.
 pub fn task_role(stack: &str, service: &str) -> String {
     format!("{stack}-{service}-task")

@@ -129,6 +129,7 @@ impl Checker<'_> {
                 (&names::DB_INSTANCE, names::db_instance(stack)),
                 (&names::DB_SUBNET_GROUP, names::db_subnet_group(stack)),
                 (&names::ROLE, names::execution_role(stack)),
+                (&names::ROLE, names::db_init_role(stack)),
             ] {
                 self.aws_name(rule, &made, name.span(), "stack.name", "stack.name");
             }
@@ -461,6 +462,20 @@ impl Checker<'_> {
         }
         if let Some(refresh) = &bp.tokens.keys_refresh_seconds {
             self.in_range(refresh, "tokens.keys_refresh_seconds", 1..=3600);
+        }
+        if let Some(admin) = &bp.admin {
+            let email = admin.email.get_ref();
+            let plausible = email.split_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty() && domain.contains('.') && !domain.ends_with('.')
+            }) && !email.chars().any(char::is_whitespace);
+            if !plausible {
+                self.report(
+                    admin.email.span(),
+                    "admin.email",
+                    format!("{email:?} is not an e-mail address"),
+                    "an address such as gerente@example.com",
+                );
+            }
         }
     }
 

@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::ErrorKind;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,10 @@ use crate::DevError;
 use files::{lock_file, write_atomically};
 
 pub const FOLDER: &str = ".techctl";
+/// `.techctl/`'s mode: the user's alone.
+const PRIVATE_FOLDER: u32 = 0o700;
+/// The local cluster's superuser, which only the set-up logs in as.
+pub const SUPERUSER: &str = "postgres";
 
 #[derive(Debug, Clone)]
 pub struct Home {
@@ -68,7 +73,21 @@ impl Home {
     /// `.techctl/` under `dir`, with its logs folder.
     pub fn open(dir: &Path) -> Result<Home, DevError> {
         let root = dir.join(FOLDER);
-        std::fs::create_dir_all(root.join("logs")).map_err(|e| {
+        let existed = root.is_dir();
+        let made = std::fs::create_dir_all(root.join("logs")).and_then(|()| {
+            // Keys, passwords and the database live here: the user's alone,
+            // whatever the umask made of it. A folder that is there keeps
+            // its search bits (run by root, PostgreSQL's own user passes
+            // through it to its data) but loses any read or write bit of
+            // others.
+            let mode = if existed {
+                (std::fs::metadata(&root)?.permissions().mode() & 0o711) | PRIVATE_FOLDER
+            } else {
+                PRIVATE_FOLDER
+            };
+            std::fs::set_permissions(&root, std::fs::Permissions::from_mode(mode))
+        });
+        made.map_err(|e| {
             DevError::new(format!(
                 "cannot create {}: {e}\n  run techctl dev in a folder you can write to",
                 root.display()
@@ -87,6 +106,30 @@ impl Home {
 
     pub fn keys_file(&self) -> PathBuf {
         self.root.join("keys.json")
+    }
+
+    /// What operators set with `techctl secrets set --local`, handed to
+    /// the services as their variables.
+    pub fn secrets_file(&self) -> PathBuf {
+        self.root.join("secrets.json")
+    }
+
+    /// `service`'s values from the secrets file, as (variable, value). The
+    /// first admin is `techctl dev`'s own (its credentials file), so a
+    /// local admin password is not taken.
+    pub fn operator_values(&self, service: &str) -> Vec<(String, String)> {
+        let Ok(text) = std::fs::read_to_string(self.secrets_file()) else {
+            return Vec::new();
+        };
+        let doc: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        blueprint::operator::operator_values(service)
+            .iter()
+            .filter(|(_, name, _)| *name != blueprint::operator::ADMIN_PASSWORD.1)
+            .filter_map(|(variable, name, _)| {
+                let value = doc.get(service)?.get(*name)?.as_str()?;
+                Some((variable.to_string(), value.to_string()))
+            })
+            .collect()
     }
 
     fn state_file(&self) -> PathBuf {
@@ -161,6 +204,38 @@ impl Home {
         write_atomically(&path, &text)
             .map_err(|e| DevError::new(format!("cannot write {}: {e}", path.display())))?;
         Ok(credentials)
+    }
+
+    /// The PostgreSQL password of each of `roles` (and of the cluster's
+    /// superuser, `postgres`), made the first time a role is asked for and
+    /// kept in `.techctl/postgres-roles.json`.
+    pub fn database_passwords(
+        &self,
+        roles: &[String],
+    ) -> Result<BTreeMap<String, String>, DevError> {
+        let path = self.root.join("postgres-roles.json");
+        let mut known: BTreeMap<String, String> = match read_if_present(&path)? {
+            Some(text) => serde_json::from_str(&text).map_err(|e| {
+                DevError::new(format!(
+                    "{} is not valid ({e})\n  delete it and stop techctl dev; the next run makes new passwords",
+                    path.display()
+                ))
+            })?,
+            None => BTreeMap::new(),
+        };
+        let before = known.len();
+        for role in roles.iter().map(String::as_str).chain([SUPERUSER]) {
+            known
+                .entry(role.to_string())
+                .or_insert_with(|| random_text(32));
+        }
+        if known.len() != before {
+            let text = serde_json::to_string_pretty(&known)
+                .map_err(|e| DevError::new(format!("cannot encode the passwords: {e}")))?;
+            write_atomically(&path, &text)
+                .map_err(|e| DevError::new(format!("cannot write {}: {e}", path.display())))?;
+        }
+        Ok(known)
     }
 
     /// The signing key file the services read, made on the first run; a
@@ -239,6 +314,38 @@ mod tests {
         assert!(message.contains("already running"), "{message}");
         assert!(message.contains("pid 4242"), "{message}");
         assert!(message.contains("http://127.0.0.1:8080"), "{message}");
+    }
+
+    /// `stat` of what the folder keeps: the folder the user's alone (0700),
+    /// every key and credential file 0600, through every rewrite.
+    #[test]
+    fn local_secrets_are_the_user_s_alone() {
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::open(dir.path()).unwrap();
+        assert_eq!(mode(&home.root), 0o700);
+        home.credentials().unwrap();
+        home.ensure_keys().unwrap();
+        home.database_passwords(&["order_service".into()]).unwrap();
+        // A rewrite (a new role's password) keeps the mode.
+        home.database_passwords(&["order_service".into(), "events".into()])
+            .unwrap();
+        let _lock = home.lock().unwrap();
+        for file in ["local.json", "keys.json", "postgres-roles.json", "dev.lock"] {
+            let path = home.root.join(file);
+            if path.exists() {
+                assert_eq!(mode(&path), 0o600, "{file}");
+            }
+        }
+        assert!(home.root.join("postgres-roles.json").exists());
+        // A folder others could read is closed on the next start; one that
+        // only lets them pass through (root's, for PostgreSQL) stays so.
+        std::fs::set_permissions(&home.root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Home::open(dir.path()).unwrap();
+        assert_eq!(mode(&home.root), 0o711);
+        std::fs::set_permissions(&home.root, std::fs::Permissions::from_mode(0o777)).unwrap();
+        Home::open(dir.path()).unwrap();
+        assert_eq!(mode(&home.root), 0o711);
     }
 
     #[test]

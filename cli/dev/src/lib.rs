@@ -219,10 +219,17 @@ pub async fn run(
     }
     let binaries = built?;
 
+    let roles: Vec<String> = binaries
+        .keys()
+        .map(|s| blueprint::names::service_database(s))
+        .chain([EVENTS_DATABASE.to_string()])
+        .collect();
+    let passwords = home.database_passwords(&roles)?;
     let cluster = Cluster::prepare(
         home.postgres(),
         home.logs().join("postgres.log"),
         ports.postgres,
+        &passwords[home::SUPERUSER],
     )
     .await?;
     cluster.start().await?;
@@ -234,6 +241,7 @@ pub async fn run(
         ports: &ports,
         credentials: &credentials,
         binaries,
+        passwords,
     };
     let outcome = system.run(started, stop).await;
     console.say("Stopping PostgreSQL…");
@@ -286,6 +294,8 @@ struct System<'a> {
     ports: &'a Ports,
     credentials: &'a Credentials,
     binaries: BTreeMap<String, PathBuf>,
+    /// Each database role's password (the superuser's among them).
+    passwords: BTreeMap<String, String>,
 }
 
 impl System<'_> {
@@ -298,14 +308,7 @@ impl System<'_> {
     }
 
     async fn run(&self, started: Instant, mut stop: StopSignal) -> Result<(), DevError> {
-        for database in self
-            .binaries
-            .keys()
-            .map(String::as_str)
-            .chain([EVENTS_DATABASE])
-        {
-            self.cluster.ensure_database(database).await?;
-        }
+        self.set_up_databases().await?;
         let sandbox_listener = listen(self.ports.sandbox, "the Mercado Pago sandbox").await?;
         let gateway_listener = listen(self.ports.gateway, "the gateway").await?;
         let sandbox_sink = self.console.sink("sandbox");
@@ -402,11 +405,46 @@ impl System<'_> {
         Ok(())
     }
 
+    /// One role and database per service, and the event bus's, as on AWS.
+    async fn set_up_databases(&self) -> Result<(), DevError> {
+        let Some(binary) = self.binaries.values().next() else {
+            return Ok(());
+        };
+        let roles: Vec<(String, String)> = self
+            .binaries
+            .keys()
+            .map(|s| blueprint::names::service_database(s))
+            .chain([EVENTS_DATABASE.to_string()])
+            .map(|role| {
+                let password = self.passwords.get(&role).cloned().unwrap_or_default();
+                (role, password)
+            })
+            .collect();
+        // Runs before the roles named their databases after the service.
+        let legacy: Vec<(String, String)> = self
+            .binaries
+            .keys()
+            .map(|s| (s.clone(), blueprint::names::service_database(s)))
+            .collect();
+        self.cluster.set_up(binary, &roles, &legacy).await
+    }
+
+    /// `role`'s connection URL to its own database.
+    fn database_url(&self, role: &str) -> String {
+        let password = self.passwords.get(role).map_or("", String::as_str);
+        self.cluster.url(role, password, role)
+    }
+
     /// What `service` is told through its environment.
     fn environment(&self, service: &str, sandbox_url: &str) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = vec![
             ("PORT".into(), self.ports.services[service].to_string()),
-            ("DATABASE_URL".into(), self.cluster.url(service)),
+            // Reached through the gateway only, never from the network.
+            ("BIND_ADDRESS".into(), "127.0.0.1".into()),
+            (
+                "DATABASE_URL".into(),
+                self.database_url(&blueprint::names::service_database(service)),
+            ),
             (
                 "KEYS_FILE".into(),
                 self.home.keys_file().display().to_string(),
@@ -426,7 +464,7 @@ impl System<'_> {
                 ("EVENT_TRANSPORT".into(), "postgres".into()),
                 (
                     "EVENTS_DATABASE_URL".into(),
-                    self.cluster.url(EVENTS_DATABASE),
+                    self.database_url(EVENTS_DATABASE),
                 ),
                 (
                     "EVENTS_MAX_RECEIVE".into(),
@@ -437,6 +475,10 @@ impl System<'_> {
                     messaging.visibility_timeout_seconds.get_ref().to_string(),
                 ),
             ]);
+        }
+        if service != "user" && self.ports.services.contains_key("user") {
+            // The user service's revocation list, straight from it.
+            env.push(("USER_SERVICE_URL".into(), self.service_url("user")));
         }
         let credentials = self.credentials;
         match service {
@@ -470,6 +512,12 @@ impl System<'_> {
             ]),
             _ => {}
         }
+        // What operators set with `techctl secrets set --local` replaces
+        // the sandbox's stand-ins.
+        for (variable, value) in self.home.operator_values(service) {
+            env.retain(|(name, _)| *name != variable);
+            env.push((variable, value));
+        }
         env
     }
 
@@ -480,11 +528,11 @@ impl System<'_> {
             "\ntechctl dev is up in {:.1}s: the ordering system on this machine.\n\n  \
              gateway    {gateway}   (GET / lists the routes)\n  \
              sandbox    http://127.0.0.1:{}   Mercado Pago: GET /sandbox/orders\n  \
-             postgres   {}<database>   (one per service, and {EVENTS_DATABASE})\n  \
+             postgres   {}<database>   (one per service, each its own role's, and {EVENTS_DATABASE}; passwords in .techctl/postgres-roles.json)\n  \
              logs       {}\n",
             took.as_secs_f64(),
             self.ports.sandbox,
-            self.cluster.url(""),
+            self.cluster.address(),
             logs.display(),
         );
         if added > 0 {

@@ -223,6 +223,34 @@ impl KeyRing {
             .collect()
     }
 
+    /// The public JWK set to publish for the services that only verify,
+    /// given the set published now: every key of the ring's set, and every
+    /// key of `current` the ring has not retired. A key another rotation
+    /// published a moment before it writes the ring is kept, so that no
+    /// signing key is ever missing from the public set; only retirement
+    /// takes a key out.
+    pub fn public_set(&self, current: Option<&Value>) -> Value {
+        let mut keys = self.published.clone();
+        let known: Vec<&str> = self.published_kids();
+        let retired = |kid: &str| {
+            self.records
+                .iter()
+                .any(|r| r.kid == kid && r.retired_at.is_some())
+        };
+        for key in current
+            .and_then(|set| set.get("keys"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            match key.get("kid").and_then(Value::as_str) {
+                Some(kid) if !known.contains(&kid) && !retired(kid) => keys.push(key.clone()),
+                _ => {}
+            }
+        }
+        json!({ "keys": keys })
+    }
+
     fn record_mut(&mut self, kid: &str) -> Option<&mut KeyRecord> {
         self.records.iter_mut().find(|r| r.kid == kid)
     }
@@ -560,5 +588,29 @@ mod tests {
             public_key_pem: ring.public_key_pem.clone(),
             public_jwk: ring.published[0].clone(),
         }
+    }
+
+    #[test]
+    fn the_public_set_keeps_keys_published_ahead_and_drops_retired_ones() {
+        let first = crate::generate().unwrap();
+        let second = crate::generate().unwrap();
+        let mut ring = KeyRing::new(&first, SystemTime::now());
+        // Another rotation published `second` but has not written the ring.
+        let ahead = json!({"keys": [first.public_jwk, second.public_jwk]});
+        let set = ring.public_set(Some(&ahead));
+        let kids: Vec<&str> = set["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|k| k["kid"].as_str())
+            .collect();
+        assert_eq!(kids, [first.kid.as_str(), second.kid.as_str()]);
+        assert!(set["keys"][0].get("d").is_none(), "public halves only");
+        // Once the ring retires a key, the public set drops it.
+        ring.rotate(&second, SystemTime::now());
+        ring.retire(&first.kid, SystemTime::now()).unwrap();
+        let set = ring.public_set(Some(&ahead));
+        assert_eq!(set["keys"].as_array().unwrap().len(), 1);
+        assert_eq!(set["keys"][0]["kid"], second.kid.as_str());
     }
 }

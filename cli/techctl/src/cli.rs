@@ -111,6 +111,49 @@ pub enum Command {
     /// with no restart and no failed request
     #[command(subcommand)]
     Keys(KeysAction),
+    /// Set, list and unset what operators supply to a service (the Mercado
+    /// Pago credentials, the first admin's password); values are read from
+    /// standard input and never shown
+    #[command(subcommand)]
+    Secrets(SecretsAction),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsAction {
+    /// Set NAME of SERVICE to the value read from standard input (a prompt
+    /// that does not echo on a terminal); never from an argument, which
+    /// would land in the shell's history
+    Set {
+        /// The service (blueprint name)
+        service: String,
+        /// The value's name, such as mercadopago_access_token
+        name: String,
+        #[command(flatten)]
+        store: SecretStoreArgs,
+    },
+    /// The names each service's secret holds and when they were set;
+    /// never their values
+    List {
+        /// Only this service
+        service: Option<String>,
+        #[command(flatten)]
+        store: SecretStoreArgs,
+    },
+    /// Remove NAME from SERVICE's secret
+    Unset {
+        service: String,
+        name: String,
+        #[command(flatten)]
+        store: SecretStoreArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SecretStoreArgs {
+    /// Work on what `techctl dev` in this folder hands its services
+    /// (.techctl/secrets.json) instead of the stack's secrets
+    #[arg(long)]
+    pub local: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -63,7 +63,8 @@ pub struct Options {
     pub profile: image::build::Profile,
 }
 
-/// The stack secret: outputs, credentials and its ARN.
+/// The stack's outputs from the stack secret, and the names of what each
+/// service's secret holds. No secret value is kept.
 pub async fn read_facts(aws: &Aws, stack: &str) -> Result<StackFacts, DeployError> {
     let name = engine::plan::expand::secret_name(stack);
     let Some(version) = aws::secrets::current_version(aws, &name).await? else {
@@ -71,14 +72,47 @@ pub async fn read_facts(aws: &Aws, stack: &str) -> Result<StackFacts, DeployErro
             "the stack {stack} has no secret {name}: run `techctl up` first"
         )));
     };
-    let Ok(Value::Object(secret)) = serde_json::from_str::<Value>(&version.text) else {
+    let Ok(Value::Object(mut secret)) = serde_json::from_str::<Value>(&version.text) else {
         return Err(DeployError::Yours(format!(
             "the stack secret {name} does not hold a JSON object; restore it (its previous version is AWSPREVIOUS) or run `techctl up`"
         )));
     };
+    secret.remove(engine::plan::outputs::DB_PASSWORD);
+    let outputs = engine::plan::outputs::Outputs(secret.clone());
+    let mut service_secrets = std::collections::BTreeMap::new();
+    let mut database_ready = std::collections::BTreeSet::new();
+    let database_identity = match outputs.text(engine::plan::outputs::DB_INSTANCE_ID) {
+        Some(id) => aws::deploy::db_init::instance_identity(aws, &id).await?,
+        None => None,
+    };
+    for service in outputs.services() {
+        let Some(arn) = outputs.own(&service, engine::plan::outputs::Own::SecretArn) else {
+            continue;
+        };
+        let Some(current) = aws::secrets::describe(aws, &arn).await? else {
+            continue;
+        };
+        if database_identity.is_some()
+            && current.tags.get(aws::deploy::db_init::READY_TAG) == database_identity.as_ref()
+        {
+            database_ready.insert(service.clone());
+        }
+        // Names only: the values are dropped here.
+        let held = current
+            .value
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, v)| !v.is_null() && v != "")
+            .map(|(k, _)| k)
+            .collect();
+        service_secrets.insert(service, held);
+    }
     Ok(StackFacts {
         secret,
         secret_arn: version.arn,
+        service_secrets,
+        database_ready,
+        database_identity,
     })
 }
 
@@ -90,6 +124,13 @@ pub async fn run(
     printer: &Printer,
 ) -> Result<(), DeployError> {
     let facts = read_facts(aws, blueprint.stack_name()).await?;
+    let missing = task::missing_operator_values(blueprint, &facts, &options.services);
+    if !missing.is_empty() {
+        return Err(DeployError::Yours(format!(
+            "nothing was built: {}",
+            task::missing_values_message(&missing)
+        )));
+    }
     let binaries = match options.image {
         Some(_) => Default::default(),
         None => {
@@ -109,8 +150,9 @@ pub async fn run(
         }
     };
     let revision = image::git_revision(&options.source);
+    let mut images = Vec::new();
     for service in &options.services {
-        printer.text(&format!("\n==> {service}"));
+        printer.text(&format!("\n==> {service}: image"));
         let image = match &options.image {
             Some(reference) => {
                 let reference = given_image(reference)?;
@@ -129,7 +171,21 @@ pub async fn run(
                 build_and_push(aws, blueprint, options, &facts, &spec, printer).await?
             }
         };
-        let (image, architecture) = image;
+        images.push((service, image));
+    }
+    if let Some((service, (image, architecture))) = images.first() {
+        set_up_databases(
+            aws,
+            blueprint,
+            options,
+            &facts,
+            (service, image, *architecture),
+            printer,
+        )
+        .await?;
+    }
+    for (service, (image, architecture)) in images {
+        printer.text(&format!("\n==> {service}: rollout"));
         deploy_image(
             aws,
             blueprint,
@@ -141,6 +197,67 @@ pub async fn run(
         )
         .await?;
     }
+    Ok(())
+}
+
+/// Runs the database set-up task for the services being deployed whose
+/// role is not made yet, with the image of one of them.
+async fn set_up_databases(
+    aws: &Aws,
+    blueprint: &Blueprint,
+    options: &Options,
+    facts: &StackFacts,
+    (with, image, architecture): (&str, &str, image::Architecture),
+    printer: &Printer,
+) -> Result<(), DeployError> {
+    use aws::deploy::db_init;
+    let needed: Vec<String> = options
+        .services
+        .iter()
+        .filter(|s| !facts.database_ready.contains(s.as_str()))
+        .cloned()
+        .collect();
+    if needed.is_empty() {
+        return Ok(());
+    }
+    let spec = db_init::task_spec(blueprint, facts, &needed, image, architecture)
+        .map_err(|e| DeployError::Yours(e.0))?;
+    if facts.database_identity.is_none() && !options.dry_run {
+        return Err(DeployError::Yours(
+            "the stack's database instance does not exist: run `techctl up` first".into(),
+        ));
+    }
+    if options.dry_run {
+        printer.text(&format!(
+            "\nwould run the database set-up task for {} (their roles and databases)",
+            needed.join(", ")
+        ));
+        return Ok(());
+    }
+    printer.text(&format!(
+        "\n==> database set-up: a role and a database for {} (one-off task, {with}'s image)…",
+        needed.join(", ")
+    ));
+    let network = ecs::ServiceSettings::from_stack(facts, with, 1, 0, blueprint.stack_name())?;
+    let binary = format!("{}/{with}-service", image::BIN_DIR);
+    let started = Instant::now();
+    db_init::run(
+        aws,
+        &spec,
+        &network,
+        &binary,
+        options.timeout,
+        options.poll,
+        blueprint.stack_name(),
+    )
+    .await?;
+    if let Some(identity) = &facts.database_identity {
+        db_init::mark_ready(aws, facts, &needed, identity).await?;
+    }
+    printer.text(&format!(
+        "  done in {:.0}s",
+        started.elapsed().as_secs_f64()
+    ));
     Ok(())
 }
 

@@ -1,6 +1,7 @@
-//! Where a key ring lives: the stack secret in Secrets Manager, or the key
-//! file of `techctl dev`. Both are changed read-modify-write with nobody
-//! else's change lost: the secret by a conditional move of AWSCURRENT (see
+//! Where a key ring lives: the stack's signing-keys secret in Secrets
+//! Manager (with its public set in the public-keys secret), or the key file
+//! of `techctl dev`. Both are changed read-modify-write with nobody else's
+//! change lost: the secret by a conditional move of AWSCURRENT (see
 //! `aws::secrets::update`), the file under an exclusive lock.
 
 use std::fs::File;
@@ -13,7 +14,8 @@ use aws::{Aws, AwsError, secrets};
 use files::{lock_file, write_atomically};
 use keys::ring::{KeyRing, RingError};
 
-/// Why the key ring could not be read or changed.
+/// Why a store (the key ring's, or operators' values') could not be read
+/// or changed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The user's to fix: no keys yet, a document edited into something
@@ -25,8 +27,14 @@ pub enum StoreError {
 }
 
 pub enum KeyStore {
-    /// The stack secret `techctl/<stack>`.
-    Stack { aws: Aws, name: String },
+    /// The secrets `techctl/<stack>/signing-keys` (the ring, the user
+    /// service's) and `techctl/<stack>/public-keys` (the public set, every
+    /// other service's).
+    Stack {
+        aws: Aws,
+        name: String,
+        public: String,
+    },
     /// `.techctl/keys.json`, which `techctl dev`'s services read.
     File(PathBuf),
 }
@@ -35,7 +43,7 @@ impl KeyStore {
     /// What the ring is kept in, for messages.
     pub fn describe(&self) -> String {
         match self {
-            KeyStore::Stack { name, .. } => format!("the stack secret {name}"),
+            KeyStore::Stack { name, .. } => format!("the secret {name}"),
             KeyStore::File(path) => format!("the key file {}", path.display()),
         }
     }
@@ -55,6 +63,12 @@ impl KeyStore {
         mut change: impl FnMut(&mut KeyRing) -> Result<T, RingError>,
     ) -> Result<(T, KeyRing), StoreError> {
         let what = self.describe();
+        if let KeyStore::Stack { aws, name, public } = self {
+            // Published ahead of the ring's write (see below).
+            let mut trial = self.read_ring(aws, name, &what).await?;
+            change(&mut trial).map_err(user)?;
+            publish(aws, public, &trial).await?;
+        }
         let mut edit = |doc: &mut Map<String, Value>| -> Result<(T, KeyRing), StoreError> {
             if doc.is_empty() {
                 return Err(StoreError::Yours(format!(
@@ -71,7 +85,14 @@ impl KeyStore {
             Ok((outcome, ring))
         };
         match self {
-            KeyStore::Stack { aws, name } => secrets::update(aws, name, edit).await,
+            KeyStore::Stack { aws, name, public } => {
+                // The public set learns of a new key before the ring signs
+                // with it, and forgets a key only after the ring retired it:
+                // no service ever meets a token it has no key for.
+                let saved = secrets::update(aws, name, edit).await?;
+                publish(aws, public, &saved.1).await?;
+                Ok(saved)
+            }
             KeyStore::File(path) => {
                 let _lock = lock(path)?;
                 let mut doc = read_file(path)?;
@@ -88,6 +109,33 @@ impl KeyStore {
             }
         }
     }
+}
+
+impl KeyStore {
+    async fn read_ring(&self, aws: &Aws, name: &str, what: &str) -> Result<KeyRing, StoreError> {
+        let doc = match secrets::current_version(aws, name).await? {
+            Some(version) => secrets::parse(name, &version.text)?,
+            None => Map::new(),
+        };
+        if doc.is_empty() {
+            return Err(StoreError::Yours(format!(
+                "{what} does not exist or holds nothing: run `techctl up` first"
+            )));
+        }
+        KeyRing::from_document(&doc, what).map_err(user)
+    }
+}
+
+/// Writes the public set `ring` implies into the public-keys secret.
+async fn publish(aws: &Aws, public: &str, ring: &KeyRing) -> Result<(), StoreError> {
+    let field = secrets::split::PUBLIC_SET;
+    secrets::update(aws, public, |doc: &mut Map<String, Value>| {
+        let set = ring.public_set(doc.get(field));
+        doc.insert(field.into(), set);
+        Ok::<_, AwsError>(())
+    })
+    .await?;
+    Ok(())
 }
 
 fn user(e: RingError) -> StoreError {

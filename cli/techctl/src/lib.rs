@@ -15,6 +15,7 @@ pub mod error;
 pub mod keystore;
 pub mod printer;
 pub mod render;
+pub mod secretstore;
 pub mod stack;
 pub mod table;
 

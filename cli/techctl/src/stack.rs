@@ -13,8 +13,8 @@ pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> 
     AwsProvider::new(aws.clone()).observe(stack).await
 }
 
-/// What `down` deletes: everything observed, except a stack secret that is
-/// already scheduled for deletion, unless it is to go at once.
+/// What `down` deletes: everything observed, except secrets already
+/// scheduled for deletion, unless they are to go at once.
 pub fn doomed(observed: Vec<Observed>, force_delete_secrets: bool) -> Vec<Observed> {
     observed
         .into_iter()
@@ -23,6 +23,9 @@ pub fn doomed(observed: Vec<Observed>, force_delete_secrets: bool) -> Vec<Observ
                 || !matches!(
                     o.spec,
                     plan::Spec::StackSecret {
+                        scheduled_for_deletion: true,
+                        ..
+                    } | plan::Spec::Secret {
                         scheduled_for_deletion: true,
                         ..
                     }

@@ -104,6 +104,80 @@ pub trait JwkSource: Send + Sync {
     }
 }
 
+/// Staff whose earlier tokens no longer count: subject → the first second
+/// (since the epoch) from which their tokens are accepted again. An admin
+/// disabling an employee puts them here; every service refuses the tokens
+/// they hold from its next reread on.
+pub type Revoked = HashMap<String, u64>;
+
+/// Where the revocations come from: the user service's own database, or
+/// its `GET /auth/revocations` for every other service.
+pub trait RevocationSource: Send + Sync {
+    fn fetch(&self) -> Pin<Box<dyn Future<Output = anyhow::Result<Revoked>> + Send + '_>>;
+}
+
+/// The path of the user service's revocation list.
+pub const REVOCATIONS_PATH: &str = "/auth/revocations";
+
+/// The revocation list as JSON: `{"revocations": [{"subject", "not_before"}]}`.
+pub fn revocations_json(revoked: &Revoked) -> serde_json::Value {
+    let mut entries: Vec<(&String, &u64)> = revoked.iter().collect();
+    entries.sort();
+    serde_json::json!({
+        "revocations": entries
+            .into_iter()
+            .map(|(subject, not_before)| serde_json::json!({"subject": subject, "not_before": not_before}))
+            .collect::<Vec<_>>()
+    })
+}
+
+/// The user service's list, read over HTTP (through the internal load
+/// balancer on AWS, straight from the service under `techctl dev`).
+pub struct HttpRevocations {
+    client: crate::http_client::HttpClient,
+    url: String,
+}
+
+impl HttpRevocations {
+    /// The list of the user service at `base_url` (`USER_SERVICE_URL`).
+    pub fn new(base_url: &str) -> HttpRevocations {
+        HttpRevocations {
+            client: crate::http_client::HttpClient::new(Duration::from_secs(5)),
+            url: format!("{}{REVOCATIONS_PATH}", base_url.trim_end_matches('/')),
+        }
+    }
+}
+
+impl RevocationSource for HttpRevocations {
+    fn fetch(&self) -> Pin<Box<dyn Future<Output = anyhow::Result<Revoked>> + Send + '_>> {
+        Box::pin(async move {
+            let answer = self
+                .client
+                .send_json(axum::http::Method::GET, &self.url, &[], None)
+                .await?;
+            if !answer.status.is_success() {
+                anyhow::bail!("{} answered {}", self.url, answer.status);
+            }
+            let doc: serde_json::Value = answer.json()?;
+            doc.get("revocations")
+                .and_then(|r| r.as_array())
+                .ok_or_else(|| anyhow::anyhow!("{} holds no revocations", self.url))?
+                .iter()
+                .map(|entry| {
+                    let subject = entry.get("subject").and_then(|s| s.as_str());
+                    let not_before = entry.get("not_before").and_then(|n| n.as_u64());
+                    match (subject, not_before) {
+                        (Some(s), Some(n)) => Ok((s.to_string(), n)),
+                        _ => {
+                            anyhow::bail!("{} has an entry without subject or not_before", self.url)
+                        }
+                    }
+                })
+                .collect()
+        })
+    }
+}
+
 /// A fixed set of keys (tests, or a service given its keys at start).
 pub struct StaticKeys(pub Vec<Jwk>);
 
@@ -155,6 +229,8 @@ pub enum AuthError {
     Audience(String),
     #[error("the token lacks the claim {0}")]
     Claim(&'static str),
+    #[error("the token was revoked: its holder was disabled; sign in again")]
+    Revoked,
 }
 
 impl From<AuthError> for ApiError {
@@ -171,6 +247,8 @@ pub struct Verifier {
     keys: RwLock<KeyCache>,
     /// Seconds of clock skew tolerated on `exp`.
     leeway: u64,
+    revocations: std::sync::OnceLock<Box<dyn RevocationSource>>,
+    revoked: RwLock<Revoked>,
 }
 
 struct KeyCache {
@@ -207,9 +285,34 @@ impl Verifier {
                 fetched_at: None,
             }),
             leeway: 30,
+            revocations: std::sync::OnceLock::new(),
+            revoked: RwLock::new(Revoked::new()),
         });
         verifier.refresh().await?;
         Ok(verifier)
+    }
+
+    /// Refuses the tokens `source` revokes, reread with the keys. A list
+    /// that cannot be read keeps the last one read (at start: none, and
+    /// the reread retries sooner), so a user service that is down for a
+    /// moment stops no request.
+    pub async fn use_revocations(&self, source: Box<dyn RevocationSource>) {
+        if self.revocations.set(source).is_err() {
+            return;
+        }
+        if let Err(e) = self.refresh_revocations().await {
+            tracing::warn!(error = %format!("{e:#}"), "cannot read the revocation list yet; will retry");
+        }
+    }
+
+    /// Rereads the revocation list, if there is one to read.
+    pub async fn refresh_revocations(&self) -> anyhow::Result<()> {
+        let Some(source) = self.revocations.get() else {
+            return Ok(());
+        };
+        let revoked = source.fetch().await?;
+        *self.revoked.write().unwrap_or_else(|p| p.into_inner()) = revoked;
+        Ok(())
     }
 
     /// A verifier over the keys of `keys` (failing with where they were
@@ -265,7 +368,11 @@ impl Verifier {
             loop {
                 tokio::time::sleep(wait).await;
                 let Some(v) = verifier.upgrade() else { break };
-                match v.refresh().await {
+                let revocations = v.refresh_revocations().await;
+                if let Err(e) = &revocations {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot reread the revocation list; keeping the last one");
+                }
+                match v.refresh().await.and_then(|n| revocations.map(|()| n)) {
                     Ok(_) => {
                         failures = 0;
                         wait = every;
@@ -361,6 +468,21 @@ impl Verifier {
             .claim("name")
             .and_then(|n| n.as_str())
             .map(str::to_string);
+        let not_before = self
+            .revoked
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&subject)
+            .copied();
+        if let Some(not_before) = not_before {
+            let issued = payload
+                .issued_at()
+                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs());
+            if issued < not_before {
+                return Err(AuthError::Revoked);
+            }
+        }
         Ok(Caller {
             subject,
             role,

@@ -89,6 +89,8 @@ pub struct Common {
     pub jwt_issuer: String,
     pub jwt_audience: String,
     pub jwks_refresh: std::time::Duration,
+    /// The user service, whose revocation list every other service reads.
+    pub user_service_url: Option<String>,
 }
 
 impl Common {
@@ -121,7 +123,35 @@ impl Common {
                 60,
                 "how often the JWK set is reread, in seconds",
             )?),
+            user_service_url: env.optional("USER_SERVICE_URL"),
         })
+    }
+
+    /// The verifier of this service's tokens: the keys of `keys`, and the
+    /// user service's revocation list when `USER_SERVICE_URL` names it,
+    /// both reread every `JWKS_REFRESH_SECONDS`.
+    pub async fn verifier(
+        &self,
+        keys: impl crate::auth::JwkSource + 'static,
+    ) -> anyhow::Result<std::sync::Arc<crate::auth::Verifier>> {
+        let verifier = crate::auth::Verifier::start(
+            &self.jwt_issuer,
+            &self.jwt_audience,
+            keys,
+            self.jwks_refresh,
+        )
+        .await?;
+        match &self.user_service_url {
+            Some(url) => {
+                verifier
+                    .use_revocations(Box::new(crate::auth::HttpRevocations::new(url)))
+                    .await
+            }
+            None => tracing::warn!(
+                "USER_SERVICE_URL is not set: tokens of disabled employees are accepted until they expire"
+            ),
+        }
+        Ok(verifier)
     }
 }
 

@@ -1,9 +1,9 @@
 //! The service's PostgreSQL pool, with its embedded migrations run at start.
 //!
-//! Each service owns a database of its own on the shared instance. When it
-//! does not exist yet (a new stack), the service creates it: connected to
-//! the server's maintenance database with the same credentials, it runs
-//! `CREATE DATABASE`, and then migrates it.
+//! Each service owns a database of its own on the shared instance, made
+//! with its role by the database set-up (`provision`). A service whose
+//! database is missing tries to create it (a login that may, as in tests),
+//! and otherwise says to run the set-up; then it migrates it.
 
 use std::time::Duration;
 
@@ -14,6 +14,8 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 
 /// PostgreSQL's code for "database does not exist".
 const INVALID_CATALOG_NAME: &str = "3D000";
+/// PostgreSQL's code for "permission denied".
+const INSUFFICIENT_PRIVILEGE: &str = "42501";
 /// PostgreSQL's code for "database already exists": another replica won.
 const DUPLICATE_DATABASE: &str = "42P04";
 
@@ -49,6 +51,13 @@ async fn create_database(url: &str) -> anyhow::Result<()> {
             Ok(())
         }
         Err(e) if sql_state(&e).as_deref() == Some(DUPLICATE_DATABASE) => Ok(()),
+        Err(e) if sql_state(&e).as_deref() == Some(INSUFFICIENT_PRIVILEGE) => Err(e).with_context(|| {
+            format!(
+                "the database {name} does not exist and this service's role may not make it: \
+                 run the database set-up (`techctl deploy` runs it before a service's first rollout, \
+                 `techctl dev` at every start)"
+            )
+        }),
         Err(e) => Err(e).with_context(|| format!("cannot create the database {name}")),
     }
 }

@@ -1,9 +1,10 @@
 //! Where the services' JWT keys live: a local file (`KEYS_FILE`, written by
-//! `techctl dev`) or the stack secret in Secrets Manager
-//! (`STACK_SECRET_ID`, written by `techctl up`). Both hold the stack-secret
-//! layout: `jwt_kid`, `jwt_private_key`, `jwt_public_key` and `jwt_jwks`.
-//! A file may also be a bare JWK set (for services that only verify) or an
-//! RSA private key in PEM, published under its RFC 7638 thumbprint.
+//! `techctl dev`) or a secret in Secrets Manager (`KEYS_SECRET_ID`, made by
+//! `techctl up`): the signing key ring for the user service (`jwt_kid`,
+//! `jwt_private_key`, `jwt_public_key` and `jwt_jwks`), the public set
+//! alone (`jwt_jwks`) for every other service. A file may also be a bare
+//! JWK set or an RSA private key in PEM, published under its RFC 7638
+//! thumbprint.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -25,7 +26,7 @@ pub enum KeySource {
 }
 
 impl KeySource {
-    /// `KEYS_FILE`, else `STACK_SECRET_ID` (with the standard AWS
+    /// `KEYS_FILE`, else `KEYS_SECRET_ID` (with the standard AWS
     /// configuration chain for region and credentials).
     pub async fn from_env<F: Fn(&str) -> Option<String>>(
         env: &Env<F>,
@@ -34,8 +35,8 @@ impl KeySource {
             return Ok(KeySource::File(path.into()));
         }
         let secret_id = env.required(
-            "STACK_SECRET_ID",
-            "the stack secret's name or ARN (or set KEYS_FILE to a local key file)",
+            "KEYS_SECRET_ID",
+            "the name or ARN of the secret with the keys (or set KEYS_FILE to a local key file)",
         )?;
         let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         Ok(KeySource::SecretsManager {
@@ -116,7 +117,7 @@ impl JwkSource for KeySource {
     fn describe(&self) -> String {
         match self {
             KeySource::File(path) => format!("KEYS_FILE {}", path.display()),
-            KeySource::SecretsManager { secret_id, .. } => format!("STACK_SECRET_ID {secret_id}"),
+            KeySource::SecretsManager { secret_id, .. } => format!("KEYS_SECRET_ID {secret_id}"),
         }
     }
 }

@@ -62,11 +62,16 @@ pub async fn serve(
         .await
 }
 
-/// Listens on `port` on every interface and serves `app` until SIGTERM or
-/// Ctrl-C.
+/// Listens on `port` and serves `app` until SIGTERM or Ctrl-C: on every
+/// interface (a task's, which the load balancer reaches), or on the
+/// address `BIND_ADDRESS` names (`techctl dev` binds its services to
+/// loopback, out of the network's reach).
 pub async fn listen(service: &str, port: u16, app: Router) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(("0.0.0.0", port)).await?;
-    tracing::info!(port, "{service} listening");
+    let address = std::env::var("BIND_ADDRESS").unwrap_or_else(|_| "0.0.0.0".into());
+    let listener = TcpListener::bind((address.as_str(), port))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {address}:{port} (BIND_ADDRESS): {e}"))?;
+    tracing::info!(port, %address, "{service} listening");
     serve(app, listener, shutdown_signal()).await?;
     Ok(())
 }
@@ -139,6 +144,10 @@ where
         return health_probe();
     }
     crate::telemetry::init(service);
+    // The one-off database set-up task runs a service's image.
+    if std::env::args().nth(1).as_deref() == Some("db-init") {
+        return crate::provision::run_from_env().await;
+    }
     let settings = match settings.await {
         Ok(s) => s,
         Err(e) => {

@@ -228,13 +228,7 @@ impl Foundation {
         let pool =
             service_kit::db::connect(&common.database_url, common.pool_size, migrator).await?;
         install(&pool).await?;
-        let verifier = service_kit::auth::Verifier::start(
-            &common.jwt_issuer,
-            &common.jwt_audience,
-            keys,
-            common.jwks_refresh,
-        )
-        .await?;
+        let verifier = common.verifier(keys).await?;
         let transport = events.connect(service).await?;
         Ok(Foundation {
             pool,

@@ -96,13 +96,7 @@ pub fn router(state: AppState) -> Router {
 pub async fn run(config: Config, keys: KeySource) -> anyhow::Result<()> {
     let common = &config.common;
     let pool = service_kit::db::connect(&common.database_url, common.pool_size, &MIGRATOR).await?;
-    let verifier = Verifier::start(
-        &common.jwt_issuer,
-        &common.jwt_audience,
-        keys,
-        common.jwks_refresh,
-    )
-    .await?;
+    let verifier = common.verifier(keys).await?;
     let app = router(AppState::new(pool, verifier, config.cache_ttl));
     service_kit::server::listen("product service", common.port, app).await
 }

@@ -22,6 +22,11 @@ use testkit::jwt::TestSigner;
 pub const ISSUER: &str = "techchallenge";
 pub const MP_TOKEN: &str = "APP_USR-test-token";
 pub const MP_SECRET: &str = "webhook-signing-secret";
+/// The first admin the user service makes on its start.
+pub const ADMIN_EMAIL: &str = "admin@system.test";
+pub const ADMIN_PASSWORD: &str = "admin-password-1";
+/// How often the services reread the user service's revocation list here.
+pub const REVOCATIONS_REFRESH: Duration = Duration::from_millis(300);
 
 /// Wraps a service's transport (to make it fail or duplicate, say).
 pub type TransportWrap = Arc<dyn Fn(&str, Arc<dyn Transport>) -> Arc<dyn Transport> + Send + Sync>;
@@ -199,14 +204,23 @@ impl System {
         }
     }
 
+    /// A service's verifier: the signer's key, and the user service's
+    /// revocation list (the user service starts first), reread often.
     async fn verifier(&self) -> Arc<Verifier> {
-        Verifier::new(
+        let verifier = Verifier::new(
             ISSUER,
             ISSUER,
             Box::new(StaticKeys(vec![self.signer.public_jwk()])),
         )
         .await
-        .expect("a verifier")
+        .expect("a verifier");
+        if let Some(user) = self.urls.get("user") {
+            verifier
+                .use_revocations(Box::new(service_kit::auth::HttpRevocations::new(user)))
+                .await;
+            verifier.spawn_refresh(REVOCATIONS_REFRESH);
+        }
+        verifier
     }
 
     async fn assemble(&self, service: &str) -> (axum::Router, Option<Workers>) {
@@ -224,8 +238,8 @@ impl System {
                     },
                     jwt_audience: ISSUER.into(),
                     token_lifetime: Duration::from_secs(3600),
-                    keys_refresh: Duration::from_secs(3600),
-                    admin: None,
+                    keys_refresh: REVOCATIONS_REFRESH,
+                    admin: Some((ADMIN_EMAIL.into(), ADMIN_PASSWORD.into())),
                 };
                 let state =
                     user_service::state(pool, KeySource::File(self.key_file.clone()), &config)

@@ -728,3 +728,156 @@ async fn mercado_pago_down_is_retried_and_the_order_still_gets_its_code() {
     );
     assert_eq!(system.mp.qr_orders().len(), 1);
 }
+
+// ---- Staff access: an admin disabling an employee ----
+
+/// An employee's token from their e-mail and password.
+async fn sign_in(system: &System, email: &str, password: &str) -> (StatusCode, Value) {
+    system
+        .call(
+            "user",
+            Method::POST,
+            "/auth/employee/token",
+            None,
+            Some(json!({"email": email, "password": password})),
+        )
+        .await
+}
+
+/// What the order and production services answer a staff read with `token`.
+async fn staff_reads(system: &System, token: &str) -> [StatusCode; 2] {
+    let (order, _) = system
+        .call("order", Method::GET, "/orders/active", Some(token), None)
+        .await;
+    let (production, _) = system
+        .call("production", Method::GET, "/production", Some(token), None)
+        .await;
+    [order, production]
+}
+
+/// Polls until the order and production services answer `wanted`.
+async fn until_staff_reads(system: &System, token: &str, wanted: StatusCode) -> Duration {
+    let started = std::time::Instant::now();
+    loop {
+        if staff_reads(system, token).await == [wanted, wanted] {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < system_tests::REVOCATIONS_REFRESH * 10,
+            "still not {wanted} after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_disabled_employee_s_tokens_are_refused_everywhere_within_the_refresh() {
+    let system = System::start(Options::new()).await;
+    let (status, admin) = sign_in(
+        &system,
+        system_tests::ADMIN_EMAIL,
+        system_tests::ADMIN_PASSWORD,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{admin}");
+    let admin = admin["access_token"].as_str().unwrap().to_string();
+    let hire = |email: &'static str| {
+        let admin = admin.clone();
+        let system = &system;
+        async move {
+            let (status, made) = system
+                .call(
+                    "user",
+                    Method::POST,
+                    "/employees",
+                    Some(&admin),
+                    Some(json!({"name": "Cozinha", "email": email, "password": "cozinha-senha-1", "role": "employee"})),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{made}");
+            let (status, token) = sign_in(system, email, "cozinha-senha-1").await;
+            assert_eq!(status, StatusCode::OK, "{token}");
+            (
+                made["id"].as_str().unwrap().to_string(),
+                token["access_token"].as_str().unwrap().to_string(),
+            )
+        }
+    };
+    let (cook, cook_token) = hire("cozinha@system.test").await;
+    let (_, other_token) = hire("balcao@system.test").await;
+    assert_eq!(staff_reads(&system, &cook_token).await, [StatusCode::OK; 2]);
+
+    // Only an admin disables, and not themself.
+    let (status, _) = system
+        .call(
+            "user",
+            Method::POST,
+            &format!("/employees/{cook}/disable"),
+            Some(&other_token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, disabled) = system
+        .call(
+            "user",
+            Method::POST,
+            &format!("/employees/{cook}/disable"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{disabled}");
+    assert_eq!(disabled["disabled"], true);
+
+    // Within the refresh interval the cook's token is refused by the order
+    // and production services; a colleague's still works.
+    let took = until_staff_reads(&system, &cook_token, StatusCode::UNAUTHORIZED).await;
+    println!("the disabled employee's token was refused everywhere {took:?} after");
+    assert_eq!(
+        staff_reads(&system, &other_token).await,
+        [StatusCode::OK; 2]
+    );
+    let (_, refused) = system
+        .call(
+            "order",
+            Method::GET,
+            "/orders/active",
+            Some(&cook_token),
+            None,
+        )
+        .await;
+    assert!(refused.to_string().contains("revoked"), "{refused}");
+    // No new token either.
+    let (status, _) = sign_in(&system, "cozinha@system.test", "cozinha-senha-1").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // Enabled again, the cook signs in anew; the old token stays refused.
+    let (status, _) = system
+        .call(
+            "user",
+            Method::POST,
+            &format!("/employees/{cook}/enable"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, fresh) = sign_in(&system, "cozinha@system.test", "cozinha-senha-1").await;
+    assert_eq!(status, StatusCode::OK, "{fresh}");
+    let fresh = fresh["access_token"].as_str().unwrap();
+    until_staff_reads(&system, fresh, StatusCode::OK).await;
+    assert_eq!(
+        staff_reads(&system, &cook_token).await,
+        [StatusCode::UNAUTHORIZED; 2]
+    );
+    // The list names employees only by id, with the moment tokens count again.
+    let (status, list) = system
+        .call("user", Method::GET, "/auth/revocations", None, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["revocations"][0]["subject"], cook.as_str());
+    assert!(!list.to_string().contains("cozinha@"), "{list}");
+}

@@ -1,13 +1,16 @@
-//! Employees: the first admin from configuration, and more added by admins.
+//! Employees: the first admin from configuration, more added by admins,
+//! and admins disabling (and enabling again) an employee: a disabled
+//! employee gets no token, and every service refuses the ones they hold
+//! from its next reread of the revocation list on.
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHasher, SaltString};
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use service_kit::auth::{Caller, Role};
 use service_kit::error::{ApiError, ApiResult, FieldError, unique_violation};
@@ -25,7 +28,127 @@ pub const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2F
 const PASSWORD_MIN: usize = 12;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/employees", post(create))
+    Router::new()
+        .route("/employees", post(create))
+        .route("/employees/{id}/disable", post(disable))
+        .route("/employees/{id}/enable", post(enable))
+        .route(service_kit::auth::REVOCATIONS_PATH, get(revocations))
+}
+
+/// How far back the revocation list reaches: no token lives longer (the
+/// blueprint allows a day at most), so an older revocation refuses nothing.
+const REVOCATIONS_KEPT: &str = "1 day";
+
+/// Every employee whose tokens issued before a moment are refused, with
+/// that moment (whole seconds, rounded up so a token issued in the same
+/// second as the disabling is refused too).
+pub async fn revoked(pool: &PgPool) -> anyhow::Result<service_kit::auth::Revoked> {
+    let rows: Vec<(Uuid, i64)> = sqlx::query_as(&format!(
+        "SELECT id, ceil(extract(epoch FROM tokens_not_before))::bigint FROM employees \
+         WHERE tokens_not_before > now() - interval '{REVOCATIONS_KEPT}'"
+    ))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, at)| (id.to_string(), at.max(0) as u64))
+        .collect())
+}
+
+/// The user service's own revocation list, from its database.
+pub struct DatabaseRevocations(pub PgPool);
+
+impl service_kit::auth::RevocationSource for DatabaseRevocations {
+    fn fetch(
+        &self,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = anyhow::Result<service_kit::auth::Revoked>>
+                + Send
+                + '_,
+        >,
+    > {
+        Box::pin(revoked(&self.0))
+    }
+}
+
+/// The employees whose earlier tokens are refused (every service reads it).
+#[utoipa::path(
+    get, path = "/auth/revocations",
+    responses((status = 200, description = "{\"revocations\": [{\"subject\", \"not_before\"}]}: employee ids and the second from which their tokens count again"))
+)]
+pub async fn revocations(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
+    Ok(Json(service_kit::auth::revocations_json(
+        &revoked(&state.pool).await.map_err(ApiError::Internal)?,
+    )))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EmployeeStatus {
+    pub id: Uuid,
+    pub email: String,
+    pub disabled: bool,
+}
+
+/// Disables an employee (admins): no new token, and their live tokens are
+/// refused everywhere within the keys' refresh interval.
+#[utoipa::path(
+    post, path = "/employees/{id}/disable", security(("bearer" = [])),
+    responses((status = 200, body = EmployeeStatus), (status = 403, body = service_kit::error::Problem), (status = 404, body = service_kit::error::Problem), (status = 409, body = service_kit::error::Problem))
+)]
+pub async fn disable(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<EmployeeStatus>> {
+    if caller.subject == id.to_string() {
+        caller.require(&[Role::Admin])?;
+        return Err(ApiError::Conflict(
+            "an admin cannot disable themself: another admin must".into(),
+        ));
+    }
+    set_disabled(&state, &caller, id, true).await
+}
+
+/// Enables a disabled employee again (admins); tokens they held before
+/// stay refused, so they sign in anew.
+#[utoipa::path(
+    post, path = "/employees/{id}/enable", security(("bearer" = [])),
+    responses((status = 200, body = EmployeeStatus), (status = 403, body = service_kit::error::Problem), (status = 404, body = service_kit::error::Problem))
+)]
+pub async fn enable(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<EmployeeStatus>> {
+    set_disabled(&state, &caller, id, false).await
+}
+
+/// Disables (from now on, tokens held included) or enables an employee.
+async fn set_disabled(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    disabled: bool,
+) -> ApiResult<Json<EmployeeStatus>> {
+    caller.require(&[Role::Admin])?;
+    let update = if disabled {
+        "UPDATE employees SET disabled_at = coalesce(disabled_at, now()), tokens_not_before = now() \
+         WHERE id = $1 RETURNING email"
+    } else {
+        "UPDATE employees SET disabled_at = NULL WHERE id = $1 RETURNING email"
+    };
+    let email: Option<String> = sqlx::query_scalar(update)
+        .bind(id)
+        .fetch_optional(&state.pool)
+        .await?;
+    let email = email.ok_or_else(|| ApiError::NotFound(format!("no employee {id}")))?;
+    tracing::info!(employee = %id, by = %caller.subject, disabled, "employee access changed");
+    Ok(Json(EmployeeStatus {
+        id,
+        email,
+        disabled,
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -123,6 +123,9 @@ impl FromRef<AppState> for Arc<Verifier> {
         tokens::jwks,
         tokens::openid_configuration,
         employees::create,
+        employees::disable,
+        employees::enable,
+        employees::revocations,
     ),
     components(schemas(service_kit::error::Problem)),
     modifiers(&BearerAuth),
@@ -155,6 +158,9 @@ pub async fn state(pool: PgPool, keys: KeySource, config: &Config) -> anyhow::Re
         Box::new(PublishedKeys(signer.clone())),
     )
     .await?;
+    verifier
+        .use_revocations(Box::new(employees::DatabaseRevocations(pool.clone())))
+        .await;
     verifier.spawn_refresh(config.keys_refresh);
     if let Some((email, password)) = &config.admin {
         employees::ensure_admin(&pool, email, password).await?;

@@ -87,18 +87,20 @@ pub async fn employee_token(
     State(state): State<AppState>,
     Json(login): Json<EmployeeLogin>,
 ) -> ApiResult<Json<Token>> {
-    let row: Option<(Uuid, String, String)> =
-        sqlx::query_as("SELECT id, password_hash, role FROM employees WHERE email = $1")
-            .bind(login.email.trim().to_lowercase())
-            .fetch_optional(&state.pool)
-            .await?;
+    let row: Option<(Uuid, String, String, bool)> = sqlx::query_as(
+        "SELECT id, password_hash, role, disabled_at IS NOT NULL FROM employees WHERE email = $1",
+    )
+    .bind(login.email.trim().to_lowercase())
+    .fetch_optional(&state.pool)
+    .await?;
     // The same answer, and about the same time, for an unknown email and a
     // wrong password: a dummy hash is checked when there is no employee.
-    let (id, hash, role) = row.unwrap_or_else(|| {
+    let (id, hash, role, disabled) = row.unwrap_or_else(|| {
         (
             Uuid::nil(),
             crate::employees::DUMMY_HASH.to_string(),
             String::new(),
+            false,
         )
     });
     let password = login.password;
@@ -118,6 +120,11 @@ pub async fn employee_token(
     };
     if !matches || id.is_nil() {
         return Err(ApiError::Unauthorized("wrong email or password".into()));
+    }
+    if disabled {
+        return Err(ApiError::Forbidden(
+            "this employee is disabled: an admin can enable them again".into(),
+        ));
     }
     Ok(Json(state.signer.issue(&id.to_string(), role, None)?))
 }

@@ -106,17 +106,10 @@ pub async fn latest_revision(
 /// Registers `spec` as a new revision; its ARN.
 pub async fn register(aws: &Aws, spec: &TaskSpec, stack: &str) -> Result<String, AwsError> {
     let port = i32::from(spec.port);
-    let container = ContainerDefinition::builder()
+    let mut container = ContainerDefinition::builder()
         .name(&spec.container)
         .image(&spec.image)
         .essential(true)
-        .port_mappings(
-            PortMapping::builder()
-                .container_port(port)
-                .host_port(port)
-                .protocol(TransportProtocol::Tcp)
-                .build(),
-        )
         .set_environment(Some(
             spec.environment
                 .iter()
@@ -138,8 +131,22 @@ pub async fn register(aws: &Aws, spec: &TaskSpec, stack: &str) -> Result<String,
                 .options("awslogs-stream-prefix", &spec.container)
                 .build()
                 .map_err(|e| AwsError::new("RegisterTaskDefinition", e.to_string()))?,
-        )
-        .health_check(
+        );
+    // A one-off task (the database set-up) listens on nothing, and its
+    // only container may use all of the task's memory.
+    if port == 0 {
+        container = container.set_memory(spec.memory.parse().ok());
+    } else {
+        container = container.port_mappings(
+            PortMapping::builder()
+                .container_port(port)
+                .host_port(port)
+                .protocol(TransportProtocol::Tcp)
+                .build(),
+        );
+    }
+    if !spec.health_check.is_empty() {
+        container = container.health_check(
             HealthCheck::builder()
                 .set_command(Some(spec.health_check.clone()))
                 .interval(15)
@@ -148,8 +155,9 @@ pub async fn register(aws: &Aws, spec: &TaskSpec, stack: &str) -> Result<String,
                 .start_period(GRACE_PERIOD_SECONDS)
                 .build()
                 .map_err(|e| AwsError::new("RegisterTaskDefinition", e.to_string()))?,
-        )
-        .build();
+        );
+    }
+    let container = container.build();
     let registered = sdk!(
         "RegisterTaskDefinition",
         aws.ecs
@@ -166,7 +174,8 @@ pub async fn register(aws: &Aws, spec: &TaskSpec, stack: &str) -> Result<String,
                     .build(),
             )
             .execution_role_arn(&spec.execution_role_arn)
-            .task_role_arn(&spec.task_role_arn)
+            // A task that calls no AWS API runs with no role at all.
+            .set_task_role_arn(Some(spec.task_role_arn.clone()).filter(|r| !r.is_empty()))
             .container_definitions(container)
             .tags(tag("techctl:stack", stack))
             .send()
@@ -276,7 +285,7 @@ impl ServiceSettings {
         })
     }
 
-    fn network(&self) -> Result<NetworkConfiguration, AwsError> {
+    pub fn network(&self) -> Result<NetworkConfiguration, AwsError> {
         let vpc = AwsVpcConfiguration::builder()
             .set_subnets(Some(self.subnets.clone()))
             .security_groups(&self.security_group)

@@ -1,9 +1,9 @@
 //! The task definition of a service: what ECS runs, derived from the
 //! blueprint, the stack outputs and the image digest. Settings reach the
 //! container as environment variables; secrets only as `valueFrom`
-//! references to keys of the stack secret, never as plain text.
+//! references to keys of the service's own secret, never as plain text.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -11,12 +11,20 @@ use serde_json::{Map, Value};
 use blueprint::Blueprint;
 use engine::plan::outputs::{self as out, Own};
 
-/// What deploy knows of the stack: its outputs and the secret's ARN.
-#[derive(Debug, Clone)]
+/// What deploy knows of the stack: its outputs, and the names (never the
+/// values) of what each service's secret holds.
+#[derive(Debug, Clone, Default)]
 pub struct StackFacts {
-    /// The whole stack secret document (outputs and credentials).
+    /// The stack secret's outputs; its master password is never kept.
     pub secret: Map<String, Value>,
     pub secret_arn: String,
+    /// Service → the names of the values its secret holds.
+    pub service_secrets: BTreeMap<String, BTreeSet<String>>,
+    /// Services whose database role the set-up task has made on the
+    /// stack's instance.
+    pub database_ready: BTreeSet<String>,
+    /// The instance's identity (its `DbiResourceId`), once it exists.
+    pub database_identity: Option<String>,
 }
 
 /// The parts of a task definition techctl sets, comparable between a
@@ -43,36 +51,14 @@ pub struct TaskSpec {
     pub health_check: Vec<String>,
 }
 
-/// The stack secret keys the payment service reads, with what they hold.
-pub const MERCADO_PAGO_KEYS: [(&str, &str, &str); 4] = [
-    (
-        "MERCADOPAGO_ACCESS_TOKEN",
-        "mercadopago_access_token",
-        "the account's access token",
-    ),
-    (
-        "MERCADOPAGO_WEBHOOK_SECRET",
-        "mercadopago_webhook_secret",
-        "the webhook signing secret",
-    ),
-    (
-        "MERCADOPAGO_COLLECTOR_ID",
-        "mercadopago_collector_id",
-        "the collector (user) id",
-    ),
-    (
-        "MERCADOPAGO_POS_ID",
-        "mercadopago_pos_id",
-        "the point of sale's external id",
-    ),
-];
+pub use blueprint::operator::{ADMIN_PASSWORD, MERCADO_PAGO_KEYS, operator_values};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct SpecError(pub String);
 
 impl StackFacts {
-    fn text(&self, key: &str) -> Result<String, SpecError> {
+    pub(crate) fn text(&self, key: &str) -> Result<String, SpecError> {
         match self.secret.get(key) {
             Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
             Some(Value::Number(n)) => Ok(n.to_string()),
@@ -82,9 +68,70 @@ impl StackFacts {
         }
     }
 
-    fn value_from(&self, key: &str) -> String {
-        format!("{}:{key}::", self.secret_arn)
+    /// The `valueFrom` of `key` in `service`'s own secret.
+    fn value_from(&self, service: &str, key: &str) -> Result<String, SpecError> {
+        Ok(format!(
+            "{}:{key}::",
+            self.text(&Own::SecretArn.of(service))?
+        ))
     }
+
+    /// An error naming each of `wanted` (variable, key, what) that
+    /// `service`'s secret lacks, with the command that sets it.
+    fn require(
+        &self,
+        service: &str,
+        wanted: &[(&str, &'static str, &'static str)],
+    ) -> Result<(), SpecError> {
+        let held = self.service_secrets.get(service);
+        let missing: Vec<(String, &str, &str)> = wanted
+            .iter()
+            .filter(|(_, key, _)| !held.is_some_and(|h| h.contains(*key)))
+            .map(|(_, key, what)| (service.to_string(), *key, *what))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(SpecError(missing_values_message(&missing)))
+    }
+}
+
+/// What operators must set before `services` can be deployed and have not:
+/// (service, name, what it holds). Asked before anything is built.
+pub fn missing_operator_values(
+    blueprint: &Blueprint,
+    facts: &StackFacts,
+    services: &[String],
+) -> Vec<(String, &'static str, &'static str)> {
+    let mut missing = Vec::new();
+    for service in services {
+        let held = facts.service_secrets.get(&service.replace('-', "_"));
+        for (_, name, what) in operator_values(service) {
+            let needed = *name != ADMIN_PASSWORD.1 || blueprint.admin_email().is_some();
+            if needed && !held.is_some_and(|h| h.contains(*name)) {
+                missing.push((service.clone(), *name, *what));
+            }
+        }
+    }
+    missing
+}
+
+/// What to tell an operator about `missing` values (service, name, what):
+/// each, and the command that sets it.
+pub fn missing_values_message(missing: &[(String, &str, &str)]) -> String {
+    format!(
+        "the services need values only operators have, which their secrets lack:\n{}\n  set each (the value is read from standard input, never shown), then deploy again:\n{}",
+        missing
+            .iter()
+            .map(|(service, name, what)| format!("    {service}: {name} ({what})"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        missing
+            .iter()
+            .map(|(service, name, _)| format!("    techctl secrets set {service} {name}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    )
 }
 
 /// The task definition `service` should run with `image`.
@@ -106,10 +153,23 @@ pub fn task_spec(
     let mut environment = BTreeMap::from([
         ("PORT".to_string(), port.to_string()),
         ("LOG_FORMAT".to_string(), "json".to_string()),
-        ("STACK_SECRET_ID".to_string(), facts.secret_arn.clone()),
+        // The user service signs tokens with the ring; the others only
+        // verify them with the public set.
+        (
+            "KEYS_SECRET_ID".to_string(),
+            facts.text(if service == "user" {
+                out::SIGNING_KEYS_SECRET_ARN
+            } else {
+                out::PUBLIC_KEYS_SECRET_ARN
+            })?,
+        ),
         ("DB_HOST".to_string(), facts.text(out::DB_HOST)?),
         ("DB_PORT".to_string(), facts.text(out::DB_PORT)?),
-        ("DB_USER".to_string(), facts.text("db_user")?),
+        // Its own role, which owns its database and nothing else.
+        (
+            "DB_USER".to_string(),
+            facts.text(&Own::Database.of(service))?,
+        ),
         (
             "DB_NAME".to_string(),
             facts.text(&Own::Database.of(service))?,
@@ -151,11 +211,26 @@ pub fn task_spec(
     }
     let mut secrets = BTreeMap::from([(
         "DB_PASSWORD".to_string(),
-        facts.value_from(out::DB_PASSWORD),
+        facts.value_from(service, out::DB_PASSWORD)?,
     )]);
+    if service != "user" && blueprint.services().any(|(name, _)| name == "user") {
+        // The user service's revocation list, through the internal ALB.
+        environment.insert(
+            "USER_SERVICE_URL".into(),
+            format!("http://{}", facts.text(out::ALB_DNS_NAME)?),
+        );
+    }
     match service {
         "user" => {
             environment.insert("PUBLIC_URL".into(), facts.text(out::API_ENDPOINT)?);
+            if let Some(email) = blueprint.admin_email() {
+                facts.require(service, std::slice::from_ref(&ADMIN_PASSWORD))?;
+                environment.insert("ADMIN_EMAIL".into(), email.to_string());
+                secrets.insert(
+                    ADMIN_PASSWORD.0.into(),
+                    facts.value_from(service, ADMIN_PASSWORD.1)?,
+                );
+            }
         }
         "order" => {
             // The internal ALB routes /products to the product service.
@@ -169,20 +244,9 @@ pub fn task_spec(
                 "PAYMENT_NOTIFICATION_URL".into(),
                 format!("{}/webhooks/mercadopago", facts.text(out::API_ENDPOINT)?),
             );
-            let missing: Vec<String> = MERCADO_PAGO_KEYS
-                .iter()
-                .filter(|(_, key, _)| !facts.secret.contains_key(*key))
-                .map(|(_, key, what)| format!("{key} ({what})"))
-                .collect();
-            if !missing.is_empty() {
-                return Err(SpecError(format!(
-                    "the payment service needs Mercado Pago's credentials in the stack secret, which lacks: {}\n  add them to the secret {} (a JSON object), then deploy again",
-                    missing.join(", "),
-                    facts.secret_arn
-                )));
-            }
+            facts.require(service, &MERCADO_PAGO_KEYS)?;
             for (variable, key, _) in MERCADO_PAGO_KEYS {
-                secrets.insert(variable.into(), facts.value_from(key));
+                secrets.insert(variable.into(), facts.value_from(service, key)?);
             }
         }
         _ => {}
@@ -264,6 +328,12 @@ mod tests {
     const ARN: &str =
         "arn:aws:secretsmanager:us-east-1:123456789012:secret:techctl/techchallenge-AbCdEf";
 
+    fn service_secret(service: &str) -> String {
+        format!(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:techctl/techchallenge/service/{service}-AbCdEf"
+        )
+    }
+
     fn blueprint() -> Blueprint {
         blueprint::parse(
             std::path::Path::new("techchallenge.toml"),
@@ -272,18 +342,22 @@ mod tests {
         .unwrap()
     }
 
-    fn facts(extra: &[(&str, &str)]) -> StackFacts {
+    /// The stack's facts, the payment secret holding `payment_holds` and
+    /// the user's its first admin's password.
+    fn facts(payment_holds: &[&str]) -> StackFacts {
         let mut secret = json!({
             "db_host": "techchallenge.abc.us-east-1.rds.amazonaws.com",
             "db_port": "5432",
             "db_user": "techctl",
-            "db_password": "secret",
+            "signing_keys_secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:techctl/techchallenge/signing-keys-AbCdEf",
+            "public_keys_secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:techctl/techchallenge/public-keys-AbCdEf",
             "api_endpoint": "https://abc.execute-api.us-east-1.amazonaws.com",
             "alb_dns_name": "internal-techchallenge-1.us-east-1.elb.amazonaws.com",
             "task_execution_role_arn": "arn:aws:iam::123456789012:role/techctl/techchallenge/execution",
         });
         for service in ["user", "product", "order", "payment", "production"] {
             secret[format!("{service}_database")] = json!(format!("{service}_service"));
+            secret[format!("{service}_secret_arn")] = json!(service_secret(service));
             secret[format!("{service}_task_role_arn")] =
                 json!(format!("arn:aws:iam::123456789012:role/{service}"));
             secret[format!("{service}_log_group")] =
@@ -294,12 +368,20 @@ mod tests {
             secret[format!("{service}_dead_letter_queue_url")] =
                 json!(format!("https://sqs/{service}-dlq"));
         }
-        for (k, v) in extra {
-            secret[*k] = json!(v);
-        }
+        let mut service_secrets = BTreeMap::new();
+        service_secrets.insert(
+            "payment".to_string(),
+            payment_holds.iter().map(|k| k.to_string()).collect(),
+        );
+        service_secrets.insert(
+            "user".to_string(),
+            BTreeSet::from(["admin_password".to_string()]),
+        );
         StackFacts {
             secret: secret.as_object().unwrap().clone(),
             secret_arn: ARN.into(),
+            service_secrets,
+            ..StackFacts::default()
         }
     }
 
@@ -324,7 +406,16 @@ mod tests {
             spec.environment["PRODUCT_SERVICE_URL"],
             "http://internal-techchallenge-1.us-east-1.elb.amazonaws.com"
         );
-        assert_eq!(spec.secrets["DB_PASSWORD"], format!("{ARN}:db_password::"));
+        assert_eq!(
+            spec.secrets["DB_PASSWORD"],
+            format!("{}:db_password::", service_secret("order")),
+            "its own role's password, from its own secret"
+        );
+        assert_eq!(spec.environment["DB_USER"], "order_service");
+        assert!(
+            spec.environment["KEYS_SECRET_ID"].contains("public-keys"),
+            "a service that only verifies reads the public set"
+        );
         assert!(
             !serde_json::to_string(&spec.environment)
                 .unwrap()
@@ -345,10 +436,42 @@ mod tests {
         )
         .unwrap();
         assert!(!product.environment.contains_key("EVENT_TRANSPORT"));
+        let user = task_spec(&blueprint(), "user", &facts(&[]), "x", Architecture::Amd64).unwrap();
+        assert!(user.environment["KEYS_SECRET_ID"].contains("signing-keys"));
+        assert!(!user.environment.contains_key("USER_SERVICE_URL"));
+        assert_eq!(
+            product.environment["USER_SERVICE_URL"],
+            "http://internal-techchallenge-1.us-east-1.elb.amazonaws.com"
+        );
+        // The blueprint names its first admin: the password by reference.
+        assert_eq!(
+            user.environment["ADMIN_EMAIL"],
+            "gerente@lanchonete.example"
+        );
+        assert_eq!(
+            user.secrets["ADMIN_PASSWORD"],
+            format!("{}:admin_password::", service_secret("user"))
+        );
+        let mut lacking = facts(&[]);
+        lacking.service_secrets.remove("user");
+        let refused = task_spec(&blueprint(), "user", &lacking, "x", Architecture::Amd64)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("techctl secrets set user admin_password"),
+            "{refused}"
+        );
+        for spec in [&spec, &product, &user] {
+            let all = serde_json::to_string(spec).unwrap();
+            assert!(
+                !all.contains(ARN),
+                "no task refers to the stack secret: {all}"
+            );
+        }
     }
 
     #[test]
-    fn the_payment_service_needs_mercado_pago_in_the_stack_secret() {
+    fn the_payment_service_needs_mercado_pago_in_its_secret() {
         let message = task_spec(
             &blueprint(),
             "payment",
@@ -359,17 +482,37 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(message.contains("mercadopago_access_token"), "{message}");
-        assert!(message.contains(ARN), "{message}");
+        assert!(
+            message.contains("techctl secrets set payment mercadopago_pos_id"),
+            "{message}"
+        );
+        let partly = task_spec(
+            &blueprint(),
+            "payment",
+            &facts(&["mercadopago_access_token", "mercadopago_pos_id"]),
+            "x",
+            Architecture::Amd64,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            !partly.contains("set payment mercadopago_pos_id"),
+            "{partly}"
+        );
+        assert!(
+            partly.contains("set payment mercadopago_collector_id"),
+            "{partly}"
+        );
         let ready = facts(&[
-            ("mercadopago_access_token", "APP_USR-1"),
-            ("mercadopago_webhook_secret", "s"),
-            ("mercadopago_collector_id", "1"),
-            ("mercadopago_pos_id", "CAIXA01"),
+            "mercadopago_access_token",
+            "mercadopago_webhook_secret",
+            "mercadopago_collector_id",
+            "mercadopago_pos_id",
         ]);
         let spec = task_spec(&blueprint(), "payment", &ready, "x", Architecture::Amd64).unwrap();
         assert_eq!(
             spec.secrets["MERCADOPAGO_ACCESS_TOKEN"],
-            format!("{ARN}:mercadopago_access_token::")
+            format!("{}:mercadopago_access_token::", service_secret("payment"))
         );
         assert_eq!(
             spec.environment["PAYMENT_NOTIFICATION_URL"],

@@ -16,6 +16,9 @@ const HTTP_PORT: u16 = 80;
 /// What the order service asks the product service when it prices an
 /// order: the ALB must send it to the product service.
 pub const ORDER_TO_PRODUCT_PATH: &str = "/products/lookup";
+/// What every service but the user service reads there (service-kit's
+/// `REVOCATIONS_PATH`, spelled the same).
+pub const REVOCATIONS_PATH: &str = "/auth/revocations";
 /// Who runs the tasks, and so must be trusted by their roles.
 const ECS_TASKS: &str = "ecs-tasks.amazonaws.com";
 /// What the SQS transport of `service-kit` calls on its own queue and
@@ -61,6 +64,12 @@ pub fn evaluate(snapshot: &Snapshot) -> Report {
         flows.push(database(s, service));
     }
     flows.push(order_to_product(s));
+    // Every other service rereads the user service's revocation list.
+    if s.service("user").is_some() {
+        for service in s.services.iter().filter(|x| x.name != "user") {
+            flows.push(through_alb(s, &service.name, "user", REVOCATIONS_PATH));
+        }
+    }
     for service in &s.services {
         flows.push(image_pull(s, service));
         flows.push(logs(s, service));
@@ -81,6 +90,7 @@ pub fn evaluate(snapshot: &Snapshot) -> Report {
     flows.push(no_wildcard_statements(s));
     flows.push(roles_only_for_tasks(s));
     flows.push(no_foreign_messaging(s));
+    flows.push(secrets_only_where_needed(s));
 
     Report {
         stack: s.stack.clone(),
@@ -335,24 +345,38 @@ fn database(s: &Snapshot, service: &Service) -> Flow {
 }
 
 fn order_to_product(s: &Snapshot) -> Flow {
-    let name = format!("order → ALB :{HTTP_PORT} → product ({ORDER_TO_PRODUCT_PATH})");
+    through_alb(s, "order", "product", ORDER_TO_PRODUCT_PATH)
+}
+
+/// One service calling another through the internal ALB on `path`: both
+/// sides of the security-group pair, the listener rule that sends `path`
+/// to the callee, and the ALB's way to the callee's tasks.
+fn through_alb(s: &Snapshot, caller: &str, callee: &str, path: &str) -> Flow {
+    let name = format!("{caller} → ALB :{HTTP_PORT} → {callee} ({path})");
     let mut t = Trace::default();
-    let (Some(order), Some(product)) = (s.service("order"), s.service("product")) else {
-        t.block("the stack outputs name no order or no product service");
+    let (Some(from_service), Some(to_service)) = (s.service(caller), s.service(callee)) else {
+        t.block(format!(
+            "the stack outputs name no {caller} or no {callee} service"
+        ));
         return t.needed(name);
     };
     let Some(lb) = &s.load_balancer else {
         t.block("the stack has no load balancer");
         return t.needed(name);
     };
-    let from = Side::new(s, "order", &order.security_groups, &order.subnets);
+    let from = Side::new(
+        s,
+        caller,
+        &from_service.security_groups,
+        &from_service.subnets,
+    );
     let alb = Side::new(s, "alb", &lb.security_groups, &lb.subnets);
     pair(s, &from, &alb, HTTP_PORT, &mut t);
     match lb.listeners.iter().find(|l| l.port == HTTP_PORT) {
-        Some(listener) => routes_to(s, listener, ORDER_TO_PRODUCT_PATH, product, &mut t),
+        Some(listener) => routes_to(s, listener, path, to_service, &mut t),
         None => t.block(format!("the ALB has no listener on port {HTTP_PORT}")),
     }
-    alb_to_service(s, product, &mut t);
+    alb_to_service(s, to_service, &mut t);
     t.needed(name)
 }
 
@@ -454,38 +478,103 @@ fn logs(s: &Snapshot, service: &Service) -> Flow {
     t.needed(format!("{} task → CloudWatch Logs", service.name))
 }
 
+/// The secret a service's tasks read their token keys from at run time:
+/// the signing ring for the user service, the public set for the others.
+fn keys_secret<'a>(s: &'a Snapshot, service: &Service) -> (Option<&'a String>, &'static str) {
+    if service.name == "user" {
+        (s.signing_keys_arn.as_ref(), "the signing keys")
+    } else {
+        (s.public_keys_arn.as_ref(), "the public keys")
+    }
+}
+
 fn secret(s: &Snapshot, service: &Service) -> Flow {
     let mut t = Trace::default();
-    match &s.secret_arn {
-        Some(arn) => {
-            // ECS reads it to hand the task DB_PASSWORD; the service reads
-            // its keys from it at run time (STACK_SECRET_ID).
-            may(
-                s,
-                &mut t,
-                "execution role",
-                service.execution_role_arn.as_deref(),
-                &["secretsmanager:GetSecretValue"],
-                arn,
-                "the stack secret",
-            );
-            may(
-                s,
-                &mut t,
-                "task role",
-                service.task_role_arn.as_deref(),
-                &["secretsmanager:GetSecretValue"],
-                arn,
-                "the stack secret",
-            );
-        }
-        None => t.block("the stack secret does not exist"),
+    // ECS reads the service's own secret to hand the task DB_PASSWORD
+    // (and the payment service its Mercado Pago values).
+    match &service.secret_arn {
+        Some(arn) => may(
+            s,
+            &mut t,
+            "execution role",
+            service.execution_role_arn.as_deref(),
+            &["secretsmanager:GetSecretValue"],
+            arn,
+            &format!("the {} secret", service.name),
+        ),
+        None => t.block(format!("the {} service has no secret", service.name)),
+    }
+    // The service rereads its keys while it runs (KEYS_SECRET_ID).
+    match keys_secret(s, service) {
+        (Some(arn), label) => may(
+            s,
+            &mut t,
+            "task role",
+            service.task_role_arn.as_deref(),
+            &["secretsmanager:GetSecretValue"],
+            arn,
+            label,
+        ),
+        (None, label) => t.block(format!("{label} secret does not exist")),
     }
     network::aws_api(s, service, "secretsmanager", &mut t);
     t.needed(format!(
-        "{} task → Secrets Manager (stack secret)",
-        service.name
+        "{} task → Secrets Manager (its secret, {})",
+        service.name,
+        keys_secret(s, service).1
     ))
+}
+
+/// Who may read each secret: the master password the database set-up
+/// task's role alone; the signing keys the user service's task role
+/// alone; a service's secret only the roles ECS starts that service's
+/// tasks (or the set-up task) with. The public keys are everyone's.
+fn secrets_only_where_needed(s: &Snapshot) -> Flow {
+    let mut t = Trace::default();
+    let mut guarded: Vec<(&String, String, Vec<&str>)> = Vec::new();
+    let db_init = s.db_init_role_arn.as_deref();
+    if let Some(arn) = &s.secret_arn {
+        guarded.push((
+            arn,
+            "the stack secret (master password)".into(),
+            db_init.into_iter().collect(),
+        ));
+    }
+    if let Some(arn) = &s.signing_keys_arn {
+        let user = s
+            .services
+            .iter()
+            .filter(|x| x.name == "user")
+            .filter_map(|x| x.task_role_arn.as_deref())
+            .collect();
+        guarded.push((arn, "the signing keys".into(), user));
+    }
+    for service in &s.services {
+        if let Some(arn) = &service.secret_arn {
+            let mut readers: Vec<&str> = s
+                .services
+                .iter()
+                .filter(|x| x.name == service.name)
+                .filter_map(|x| x.execution_role_arn.as_deref())
+                .collect();
+            readers.extend(db_init);
+            guarded.push((arn, format!("the {} secret", service.name), readers));
+        }
+    }
+    // A service's execution role may be shared by every service: ECS
+    // uses it to start tasks and never hands it to a container.
+    for role in &s.roles {
+        for (arn, label, readers) in &guarded {
+            if readers.contains(&role.arn.as_str()) {
+                continue;
+            }
+            if let Decision::Allowed(by) = iam::decide(role, "secretsmanager:GetSecretValue", arn) {
+                t.allow(by[0].to_string());
+                t.block(format!("role {} may read {label} ({})", role.name, by[0]));
+            }
+        }
+    }
+    t.forbidden("a role → a secret it does not need")
 }
 
 fn trust(s: &Snapshot, service: &Service) -> Flow {

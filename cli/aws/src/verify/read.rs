@@ -55,6 +55,9 @@ pub async fn snapshot(aws: &Aws, stack: &str) -> Result<Snapshot, AwsError> {
     };
     let (secret_arn, outputs) = read_outputs(aws, stack).await?;
     snap.secret_arn = secret_arn;
+    snap.signing_keys_arn = outputs.text(out::SIGNING_KEYS_SECRET_ARN);
+    snap.public_keys_arn = outputs.text(out::PUBLIC_KEYS_SECRET_ARN);
+    snap.db_init_role_arn = outputs.text(out::DB_INIT_ROLE_ARN);
 
     snap.vpc_id = match outputs.text(out::VPC_ID) {
         Some(vpc) => Some(vpc),
@@ -112,6 +115,7 @@ pub async fn snapshot(aws: &Aws, stack: &str) -> Result<Snapshot, AwsError> {
         .services
         .iter()
         .flat_map(|s| [s.task_role_arn.clone(), s.execution_role_arn.clone()])
+        .chain([snap.db_init_role_arn.clone()])
         .flatten()
         .collect();
     snap.roles = read_roles(aws, stack, &referenced).await?;
@@ -820,6 +824,7 @@ async fn from_ecs(
             dlq_url.or_else(|| outputs.own(key, Own::DeadLetterQueueUrl)),
         )
         .await?,
+        secret_arn: outputs.own(key, Own::SecretArn),
     })
 }
 
@@ -860,6 +865,7 @@ async fn from_outputs(
         topic_arn: text(Own::TopicArn),
         queue_arn: queue_arn(aws, text(Own::QueueUrl)).await?,
         dead_letter_queue_arn: queue_arn(aws, text(Own::DeadLetterQueueUrl)).await?,
+        secret_arn: text(Own::SecretArn),
     })
 }
 

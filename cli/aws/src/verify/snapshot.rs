@@ -28,8 +28,15 @@ pub struct Snapshot {
     /// The stack's roles (IAM path `/techctl/<stack>/`) and any other role
     /// a service runs with.
     pub roles: Vec<Role>,
-    /// The stack secret, which tasks read their settings and keys from.
+    /// The stack secret: the outputs and the database's master password.
     pub secret_arn: Option<String>,
+    /// The token signing key ring (the user service's alone).
+    pub signing_keys_arn: Option<String>,
+    /// The ring's public set (every service's).
+    pub public_keys_arn: Option<String>,
+    /// The role the database set-up task starts with: the only one that
+    /// may read the master password.
+    pub db_init_role_arn: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -240,6 +247,8 @@ pub struct Service {
     pub topic_arn: Option<String>,
     pub queue_arn: Option<String>,
     pub dead_letter_queue_arn: Option<String>,
+    /// The service's own secret (its database password, operators' values).
+    pub secret_arn: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -10,6 +10,16 @@ use super::*;
 const REGION: &str = "us-east-1";
 const ACCOUNT: &str = "123456789012";
 const SECRET: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:techctl/shop-AbCdEf";
+const PUBLIC_KEYS: &str =
+    "arn:aws:secretsmanager:us-east-1:123456789012:secret:techctl/shop/public-keys-AbCdEf";
+const SIGNING_KEYS: &str =
+    "arn:aws:secretsmanager:us-east-1:123456789012:secret:techctl/shop/signing-keys-AbCdEf";
+
+fn service_secret(name: &str) -> String {
+    format!(
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:techctl/shop/service/{name}-AbCdEf"
+    )
+}
 
 fn tcp(port: u16, peer: Peer) -> SgRule {
     SgRule {
@@ -105,6 +115,7 @@ fn service(name: &str, port: u16, messaging: bool) -> Service {
         topic_arn: messaging.then(|| arn("sns", &format!("shop-{name}-events"))),
         queue_arn: messaging.then(|| arn("sqs", &format!("shop-{name}"))),
         dead_letter_queue_arn: messaging.then(|| arn("sqs", &format!("shop-{name}-dlq"))),
+        secret_arn: Some(service_secret(name)),
     }
 }
 
@@ -124,12 +135,19 @@ fn stack() -> Snapshot {
              "Resource": services.iter().map(|s| s.repository_arn.clone().unwrap()).collect::<Vec<_>>()},
             {"Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
              "Resource": services.iter().map(|s| s.log_group_arn.clone().unwrap()).collect::<Vec<_>>()},
-            {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": SECRET}
+            {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+             "Resource": services.iter().map(|s| s.secret_arn.clone().unwrap()).collect::<Vec<_>>()}
         ]),
     )];
+    roles.push(role(
+        "shop-db-init-execution",
+        json!([{"Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+                "Resource": services.iter().map(|s| s.secret_arn.clone().unwrap())
+                    .chain([SECRET.to_string()]).collect::<Vec<_>>()}]),
+    ));
     for s in &services {
         let mut statements = vec![json!({
-            "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": [SECRET]
+            "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": [PUBLIC_KEYS]
         })];
         if let (Some(topic), Some(queue), Some(dlq)) =
             (&s.topic_arn, &s.queue_arn, &s.dead_letter_queue_arn)
@@ -301,6 +319,9 @@ fn stack() -> Snapshot {
         }),
         roles,
         secret_arn: Some(SECRET.into()),
+        signing_keys_arn: Some(SIGNING_KEYS.into()),
+        public_keys_arn: Some(PUBLIC_KEYS.into()),
+        db_init_role_arn: Some(role_arn("shop-db-init-execution")),
     }
 }
 
@@ -963,4 +984,48 @@ fn verify_prints_one_line_per_flow_and_one_json_document() {
     assert_eq!(blocked[0]["status"], "blocked");
     assert_eq!(blocked[0]["kind"], "needed");
     assert_eq!(doc["services"][0]["source"], "stack-outputs");
+}
+
+#[test]
+fn verify_refuses_a_task_role_that_reads_a_secret_it_does_not_need() {
+    for (secret, label) in [
+        (SECRET.to_string(), "the stack secret"),
+        (SIGNING_KEYS.to_string(), "the signing keys"),
+        (service_secret("payment"), "the payment secret"),
+    ] {
+        let mut s = stack();
+        role_mut(&mut s, "shop-order-task").policies[0]
+            .document["Statement"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": secret}));
+        let report = evaluate(&s);
+        let f = flow(&report, &["a secret it does not need"]);
+        assert_eq!(f.status(), "open", "{label}: {f:#?}");
+        assert_problem(f, &format!("role shop-order-task may read {label}"));
+        assert_eq!(failing(&report).len(), 1, "{:#?}", failing(&report));
+    }
+    // The services' execution role handing out the master password is
+    // refused too: only the set-up task's role reads it.
+    let mut s = stack();
+    role_mut(&mut s, "shop-task-execution").policies[0]
+        .document["Statement"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": SECRET}));
+    let report = evaluate(&s);
+    let f = flow(&report, &["a secret it does not need"]);
+    assert_problem(f, "role shop-task-execution may read the stack secret");
+}
+
+#[test]
+fn verify_needs_each_task_to_reach_its_own_secret_and_its_keys() {
+    let mut s = stack();
+    role_mut(&mut s, "shop-order-task").policies[0].document["Statement"]
+        .as_array_mut()
+        .unwrap()
+        .remove(0);
+    let report = evaluate(&s);
+    let f = flow(&report, &["order task → Secrets Manager"]);
+    assert_problem(f, "GetSecretValue on the public keys");
 }

@@ -140,10 +140,15 @@ pub fn estimate(bp: &Blueprint) -> Estimate {
             (vcpu * prices.fargate.vcpu_hour + memory_gb * prices.fargate.gb_hour) * hours,
         ),
     });
+    // The stack secret, the signing and public keys, one per service.
+    let secrets = 3 + bp.services().count();
     lines.push(Line {
         item: "Secrets Manager".into(),
-        detail: "1 secret".into(),
-        monthly_usd: Some(prices.secrets_manager.secret_month),
+        detail: format!(
+            "{secrets} secrets × ${:.2}/month",
+            prices.secrets_manager.secret_month
+        ),
+        monthly_usd: Some(secrets as f64 * prices.secrets_manager.secret_month),
     });
 
     let monthly_usd = lines.iter().filter_map(|l| l.monthly_usd).sum();

@@ -13,7 +13,7 @@ use blueprint::{Blueprint, NatMode};
 use super::resource::{LogicalId, Peer, Resource, Rule, Spec};
 
 pub use data::{DATABASE_NAME, DATABASE_USER, service_database};
-pub use platform::{HEALTH_CHECK_PATH, role_path};
+pub use platform::{HEALTH_CHECK_PATH, log_group_name, role_path};
 
 pub const ANYWHERE: &str = "0.0.0.0/0";
 const HTTPS: u16 = 443;
@@ -83,6 +83,12 @@ pub mod ids {
     pub fn execution_role() -> LogicalId {
         LogicalId::new(&["iam", "role", "task-execution"])
     }
+    pub fn db_init_role() -> LogicalId {
+        LogicalId::new(&["iam", "role", "db-init-execution"])
+    }
+    pub fn db_init_log_group() -> LogicalId {
+        LogicalId::new(&["logs", "group", "db-init"])
+    }
     pub fn task_role(service: &str) -> LogicalId {
         LogicalId::new(&["iam", "role", &format!("task-{service}")])
     }
@@ -120,6 +126,15 @@ pub mod ids {
     pub fn stack_outputs() -> LogicalId {
         LogicalId::new(&["secret", "outputs"])
     }
+    pub fn signing_keys() -> LogicalId {
+        LogicalId::new(&["secret", "signing-keys"])
+    }
+    pub fn public_keys() -> LogicalId {
+        LogicalId::new(&["secret", "public-keys"])
+    }
+    pub fn service_secret(service: &str) -> LogicalId {
+        LogicalId::new(&["secret", "service", service])
+    }
 }
 
 /// The security groups of the stack, in the order traffic crosses them.
@@ -136,9 +151,32 @@ pub const SECURITY_GROUPS: [(&str, &str); 4] = [
     ("database", "RDS PostgreSQL: reached from the services only"),
 ];
 
-/// Name of the Secrets Manager secret that holds a stack's outputs and keys.
+/// Name of the Secrets Manager secret that holds a stack's outputs and the
+/// database's master password: the operators' record of the stack, which
+/// no service reads.
 pub fn secret_name(stack: &str) -> String {
     format!("techctl/{stack}")
+}
+
+/// The secret with the token signing key ring (the user service's).
+pub fn signing_keys_name(stack: &str) -> String {
+    format!("techctl/{stack}/signing-keys")
+}
+
+/// The secret with the ring's public JWK set (every service's).
+pub fn public_keys_name(stack: &str) -> String {
+    format!("techctl/{stack}/public-keys")
+}
+
+/// The secret with one service's credentials (its own and its tasks').
+pub fn service_secret_name(stack: &str, service: &str) -> String {
+    format!("techctl/{stack}/service/{service}")
+}
+
+/// Every secret name of the stack starts with this (the stack secret's
+/// own name and a slash).
+pub fn secret_prefix(stack: &str) -> String {
+    format!("techctl/{stack}/")
 }
 
 /// The short name of an availability zone within its region: `us-east-1a` → `a`.
@@ -270,6 +308,7 @@ pub fn desired(bp: &Blueprint) -> Vec<Resource> {
     out.extend(data::database(bp, &zones));
     out.extend(data::messaging(bp));
     out.extend(data::secret(bp, &zones, &nat_zones));
+    out.extend(data::secrets(bp));
     out
 }
 
@@ -393,6 +432,7 @@ mod tests {
             ("db instance", names::db_instance(stack)),
             ("db subnet group", names::db_subnet_group(stack)),
             ("role", names::execution_role(stack)),
+            ("role", names::db_init_role(stack)),
         ]);
         for (service, definition) in bp.services() {
             checked.insert(("target group", names::target_group(stack, service)));

@@ -22,13 +22,18 @@ pub const LISTENER_ARN: &str = "listener_arn";
 pub const CLUSTER_ARN: &str = "cluster_arn";
 pub const CLUSTER_NAME: &str = "cluster_name";
 pub const TASK_EXECUTION_ROLE_ARN: &str = "task_execution_role_arn";
+pub const DB_INIT_ROLE_ARN: &str = "db_init_role_arn";
+pub const DB_INIT_LOG_GROUP: &str = "db_init_log_group";
+pub const SIGNING_KEYS_SECRET_ARN: &str = "signing_keys_secret_arn";
+pub const PUBLIC_KEYS_SECRET_ARN: &str = "public_keys_secret_arn";
 pub const DB_HOST: &str = "db_host";
 pub const DB_PORT: &str = "db_port";
 pub const DB_NAME: &str = "db_name";
 pub const DB_USER: &str = "db_user";
 pub const DB_INSTANCE_ID: &str = "db_instance_id";
-/// Not an output but a credential of the same secret: the services get it
-/// by reference (`valueFrom`), never as text.
+/// Not an output but a credential: the master password in the stack
+/// secret, and each service's own in its service secret. Tasks get it by
+/// reference (`valueFrom`), never as text.
 pub const DB_PASSWORD: &str = "db_password";
 
 /// The output naming the security group of `role` (`alb`, `services`).
@@ -47,6 +52,8 @@ pub enum Own {
     TopicArn,
     QueueUrl,
     DeadLetterQueueUrl,
+    /// The service's own secret (its database password, operators' values).
+    SecretArn,
 }
 
 impl Own {
@@ -60,6 +67,7 @@ impl Own {
             Own::TopicArn => "topic_arn",
             Own::QueueUrl => "queue_url",
             Own::DeadLetterQueueUrl => "dead_letter_queue_url",
+            Own::SecretArn => "secret_arn",
         }
     }
 

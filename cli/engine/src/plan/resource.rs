@@ -109,6 +109,7 @@ kinds! {
     Subscription => "SNS subscription",
     StackSecret => "stack secret",
     StackOutputs => "stack outputs",
+    Secret => "secret",
 }
 
 impl Kind {
@@ -152,6 +153,7 @@ impl Kind {
             Kind::Subscription => matches!(field, "events" | "raw_delivery"),
             Kind::StackSecret => field != "name",
             Kind::StackOutputs => field == "outputs",
+            Kind::Secret => matches!(field, "complete" | "scheduled_for_deletion"),
             Kind::Subnet
             | Kind::InternetGateway
             | Kind::ElasticIp
@@ -224,8 +226,12 @@ impl Kind {
                 RouteTable,
                 TargetGroup,
             ],
+            // Nothing needs a secret gone first; its readers' roles go
+            // before it so that no policy names a secret that is gone.
+            Secret => &[Role],
             StackSecret => &[
                 StackOutputs,
+                Secret,
                 Vpc,
                 HttpApi,
                 TargetGroup,
@@ -564,7 +570,6 @@ pub enum Spec {
     },
     StackSecret {
         name: String,
-        jwt_keys: KeysState,
         database_password: KeysState,
         scheduled_for_deletion: bool,
     },
@@ -572,6 +577,31 @@ pub enum Spec {
         secret: LogicalId,
         outputs: BTreeMap<String, Output>,
     },
+    /// A secret beside the stack secret, each readable only by the roles
+    /// that need what it holds.
+    Secret {
+        name: String,
+        holds: SecretHolds,
+        /// Whether what `up` makes for it is there: the key ring, the
+        /// public set in step with the ring, the service's database
+        /// password. Values operators set are never part of it.
+        complete: KeysState,
+        scheduled_for_deletion: bool,
+    },
+}
+
+/// What a [`Spec::Secret`] is for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecretHolds {
+    /// The token signing key ring, private halves included: the user
+    /// service's alone. `techctl keys` changes it.
+    SigningKeys,
+    /// The ring's public JWK set, which every service verifies tokens with.
+    PublicKeys,
+    /// One service's credentials: its database role's password (made by
+    /// `up`) and what operators set with `techctl secrets`.
+    Service(String),
 }
 
 impl Spec {
@@ -606,6 +636,7 @@ impl Spec {
             Spec::Subscription { .. } => Kind::Subscription,
             Spec::StackSecret { .. } => Kind::StackSecret,
             Spec::StackOutputs { .. } => Kind::StackOutputs,
+            Spec::Secret { .. } => Kind::Secret,
         }
     }
 
@@ -648,7 +679,8 @@ impl Spec {
             | Spec::Repository { .. }
             | Spec::Topic { .. }
             | Spec::Queue { .. }
-            | Spec::StackSecret { .. } => vec![],
+            | Spec::StackSecret { .. }
+            | Spec::Secret { .. } => vec![],
         }
     }
 

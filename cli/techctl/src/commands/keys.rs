@@ -44,8 +44,13 @@ async fn open(
         return Ok((KeyStore::File(path), blueprint.token_policy()));
     }
     let (blueprint, aws) = prepare(settings).await?;
-    let name = engine::plan::expand::secret_name(blueprint.stack_name());
-    Ok((KeyStore::Stack { aws, name }, blueprint.token_policy()))
+    let stack = blueprint.stack_name();
+    let store = KeyStore::Stack {
+        aws,
+        name: engine::plan::expand::signing_keys_name(stack),
+        public: engine::plan::expand::public_keys_name(stack),
+    };
+    Ok((store, blueprint.token_policy()))
 }
 
 fn time(at: SystemTime) -> String {
@@ -59,8 +64,8 @@ fn duration(d: Duration) -> String {
 /// Where the new version went, said once after a change.
 fn saved_in(store: &KeyStore) -> String {
     match store {
-        KeyStore::Stack { name, .. } => format!(
-            "the stack secret {name} (a new version; the one before is kept as AWSPREVIOUS)"
+        KeyStore::Stack { name, public, .. } => format!(
+            "the secret {name}, and its public set in {public} (new versions; the ones before are kept as AWSPREVIOUS)"
         ),
         KeyStore::File(path) => path.display().to_string(),
     }

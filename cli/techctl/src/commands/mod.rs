@@ -6,6 +6,7 @@ mod dev;
 mod down;
 mod keys;
 mod plan;
+mod secrets;
 mod status;
 mod up;
 mod verify;
@@ -147,6 +148,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Verify => verify::exec(&settings, &printer).await,
             Command::Dev(args) => dev::exec(&settings, &printer, args).await,
             Command::Keys(action) => keys::exec(&settings, &printer, action).await,
+            Command::Secrets(action) => secrets::exec(&settings, &printer, action).await,
         }
     });
     match result {

@@ -113,7 +113,7 @@ fn plan_detailed_exitcode_and_down_confirmation() {
     assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
     assert!(
         text(&plan)
-            .contains("Plan: 75 to create, 0 to update, 0 to replace, 0 to delete, 0 unchanged."),
+            .contains("Plan: 84 to create, 0 to update, 0 to replace, 0 to delete, 0 unchanged."),
         "{}",
         text(&plan)
     );
@@ -131,7 +131,7 @@ fn plan_detailed_exitcode_and_down_confirmation() {
     let json = techctl(url, &["plan", "--output", "json"]);
     let doc: serde_json::Value =
         serde_json::from_slice(&json.stdout).expect("plan --output json is JSON");
-    assert_eq!(doc["counts"]["unchanged"], 75);
+    assert_eq!(doc["counts"]["unchanged"], 84);
     assert!(
         doc["plan"]["changes"]
             .as_array()
@@ -143,7 +143,11 @@ fn plan_detailed_exitcode_and_down_confirmation() {
     let status = techctl(url, &["status", "--output", "json"]);
     let doc: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status JSON");
     assert_eq!(doc["in_sync"], true);
-    assert_eq!(doc["outputs"]["jwt_private_key"], "(secret, hidden)");
+    assert_eq!(doc["outputs"]["db_password"], "(secret, hidden)");
+    assert!(
+        doc["outputs"].get("jwt_private_key").is_none(),
+        "no key in the stack secret"
+    );
     assert!(
         doc["outputs"]["vpc_id"]
             .as_str()

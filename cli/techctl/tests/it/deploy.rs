@@ -55,6 +55,19 @@ async fn deploy_rolls_out_a_service_with_every_attribute_and_repeats_as_a_no_op(
     assert!(said.contains("registered arn:aws:ecs:"), "{said}");
     assert!(said.contains("desired 2, running"), "{said}");
     assert!(said.contains("order runs arn:aws:ecs:"), "{said}");
+    // Before its first rollout the service got its database role, from a
+    // one-off task that alone read the master password.
+    assert!(
+        said.contains("database set-up: a role and a database for order"),
+        "{said}"
+    );
+    let ran = h.proxy.bodies("RunTask");
+    assert_eq!(ran.len(), 1, "{ran:?}");
+    assert_eq!(ran[0]["startedBy"], "techctl-db-init");
+    assert_eq!(
+        ran[0]["overrides"]["containerOverrides"][0]["command"],
+        serde_json::json!(["/usr/local/bin/order-service", "db-init"])
+    );
 
     let aws = h.direct().await;
     let secret: Value = serde_json::from_str(
@@ -129,6 +142,10 @@ async fn deploy_rolls_out_a_service_with_every_attribute_and_repeats_as_a_no_op(
     assert_eq!(env["DB_NAME"], "order_service");
     assert_eq!(env["EVENT_TRANSPORT"], "sns-sqs");
     assert_eq!(env["EVENTS_QUEUE_URL"], output("order_queue_url"));
+    // It logs in as its own role, with its own password from its own
+    // secret; it never sees the stack secret.
+    assert_eq!(env["DB_USER"], "order_service");
+    assert_eq!(env["KEYS_SECRET_ID"], output("public_keys_secret_arn"));
     let password = output("db_password");
     assert!(
         env.values().all(|v| !v.contains(&password)),
@@ -139,9 +156,41 @@ async fn deploy_rolls_out_a_service_with_every_attribute_and_repeats_as_a_no_op(
         .iter()
         .map(|s| (s.name(), s.value_from()))
         .collect();
-    assert_eq!(secrets.len(), 1);
-    assert_eq!(secrets[0].0, "DB_PASSWORD");
-    assert!(secrets[0].1.ends_with(":db_password::"), "{secrets:?}");
+    assert_eq!(
+        secrets,
+        [(
+            "DB_PASSWORD",
+            format!("{}:db_password::", output("order_secret_arn")).as_str()
+        )]
+    );
+    // The set-up task's definition: the master password by reference, from
+    // the stack secret, under its own execution role; no task role.
+    let init = aws
+        .ecs
+        .describe_task_definition()
+        .task_definition("techchallenge-db-init")
+        .send()
+        .await
+        .unwrap();
+    let init = init.task_definition().unwrap();
+    assert_eq!(
+        init.execution_role_arn(),
+        Some(output("db_init_role_arn").as_str())
+    );
+    assert_eq!(init.task_role_arn(), None);
+    let init_secrets: std::collections::BTreeMap<&str, &str> = init.container_definitions()[0]
+        .secrets()
+        .iter()
+        .map(|s| (s.name(), s.value_from()))
+        .collect();
+    assert!(
+        init_secrets["DB_PASSWORD"].contains(":secret:techctl/techchallenge-"),
+        "{init_secrets:?}"
+    );
+    assert_eq!(
+        init_secrets["DB_INIT_PASSWORD_ORDER_SERVICE"],
+        format!("{}:db_password::", output("order_secret_arn"))
+    );
     let logs = container.log_configuration().unwrap();
     assert_eq!(logs.log_driver().as_str(), "awslogs");
     assert_eq!(
@@ -244,6 +293,7 @@ async fn deploy_rolls_out_a_service_with_every_attribute_and_repeats_as_a_no_op(
     assert!(said.contains("0 blobs uploaded"), "{said}");
     assert!(said.contains("task definition unchanged"), "{said}");
     assert!(said.contains("nothing to roll out"), "{said}");
+    assert!(!said.contains("database set-up"), "made once: {said}");
     let revisions = aws
         .ecs
         .list_task_definitions()
@@ -295,26 +345,55 @@ async fn deploy_rolls_out_a_service_with_every_attribute_and_repeats_as_a_no_op(
         text(&dry)
     );
 
-    // The payment service says which Mercado Pago credentials are missing.
-    let payment = deploy(&h.proxy.url, &["payment", "--registry", &registry.url]);
-    assert_eq!(payment.status.code(), Some(1), "{}", text(&payment));
-    assert!(
-        text(&payment).contains("mercadopago_access_token"),
-        "{}",
-        text(&payment)
+    // The payment and user services say, before anything is built, which
+    // values only operators have are missing, and how to set each.
+    let payment = deploy(
+        &h.proxy.url,
+        &["payment", "user", "--registry", &registry.url],
     );
+    assert_eq!(payment.status.code(), Some(1), "{}", text(&payment));
+    let said = text(&payment);
+    assert!(said.contains("nothing was built"), "{said}");
+    assert!(!said.contains("Building"), "{said}");
+    for command in [
+        "techctl secrets set payment mercadopago_access_token",
+        "techctl secrets set payment mercadopago_pos_id",
+        "techctl secrets set user admin_password",
+    ] {
+        assert!(said.contains(command), "{said}");
+    }
 }
 
-/// Operators add the Mercado Pago credentials to the stack secret by hand:
-/// `up` leaves them there, and no command ever prints them (nor any other
-/// secret value).
+/// `techctl secrets set` with the value on standard input.
+fn set_secret(endpoint: &str, service: &str, name: &str, value: &str) -> Output {
+    use std::io::Write;
+    let mut child = techctl_at(endpoint)
+        .args(["secrets", "set", service, name, "--blueprint"])
+        .arg(blueprint_path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{value}\n").as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Operators set the Mercado Pago credentials with `techctl secrets set`:
+/// they land in the payment service's own secret, `list` names them without
+/// their values, deploy hands them to the task by reference, `up` leaves
+/// them, and no command ever prints them (nor any other secret value).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn values_operators_add_to_the_stack_secret_survive_up_and_are_never_printed() {
+async fn values_operators_set_reach_their_service_alone_and_are_never_printed() {
     let h = Harness::start().await;
     let bp = blueprint::load(&blueprint_path()).unwrap();
     assert!(h.up(&bp).await.0.succeeded());
     let direct = h.direct().await;
-    let secret_id = "techctl/techchallenge";
     let operator: Vec<(&str, String)> = [
         "mercadopago_access_token",
         "mercadopago_webhook_secret",
@@ -324,39 +403,76 @@ async fn values_operators_add_to_the_stack_secret_survive_up_and_are_never_print
     .iter()
     .map(|k| (*k, format!("{k}-value-{}", fastrand::u64(..))))
     .collect();
-    aws::secrets::update(&direct, secret_id, |value| {
-        for (k, v) in &operator {
-            value.insert(k.to_string(), Value::String(v.clone()));
-        }
-        Ok::<_, aws::AwsError>(())
-    })
-    .await
-    .unwrap();
-    let read = || async {
-        let text = direct
-            .secrets
-            .get_secret_value()
-            .secret_id(secret_id)
-            .version_stage("AWSCURRENT")
-            .send()
-            .await
-            .unwrap()
-            .secret_string()
-            .unwrap()
-            .to_string();
-        serde_json::from_str::<serde_json::Map<String, Value>>(&text).unwrap()
-    };
-    let before = read().await;
-    // Every value that must never be printed: the operators' and the
-    // credentials `up` made, a line of the private key's PEM among them.
-    let mut hidden: Vec<String> = operator.iter().map(|(_, v)| v.clone()).collect();
-    hidden.push(before["db_password"].as_str().unwrap().to_string());
-    let pem = before["jwt_private_key"].as_str().unwrap();
-    hidden.extend(pem.lines().skip(1).take(3).map(str::to_string));
-
     let mut printed = String::new();
-    let mut run = |args: &[&str], code: i32| {
-        let out = techctl_at(&h.proxy.url)
+    for (name, value) in &operator {
+        let out = set_secret(&h.proxy.url, "payment", name, value);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        printed.push_str(&text(&out));
+    }
+    // What cannot be set is refused, naming what can.
+    let typo = set_secret(&h.proxy.url, "payment", "mercadopago_token", "x");
+    assert_eq!(typo.status.code(), Some(1));
+    assert!(
+        text(&typo).contains("it reads: mercadopago_access_token"),
+        "{}",
+        text(&typo)
+    );
+    let managed = set_secret(&h.proxy.url, "order", "db_password", "x");
+    assert!(
+        text(&managed).contains("made by `techctl up`"),
+        "{}",
+        text(&managed)
+    );
+    let short = set_secret(&h.proxy.url, "user", "admin_password", "too-short");
+    assert_eq!(short.status.code(), Some(1));
+    assert!(
+        text(&short).contains("12 characters at least"),
+        "{}",
+        text(&short)
+    );
+    let none = set_secret(&h.proxy.url, "payment", "mercadopago_pos_id", "");
+    assert!(
+        text(&none).contains("no value for mercadopago_pos_id"),
+        "{}",
+        text(&none)
+    );
+
+    let read = |name: &'static str| {
+        let direct = direct.clone();
+        async move {
+            crate::common::named_secret_json(&direct, name)
+                .await
+                .unwrap_or_else(|| panic!("no secret {name}"))
+        }
+    };
+    let payment = read("techctl/techchallenge/service/payment").await;
+    for (k, v) in &operator {
+        assert_eq!(
+            payment[*k].as_str(),
+            Some(v.as_str()),
+            "{k} in the payment secret"
+        );
+    }
+    // Every value that must never be printed: the operators', the
+    // passwords `up` made, a line of the signing key's PEM.
+    let mut hidden: Vec<String> = operator.iter().map(|(_, v)| v.clone()).collect();
+    hidden.push(payment["db_password"].as_str().unwrap().to_string());
+    let stack = read("techctl/techchallenge").await;
+    hidden.push(stack["db_password"].as_str().unwrap().to_string());
+    let ring = read("techctl/techchallenge/signing-keys").await;
+    hidden.extend(
+        ring["jwt_private_key"]
+            .as_str()
+            .unwrap()
+            .lines()
+            .skip(1)
+            .take(3)
+            .map(str::to_string),
+    );
+
+    let url = h.proxy.url.clone();
+    let run = |printed: &mut String, args: &[&str], code: i32| {
+        let out = techctl_at(&url)
             .args(args)
             .stdin(std::process::Stdio::null())
             .output()
@@ -365,41 +481,99 @@ async fn values_operators_add_to_the_stack_secret_survive_up_and_are_never_print
         printed.push_str(&text(&out));
         text(&out)
     };
-    let plan = run(&["plan", "--detailed-exitcode"], 0);
-    assert!(plan.contains("No changes"), "{plan}");
-    run(&["plan", "--detailed-exitcode", "--output", "json"], 0);
-    run(&["up", "--yes", "--no-deploy"], 0);
-    run(&["up", "--yes", "--no-deploy", "--output", "json"], 0);
-    let status = run(&["status"], 0);
+    let listed = run(&mut printed, &["secrets", "list", "payment"], 0);
+    for (name, _) in &operator {
+        assert!(listed.contains(name), "{listed}");
+    }
+    assert!(listed.contains("techctl secrets set"), "{listed}");
+    let json = run(&mut printed, &["secrets", "list", "--output", "json"], 0);
+    assert!(json.contains("\"set_at\""), "{json}");
+    // The user service lacks its first admin's password, and says how to set it.
     assert!(
-        status.contains("mercadopago_access_token") && status.contains("hidden"),
-        "{status}"
+        json.contains("techctl secrets set user admin_password")
+            || json.contains("\"missing\":true"),
+        "{json}"
     );
-    run(&["status", "--output", "json"], 0);
+    let plan = run(&mut printed, &["plan", "--detailed-exitcode"], 0);
+    assert!(plan.contains("No changes"), "{plan}");
+    run(
+        &mut printed,
+        &["plan", "--detailed-exitcode", "--output", "json"],
+        0,
+    );
+    run(&mut printed, &["up", "--yes", "--no-deploy"], 0);
+    run(
+        &mut printed,
+        &["up", "--yes", "--no-deploy", "--output", "json"],
+        0,
+    );
+    run(&mut printed, &["status"], 0);
+    run(&mut printed, &["status", "--output", "json"], 0);
+    run(&mut printed, &["verify"], 0);
+    run(&mut printed, &["verify", "--output", "json"], 0);
 
-    let after = read().await;
+    let after = read("techctl/techchallenge/service/payment").await;
     for (k, v) in &operator {
         assert_eq!(after[*k].as_str(), Some(v.as_str()), "{k} kept by up");
     }
-    assert_eq!(after["db_password"], before["db_password"]);
+    assert_eq!(after["db_password"], payment["db_password"]);
+
+    // With its credentials in place the payment service deploys, and its
+    // task takes each by reference from the payment secret.
+    let registry = tokio::task::spawn_blocking(LocalRegistry::start)
+        .await
+        .unwrap();
+    let deployed = deploy(
+        &h.proxy.url,
+        &["payment", "--registry", &registry.url, "--no-wait"],
+    );
+    assert_eq!(deployed.status.code(), Some(0), "{}", text(&deployed));
+    printed.push_str(&text(&deployed));
+    let td = direct
+        .ecs
+        .describe_task_definition()
+        .task_definition("techchallenge-payment")
+        .send()
+        .await
+        .unwrap();
+    let payment_arn = crate::common::secret_json(&direct, "techchallenge")
+        .await
+        .unwrap()["payment_secret_arn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let refs: std::collections::BTreeMap<String, String> =
+        td.task_definition().unwrap().container_definitions()[0]
+            .secrets()
+            .iter()
+            .map(|s| (s.name().to_string(), s.value_from().to_string()))
+            .collect();
+    assert_eq!(
+        refs["MERCADOPAGO_ACCESS_TOKEN"],
+        format!("{payment_arn}:mercadopago_access_token::")
+    );
+    assert!(
+        refs.values().all(|r| r.starts_with(&payment_arn)),
+        "{refs:?}"
+    );
+    // Unset takes a value out again.
+    let unset = run(
+        &mut printed,
+        &["secrets", "unset", "payment", "mercadopago_pos_id"],
+        0,
+    );
+    assert!(unset.contains("Removed mercadopago_pos_id"), "{unset}");
+    assert!(
+        read("techctl/techchallenge/service/payment")
+            .await
+            .get("mercadopago_pos_id")
+            .is_none()
+    );
+
     for value in &hidden {
         assert!(
             !printed.contains(value.as_str()),
             "a secret value was printed: {value}"
         );
     }
-
-    // With its credentials in place the payment service deploys.
-    let registry = tokio::task::spawn_blocking(LocalRegistry::start)
-        .await
-        .unwrap();
-    let payment = deploy(
-        &h.proxy.url,
-        &["payment", "--registry", &registry.url, "--no-wait"],
-    );
-    assert_eq!(payment.status.code(), Some(0), "{}", text(&payment));
-    assert!(
-        hidden.iter().all(|v| !text(&payment).contains(v.as_str())),
-        "deploy printed a secret value"
-    );
 }

@@ -294,6 +294,32 @@ fn the_whole_system_runs_locally_survives_a_crash_and_stops_cleanly() {
         assert!(output.contains(&expected), "no {expected:?} in:\n{output}");
     }
 
+    // As on RDS: every login needs its password, the services' own roles
+    // own their databases, and what holds the passwords is the user's alone.
+    let home = dir.join(".techctl");
+    let hba = std::fs::read_to_string(home.join("postgres/data/pg_hba.conf")).unwrap();
+    assert!(!hba.contains("trust"), "{hba}");
+    assert!(hba.contains("scram-sha-256"), "{hba}");
+    let roles: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(home.join("postgres-roles.json")).unwrap())
+            .unwrap();
+    for role in ["postgres", "user_service", "order_service", "events"] {
+        assert!(
+            roles[role].as_str().is_some_and(|p| p.len() >= 32),
+            "{role}"
+        );
+    }
+    let mode = |path: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    };
+    for file in ["postgres-roles.json", "local.json", "keys.json"] {
+        assert_eq!(mode(&home.join(file)), 0o600, "{file}");
+    }
+    // Others may at most pass through (as PostgreSQL's own user must when
+    // root runs it), never list or read.
+    assert_eq!(mode(&home) & 0o066, 0, "{:o}", mode(&home));
+
     // A second techctl dev in the same folder says so and changes nothing.
     let second = techctl(dir)
         .args([
@@ -523,7 +549,13 @@ fn the_whole_system_runs_locally_survives_a_crash_and_stops_cleanly() {
     let output = dev.output();
     assert!(output.contains("Stopping PostgreSQL"), "{output}");
     for pid in processes.iter().skip(1).chain([&restarted]) {
-        assert!(!alive(*pid), "process {pid} outlived techctl dev");
+        assert!(
+            !alive(*pid),
+            "process {pid} ({}) outlived techctl dev",
+            std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .unwrap_or_default()
+                .replace('\0', " ")
+        );
     }
     for port in base..base + PORTS {
         assert!(

@@ -134,15 +134,17 @@ async fn down_deletes_in_aws_dependency_order() {
     assert!(position(&ops, "DetachInternetGateway") < position(&ops, "DeleteInternetGateway"));
     // Rules are revoked before any group is deleted; route tables are let
     // go of before subnets and tables go; subnets, tables and gateways go
-    // before the VPC, the secret last. (A subnet need not wait for a route
-    // table or a gateway it has nothing to do with.)
+    // before the VPC, the stack secret last (the secrets the services read
+    // go once the roles that name them are gone). (A subnet need not wait
+    // for a route table or a gateway it has nothing to do with.)
     assert!(last(&ops, "RevokeSecurityGroupIngress") < position(&ops, "DeleteSecurityGroup"));
     assert!(last(&ops, "DisassociateRouteTable") < position(&ops, "DeleteRouteTable"));
     assert!(last(&ops, "DisassociateRouteTable") < position(&ops, "DeleteSubnet"));
     assert!(last(&ops, "DeleteRouteTable") < position(&ops, "DeleteVpc"));
     assert!(last(&ops, "DeleteInternetGateway") < position(&ops, "DeleteVpc"));
     assert!(last(&ops, "DeleteSubnet") < position(&ops, "DeleteVpc"));
-    assert!(position(&ops, "DeleteVpc") < position(&ops, "DeleteSecret"));
+    assert!(position(&ops, "DeleteVpc") < last(&ops, "DeleteSecret"));
+    assert!(last(&ops, "DeleteRole") < last(&ops, "DeleteSecret"));
     // Detached interfaces are swept from each group before it is deleted.
     assert!(position(&ops, "DescribeNetworkInterfaces") < position(&ops, "DeleteSecurityGroup"));
 
@@ -218,8 +220,9 @@ async fn down_deletes_in_aws_dependency_order() {
     // Subscriptions before topics and queues.
     assert!(last(&ops, "Unsubscribe") < position(&ops, "DeleteTopic"));
     assert!(last(&ops, "Unsubscribe") < position(&ops, "DeleteQueue"));
-    // The secret after every other delete.
-    let secret = position(&ops, "DeleteSecret");
+    // The stack secret after every other delete (the other secrets go once
+    // the roles that name them are gone).
+    let secret = last(&ops, "DeleteSecret");
     for op in ops
         .iter()
         .filter(|o| o.starts_with("Delete") && *o != "DeleteSecret")

@@ -1,8 +1,9 @@
-//! `techctl keys` against moto, with the user service and a verifier of
-//! another service reading their keys from the stack secret in Secrets
-//! Manager: a rotation fails no request, a retirement takes effect without
-//! a restart, concurrent rotations lose no key, and a secret edited into
-//! something unusable is refused and left alone.
+//! `techctl keys` against moto, with the user service reading the signing
+//! keys secret and a verifier of another service reading only the public
+//! keys secret: a rotation fails no request, a retirement takes effect
+//! without a restart, concurrent rotations lose no key, the public set
+//! never holds a private key, and a secret edited into something unusable
+//! is refused and left alone.
 //!
 //! Needs the moto server (`scripts/moto.sh` installs it into `.venv`) and
 //! PostgreSQL's server binaries (`apt-get install postgresql`).
@@ -21,7 +22,8 @@ use testkit::http::{self, Answer};
 
 use crate::common::*;
 
-const SECRET: &str = "techctl/techchallenge";
+const SECRET: &str = "techctl/techchallenge/signing-keys";
+const PUBLIC: &str = "techctl/techchallenge/public-keys";
 /// The services reread the keys this often here (60 s by default).
 const REFRESH: Duration = Duration::from_secs(1);
 
@@ -40,24 +42,45 @@ async fn secrets_client(url: &str) -> Secrets {
     Secrets::new(&config)
 }
 
-/// A moto server holding a stack secret as `techctl up` makes it: an
-/// output, the database password and a first key.
+/// A moto server holding the key secrets as `techctl up` makes them: the
+/// ring with a first key (and a field of someone else's, to be kept), and
+/// its public set.
 async fn moto_with_stack_secret() -> (testkit::Moto, Secrets) {
     let moto = tokio::task::spawn_blocking(testkit::Moto::start)
         .await
         .unwrap();
     let secrets = secrets_client(&moto.url).await;
     let mut value = keys::key_document(&keys::generate().unwrap());
+    let public = json!({"jwt_jwks": value["jwt_jwks"].clone()});
     value.insert("vpc_id".into(), json!("vpc-0123"));
     value.insert("db_password".into(), json!("kept-as-it-is"));
-    secrets
-        .create_secret()
-        .name(SECRET)
-        .secret_string(Value::Object(value).to_string())
+    for (name, value) in [(SECRET, Value::Object(value)), (PUBLIC, public)] {
+        secrets
+            .create_secret()
+            .name(name)
+            .secret_string(value.to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+    (moto, secrets)
+}
+
+/// The public set as published, checked to hold public halves only.
+async fn public_kids(secrets: &Secrets) -> Vec<String> {
+    let out = secrets
+        .get_secret_value()
+        .secret_id(PUBLIC)
+        .version_stage("AWSCURRENT")
         .send()
         .await
         .unwrap();
-    (moto, secrets)
+    let text = out.secret_string().unwrap();
+    assert!(
+        !text.contains("PRIVATE KEY") && !text.contains("\"d\""),
+        "the public set holds a private key: {text}"
+    );
+    published(&serde_json::from_str(text).unwrap())
 }
 
 async fn version_count(secrets: &Secrets) -> usize {
@@ -219,13 +242,13 @@ async fn a_rotation_fails_no_request_and_a_retirement_needs_no_restart() {
     let first = before["jwt_kid"].as_str().unwrap().to_string();
 
     let users = UserService::start(&moto.url).await;
-    // Another service's verifier, reading the same secret.
+    // Another service's verifier, reading the public set only.
     let other = Verifier::start(
         "techchallenge",
         "techchallenge",
         KeySource::SecretsManager {
             client: secrets_client(&moto.url).await,
-            secret_id: SECRET.into(),
+            secret_id: PUBLIC.into(),
         },
         REFRESH,
     )
@@ -251,6 +274,7 @@ async fn a_rotation_fails_no_request_and_a_retirement_needs_no_restart() {
     let (after, _) = version(&secrets, "AWSCURRENT").await;
     assert_eq!(after["jwt_kid"], second.as_str());
     assert_eq!(published(&after), [first.clone(), second.clone()]);
+    assert_eq!(public_kids(&secrets).await, [first.clone(), second.clone()]);
     assert_eq!(after["vpc_id"], "vpc-0123", "the outputs are kept");
     assert_eq!(after["db_password"], "kept-as-it-is");
     let (previous, previous_version) = version(&secrets, "AWSPREVIOUS").await;
@@ -314,6 +338,7 @@ async fn a_rotation_fails_no_request_and_a_retirement_needs_no_restart() {
         published(&version(&secrets, "AWSCURRENT").await.0),
         [second.as_str()]
     );
+    assert_eq!(public_kids(&secrets).await, [second.as_str()]);
     // Within a refresh interval the old token is refused everywhere.
     eventually(REFRESH * 5, "the old token refused", || async {
         users.read_with(&old_token, &customer).await == 401
@@ -352,7 +377,9 @@ async fn a_rotation_that_loses_the_race_is_redone_on_the_winners_version() {
     let (moto, secrets) = moto_with_stack_secret().await;
     let aws = connect(&moto.url).await;
     // Both rotations read the same version before either writes: the
-    // barrier holds each first attempt until the other has read too.
+    // barrier holds each first attempt until the other has read too. (Each
+    // rotation first runs its change once on a copy, to publish the new key
+    // ahead of the ring: that call is not an attempt to write.)
     let barrier = Arc::new(Barrier::new(2));
     let attempts = Arc::new(AtomicUsize::new(0));
     let rotation = |aws: aws::Aws| {
@@ -363,15 +390,21 @@ async fn a_rotation_that_loses_the_race_is_redone_on_the_winners_version() {
             let store = KeyStore::Stack {
                 aws,
                 name: SECRET.into(),
+                public: PUBLIC.into(),
             };
-            let mut first = true;
+            let mut calls = 0;
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap()
                 .block_on(store.update(|ring| {
+                    calls += 1;
+                    if calls == 1 {
+                        ring.rotate(&key, SystemTime::now());
+                        return Ok(());
+                    }
                     attempts.fetch_add(1, Ordering::SeqCst);
-                    if std::mem::take(&mut first) {
+                    if calls == 2 {
                         barrier.wait();
                     }
                     ring.rotate(&key, SystemTime::now());
@@ -394,6 +427,11 @@ async fn a_rotation_that_loses_the_race_is_redone_on_the_winners_version() {
     let kids = published(&value);
     assert_eq!(kids.len(), 3);
     assert!(kids.contains(&kid_a) && kids.contains(&kid_b), "{kids:?}");
+    assert_eq!(
+        public_kids(&secrets).await,
+        kids,
+        "the public set follows the ring"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

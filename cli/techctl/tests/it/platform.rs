@@ -28,9 +28,11 @@ fn full_platform() -> BTreeMap<&'static str, usize> {
         ("api-stage", 1),
         ("vpc-link", 1),
         ("ecs-cluster", 1),
-        // The execution role and one task role per service.
-        ("iam-role", 6),
-        ("log-group", 5),
+        // The services' execution role, the database set-up task's, and
+        // one task role per service.
+        ("iam-role", 7),
+        // One per service and the database set-up task's.
+        ("log-group", 6),
         ("db-instance", 1),
         ("db-subnet-group", 1),
         ("ecr-repository", 5),
@@ -343,14 +345,32 @@ async fn up_creates_every_platform_resource_with_its_attributes() {
         .arn()
         .unwrap()
         .to_string();
+    // Only the database set-up task's role may read the stack secret.
+    let db_init = role_policy(&aws, "techchallenge-db-init-execution").await;
+    assert!(
+        db_init.iter().any(|(_, r)| r.contains(&secret_arn)),
+        "{db_init:?}"
+    );
+    for name in [
+        "techchallenge-task-execution",
+        "techchallenge-user-task",
+        "techchallenge-order-task",
+    ] {
+        let policy = role_policy(&aws, name).await;
+        assert!(
+            policy.iter().all(|(_, r)| !r.contains(&secret_arn)),
+            "{name} names the stack secret: {policy:?}"
+        );
+    }
+    // The user service reads its signing keys, and nothing more: it
+    // publishes and consumes nothing, and never sees the stack secret.
     let user = role_policy(&aws, "techchallenge-user-task").await;
     assert_eq!(
         user,
         vec![(
             BTreeSet::from(["secretsmanager:GetSecretValue".to_string()]),
-            BTreeSet::from([secret_arn.clone()])
+            BTreeSet::from([text("signing_keys_secret_arn")])
         )],
-        "the user service publishes and consumes nothing"
     );
     let payment = role_policy(&aws, "techchallenge-payment-task").await;
     let resources: BTreeSet<String> = payment.iter().flat_map(|(_, r)| r.clone()).collect();
@@ -363,7 +383,7 @@ async fn up_creates_every_platform_resource_with_its_attributes() {
     assert_eq!(
         resources,
         BTreeSet::from([
-            secret_arn.clone(),
+            text("public_keys_secret_arn"),
             text("payment_topic_arn"),
             queue_arn(&text("payment_queue_url")),
             queue_arn(&text("payment_dead_letter_queue_url")),
@@ -414,7 +434,11 @@ async fn up_creates_every_platform_resource_with_its_attributes() {
         .send()
         .await
         .unwrap();
-    assert_eq!(logs.log_groups().len(), 5);
+    assert_eq!(
+        logs.log_groups().len(),
+        6,
+        "one per service, one for db-init"
+    );
     assert!(
         logs.log_groups()
             .iter()

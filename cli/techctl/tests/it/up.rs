@@ -210,7 +210,8 @@ async fn up_from_nothing_creates_the_network_and_the_stack_secret() {
         }
     }
 
-    // The stack secret holds the outputs and a key published under its thumbprint.
+    // The stack secret holds the outputs and the master password, and no
+    // key: what the services read is in secrets of its own.
     let secret = secret_json(&aws, "techchallenge")
         .await
         .expect("stack secret");
@@ -218,24 +219,54 @@ async fn up_from_nothing_creates_the_network_and_the_stack_secret() {
     assert_eq!(secret["region"], "us-east-1");
     assert_eq!(secret["private_subnet_ids"].as_array().unwrap().len(), 2);
     assert_eq!(secret["nat_gateway_ids"][0], nat.nat_gateway_id().unwrap());
-    let jwk = &secret["jwt_jwks"]["keys"][0];
-    assert_eq!(jwk["kid"], secret["jwt_kid"]);
+    assert_eq!(secret["db_password"].as_str().unwrap().len(), 40);
+    assert!(
+        secret
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|k| !k.starts_with("jwt_")),
+        "{secret}"
+    );
+    // The signing keys: a key published under its thumbprint.
+    let ring = signing_keys_json(&aws, "techchallenge")
+        .await
+        .expect("the signing keys secret");
+    let jwk = &ring["jwt_jwks"]["keys"][0];
+    assert_eq!(jwk["kid"], ring["jwt_kid"]);
     assert_eq!(
         keys::thumbprint(jwk["n"].as_str().unwrap(), jwk["e"].as_str().unwrap()),
-        secret["jwt_kid"].as_str().unwrap()
+        ring["jwt_kid"].as_str().unwrap()
     );
     assert!(
-        secret["jwt_private_key"]
+        ring["jwt_private_key"]
             .as_str()
             .unwrap()
             .starts_with("-----BEGIN PRIVATE KEY-----")
     );
     assert!(
-        secret["jwt_public_key"]
+        ring["jwt_public_key"]
             .as_str()
             .unwrap()
             .starts_with("-----BEGIN PUBLIC KEY-----")
     );
+    // The public set: the same keys, public halves only.
+    let public = named_secret_json(&aws, "techctl/techchallenge/public-keys")
+        .await
+        .expect("the public keys secret");
+    assert_eq!(public["jwt_jwks"], ring["jwt_jwks"]);
+    assert_eq!(public.as_object().unwrap().len(), 1, "{public}");
+    assert!(public["jwt_jwks"]["keys"][0].get("d").is_none());
+    // Each service's secret: its own database password, a different one.
+    let mut passwords = std::collections::BTreeSet::new();
+    for service in ["user", "product", "order", "payment", "production"] {
+        let own = named_secret_json(&aws, &format!("techctl/techchallenge/service/{service}"))
+            .await
+            .unwrap_or_else(|| panic!("no secret for {service}"));
+        passwords.insert(own["db_password"].as_str().unwrap().to_string());
+    }
+    passwords.insert(secret["db_password"].as_str().unwrap().to_string());
+    assert_eq!(passwords.len(), 6, "every role has its own password");
     let described = aws
         .secrets
         .describe_secret()
@@ -356,7 +387,7 @@ async fn a_second_up_makes_no_mutating_call_and_keeps_the_keys() {
     let bp = blueprint_with(&[]);
     assert_done(&h.up(&bp).await.0);
     let direct = h.direct().await;
-    let kid = secret_json(&direct, "techchallenge").await.unwrap()["jwt_kid"].clone();
+    let kid = signing_keys_json(&direct, "techchallenge").await.unwrap()["jwt_kid"].clone();
 
     let plan = h.plan(&bp).await;
     assert!(
@@ -380,7 +411,7 @@ async fn a_second_up_makes_no_mutating_call_and_keeps_the_keys() {
         "the proxy saw {ops:?}"
     );
     assert_eq!(
-        secret_json(&direct, "techchallenge").await.unwrap()["jwt_kid"],
+        signing_keys_json(&direct, "techchallenge").await.unwrap()["jwt_kid"],
         kid
     );
 }
@@ -639,7 +670,7 @@ async fn up_restores_a_secret_scheduled_for_deletion_with_its_keys() {
     let bp = blueprint_with(&[]);
     assert_done(&h.up(&bp).await.0);
     let aws = h.direct().await;
-    let kid = secret_json(&aws, "techchallenge").await.unwrap()["jwt_kid"].clone();
+    let kid = signing_keys_json(&aws, "techchallenge").await.unwrap()["jwt_kid"].clone();
 
     assert_done(&h.down(&bp, false).await.0);
     let described = aws
@@ -678,7 +709,11 @@ async fn up_restores_a_secret_scheduled_for_deletion_with_its_keys() {
         .unwrap();
     assert!(described.deleted_date().is_none(), "up restores the secret");
     let secret = secret_json(&aws, "techchallenge").await.unwrap();
-    assert_eq!(secret["jwt_kid"], kid, "the keys survive down and up");
+    assert_eq!(
+        signing_keys_json(&aws, "techchallenge").await.unwrap()["jwt_kid"],
+        kid,
+        "the keys survive down and up"
+    );
     let vpcs = aws
         .ec2
         .describe_vpcs()

@@ -159,7 +159,15 @@ async fn verify_passes_after_up_and_names_each_defect_put_back_by_hand() {
         &["order → ALB :80 → product"],
         "services egress tcp 80 → alb",
     );
-    assert_eq!(failing(&report).len(), 1, "{:#?}", failing(&report));
+    // Every service's read of the revocation list is cut off too.
+    for service in ["order", "payment", "product", "production"] {
+        assert_fails_naming(
+            &report,
+            &[&format!("{service} → ALB :80 → user (/auth/revocations)")],
+            "services egress tcp 80 → alb",
+        );
+    }
+    assert_eq!(failing(&report).len(), 5, "{:#?}", failing(&report));
     let out = tokio::task::spawn_blocking({
         let url = url.clone();
         move || techctl(&url, &["verify"])
@@ -456,4 +464,115 @@ async fn verify_reads_a_deployed_service_from_ecs() {
         "{:#?}",
         failing(&report)
     );
+}
+
+/// After `up`, each role's policies evaluated as AWS would (verify's
+/// evaluator, on what IAM in moto holds): who may read which secret,
+/// action by action and secret by secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_role_reads_only_the_secrets_it_needs() {
+    use aws::verify::iam::{Decision, decide};
+    let h = Harness::start().await;
+    assert_done(&h.up(&blueprint_with(&[])).await.0);
+    let aws = h.direct().await;
+    let snapshot = aws::verify::read::snapshot(&aws, STACK).await.unwrap();
+    let outputs = secret_json(&aws, STACK).await.unwrap();
+    let arn = |key: &str| output(&outputs, key);
+    let role = |name: &str| {
+        snapshot
+            .roles
+            .iter()
+            .find(|r| r.name == name)
+            .unwrap_or_else(|| panic!("no role {name}: {:?}", snapshot.roles))
+    };
+    let stack_secret = snapshot.secret_arn.clone().unwrap();
+    let signing = arn("signing_keys_secret_arn");
+    let public = arn("public_keys_secret_arn");
+    let services = ["user", "product", "order", "payment", "production"];
+    let own = |service: &str| arn(&format!("{service}_secret_arn"));
+
+    // Every secret of the stack, and whether each role may read it.
+    let mut secrets = vec![
+        ("the stack secret (master password)", stack_secret.clone()),
+        ("the signing keys", signing.clone()),
+        ("the public keys", public.clone()),
+    ];
+    for service in services {
+        secrets.push((
+            Box::leak(format!("the {service} secret").into_boxed_str()),
+            own(service),
+        ));
+    }
+    let may = |role_name: &str, secret: &str| {
+        let decision = decide(role(role_name), "secretsmanager:GetSecretValue", secret);
+        matches!(decision, Decision::Allowed(_))
+    };
+    for service in services {
+        let task_role = format!("{STACK}-{service}-task");
+        for (label, secret) in &secrets {
+            let expected = match &label[..] {
+                "the public keys" => service != "user",
+                "the signing keys" => service == "user",
+                _ => false,
+            };
+            assert_eq!(
+                may(&task_role, secret),
+                expected,
+                "{task_role} reading {label}"
+            );
+            // Nothing else either: no write, no listing of versions.
+            for action in [
+                "secretsmanager:PutSecretValue",
+                "secretsmanager:UpdateSecret",
+                "secretsmanager:DeleteSecret",
+                "secretsmanager:DescribeSecret",
+            ] {
+                assert!(
+                    !matches!(
+                        decide(role(&task_role), action, secret),
+                        Decision::Allowed(_)
+                    ),
+                    "{task_role} may {action} on {label}"
+                );
+            }
+        }
+    }
+    // The services' execution role hands each task its own secret and
+    // never the master password or the keys.
+    let execution = format!("{STACK}-task-execution");
+    for (label, secret) in &secrets {
+        let expected = label.ends_with(" secret") && !label.starts_with("the stack");
+        assert_eq!(
+            may(&execution, secret),
+            expected,
+            "{execution} reading {label}"
+        );
+    }
+    // The set-up task's role alone reads the master password (and the
+    // services' secrets, for their roles' passwords).
+    let db_init = format!("{STACK}-db-init-execution");
+    for (label, secret) in &secrets {
+        let expected = !label.contains("keys");
+        assert_eq!(may(&db_init, secret), expected, "{db_init} reading {label}");
+    }
+    let readers: Vec<&str> = snapshot
+        .roles
+        .iter()
+        .filter(|r| {
+            matches!(
+                decide(r, "secretsmanager:GetSecretValue", &stack_secret),
+                Decision::Allowed(_)
+            )
+        })
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(readers, [db_init.as_str()]);
+    // And verify holds it as a flow of its own.
+    let report = aws::verify::evaluate(&snapshot);
+    let guarded = report
+        .flows
+        .iter()
+        .find(|f| f.flow == "a role → a secret it does not need")
+        .expect("the secrets flow");
+    assert!(guarded.ok(), "{guarded:#?}");
 }

@@ -46,7 +46,7 @@ async fn signs_with_the_key_of_the_stack_secret() {
         Command::new(env!("CARGO_BIN_EXE_user-service"))
             .env("PORT", port.to_string())
             .env("DATABASE_URL", database)
-            .env("STACK_SECRET_ID", "techctl/test")
+            .env("KEYS_SECRET_ID", "techctl/test")
             .env("AWS_ENDPOINT_URL", &moto.url)
             .env("AWS_REGION", "us-east-1")
             .env("AWS_ACCESS_KEY_ID", "test")
@@ -140,7 +140,7 @@ fn configuration_errors_name_the_variable() {
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&out.stderr);
-    assert!(said.contains("STACK_SECRET_ID: is not set"), "{said}");
+    assert!(said.contains("KEYS_SECRET_ID: is not set"), "{said}");
     assert!(
         said.contains("or set KEYS_FILE to a local key file"),
         "{said}"

@@ -4,12 +4,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::plan::outputs as out;
-use crate::plan::resource::{DeadLetter, KeysState, Output, Resource, Spec};
+use crate::plan::resource::{DeadLetter, KeysState, Output, Resource, SecretHolds, Spec};
 use blueprint::{Blueprint, names};
 
-use super::{SECURITY_GROUPS, ids, platform, private_subnets, secret_name};
+use super::{
+    SECURITY_GROUPS, ids, platform, private_subnets, public_keys_name, secret_name,
+    service_secret_name, signing_keys_name,
+};
 
-/// The instance's master user; its password lives only in the stack secret.
+/// The instance's master user; its password lives only in the stack secret,
+/// and only the database set-up task reads it there.
 pub const DATABASE_USER: &str = "techctl";
 /// The database the instance is created with. Each service keeps its data
 /// in a database of its own beside it (see [`service_database`]).
@@ -20,12 +24,12 @@ const DEAD_LETTER_RETENTION_SECONDS: u32 = 14 * 24 * 3600;
 /// How long a queue keeps a message nobody handled: 4 days, SQS's default.
 const QUEUE_RETENTION_SECONDS: u32 = 4 * 24 * 3600;
 
-/// The database a service owns on the instance. Each service creates it
-/// on its first start (service-kit connects to the maintenance database with
-/// the credentials from the stack secret and runs `CREATE DATABASE` when it
-/// is missing), then runs its own migrations in it.
+/// The database a service owns on the instance, and the PostgreSQL role
+/// that owns it and that the service logs in as (one name for both). The
+/// database set-up task makes both with the master password; the service
+/// then runs its own migrations in it.
 pub fn service_database(service: &str) -> String {
-    format!("{}_service", service.replace('-', "_"))
+    names::service_database(service)
 }
 
 pub fn database(bp: &Blueprint, zones: &[String]) -> Vec<Resource> {
@@ -179,6 +183,22 @@ pub fn secret(bp: &Blueprint, zones: &[String], nat_zones: &[&String]) -> Vec<Re
             Output::attr(ids::execution_role(), "arn"),
         ),
         (
+            out::DB_INIT_ROLE_ARN.to_string(),
+            Output::attr(ids::db_init_role(), "arn"),
+        ),
+        (
+            out::DB_INIT_LOG_GROUP.to_string(),
+            text(&platform::log_group_name(bp.stack_name(), "db-init")),
+        ),
+        (
+            out::SIGNING_KEYS_SECRET_ARN.to_string(),
+            Output::Id(ids::signing_keys()),
+        ),
+        (
+            out::PUBLIC_KEYS_SECRET_ARN.to_string(),
+            Output::Id(ids::public_keys()),
+        ),
+        (
             out::DB_HOST.to_string(),
             Output::attr(ids::db_instance(), "endpoint"),
         ),
@@ -205,7 +225,6 @@ pub fn secret(bp: &Blueprint, zones: &[String], nat_zones: &[&String]) -> Vec<Re
             ids::stack_secret(),
             Spec::StackSecret {
                 name: secret_name(bp.stack_name()),
-                jwt_keys: KeysState::Present,
                 database_password: KeysState::Present,
                 scheduled_for_deletion: false,
             },
@@ -218,4 +237,43 @@ pub fn secret(bp: &Blueprint, zones: &[String], nat_zones: &[&String]) -> Vec<Re
             },
         ),
     ]
+}
+
+/// The secrets beside the stack secret: the signing key ring, its public
+/// set, and one per service. Each is read by only the roles that need it.
+pub fn secrets(bp: &Blueprint) -> Vec<Resource> {
+    let stack = bp.stack_name();
+    let secret = |id, name, holds| {
+        Resource::new(
+            id,
+            Spec::Secret {
+                name,
+                holds,
+                complete: KeysState::Present,
+                scheduled_for_deletion: false,
+            },
+        )
+    };
+    let mut out = vec![
+        secret(
+            ids::signing_keys(),
+            signing_keys_name(stack),
+            SecretHolds::SigningKeys,
+        ),
+        secret(
+            ids::public_keys(),
+            public_keys_name(stack),
+            SecretHolds::PublicKeys,
+        ),
+    ];
+    // The public set is copied from the ring.
+    out[1].after.push(ids::signing_keys());
+    for (name, _) in bp.services() {
+        out.push(secret(
+            ids::service_secret(name),
+            service_secret_name(stack, name),
+            SecretHolds::Service(name.to_string()),
+        ));
+    }
+    out
 }

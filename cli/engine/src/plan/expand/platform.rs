@@ -146,23 +146,18 @@ fn statement(actions: &[&str], resources: impl IntoIterator<Item = Output>) -> S
     }
 }
 
-/// The cluster, the roles its tasks run with, and their log groups. Each
-/// role holds exactly what its tasks use, named resource by resource.
-pub fn compute(bp: &Blueprint) -> Vec<Resource> {
-    let stack = bp.stack_name();
-    let secret = Output::Id(ids::stack_secret());
-    let mut out = vec![Resource::new(
-        ids::cluster(),
-        Spec::Cluster {
-            name: stack.to_string(),
-            container_insights: true,
-        },
-    )];
+/// The log group of a stack's `name` (a service, or `db-init`).
+pub fn log_group_name(stack: &str, name: &str) -> String {
+    format!("/techctl/{stack}/{name}")
+}
 
-    // The execution role is ECS's own: it pulls the image, writes the
-    // logs and hands the task its secrets.
-    let services: Vec<&str> = bp.services().map(|(name, _)| name).collect();
-    let execution_policy = BTreeSet::from([
+/// Pulling `repositories`' images and writing to `log_groups`: what ECS
+/// needs to start a task and keep its logs.
+fn pull_and_log<'a>(
+    repositories: impl Iterator<Item = &'a str>,
+    log_groups: impl IntoIterator<Item = Output>,
+) -> BTreeSet<Statement> {
+    BTreeSet::from([
         // Authorisation tokens are not per repository.
         statement(&["ecr:GetAuthorizationToken"], [Output::Text("*".into())]),
         statement(
@@ -171,34 +166,95 @@ pub fn compute(bp: &Blueprint) -> Vec<Resource> {
                 "ecr:BatchGetImage",
                 "ecr:GetDownloadUrlForLayer",
             ],
-            services
-                .iter()
-                .map(|s| Output::attr(ids::repository(s), "arn")),
+            repositories.map(|s| Output::attr(ids::repository(s), "arn")),
         ),
-        statement(
-            &["logs:CreateLogStream", "logs:PutLogEvents"],
-            services
-                .iter()
-                .map(|s| Output::attr(ids::log_group(s), "arn")),
-        ),
-        statement(&["secretsmanager:GetSecretValue"], [secret.clone()]),
-    ]);
+        statement(&["logs:CreateLogStream", "logs:PutLogEvents"], log_groups),
+    ])
+}
+
+fn ecs_role(name: String, policy: BTreeSet<Statement>) -> Spec {
+    Spec::Role {
+        name,
+        trusted_service: "ecs-tasks.amazonaws.com".into(),
+        account_guard: true,
+        policy,
+    }
+}
+
+/// The cluster, the roles its tasks run with, and their log groups. Each
+/// role holds exactly what its tasks use, named resource by resource.
+///
+/// Who reads which secret: the execution role (ECS's own, never handed to
+/// the container) gives each task its service's secret by `valueFrom`;
+/// at run time the user service's task role reads the signing key ring and
+/// every other task role only the public key set; the master password in
+/// the stack secret is read by the database set-up task's execution role
+/// alone.
+pub fn compute(bp: &Blueprint) -> Vec<Resource> {
+    let stack = bp.stack_name();
+    let mut out = vec![Resource::new(
+        ids::cluster(),
+        Spec::Cluster {
+            name: stack.to_string(),
+            container_insights: true,
+        },
+    )];
+
+    let services: Vec<&str> = bp.services().map(|(name, _)| name).collect();
+    let service_secrets = || {
+        services
+            .iter()
+            .map(|s| Output::Id(ids::service_secret(s)))
+            .collect::<Vec<_>>()
+    };
+    let mut execution_policy = pull_and_log(
+        services.iter().copied(),
+        services
+            .iter()
+            .map(|s| Output::attr(ids::log_group(s), "arn")),
+    );
+    execution_policy.insert(statement(
+        &["secretsmanager:GetSecretValue"],
+        service_secrets(),
+    ));
     out.push(Resource::new(
         ids::execution_role(),
-        Spec::Role {
-            name: names::execution_role(stack),
-            trusted_service: "ecs-tasks.amazonaws.com".into(),
-            account_guard: true,
-            policy: execution_policy,
+        ecs_role(names::execution_role(stack), execution_policy),
+    ));
+
+    // The database set-up task runs a service's image: it logs in with the
+    // master password and gives each service its role and database.
+    let mut db_init_policy = pull_and_log(
+        services.iter().copied(),
+        [Output::attr(ids::db_init_log_group(), "arn")],
+    );
+    let mut readable = service_secrets();
+    readable.push(Output::Id(ids::stack_secret()));
+    db_init_policy.insert(statement(&["secretsmanager:GetSecretValue"], readable));
+    out.push(Resource::new(
+        ids::db_init_role(),
+        ecs_role(names::db_init_role(stack), db_init_policy),
+    ));
+    let retention = *bp.logs.retention_days.get_ref();
+    out.push(Resource::new(
+        ids::db_init_log_group(),
+        Spec::LogGroup {
+            name: log_group_name(stack, "db-init"),
+            retention_days: retention,
         },
     ));
 
-    let retention = *bp.logs.retention_days.get_ref();
     for (name, service) in bp.services() {
-        // Every service reads its keys from the stack secret at run time.
+        // The user service signs tokens; every other service only checks
+        // them. Both reread their keys while running (rotation).
+        let keys = if name == "user" {
+            ids::signing_keys()
+        } else {
+            ids::public_keys()
+        };
         let mut policy = BTreeSet::from([statement(
             &["secretsmanager:GetSecretValue"],
-            [secret.clone()],
+            [Output::Id(keys)],
         )]);
         if !service.publishes.is_empty() {
             policy.insert(statement(&["sns:Publish"], [Output::Id(ids::topic(name))]));
@@ -221,17 +277,12 @@ pub fn compute(bp: &Blueprint) -> Vec<Resource> {
         }
         out.push(Resource::new(
             ids::task_role(name),
-            Spec::Role {
-                name: names::task_role(stack, name),
-                trusted_service: "ecs-tasks.amazonaws.com".into(),
-                account_guard: true,
-                policy,
-            },
+            ecs_role(names::task_role(stack, name), policy),
         ));
         out.push(Resource::new(
             ids::log_group(name),
             Spec::LogGroup {
-                name: format!("/techctl/{stack}/{name}"),
+                name: log_group_name(stack, name),
                 retention_days: retention,
             },
         ));
@@ -266,8 +317,9 @@ pub fn service_outputs(bp: &Blueprint) -> BTreeMap<String, Output> {
         put(Own::TaskRoleArn, Output::attr(ids::task_role(name), "arn"));
         put(
             Own::LogGroup,
-            Output::Text(format!("/techctl/{}/{name}", bp.stack_name())),
+            Output::Text(log_group_name(bp.stack_name(), name)),
         );
+        put(Own::SecretArn, Output::Id(ids::service_secret(name)));
         put(
             Own::RepositoryUri,
             Output::attr(ids::repository(name), "uri"),

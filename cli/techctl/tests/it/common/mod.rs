@@ -652,10 +652,19 @@ pub async fn assert_nothing_left(aws: &Aws, stack: &str) {
 
 /// The stack secret's JSON, or None when it is missing or scheduled for deletion.
 pub async fn secret_json(aws: &Aws, stack: &str) -> Option<serde_json::Value> {
+    named_secret_json(aws, &format!("techctl/{stack}")).await
+}
+
+/// The signing key ring of `stack`, from its own secret.
+pub async fn signing_keys_json(aws: &Aws, stack: &str) -> Option<serde_json::Value> {
+    named_secret_json(aws, &format!("techctl/{stack}/signing-keys")).await
+}
+
+pub async fn named_secret_json(aws: &Aws, name: &str) -> Option<serde_json::Value> {
     let out = aws
         .secrets
         .get_secret_value()
-        .secret_id(format!("techctl/{stack}"))
+        .secret_id(name)
         .version_stage("AWSCURRENT")
         .send()
         .await

@@ -1,14 +1,16 @@
-//! The stack secret: one Secrets Manager secret per stack holding the stack
-//! outputs, the JWT signing keys and the database password, as the design
-//! documents ask.
+//! The stack's secrets. The stack secret, one per stack as the design
+//! documents ask, is the operators' record of the stack: the outputs and
+//! the database's master password, read by `techctl` and by the database
+//! set-up task, by no service. What the services read lives in secrets of
+//! its own ([`split`]).
 //!
 //! Layout (a JSON object): every output under its own name (`vpc_id`,
-//! `db_host`, `order_queue_url`, ...); the keys as `jwt_kid`,
-//! `jwt_private_key` (PKCS#8 PEM), `jwt_public_key` (SPKI PEM) and
-//! `jwt_jwks` (a JWK set); the master password as `db_password`.
-//! Credentials are made once, by the first `up`, and kept by every later
-//! one; outputs are written by a step of their own once what they name
-//! exists.
+//! `db_host`, `order_queue_url`, ...) and the master password as
+//! `db_password`. The password is made once, by the first `up`, and kept
+//! by every later one; outputs are written by a step of their own once
+//! what they name exists.
+
+pub mod split;
 
 use std::collections::BTreeMap;
 
@@ -37,13 +39,15 @@ fn is_name_still_held(e: &AwsError) -> bool {
 /// Days a deleted stack secret can still be restored (AWS allows 7 to 30).
 pub const RECOVERY_WINDOW_DAYS: i64 = 7;
 
-const KEY_FIELDS: [&str; 4] = ["jwt_kid", "jwt_private_key", "jwt_public_key", "jwt_jwks"];
+pub(crate) const KEY_FIELDS: [&str; 4] =
+    ["jwt_kid", "jwt_private_key", "jwt_public_key", "jwt_jwks"];
 pub use engine::plan::outputs::DB_PASSWORD as DATABASE_PASSWORD;
 /// Long enough to be unguessable, alphanumeric so that no URL or shell
 /// quoting can mangle it.
 const PASSWORD_LENGTH: usize = 40;
 
-/// Fields the secret's own step owns; the outputs step leaves them alone.
+/// Fields the secret's own step owns (and a stack made before the split
+/// kept its keys in); the outputs step leaves them alone.
 fn is_credential(key: &str) -> bool {
     key.starts_with("jwt_") || key == DATABASE_PASSWORD
 }
@@ -72,21 +76,21 @@ pub fn owned_outputs(value: &Map<String, Value>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn present(value: &Map<String, Value>, fields: &[&str]) -> bool {
+pub(crate) fn present(value: &Map<String, Value>, fields: &[&str]) -> bool {
     fields
         .iter()
         .all(|f| value.get(*f).is_some_and(|v| !v.is_null() && v != ""))
 }
 
-/// What the stack secret holds now.
-struct Current {
-    arn: String,
-    tags: BTreeMap<String, String>,
-    scheduled_for_deletion: bool,
-    value: Option<Map<String, Value>>,
+/// What a secret holds now.
+pub struct Current {
+    pub arn: String,
+    pub tags: BTreeMap<String, String>,
+    pub scheduled_for_deletion: bool,
+    pub value: Option<Map<String, Value>>,
 }
 
-async fn read(aws: &Aws, name: &str) -> Result<Option<Current>, AwsError> {
+pub(crate) async fn read(aws: &Aws, name: &str) -> Result<Option<Current>, AwsError> {
     let described = match sdk!(
         "DescribeSecret",
         aws.secrets.describe_secret().secret_id(name).send()
@@ -122,6 +126,12 @@ async fn read(aws: &Aws, name: &str) -> Result<Option<Current>, AwsError> {
         scheduled_for_deletion,
         value,
     }))
+}
+
+/// A secret's description (ARN, tags, whether it is scheduled for
+/// deletion) and value, or `None` when it does not exist.
+pub async fn describe(aws: &Aws, id: &str) -> Result<Option<Current>, AwsError> {
+    read(aws, id).await
 }
 
 /// One version of a secret's value.
@@ -289,10 +299,18 @@ async fn replace(
     }
 }
 
+/// Every secret of the stack, with the stack secret's outputs.
+pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> {
+    let (mut found, split) =
+        tokio::try_join!(observe_stack_secret(aws, stack), split::observe(aws, stack))?;
+    found.extend(split);
+    Ok(found)
+}
+
 /// The stack secret and its outputs, if there is a secret. Outputs are
 /// read as text; the observation of the whole stack turns the ids and ARNs
 /// among them back into references.
-pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> {
+async fn observe_stack_secret(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> {
     let name = secret_name(stack);
     let Some(current) = read(aws, &name).await? else {
         return Ok(Vec::new());
@@ -310,7 +328,6 @@ pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> 
         physical_id: current.arn.clone(),
         spec: Spec::StackSecret {
             name,
-            jwt_keys: state(present(&value, &KEY_FIELDS)),
             database_password: state(present(&value, &[DATABASE_PASSWORD])),
             scheduled_for_deletion: current.scheduled_for_deletion,
         },
@@ -358,7 +375,7 @@ fn as_output(value: &Value) -> Option<Output> {
 
 /// Restores a secret scheduled for deletion (only then can the keys it
 /// holds be read and kept), and reads it.
-async fn restored(ctx: &Ctx<'_>, name: &str) -> Result<Option<Current>, AwsError> {
+pub(crate) async fn restored(ctx: &Ctx<'_>, name: &str) -> Result<Option<Current>, AwsError> {
     let current = read(ctx.aws, name).await?;
     match current {
         Some(scheduled) if scheduled.scheduled_for_deletion => {
@@ -381,6 +398,7 @@ async fn restored(ctx: &Ctx<'_>, name: &str) -> Result<Option<Current>, AwsError
 pub async fn converge(ctx: &Ctx<'_>, step: &Step, resource: &Resource) -> Result<String, AwsError> {
     match &resource.spec {
         Spec::StackSecret { name, .. } => converge_secret(ctx, step, resource, name).await,
+        Spec::Secret { name, holds, .. } => split::converge(ctx, step, resource, name, holds).await,
         Spec::StackOutputs { secret, outputs } => {
             let arn = ctx.resolve(secret)?;
             write_outputs(ctx, &arn, outputs).await?;
@@ -396,42 +414,37 @@ async fn converge_secret(
     resource: &Resource,
     name: &str,
 ) -> Result<String, AwsError> {
-    let sm = &ctx.aws.secrets;
-    let tags = ctx.tags(&resource.id);
     let current = restored(ctx, name).await?;
-    let known = current
-        .as_ref()
-        .and_then(|c| c.value.clone())
-        .unwrap_or_default();
-    // Made before any write, and only when missing: generating a key takes
-    // a moment, and `update` may run its change more than once.
-    let key = if present(&known, &KEY_FIELDS) {
-        None
-    } else {
-        Some(
-            tokio::task::spawn_blocking(keys::generate)
-                .await
-                .map_err(|e| AwsError::new("keys", e.to_string()))?
-                .map_err(|e| AwsError::new("keys", e.to_string()))?,
-        )
-    };
     let password = new_password();
-    let complete = |value: &mut Map<String, Value>| -> Result<(), AwsError> {
-        if !present(value, &KEY_FIELDS) {
-            let key = key.as_ref().ok_or_else(|| {
-                AwsError::new(
-                    "GetSecretValue",
-                    "the stack secret lost its signing keys while this ran; re-run `techctl up`",
-                )
-            })?;
-            value.extend(keys::key_document(key));
-        }
+    let description = format!(
+        "techctl stack {}: outputs and the database's master password",
+        ctx.stack
+    );
+    ensure(ctx, step, resource, name, &description, current, |value| {
         if !present(value, &[DATABASE_PASSWORD]) {
             value.insert(DATABASE_PASSWORD.into(), json!(password));
         }
         Ok(())
-    };
+    })
+    .await
+}
 
+/// Creates the secret `name` with what `complete` adds to an empty value,
+/// or, when it exists (`current`, restored if it was scheduled for
+/// deletion), lets `complete` add what it lacks and puts back missing tags.
+/// `complete` may run more than once and must only add what is missing.
+pub(crate) async fn ensure(
+    ctx: &Ctx<'_>,
+    step: &Step,
+    resource: &Resource,
+    name: &str,
+    description: &str,
+    current: Option<Current>,
+    complete: impl FnMut(&mut Map<String, Value>) -> Result<(), AwsError>,
+) -> Result<String, AwsError> {
+    let mut complete = complete;
+    let sm = &ctx.aws.secrets;
+    let tags = ctx.tags(&resource.id);
     let Some(current) = current else {
         let mut value = Map::new();
         complete(&mut value)?;
@@ -449,10 +462,7 @@ async fn converge_secret(
                         "CreateSecret",
                         sm.create_secret()
                             .name(name)
-                            .description(format!(
-                                "techctl stack {}: outputs, JWT signing keys, database password",
-                                ctx.stack
-                            ))
+                            .description(description)
                             .secret_string(&text)
                             .set_tags(Some(
                                 tags.iter()
@@ -523,7 +533,7 @@ fn apply_outputs(value: &mut Map<String, Value>, outputs: &Map<String, Value>) {
     value.insert(OWNED_OUTPUTS.into(), Value::Array(names));
 }
 
-fn new_password() -> String {
+pub(crate) fn new_password() -> String {
     rand::thread_rng()
         .sample_iter(&Alphanumeric)
         .take(PASSWORD_LENGTH)
@@ -557,6 +567,9 @@ pub async fn delete(ctx: &Ctx<'_>, observed: &Observed) -> Result<(), AwsError> 
     let scheduled = matches!(
         observed.spec,
         Spec::StackSecret {
+            scheduled_for_deletion: true,
+            ..
+        } | Spec::Secret {
             scheduled_for_deletion: true,
             ..
         }
