@@ -26,13 +26,22 @@ host all all ::1/128 scram-sha-256
 /// The database the PostgreSQL event transport keeps its queues in.
 pub const EVENTS_DATABASE: &str = "events";
 
-#[derive(Debug)]
 pub struct Cluster {
     bin: Binaries,
     data: PathBuf,
     log: PathBuf,
     pub port: u16,
     superuser_password: String,
+}
+
+/// Everything but the superuser's password.
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("data", &self.data)
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Cluster {

@@ -223,6 +223,11 @@ impl KeyRing {
             .collect()
     }
 
+    /// The ring's JWK set: every key not retired, public halves only.
+    pub fn jwks(&self) -> Value {
+        json!({ "keys": self.published })
+    }
+
     /// The public JWK set to publish for the services that only verify,
     /// given the set published now: every key of the ring's set, and every
     /// key of `current` the ring has not retired. A key another rotation
@@ -231,7 +236,11 @@ impl KeyRing {
     /// takes a key out.
     pub fn public_set(&self, current: Option<&Value>) -> Value {
         let mut keys = self.published.clone();
-        let known: Vec<&str> = self.published_kids();
+        let mut known: Vec<String> = self
+            .published_kids()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
         let retired = |kid: &str| {
             self.records
                 .iter()
@@ -244,7 +253,10 @@ impl KeyRing {
             .flatten()
         {
             match key.get("kid").and_then(Value::as_str) {
-                Some(kid) if !known.contains(&kid) && !retired(kid) => keys.push(key.clone()),
+                Some(kid) if !known.iter().any(|k| k == kid) && !retired(kid) => {
+                    known.push(kid.to_string());
+                    keys.push(key.clone());
+                }
                 _ => {}
             }
         }

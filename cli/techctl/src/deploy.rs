@@ -214,7 +214,7 @@ async fn set_up_databases(
     let needed: Vec<String> = options
         .services
         .iter()
-        .filter(|s| !facts.database_ready.contains(s.as_str()))
+        .filter(|s| !facts.database_ready.contains(&s.replace('-', "_")))
         .cloned()
         .collect();
     if needed.is_empty() {

@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::ErrorKind;
 use std::path::PathBuf;
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use aws::{Aws, AwsError, secrets};
 use files::{lock_file, write_atomically};
@@ -64,10 +64,10 @@ impl KeyStore {
     ) -> Result<(T, KeyRing), StoreError> {
         let what = self.describe();
         if let KeyStore::Stack { aws, name, public } = self {
-            // Published ahead of the ring's write (see below).
+            // A new key is published ahead of the ring's write (see below).
             let mut trial = self.read_ring(aws, name, &what).await?;
             change(&mut trial).map_err(user)?;
-            publish(aws, public, &trial).await?;
+            self.publish(aws, name, public, Some(&trial), &what).await?;
         }
         let mut edit = |doc: &mut Map<String, Value>| -> Result<(T, KeyRing), StoreError> {
             if doc.is_empty() {
@@ -90,7 +90,7 @@ impl KeyStore {
                 // with it, and forgets a key only after the ring retired it:
                 // no service ever meets a token it has no key for.
                 let saved = secrets::update(aws, name, edit).await?;
-                publish(aws, public, &saved.1).await?;
+                self.publish(aws, name, public, None, &what).await?;
                 Ok(saved)
             }
             KeyStore::File(path) => {
@@ -112,6 +112,37 @@ impl KeyStore {
 }
 
 impl KeyStore {
+    /// Writes into the public-keys secret the set the ring as it is *now*
+    /// implies (reread here, so a retirement another command made in the
+    /// meantime is never undone), plus the keys `ahead` publishes before
+    /// its ring is written. Only a retirement in the ring takes a key out.
+    async fn publish(
+        &self,
+        aws: &Aws,
+        name: &str,
+        public: &str,
+        ahead: Option<&KeyRing>,
+        what: &str,
+    ) -> Result<(), StoreError> {
+        let field = secrets::split::PUBLIC_SET;
+        let latest = self.read_ring(aws, name, what).await?;
+        secrets::update(aws, public, |doc: &mut Map<String, Value>| {
+            let mut current = doc
+                .get(field)
+                .cloned()
+                .unwrap_or_else(|| json!({"keys": []}));
+            if let (Some(ahead), Some(keys)) =
+                (ahead, current.get_mut("keys").and_then(Value::as_array_mut))
+            {
+                keys.extend(ahead.jwks()["keys"].as_array().cloned().unwrap_or_default());
+            }
+            doc.insert(field.into(), latest.public_set(Some(&current)));
+            Ok::<_, AwsError>(())
+        })
+        .await?;
+        Ok(())
+    }
+
     async fn read_ring(&self, aws: &Aws, name: &str, what: &str) -> Result<KeyRing, StoreError> {
         let doc = match secrets::current_version(aws, name).await? {
             Some(version) => secrets::parse(name, &version.text)?,
@@ -124,18 +155,6 @@ impl KeyStore {
         }
         KeyRing::from_document(&doc, what).map_err(user)
     }
-}
-
-/// Writes the public set `ring` implies into the public-keys secret.
-async fn publish(aws: &Aws, public: &str, ring: &KeyRing) -> Result<(), StoreError> {
-    let field = secrets::split::PUBLIC_SET;
-    secrets::update(aws, public, |doc: &mut Map<String, Value>| {
-        let set = ring.public_set(doc.get(field));
-        doc.insert(field.into(), set);
-        Ok::<_, AwsError>(())
-    })
-    .await?;
-    Ok(())
 }
 
 fn user(e: RingError) -> StoreError {

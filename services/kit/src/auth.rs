@@ -70,6 +70,8 @@ pub struct Caller {
     pub token_id: String,
     /// `exp`, as seconds since the Unix epoch.
     pub expires_at: u64,
+    /// `iat`, as seconds since the Unix epoch (0 when the token has none).
+    pub issued_at: u64,
     /// `name`: a registered customer's name, for the kitchen's ticket.
     pub name: Option<String>,
 }
@@ -245,6 +247,12 @@ pub struct Verifier {
     audience: String,
     source: Box<dyn JwkSource>,
     keys: RwLock<KeyCache>,
+    /// One fetch of the key set at a time: requests that need a fetch wait
+    /// for the one under way, and sets are installed in the order they
+    /// were fetched, so a slow, stale fetch never replaces a newer set.
+    fetch_gate: tokio::sync::Mutex<()>,
+    /// Fetches finished so far.
+    fetches: std::sync::atomic::AtomicU64,
     /// Seconds of clock skew tolerated on `exp`.
     leeway: u64,
     revocations: std::sync::OnceLock<Box<dyn RevocationSource>>,
@@ -253,6 +261,7 @@ pub struct Verifier {
 
 struct KeyCache {
     by_kid: HashMap<String, Arc<RsassaJwsVerifier>>,
+    /// When the last fetch started.
     fetched_at: Option<Instant>,
 }
 
@@ -285,6 +294,8 @@ impl Verifier {
                 fetched_at: None,
             }),
             leeway: 30,
+            fetch_gate: tokio::sync::Mutex::new(()),
+            fetches: std::sync::atomic::AtomicU64::new(0),
             revocations: std::sync::OnceLock::new(),
             revoked: RwLock::new(Revoked::new()),
         });
@@ -333,9 +344,36 @@ impl Verifier {
 
     /// Rereads the key set. On failure the last good set stays in use.
     pub async fn refresh(&self) -> anyhow::Result<usize> {
+        let _one_at_a_time = self.fetch_gate.lock().await;
+        self.fetch_and_install().await
+    }
+
+    /// A token named a key the set lacks: reread the set, unless another
+    /// request's reread finished while this one waited for its turn (its
+    /// set is the freshest there is) or one started in the last few
+    /// seconds (a flood of made-up `kid`s costs one read, not one each).
+    async fn refetch_for_unknown_key(&self) {
+        use std::sync::atomic::Ordering;
+        let seen = self.fetches.load(Ordering::SeqCst);
+        let _one_at_a_time = self.fetch_gate.lock().await;
+        if self.fetches.load(Ordering::SeqCst) != seen || !self.may_refetch() {
+            return;
+        }
+        if let Err(e) = self.fetch_and_install().await {
+            tracing::warn!(error = %e, "cannot refresh the JWK set for an unknown kid");
+        }
+    }
+
+    /// Fetches the set and installs it; the caller holds the gate.
+    async fn fetch_and_install(&self) -> anyhow::Result<usize> {
+        let started = Instant::now();
+        self.keys
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .fetched_at = Some(started);
         let fetched = self.source.fetch().await;
-        let mut cache = self.keys.write().unwrap_or_else(|p| p.into_inner());
-        cache.fetched_at = Some(Instant::now());
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let jwks = fetched?;
         let mut by_kid = HashMap::new();
         for jwk in jwks {
@@ -352,7 +390,7 @@ impl Verifier {
             }
         }
         let count = by_kid.len();
-        cache.by_kid = by_kid;
+        self.keys.write().unwrap_or_else(|p| p.into_inner()).by_kid = by_kid;
         Ok(count)
     }
 
@@ -425,9 +463,7 @@ impl Verifier {
         let key = match self.key(&kid) {
             Some(k) => k,
             None if self.may_refetch() => {
-                if let Err(e) = self.refresh().await {
-                    tracing::warn!(error = %e, "cannot refresh the JWK set for an unknown kid");
-                }
+                self.refetch_for_unknown_key().await;
                 self.key(&kid).ok_or(AuthError::UnknownKey)?
             }
             None => return Err(AuthError::UnknownKey),
@@ -474,20 +510,19 @@ impl Verifier {
             .unwrap_or_else(|p| p.into_inner())
             .get(&subject)
             .copied();
-        if let Some(not_before) = not_before {
-            let issued = payload
-                .issued_at()
-                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_secs());
-            if issued < not_before {
-                return Err(AuthError::Revoked);
-            }
+        let issued = payload
+            .issued_at()
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        if not_before.is_some_and(|not_before| issued < not_before) {
+            return Err(AuthError::Revoked);
         }
         Ok(Caller {
             subject,
             role,
             token_id,
             expires_at: exp,
+            issued_at: issued,
             name,
         })
     }
@@ -553,6 +588,83 @@ mod tests {
                 async move { answer.ok_or_else(|| anyhow::anyhow!("the secret cannot be read")) },
             )
         }
+    }
+
+    /// A key source that takes a while to answer, counting its reads.
+    struct Slow {
+        keys: Vec<Jwk>,
+        reads: Arc<AtomicUsize>,
+    }
+
+    impl JwkSource for Slow {
+        fn fetch(&self) -> Pin<Box<dyn Future<Output = anyhow::Result<Vec<Jwk>>> + Send + '_>> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            let keys = self.keys.clone();
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                Ok(keys)
+            })
+        }
+    }
+
+    /// A token whose header names `kid` (its signature is never reached).
+    fn naming(kid: &str) -> String {
+        use base64::Engine;
+        let b64 = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        format!(
+            "{}.{}.c2ln",
+            b64(serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": kid})),
+            b64(serde_json::json!({"sub": "x"}))
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_of_unknown_kids_costs_one_read_per_refetch_interval() {
+        let signer = TestSigner::new("real");
+        let reads = Arc::new(AtomicUsize::new(0));
+        let verifier = Verifier::new(
+            "techchallenge",
+            "techchallenge",
+            Box::new(Slow {
+                keys: vec![signer.public_jwk()],
+                reads: reads.clone(),
+            }),
+        )
+        .await
+        .unwrap();
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        // Past the refetch interval, 200 requests with made-up kids at once.
+        tokio::time::sleep(REFETCH_AT_MOST_EVERY).await;
+        let flood = (0..200).map(|n| {
+            let verifier = verifier.clone();
+            tokio::spawn(async move { verifier.verify(&naming(&format!("junk-{n}"))).await })
+        });
+        for request in flood.collect::<Vec<_>>() {
+            assert_eq!(request.await.unwrap(), Err(AuthError::UnknownKey));
+        }
+        assert_eq!(
+            reads.load(Ordering::SeqCst),
+            2,
+            "one read for the whole flood"
+        );
+        // Within the interval, another flood reads nothing.
+        let again = (0..200).map(|n| {
+            let verifier = verifier.clone();
+            tokio::spawn(async move { verifier.verify(&naming(&format!("more-{n}"))).await })
+        });
+        for request in again.collect::<Vec<_>>() {
+            request.await.unwrap().unwrap_err();
+        }
+        assert_eq!(reads.load(Ordering::SeqCst), 2);
+        // And the real key still verifies.
+        assert!(
+            verifier
+                .verify(&signer.token("7", "customer"))
+                .await
+                .is_ok()
+        );
     }
 
     #[tokio::test]

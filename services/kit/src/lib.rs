@@ -17,6 +17,7 @@ pub mod extract;
 pub mod health;
 pub mod http_client;
 pub mod keys;
+pub mod limit;
 pub mod provision;
 pub mod server;
 pub mod telemetry;

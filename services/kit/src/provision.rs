@@ -68,6 +68,13 @@ pub async fn provision(admin_url: &str, roles: &[ServiceRole]) -> anyhow::Result
     let options: PgConnectOptions = admin_url
         .parse()
         .context("the master connection is not a PostgreSQL URL")?;
+    // The passwords go over as SQL text: never into a log line.
+    let options = options
+        .log_statements(log::LevelFilter::Off)
+        .log_slow_statements(log::LevelFilter::Off, std::time::Duration::from_secs(3600))
+        // Inside a service's database its role owns `public`: nothing there
+        // may stand in for a catalog function the master calls.
+        .options([("search_path", "pg_catalog,pg_temp")]);
     let mut admin = options
         .connect()
         .await
@@ -78,8 +85,33 @@ pub async fn provision(admin_url: &str, roles: &[ServiceRole]) -> anyhow::Result
             .with_context(|| format!("cannot set up the role and database {}", service.role))?;
         tracing::info!(role = %service.role, "role and database ready");
     }
+    close_maintenance_databases(&mut admin).await;
     admin.close().await.ok();
     Ok(())
+}
+
+/// The databases every role may connect to by default (the maintenance
+/// databases) are closed to them; where the master may not (on RDS,
+/// `postgres` is the platform's), it stays as it is.
+async fn close_maintenance_databases(admin: &mut PgConnection) {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT datname FROM pg_catalog.pg_database \
+         WHERE datname IN ('postgres', 'template1', pg_catalog.current_database())",
+    )
+    .fetch_all(&mut *admin)
+    .await
+    .unwrap_or_default();
+    for name in names {
+        if let Err(e) = sqlx::query(&format!(
+            "REVOKE CONNECT ON DATABASE {} FROM PUBLIC",
+            ident(&name)
+        ))
+        .execute(&mut *admin)
+        .await
+        {
+            tracing::warn!(database = %name, error = %e, "cannot close a maintenance database to other roles");
+        }
+    }
 }
 
 async fn provision_one(
@@ -88,49 +120,62 @@ async fn provision_one(
     service: &ServiceRole,
 ) -> anyhow::Result<()> {
     let role = ident(&service.role);
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-            .bind(&service.role)
-            .fetch_one(&mut *admin)
-            .await?;
-    if !exists {
-        sqlx::query(&format!("CREATE ROLE {role}"))
+    let password = literal(service.password.expose());
+    // RDS's master user is no superuser: it may not name SUPERUSER,
+    // REPLICATION or BYPASSRLS even to deny them. A new role has none of
+    // them; one found with any is refused, not quietly kept.
+    let found: Option<(bool, bool, bool)> = sqlx::query_as(
+        "SELECT rolsuper, rolreplication, rolbypassrls FROM pg_catalog.pg_roles WHERE rolname = $1",
+    )
+    .bind(&service.role)
+    .fetch_optional(&mut *admin)
+    .await?;
+    match found {
+        None => {
+            sqlx::query(&format!(
+                "CREATE ROLE {role} WITH LOGIN NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD {password}"
+            ))
             .execute(&mut *admin)
             .await?;
+        }
+        Some((superuser, replication, bypass)) if superuser || replication || bypass => {
+            anyhow::bail!(
+                "the role {} exists with SUPERUSER, REPLICATION or BYPASSRLS; a service must log in as a plain role: \
+                 drop or fix it by hand, then run the set-up again",
+                service.role
+            );
+        }
+        Some(_) => {
+            // Whatever it was given by hand: a plain login, nothing more.
+            sqlx::query(&format!(
+                "ALTER ROLE {role} WITH LOGIN NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD {password}"
+            ))
+            .execute(&mut *admin)
+            .await?;
+        }
     }
-    // Whatever it was given by hand: a plain login, nothing more.
-    sqlx::query(&format!(
-        "ALTER ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION \
-         NOBYPASSRLS NOINHERIT PASSWORD {}",
-        literal(service.password.expose())
-    ))
-    .execute(&mut *admin)
-    .await?;
     // RDS's master user is no superuser: it may give a database to a role
     // only as a member of it.
     sqlx::query(&format!("GRANT {role} TO CURRENT_USER"))
         .execute(&mut *admin)
         .await?;
-    let database_exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(&service.role)
-            .fetch_one(&mut *admin)
-            .await?;
+    let database_exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1)",
+    )
+    .bind(&service.role)
+    .fetch_one(&mut *admin)
+    .await?;
     if !database_exists {
-        sqlx::query(&format!("CREATE DATABASE {role} OWNER {role}"))
+        // Made as the master's first, so that it can hand over what is in
+        // it; a non-superuser master loses that power once the role owns it.
+        sqlx::query(&format!("CREATE DATABASE {role}"))
             .execute(&mut *admin)
             .await?;
     }
-    sqlx::query(&format!("ALTER DATABASE {role} OWNER TO {role}"))
-        .execute(&mut *admin)
-        .await?;
-    // Nobody else connects to it (new databases let every role in).
-    sqlx::query(&format!("REVOKE ALL ON DATABASE {role} FROM PUBLIC"))
-        .execute(&mut *admin)
-        .await?;
-
-    // Inside it: what an older stack's service made as the master user
-    // becomes the role's, so its migrations can go on.
+    // Inside it: its schema, and what an older stack's service made as the
+    // master user, become the role's, so its migrations can go on. Done
+    // while the master still owns the database (or, run again, finds
+    // nothing left to hand over).
     let mut inside = options
         .clone()
         .database(&service.role)
@@ -143,31 +188,31 @@ DECLARE
   item record;
 BEGIN
   BEGIN
-    EXECUTE format('ALTER SCHEMA public OWNER TO %I', {name});
+    EXECUTE pg_catalog.format('ALTER SCHEMA public OWNER TO %I', {name});
   EXCEPTION WHEN insufficient_privilege THEN
     -- Before PostgreSQL 15 the schema is the server's; the role, owning
     -- the database, is given what it needs in it instead.
-    EXECUTE format('GRANT ALL ON SCHEMA public TO %I', {name});
+    EXECUTE pg_catalog.format('GRANT ALL ON SCHEMA public TO %I', {name});
   END;
   FOR item IN
-    SELECT c.relname, c.relkind FROM pg_class c
-      JOIN pg_namespace n ON n.oid = c.relnamespace
+    SELECT c.relname, c.relkind FROM pg_catalog.pg_class c
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
      WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
-       AND pg_get_userbyid(c.relowner) <> {name}
-       AND NOT EXISTS (SELECT 1 FROM pg_depend d
+       AND pg_catalog.pg_get_userbyid(c.relowner) <> {name}
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
                         WHERE d.objid = c.oid AND d.deptype IN ('a', 'i') AND c.relkind = 'S')
   LOOP
-    EXECUTE format('ALTER %s public.%I OWNER TO %I',
+    EXECUTE pg_catalog.format('ALTER %s public.%I OWNER TO %I',
       CASE item.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW'
                         WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END,
       item.relname, {name});
   END LOOP;
   FOR item IN
-    SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+    SELECT t.typname FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
      WHERE n.nspname = 'public' AND t.typtype IN ('e', 'd')
-       AND pg_get_userbyid(t.typowner) <> {name}
+       AND pg_catalog.pg_get_userbyid(t.typowner) <> {name}
   LOOP
-    EXECUTE format('ALTER TYPE public.%I OWNER TO %I', item.typname, {name});
+    EXECUTE pg_catalog.format('ALTER TYPE public.%I OWNER TO %I', item.typname, {name});
   END LOOP;
 END
 $$"#,
@@ -176,6 +221,13 @@ $$"#,
     .execute(&mut inside)
     .await?;
     inside.close().await.ok();
+    sqlx::query(&format!("ALTER DATABASE {role} OWNER TO {role}"))
+        .execute(&mut *admin)
+        .await?;
+    // Nobody else connects to it (new databases let every role in).
+    sqlx::query(&format!("REVOKE ALL ON DATABASE {role} FROM PUBLIC"))
+        .execute(&mut *admin)
+        .await?;
     Ok(())
 }
 
@@ -236,22 +288,39 @@ mod tests {
     async fn each_service_reaches_its_own_database_and_no_other() {
         let tag = std::process::id();
         let (order, product) = (format!("order_{tag}"), format!("product_{tag}"));
-        let admin = testkit::postgres().url("postgres");
+        // A master user as RDS makes it: no superuser, only CREATEDB and
+        // CREATEROLE, with its maintenance database.
+        let (master, maintenance) = (format!("master_{tag}"), format!("techctl_{tag}"));
+        let mut superuser = PgConnection::connect(&testkit::postgres().url("postgres"))
+            .await
+            .unwrap();
+        for sql in [
+            format!("CREATE ROLE {master} LOGIN CREATEDB CREATEROLE"),
+            format!("CREATE DATABASE {maintenance} OWNER {master}"),
+        ] {
+            sqlx::query(&sql).execute(&mut superuser).await.unwrap();
+        }
+        let as_master = |database: &str| {
+            format!(
+                "postgres://{master}@127.0.0.1:{}/{database}",
+                testkit::postgres().port
+            )
+        };
+        let admin = as_master(&maintenance);
         // An older stack: the product database was made by the master user,
         // with a table and its sequence.
-        let mut master = PgConnection::connect(&admin).await.unwrap();
+        let mut master_connection = PgConnection::connect(&admin).await.unwrap();
         sqlx::query(&format!("CREATE DATABASE {product}"))
-            .execute(&mut master)
+            .execute(&mut master_connection)
             .await
             .unwrap();
-        let mut inside = PgConnection::connect(&testkit::postgres().url(&product))
-            .await
-            .unwrap();
+        let mut inside = PgConnection::connect(&as_master(&product)).await.unwrap();
         sqlx::query("CREATE TABLE products (id serial PRIMARY KEY, name text)")
             .execute(&mut inside)
             .await
             .unwrap();
         inside.close().await.unwrap();
+        let mut master = master_connection;
 
         let roles = [role(&order), role(&product)];
         provision(&admin, &roles).await.unwrap();
@@ -292,6 +361,13 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(state(&made), "42501", "{made}");
+        // The master's own database is closed to it as well.
+        let maintenance_refused = connect_as(&order, &maintenance).await.unwrap_err();
+        assert_eq!(
+            state(&maintenance_refused),
+            "42501",
+            "{maintenance_refused}"
+        );
         // A password change is one more run.
         let changed = [ServiceRole {
             role: order.clone(),

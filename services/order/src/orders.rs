@@ -526,22 +526,59 @@ pub async fn list_orders(
     Ok(Json(with_details(&state, rows).await?))
 }
 
+/// Orders on the kitchen's and counter's screens a page at a time: a busy
+/// day's backlog never comes back as one unbounded answer.
+const ACTIVE_PER_PAGE: i64 = 100;
+const ACTIVE_PER_PAGE_MAX: i64 = 200;
+const ACTIVE_PAGE_MAX: i64 = 10_000;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ActiveQuery {
+    /// 1-based page number (at most 10000).
+    pub page: Option<i64>,
+    /// Orders per page, 1 to 200 (default 100).
+    pub per_page: Option<i64>,
+}
+
 /// The kitchen screen: READY, then IN_PREPARATION, then RECEIVED, oldest
 /// first within each; finished and cancelled orders are left out (staff).
 #[utoipa::path(
-    get, path = "/orders/active",
-    responses((status = 200, body = [OrderView])),
+    get, path = "/orders/active", params(ActiveQuery),
+    responses((status = 200, body = [OrderView]), (status = 422, body = service_kit::error::Problem)),
     security(("bearer" = []))
 )]
 pub async fn active_orders(
     State(state): State<AppState>,
     caller: Caller,
+    Query(q): Query<ActiveQuery>,
 ) -> ApiResult<Json<Vec<OrderView>>> {
     caller.require(Role::STAFF)?;
+    let page = q.page.unwrap_or(1);
+    let per_page = q.per_page.unwrap_or(ACTIVE_PER_PAGE);
+    let mut errors = Vec::new();
+    if !(1..=ACTIVE_PAGE_MAX).contains(&page) {
+        errors.push(FieldError::new(
+            "page",
+            format!("must be between 1 and {ACTIVE_PAGE_MAX}"),
+        ));
+    }
+    if !(1..=ACTIVE_PER_PAGE_MAX).contains(&per_page) {
+        errors.push(FieldError::new(
+            "per_page",
+            format!("must be between 1 and {ACTIVE_PER_PAGE_MAX}"),
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(errors));
+    }
     let rows = sqlx::query_as::<_, OrderRow>(&format!(
         "{SELECT_ORDER} WHERE status IN ('READY', 'IN_PREPARATION', 'RECEIVED') \
-         ORDER BY CASE status WHEN 'READY' THEN 0 WHEN 'IN_PREPARATION' THEN 1 ELSE 2 END, created_at, id"
+         ORDER BY CASE status WHEN 'READY' THEN 0 WHEN 'IN_PREPARATION' THEN 1 ELSE 2 END, created_at, id \
+         LIMIT $1 OFFSET $2"
     ))
+    .bind(per_page)
+    .bind((page - 1) * per_page)
     .fetch_all(&state.pool)
     .await?;
     Ok(Json(with_details(&state, rows).await?))

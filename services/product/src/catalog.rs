@@ -24,6 +24,9 @@ const URL_MAX: usize = 2048;
 const PRICE_MAX_CENTS: i64 = 10_000_000;
 const PREPARATION_MAX_MINUTES: i32 = 240;
 const PER_PAGE_MAX: i64 = 100;
+/// The last page anyone can ask for: far past any menu, and small enough
+/// that its offset cannot overflow.
+const PAGE_MAX: i64 = 1_000_000;
 const LOOKUP_MAX: usize = 100;
 
 pub fn routes() -> Router<AppState> {
@@ -76,6 +79,10 @@ pub struct ProductInput {
     #[serde(default)]
     pub image_url: Option<String>,
     pub preparation_minutes: i32,
+    /// On the menu or not. A `PUT` without it keeps the product's state: a
+    /// product taken off the menu comes back only when asked to.
+    #[serde(default)]
+    pub active: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -136,8 +143,11 @@ pub async fn list_products(
     let page = q.page.unwrap_or(1);
     let per_page = q.per_page.unwrap_or(20);
     let mut errors = Vec::new();
-    if page < 1 {
-        errors.push(FieldError::new("page", "must be 1 or more"));
+    if !(1..=PAGE_MAX).contains(&page) {
+        errors.push(FieldError::new(
+            "page",
+            format!("must be between 1 and {PAGE_MAX}"),
+        ));
     }
     if !(1..=PER_PAGE_MAX).contains(&per_page) {
         errors.push(FieldError::new(
@@ -213,8 +223,8 @@ pub async fn create_product(
     let category = validate(&state, &input).await?;
     let id = Uuid::now_v7();
     let inserted = sqlx::query(
-        "INSERT INTO products (id, name, description, category_id, price_cents, image_url, preparation_minutes) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO products (id, name, description, category_id, price_cents, image_url, preparation_minutes, active) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, true))",
     )
     .bind(id)
     .bind(input.name.trim())
@@ -223,6 +233,7 @@ pub async fn create_product(
     .bind(input.price_cents)
     .bind(&input.image_url)
     .bind(input.preparation_minutes)
+    .bind(input.active)
     .execute(&state.pool)
     .await;
     inserted.map_err(|e| duplicate_name(e, &input.name))?;
@@ -252,7 +263,7 @@ pub async fn update_product(
     let category = validate(&state, &input).await?;
     let updated = sqlx::query(
         "UPDATE products SET name = $2, description = $3, category_id = $4, price_cents = $5, image_url = $6, \
-         preparation_minutes = $7, active = true, updated_at = now() WHERE id = $1",
+         preparation_minutes = $7, active = coalesce($8, active), updated_at = now() WHERE id = $1",
     )
     .bind(id)
     .bind(input.name.trim())
@@ -261,6 +272,7 @@ pub async fn update_product(
     .bind(input.price_cents)
     .bind(&input.image_url)
     .bind(input.preparation_minutes)
+    .bind(input.active)
     .execute(&state.pool)
     .await
     .map_err(|e| duplicate_name(e, &input.name))?;

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
-use service_kit::auth::{Caller, Role};
+use service_kit::auth::{AuthError, Caller, Role};
 use service_kit::error::{ApiError, ApiResult, FieldError, unique_violation};
 use service_kit::extract::Json;
 use sqlx::PgPool;
@@ -101,12 +101,6 @@ pub async fn disable(
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<EmployeeStatus>> {
-    if caller.subject == id.to_string() {
-        caller.require(&[Role::Admin])?;
-        return Err(ApiError::Conflict(
-            "an admin cannot disable themself: another admin must".into(),
-        ));
-    }
     set_disabled(&state, &caller, id, true).await
 }
 
@@ -124,6 +118,30 @@ pub async fn enable(
     set_disabled(&state, &caller, id, false).await
 }
 
+/// The caller's token is an admin's, and that admin is, in the database,
+/// neither disabled nor holding a token from before a disabling: the
+/// revocation list of another replica may not have caught up yet, and an
+/// admin's powers are the ones that must not outlive it.
+async fn require_active_admin(pool: &PgPool, caller: &Caller) -> ApiResult<()> {
+    caller.require(&[Role::Admin])?;
+    let id = Uuid::parse_str(&caller.subject)
+        .map_err(|_| ApiError::Forbidden("the token names no employee".into()))?;
+    let row: Option<(bool, Option<i64>)> = sqlx::query_as(
+        "SELECT disabled_at IS NOT NULL, ceil(extract(epoch FROM tokens_not_before))::bigint \
+         FROM employees WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    match row {
+        Some((false, not_before)) if not_before.is_none_or(|at| caller.issued_at as i64 >= at) => {
+            Ok(())
+        }
+        Some(_) => Err(ApiError::Unauthorized(AuthError::Revoked.to_string())),
+        None => Err(ApiError::Forbidden("the token names no employee".into())),
+    }
+}
+
 /// Disables (from now on, tokens held included) or enables an employee.
 async fn set_disabled(
     state: &AppState,
@@ -131,7 +149,13 @@ async fn set_disabled(
     id: Uuid,
     disabled: bool,
 ) -> ApiResult<Json<EmployeeStatus>> {
-    caller.require(&[Role::Admin])?;
+    require_active_admin(&state.pool, caller).await?;
+    if caller.subject == id.to_string() {
+        return Err(ApiError::Conflict(format!(
+            "an admin cannot {} themself: another admin must",
+            if disabled { "disable" } else { "enable" }
+        )));
+    }
     let update = if disabled {
         "UPDATE employees SET disabled_at = coalesce(disabled_at, now()), tokens_not_before = now() \
          WHERE id = $1 RETURNING email"
@@ -144,6 +168,13 @@ async fn set_disabled(
         .await?;
     let email = email.ok_or_else(|| ApiError::NotFound(format!("no employee {id}")))?;
     tracing::info!(employee = %id, by = %caller.subject, disabled, "employee access changed");
+    if disabled {
+        // This replica refuses their tokens at once; the others (and every
+        // other service) from their next reread.
+        if let Err(e) = state.verifier.refresh_revocations().await {
+            tracing::warn!(error = %format!("{e:#}"), "cannot reread the revocation list");
+        }
+    }
     Ok(Json(EmployeeStatus {
         id,
         email,
@@ -179,7 +210,7 @@ pub async fn create(
     caller: Caller,
     Json(input): Json<NewEmployee>,
 ) -> ApiResult<impl IntoResponse> {
-    caller.require(&[Role::Admin])?;
+    require_active_admin(&state.pool, &caller).await?;
     let mut errors = Vec::new();
     let name = check_name(&input.name, &mut errors);
     let email = check_email(&input.email, &mut errors);

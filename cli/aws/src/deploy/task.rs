@@ -83,7 +83,8 @@ impl StackFacts {
         service: &str,
         wanted: &[(&str, &'static str, &'static str)],
     ) -> Result<(), SpecError> {
-        let held = self.service_secrets.get(service);
+        // Keyed as the outputs spell services (`my_api`).
+        let held = self.service_secrets.get(&service.replace('-', "_"));
         let missing: Vec<(String, &str, &str)> = wanted
             .iter()
             .filter(|(_, key, _)| !held.is_some_and(|h| h.contains(*key)))

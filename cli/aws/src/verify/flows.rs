@@ -525,6 +525,14 @@ fn secret(s: &Snapshot, service: &Service) -> Flow {
     ))
 }
 
+/// What changes a secret's value.
+const SECRET_WRITES: [&str; 4] = [
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:UpdateSecret",
+    "secretsmanager:UpdateSecretVersionStage",
+    "secretsmanager:RestoreSecret",
+];
+
 /// Who may read each secret: the master password the database set-up
 /// task's role alone; the signing keys the user service's task role
 /// alone; a service's secret only the roles ECS starts that service's
@@ -563,6 +571,29 @@ fn secrets_only_where_needed(s: &Snapshot) -> Flow {
     }
     // A service's execution role may be shared by every service: ECS
     // uses it to start tasks and never hands it to a container.
+    // No role of the stack writes a secret: a role that could put its own
+    // key into the public or signing set could mint every token.
+    let all: Vec<(&String, &str)> = [
+        (s.secret_arn.as_ref(), "the stack secret"),
+        (s.signing_keys_arn.as_ref(), "the signing keys"),
+        (s.public_keys_arn.as_ref(), "the public keys"),
+    ]
+    .into_iter()
+    .filter_map(|(arn, label)| arn.map(|a| (a, label)))
+    .collect();
+    for role in &s.roles {
+        for (arn, label) in &all {
+            for action in SECRET_WRITES {
+                if let Decision::Allowed(by) = iam::decide(role, action, arn) {
+                    t.allow(by[0].to_string());
+                    t.block(format!(
+                        "role {} may {action} on {label} ({})",
+                        role.name, by[0]
+                    ));
+                }
+            }
+        }
+    }
     for role in &s.roles {
         for (arn, label, readers) in &guarded {
             if readers.contains(&role.arn.as_str()) {

@@ -1016,6 +1016,18 @@ fn verify_refuses_a_task_role_that_reads_a_secret_it_does_not_need() {
     let report = evaluate(&s);
     let f = flow(&report, &["a secret it does not need"]);
     assert_problem(f, "role shop-task-execution may read the stack secret");
+    // Writing the public keys would let a role publish a key of its own.
+    let mut s = stack();
+    role_mut(&mut s, "shop-product-task").policies[0].document["Statement"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"Effect": "Allow", "Action": "secretsmanager:PutSecretValue", "Resource": PUBLIC_KEYS}));
+    let report = evaluate(&s);
+    let f = flow(&report, &["a secret it does not need"]);
+    assert_problem(
+        f,
+        "role shop-product-task may secretsmanager:PutSecretValue on the public keys",
+    );
 }
 
 #[test]

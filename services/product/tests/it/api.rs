@@ -161,6 +161,33 @@ async fn employees_manage_the_catalog_and_everyone_reads_it() {
         app.call("GET", "/products", None, None).await.body["total"],
         2
     );
+    // Repricing a product taken off the menu leaves it off; it comes back
+    // only when asked to.
+    let mut repriced = burger();
+    repriced["price_cents"] = json!(2990);
+    let put = |body: Value| {
+        let (app, id) = (&app, id.clone());
+        async move {
+            app.call(
+                "PUT",
+                &format!("/products/{id}"),
+                Some(&app.staff()),
+                Some(body),
+            )
+            .await
+        }
+    };
+    let still_off = put(repriced.clone()).await;
+    assert_eq!(still_off.status, StatusCode::OK, "{}", still_off.body);
+    assert_eq!(still_off.body["active"], false);
+    assert_eq!(still_off.body["price_cents"], 2990);
+    repriced["active"] = json!(true);
+    let back = put(repriced).await;
+    assert_eq!(back.body["active"], true);
+    assert_eq!(
+        app.call("GET", "/products", None, None).await.body["total"],
+        3
+    );
 }
 
 #[tokio::test]
@@ -351,6 +378,13 @@ async fn bad_input_gets_a_problem_never_a_500() {
         &app.call("GET", "/products?per_page=1000", None, None).await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "per_page",
+    );
+    // A page so far out that its offset would overflow is refused, not a 500.
+    assert_problem(
+        &app.call("GET", "/products?page=9223372036854775807", None, None)
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "page",
     );
     assert_problem(
         &app.call(
