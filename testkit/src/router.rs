@@ -16,6 +16,7 @@ pub struct Answer {
     pub content_type: String,
     pub request_id: Option<String>,
     pub location: Option<String>,
+    pub retry_after: Option<String>,
     pub body: Value,
 }
 
@@ -51,11 +52,12 @@ pub async fn send(router: &Router, req: Request<Body>) -> Answer {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    let (status, content_type, request_id, location) = (
+    let (status, content_type, request_id, location, retry_after) = (
         res.status(),
         header_of("content-type").unwrap_or_default(),
         header_of("x-request-id"),
         header_of("location"),
+        header_of("retry-after"),
     );
     let bytes = res
         .into_body()
@@ -68,6 +70,7 @@ pub async fn send(router: &Router, req: Request<Body>) -> Answer {
         content_type,
         request_id,
         location,
+        retry_after,
         body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     }
 }

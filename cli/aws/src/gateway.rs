@@ -16,7 +16,7 @@ use super::{Aws, AwsError, all_pages, in_stack, observed};
 use crate::{Ctx, RetryInUse, Step};
 use engine::clock::AwsClock;
 use engine::plan::expand::ids;
-use engine::plan::resource::Cors;
+use engine::plan::resource::{Cors, Throttle};
 use engine::plan::{Kind, LogicalId, Observed, Resource, Spec};
 
 const AVAILABLE_DEADLINE: Duration = Duration::from_secs(20 * 60);
@@ -196,6 +196,17 @@ async fn observe_inside(aws: &Aws, api_id: &str) -> Result<Vec<Observed>, AwsErr
                 api: api.clone(),
                 name: name.to_string(),
                 auto_deploy: s.auto_deploy().unwrap_or(false),
+                throttle: {
+                    let settings = s.default_route_settings();
+                    Throttle {
+                        rate_per_second: settings
+                            .and_then(|r| r.throttling_rate_limit())
+                            .map_or(0, |r| r.round() as u32),
+                        burst: settings
+                            .and_then(|r| r.throttling_burst_limit())
+                            .map_or(0, |b| b.max(0) as u32),
+                    }
+                },
             },
             None,
         );
@@ -350,6 +361,7 @@ pub async fn create(ctx: &Ctx<'_>, step: &Step, resource: &Resource) -> Result<S
             api,
             name,
             auto_deploy,
+            throttle,
         } => {
             let api_id = ctx.resolve(api)?;
             let created = sdk!(
@@ -358,6 +370,7 @@ pub async fn create(ctx: &Ctx<'_>, step: &Step, resource: &Resource) -> Result<S
                     .api_id(&api_id)
                     .stage_name(name)
                     .auto_deploy(*auto_deploy)
+                    .default_route_settings(route_settings(throttle))
                     .set_tags(Some(tags.clone()))
                     .send()
             );
@@ -436,7 +449,11 @@ pub async fn update(
             )?;
             None
         }
-        Spec::ApiStage { auto_deploy, .. } => {
+        Spec::ApiStage {
+            auto_deploy,
+            throttle,
+            ..
+        } => {
             let (api_id, name) = split(physical);
             sdk!(
                 "UpdateStage",
@@ -444,6 +461,7 @@ pub async fn update(
                     .api_id(api_id)
                     .stage_name(name)
                     .auto_deploy(*auto_deploy)
+                    .default_route_settings(route_settings(throttle))
                     .send()
             )?;
             Some(tag_arn(region, &format!("/apis/{api_id}/stages/{name}")))
@@ -562,4 +580,12 @@ async fn wait_link_available(ctx: &Ctx<'_>, step: &Step, id: &str) -> Result<(),
         },
     )
     .await
+}
+
+/// Every route's throttling, as the stage's default route settings.
+fn route_settings(throttle: &Throttle) -> aws_sdk_apigatewayv2::types::RouteSettings {
+    aws_sdk_apigatewayv2::types::RouteSettings::builder()
+        .throttling_rate_limit(f64::from(throttle.rate_per_second))
+        .throttling_burst_limit(i32::try_from(throttle.burst).unwrap_or(i32::MAX))
+        .build()
 }

@@ -81,6 +81,31 @@ pub struct Gateway {
     pub cors_allow_methods: Spanned<Vec<Spanned<String>>>,
     pub cors_allow_headers: Vec<String>,
     pub cors_max_age_seconds: Spanned<u32>,
+    /// Requests a second the API takes in steady state (every route of the
+    /// stage; API Gateway answers 429 beyond).
+    #[serde(default)]
+    pub throttle_rate_per_second: Option<Spanned<u32>>,
+    /// Requests it takes in a burst.
+    #[serde(default)]
+    pub throttle_burst: Option<Spanned<u32>>,
+}
+
+/// The API's throttling when the blueprint says none.
+pub const DEFAULT_THROTTLE_RATE: u32 = 100;
+pub const DEFAULT_THROTTLE_BURST: u32 = 200;
+
+impl Gateway {
+    /// (requests a second, burst) the stage allows.
+    pub fn throttle(&self) -> (u32, u32) {
+        (
+            self.throttle_rate_per_second
+                .as_ref()
+                .map_or(DEFAULT_THROTTLE_RATE, |r| *r.get_ref()),
+            self.throttle_burst
+                .as_ref()
+                .map_or(DEFAULT_THROTTLE_BURST, |b| *b.get_ref()),
+        )
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -430,6 +430,14 @@ impl Checker<'_> {
             "gateway.cors_max_age_seconds",
             0..=86400,
         );
+        // API Gateway's account-wide quotas per region: 10,000 requests a
+        // second and bursts of 5,000; a stage asks for at most those.
+        if let Some(rate) = &gw.throttle_rate_per_second {
+            self.in_range(rate, "gateway.throttle_rate_per_second", 1..=10000);
+        }
+        if let Some(burst) = &gw.throttle_burst {
+            self.in_range(burst, "gateway.throttle_burst", 1..=5000);
+        }
     }
 
     fn scalars(&mut self, bp: &Blueprint) {

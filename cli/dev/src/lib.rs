@@ -484,6 +484,11 @@ impl System<'_> {
         match service {
             "user" => env.extend([
                 ("PUBLIC_URL".into(), self.gateway_url()),
+                // The gateway names the client; one developer's machine is
+                // every client here, so the per-client limit is loose.
+                ("TRUSTED_PROXIES".into(), "127.0.0.1/32".into()),
+                ("AUTH_RATE_PER_MINUTE".into(), "600".into()),
+                ("AUTH_RATE_BURST".into(), "120".into()),
                 ("ADMIN_EMAIL".into(), credentials.employee_email.clone()),
                 (
                     "ADMIN_PASSWORD".into(),

@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::ConnectInfo;
 use axum::http::request::Parts;
 
 use crate::error::ApiError;
@@ -50,6 +50,31 @@ impl RateLimit {
     /// Takes one request's token for `key`, or says when to come back.
     pub fn take(&self, key: &str) -> Result<(), ApiError> {
         self.take_at(key, Instant::now())
+    }
+
+    /// Whether `key` has a token left, taking none: for limits that count
+    /// only failures (a wrong password), checked before the costly work.
+    pub fn check(&self, key: &str) -> Result<(), ApiError> {
+        let now = Instant::now();
+        let per_second = f64::from(self.rate.per_minute) / 60.0;
+        let buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        match buckets.get(key) {
+            Some(b) if self.rate.per_minute > 0 => {
+                let tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * per_second)
+                    .min(f64::from(self.rate.burst.max(1)));
+                if tokens >= 1.0 {
+                    Ok(())
+                } else {
+                    Err(self.refusal((1.0 - tokens) / per_second))
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Takes a token for `key` whatever is left (a failure that happened).
+    pub fn charge(&self, key: &str) {
+        let _ = self.take_at(key, Instant::now());
     }
 
     fn take_at(&self, key: &str, now: Instant) -> Result<(), ApiError> {
@@ -145,53 +170,42 @@ impl TrustedProxies {
     }
 }
 
-/// The caller's address, as [`TrustedProxies`] in the request's
-/// extensions say it ("unknown" when the server gave no peer address, as
-/// in tests that call the router directly).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientAddress(pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        let trusted = parts
-            .extensions
-            .get::<TrustedProxies>()
-            .cloned()
-            .unwrap_or_default();
-        let forwarded = parts
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok());
-        Ok(ClientAddress(trusted.client(peer, forwarded).map_or_else(
-            || "unknown".to_string(),
-            |ip| ip.to_string(),
-        )))
-    }
+/// The caller's address, as `trusted` proxies say it ("unknown" when the
+/// server gave no peer address, as in tests that call a router directly).
+pub fn client_of(parts: &Parts, trusted: &TrustedProxies) -> String {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let forwarded = parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    trusted
+        .client(peer, forwarded)
+        .map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
 }
 
 /// A fixed set of threads for work that takes much memory for a moment
-/// (an Argon2 hash: 19 MiB each). At most `threads` run at once; a job that
-/// finds them all busy is refused at once (503), so memory stays bounded
-/// by the pool's size whatever the load, and the allocator keeps no more
-/// arenas than the pool has threads.
+/// (an Argon2 hash: 19 MiB each). At most `threads` run at once and at most
+/// `waiting` more wait their turn (holding no memory yet); a job that finds
+/// all that taken is refused at once (503). Memory stays bounded by the
+/// pool's size whatever the load, and the allocator keeps no more arenas
+/// than the pool has threads.
 pub struct BoundedPool {
     jobs: std::sync::mpsc::SyncSender<Box<dyn FnOnce() + Send>>,
-    /// One per thread: a job holds one from admission to its end.
+    /// One per thread and waiting place: a job holds one from admission to
+    /// its end.
     permits: std::sync::Arc<tokio::sync::Semaphore>,
     what: &'static str,
 }
 
 impl BoundedPool {
-    pub fn new(what: &'static str, threads: usize) -> BoundedPool {
+    pub fn new(what: &'static str, threads: usize, waiting: usize) -> BoundedPool {
         let threads = threads.max(1);
-        // Never more jobs admitted than threads: the channel never fills.
-        let (jobs, queue) = std::sync::mpsc::sync_channel::<Box<dyn FnOnce() + Send>>(threads);
+        let admitted = threads + waiting;
+        // Never more jobs admitted than the channel holds: it never blocks.
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<Box<dyn FnOnce() + Send>>(admitted);
         let queue = std::sync::Arc::new(Mutex::new(queue));
         for n in 0..threads {
             let queue = queue.clone();
@@ -215,7 +229,7 @@ impl BoundedPool {
         }
         BoundedPool {
             jobs,
-            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(threads)),
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(admitted)),
             what,
         }
     }
@@ -301,7 +315,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_full_pool_refuses_at_once() {
-        let pool = std::sync::Arc::new(BoundedPool::new("hash", 1));
+        let pool = std::sync::Arc::new(BoundedPool::new("hash", 1, 0));
         let gate = std::sync::Arc::new(std::sync::Barrier::new(2));
         let held = {
             let (pool, gate) = (pool.clone(), gate.clone());

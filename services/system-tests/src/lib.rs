@@ -240,6 +240,7 @@ impl System {
                     token_lifetime: Duration::from_secs(3600),
                     keys_refresh: REVOCATIONS_REFRESH,
                     admin: Some((ADMIN_EMAIL.into(), ADMIN_PASSWORD.into())),
+                    limits: user_service::limits::LimitSettings::off(),
                 };
                 let state =
                     user_service::state(pool, KeySource::File(self.key_file.clone()), &config)

@@ -71,6 +71,7 @@ const SELECT: &str = "SELECT id, name, cpf, email, anonymized_at, created_at FRO
 )]
 pub async fn register(
     State(state): State<AppState>,
+    _client: crate::limits::WithinLimit,
     Json(input): Json<Registration>,
 ) -> ApiResult<impl IntoResponse> {
     let mut errors = Vec::new();

@@ -3,9 +3,6 @@
 //! employee gets no token, and every service refuses the ones they hold
 //! from its next reread of the revocation list on.
 
-use argon2::Argon2;
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHasher, SaltString};
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -226,7 +223,14 @@ pub async fn create(
     if !errors.is_empty() {
         return Err(ApiError::invalid(errors));
     }
-    let id = insert(&state.pool, &name, &email, input.password, input.role)
+    let password = input.password;
+    let hash = state
+        .limits
+        .hashing
+        .run(move || hash_password(&password))
+        .await?
+        .map_err(ApiError::Internal)?;
+    let id = insert(&state.pool, &name, &email, hash, input.role)
         .await
         .map_err(
             |e| match e.downcast_ref::<sqlx::Error>().and_then(unique_violation) {
@@ -247,20 +251,19 @@ pub async fn create(
     ))
 }
 
+/// An Argon2 hash of `password` (19 MiB: run it on the hashing pool, or
+/// once at start).
+fn hash_password(password: &str) -> anyhow::Result<String> {
+    crate::passwords::hash(password)
+}
+
 async fn insert(
     pool: &PgPool,
     name: &str,
     email: &str,
-    password: String,
+    hash: String,
     role: Role,
 ) -> anyhow::Result<Uuid> {
-    let hash = tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
-            .map(|h| h.to_string())
-            .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))
-    })
-    .await??;
     let id = Uuid::now_v7();
     sqlx::query(
         "INSERT INTO employees (id, name, email, password_hash, role) VALUES ($1, $2, $3, $4, $5)",
@@ -284,15 +287,9 @@ pub async fn ensure_admin(pool: &PgPool, email: &str, password: &str) -> anyhow:
             .fetch_one(pool)
             .await?;
     if !exists {
-        match insert(
-            pool,
-            "Administrator",
-            &email,
-            password.to_string(),
-            Role::Admin,
-        )
-        .await
-        {
+        let password = password.to_string();
+        let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await??;
+        match insert(pool, "Administrator", &email, hash, Role::Admin).await {
             Ok(_) => tracing::info!(%email, "created the first admin"),
             // Another replica made it at the same moment.
             Err(e)

@@ -4,6 +4,8 @@
 pub mod cpf;
 mod customers;
 mod employees;
+pub mod limits;
+mod passwords;
 pub mod signing;
 mod tokens;
 
@@ -36,6 +38,7 @@ pub struct Config {
     pub keys_refresh: Duration,
     /// The first admin, created at start when it does not exist.
     pub admin: Option<(String, String)>,
+    pub limits: limits::LimitSettings,
 }
 
 /// What handlers need to know of the configuration.
@@ -90,6 +93,7 @@ impl Config {
                 "how often the keys are reread, in seconds",
             )?),
             admin,
+            limits: limits::LimitSettings::from_env(env)?,
         })
     }
 }
@@ -100,6 +104,7 @@ pub struct AppState {
     pub signer: Arc<Signer>,
     pub verifier: Arc<Verifier>,
     pub settings: Arc<Settings>,
+    pub limits: Arc<limits::Limits>,
 }
 
 impl FromRef<AppState> for Arc<Verifier> {
@@ -170,6 +175,7 @@ pub async fn state(pool: PgPool, keys: KeySource, config: &Config) -> anyhow::Re
         signer,
         verifier,
         settings: Arc::new(config.settings.clone()),
+        limits: limits::Limits::new(&config.limits),
     })
 }
 

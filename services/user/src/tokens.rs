@@ -1,8 +1,6 @@
 //! Tokens for customers, guests and employees, and the public keys that
 //! verify them.
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -15,6 +13,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::cpf::Cpf;
+use crate::limits::WithinLimit;
 use crate::signing::Token;
 
 pub fn routes() -> Router<AppState> {
@@ -49,10 +48,17 @@ pub struct EmployeeLogin {
 )]
 pub async fn customer_token(
     State(state): State<AppState>,
+    _client: WithinLimit,
     Json(login): Json<CpfLogin>,
 ) -> ApiResult<Json<Token>> {
     let cpf = Cpf::parse(&login.cpf)
         .map_err(|e| ApiError::invalid(vec![FieldError::new("cpf", e.to_string())]))?;
+    // Per CPF as well as per client: trying CPFs from many addresses, or
+    // one CPF from many, is slow either way.
+    state
+        .limits
+        .per_identity
+        .take(&format!("cpf:{}", cpf.digits()))?;
     let found: Option<(Uuid, Option<String>)> =
         sqlx::query_as("SELECT id, name FROM customers WHERE cpf = $1")
             .bind(cpf.digits())
@@ -70,7 +76,10 @@ pub async fn customer_token(
 
 /// A token for an anonymous customer.
 #[utoipa::path(post, path = "/auth/guest", responses((status = 200, body = Token)))]
-pub async fn guest_token(State(state): State<AppState>) -> ApiResult<Json<Token>> {
+pub async fn guest_token(
+    State(state): State<AppState>,
+    _client: WithinLimit,
+) -> ApiResult<Json<Token>> {
     Ok(Json(state.signer.issue(
         &Uuid::now_v7().to_string(),
         Role::Guest,
@@ -85,12 +94,18 @@ pub async fn guest_token(State(state): State<AppState>) -> ApiResult<Json<Token>
 )]
 pub async fn employee_token(
     State(state): State<AppState>,
+    _client: WithinLimit,
     Json(login): Json<EmployeeLogin>,
 ) -> ApiResult<Json<Token>> {
+    let email = login.email.trim().to_lowercase();
+    // Wrong passwords for one account are limited wherever they come from;
+    // checked before any hash is computed.
+    let account = format!("email:{email}");
+    state.limits.per_identity.check(&account)?;
     let row: Option<(Uuid, String, String, bool)> = sqlx::query_as(
         "SELECT id, password_hash, role, disabled_at IS NOT NULL FROM employees WHERE email = $1",
     )
-    .bind(login.email.trim().to_lowercase())
+    .bind(&email)
     .fetch_optional(&state.pool)
     .await?;
     // The same answer, and about the same time, for an unknown email and a
@@ -104,23 +119,19 @@ pub async fn employee_token(
         )
     });
     let password = login.password;
-    let matches = tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash).is_ok_and(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.into()))?;
+    let matches = state
+        .limits
+        .hashing
+        .run(move || crate::passwords::verify(&hash, &password))
+        .await?;
     let role = match role.as_str() {
-        "admin" => Role::Admin,
-        "employee" => Role::Employee,
-        _ => return Err(ApiError::Unauthorized("wrong email or password".into())),
+        "admin" if matches && !id.is_nil() => Role::Admin,
+        "employee" if matches && !id.is_nil() => Role::Employee,
+        _ => {
+            state.limits.per_identity.charge(&account);
+            return Err(ApiError::Unauthorized("wrong email or password".into()));
+        }
     };
-    if !matches || id.is_nil() {
-        return Err(ApiError::Unauthorized("wrong email or password".into()));
-    }
     if disabled {
         return Err(ApiError::Forbidden(
             "this employee is disabled: an admin can enable them again".into(),

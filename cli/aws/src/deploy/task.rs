@@ -224,6 +224,12 @@ pub fn task_spec(
     match service {
         "user" => {
             environment.insert("PUBLIC_URL".into(), facts.text(out::API_ENDPOINT)?);
+            // The load balancer and the VPC link sit in the VPC: only they
+            // may say, in x-forwarded-for, who the client is.
+            environment.insert(
+                "TRUSTED_PROXIES".into(),
+                blueprint.network.vpc_cidr.get_ref().clone(),
+            );
             if let Some(email) = blueprint.admin_email() {
                 facts.require(service, std::slice::from_ref(&ADMIN_PASSWORD))?;
                 environment.insert("ADMIN_EMAIL".into(), email.to_string());

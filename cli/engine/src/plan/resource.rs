@@ -131,7 +131,7 @@ impl Kind {
             Kind::HttpApi => field == "cors",
             Kind::Integration => matches!(field, "vpc_link" | "listener"),
             Kind::ApiRoute => field == "integration",
-            Kind::ApiStage => field == "auto_deploy",
+            Kind::ApiStage => matches!(field, "auto_deploy" | "throttle"),
             Kind::Cluster => field == "container_insights",
             Kind::Role => matches!(field, "policy" | "account_guard"),
             Kind::LogGroup => field == "retention_days",
@@ -392,6 +392,14 @@ pub enum KeysState {
     Missing,
 }
 
+/// A stage's throttling of every route: steady requests a second and the
+/// burst it takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Throttle {
+    pub rate_per_second: u32,
+    pub burst: u32,
+}
+
 /// The gateway's CORS answer, as the blueprint states it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Cors {
@@ -505,6 +513,8 @@ pub enum Spec {
         api: LogicalId,
         name: String,
         auto_deploy: bool,
+        /// Default route throttling: requests a second, burst.
+        throttle: Throttle,
     },
     Cluster {
         name: String,

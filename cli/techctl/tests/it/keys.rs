@@ -140,6 +140,7 @@ impl UserService {
             token_lifetime: Duration::from_secs(3600),
             keys_refresh: REFRESH,
             admin: None,
+            limits: user_service::limits::LimitSettings::off(),
         };
         let pool = service_kit::db::connect(&config.database_url, 4, &user_service::MIGRATOR)
             .await

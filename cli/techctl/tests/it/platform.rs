@@ -321,6 +321,10 @@ async fn up_creates_every_platform_resource_with_its_attributes() {
         .unwrap();
     assert_eq!(stages.items()[0].stage_name(), Some("$default"));
     assert_eq!(stages.items()[0].auto_deploy(), Some(true));
+    // The blueprint's throttling on every route, in front of the services.
+    let throttling = stages.items()[0].default_route_settings().unwrap();
+    assert_eq!(throttling.throttling_rate_limit(), Some(100.0));
+    assert_eq!(throttling.throttling_burst_limit(), Some(200));
 
     // ECS cluster with Container Insights.
     let clusters = aws

@@ -26,6 +26,13 @@ struct App {
 
 impl App {
     async fn start(signer: &TestSigner) -> App {
+        App::start_limited(signer, user_service::limits::LimitSettings::off()).await
+    }
+
+    async fn start_limited(
+        signer: &TestSigner,
+        limits: user_service::limits::LimitSettings,
+    ) -> App {
         let dir = std::env::temp_dir().join(format!(
             "user-test-{}-{}",
             std::process::id(),
@@ -50,6 +57,7 @@ impl App {
             token_lifetime: Duration::from_secs(900),
             keys_refresh: Duration::from_secs(3600),
             admin: Some((ADMIN_EMAIL.into(), ADMIN_PASSWORD.into())),
+            limits,
         };
         let state = user_service::state(pool, KeySource::File(key_file.clone()), &config)
             .await
@@ -417,4 +425,84 @@ async fn keys_are_published_and_a_rotation_keeps_live_tokens_valid() {
         decode(&app.token("/auth/guest", None).await).0["kid"],
         "key-b"
     );
+}
+
+#[tokio::test]
+async fn sign_ins_are_limited_per_client_and_wrong_passwords_per_account() {
+    use service_kit::limit::Rate;
+    use user_service::limits::LimitSettings;
+    let app = App::start_limited(
+        &TestSigner::new("key-limits"),
+        LimitSettings {
+            // Twelve at once, then one a minute: nothing refills in the test.
+            per_client: Rate {
+                per_minute: 1,
+                burst: 12,
+            },
+            per_identity: Rate {
+                per_minute: 6,
+                burst: 3,
+            },
+            ..LimitSettings::off()
+        },
+    )
+    .await;
+    // Wrong passwords for one account: three, then that account waits,
+    // even with the right password, before any hash is computed.
+    for _ in 0..3 {
+        let wrong = app
+            .call(
+                "POST",
+                "/auth/employee/token",
+                None,
+                Some(json!({"email": ADMIN_EMAIL, "password": "guess"})),
+            )
+            .await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    }
+    let limited = app
+        .call(
+            "POST",
+            "/auth/employee/token",
+            None,
+            Some(json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})),
+        )
+        .await;
+    assert_problem(
+        &limited,
+        StatusCode::TOO_MANY_REQUESTS,
+        "attempts for this account",
+    );
+    assert_eq!(limited.retry_after.as_deref(), Some("10"));
+    // A CPF asked for too often waits too; guests only count per client.
+    for _ in 0..3 {
+        let unknown = app
+            .call("POST", "/auth/token", None, Some(json!({"cpf": CPF})))
+            .await;
+        assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    }
+    let cpf_limited = app
+        .call("POST", "/auth/token", None, Some(json!({"cpf": CPF})))
+        .await;
+    assert_eq!(cpf_limited.status, StatusCode::TOO_MANY_REQUESTS);
+    // Eight requests so far: four guests more use the client's burst of
+    // twelve; then everything waits, the body not even read (a malformed
+    // one gets 429, not 400).
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(app.call("POST", "/auth/guest", None, None).await.status);
+    }
+    assert_eq!(statuses[..4], [StatusCode::OK; 4], "{statuses:?}");
+    assert_eq!(statuses[4], StatusCode::TOO_MANY_REQUESTS);
+    let malformed = router::send(
+        &app.router,
+        axum::http::Request::builder()
+            .method("POST")
+            .uri("/users")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from("{"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(malformed.status, StatusCode::TOO_MANY_REQUESTS);
 }

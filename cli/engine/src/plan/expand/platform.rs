@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::plan::outputs::Own;
-use crate::plan::resource::{Cors, Output, Resource, Spec, Statement};
+use crate::plan::resource::{Cors, Output, Resource, Spec, Statement, Throttle};
 use blueprint::{Blueprint, names};
 
 use super::{ALB_LISTENER_PORT, ids, private_subnets};
@@ -134,6 +134,13 @@ pub fn gateway(bp: &Blueprint, zones: &[String]) -> Vec<Resource> {
                 api: ids::api(),
                 name: "$default".to_string(),
                 auto_deploy: true,
+                throttle: {
+                    let (rate_per_second, burst) = bp.gateway.throttle();
+                    Throttle {
+                        rate_per_second,
+                        burst,
+                    }
+                },
             },
         ),
     ]
