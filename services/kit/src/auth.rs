@@ -552,6 +552,44 @@ where
     }
 }
 
+/// A caller whose role a route takes, checked from the token alone, before
+/// any path, query or body of the request is read: whoever may not call
+/// the route learns nothing about what it would have taken.
+macro_rules! role_extractor {
+    ($(#[$doc:meta])* $name:ident => $roles:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $name(pub Caller);
+
+        impl<S> FromRequestParts<S> for $name
+        where
+            Arc<Verifier>: FromRef<S>,
+            S: Send + Sync,
+        {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+                let caller = Caller::from_request_parts(parts, state).await?;
+                caller.require($roles)?;
+                Ok($name(caller))
+            }
+        }
+    };
+}
+
+role_extractor! {
+    /// Kitchen and counter staff (employees and admins).
+    StaffCaller => Role::STAFF
+}
+role_extractor! {
+    /// A customer, registered or guest.
+    CustomerCaller => Role::CUSTOMERS
+}
+role_extractor! {
+    /// An admin.
+    AdminCaller => &[Role::Admin]
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;

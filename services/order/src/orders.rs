@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use contracts::events::{Customer, OrderCreated, OrderedItem};
 use serde::{Deserialize, Serialize};
-use service_kit::auth::{Caller, Role};
+use service_kit::auth::{Caller, CustomerCaller, StaffCaller};
 use service_kit::error::{ApiError, ApiResult, FieldError};
 use service_kit::extract::{Json, Path, Query};
 use service_messaging::outbox;
@@ -126,11 +126,10 @@ const SELECT_ORDER: &str = "SELECT id, number, status, customer_name, total_cent
 )]
 pub async fn place_order(
     State(state): State<AppState>,
-    caller: Caller,
+    CustomerCaller(caller): CustomerCaller,
     headers: HeaderMap,
     Json(request): Json<NewOrder>,
 ) -> ApiResult<Response> {
-    caller.require(Role::CUSTOMERS)?;
     let key = idempotency_key(&headers)?;
     let request_hash = hex_sha256(&serde_json::to_vec(&request).map_err(anyhow::Error::from)?);
     if let Some(key) = &key
@@ -495,10 +494,9 @@ pub struct ListQuery {
 )]
 pub async fn list_orders(
     State(state): State<AppState>,
-    caller: Caller,
+    _: StaffCaller,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<Vec<OrderView>>> {
-    caller.require(Role::STAFF)?;
     let status = match query.status.as_deref() {
         None => None,
         Some(s) => Some(Status::parse(&s.to_uppercase()).ok_or_else(|| {
@@ -550,10 +548,9 @@ pub struct ActiveQuery {
 )]
 pub async fn active_orders(
     State(state): State<AppState>,
-    caller: Caller,
+    _: StaffCaller,
     Query(q): Query<ActiveQuery>,
 ) -> ApiResult<Json<Vec<OrderView>>> {
-    caller.require(Role::STAFF)?;
     let page = q.page.unwrap_or(1);
     let per_page = q.per_page.unwrap_or(ACTIVE_PER_PAGE);
     let mut errors = Vec::new();

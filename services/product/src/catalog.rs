@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
-use service_kit::auth::{Caller, Role};
+use service_kit::auth::StaffCaller;
 use service_kit::error::{ApiError, ApiResult, FieldError, unique_violation};
 use service_kit::extract::{Json, Path, Query};
 use sqlx::FromRow;
@@ -216,10 +216,9 @@ pub async fn get_product(
 )]
 pub async fn create_product(
     State(state): State<AppState>,
-    caller: Caller,
+    _: StaffCaller,
     Json(input): Json<ProductInput>,
 ) -> ApiResult<impl IntoResponse> {
-    caller.require(Role::STAFF)?;
     let category = validate(&state, &input).await?;
     let id = Uuid::now_v7();
     let inserted = sqlx::query(
@@ -255,11 +254,10 @@ pub async fn create_product(
 )]
 pub async fn update_product(
     State(state): State<AppState>,
-    caller: Caller,
+    _: StaffCaller,
     Path(id): Path<Uuid>,
     Json(input): Json<ProductInput>,
 ) -> ApiResult<Json<Product>> {
-    caller.require(Role::STAFF)?;
     let category = validate(&state, &input).await?;
     let updated = sqlx::query(
         "UPDATE products SET name = $2, description = $3, category_id = $4, price_cents = $5, image_url = $6, \
@@ -294,10 +292,9 @@ pub async fn update_product(
 )]
 pub async fn deactivate_product(
     State(state): State<AppState>,
-    caller: Caller,
+    _: StaffCaller,
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Role::STAFF)?;
     let done = sqlx::query("UPDATE products SET active = false, updated_at = now() WHERE id = $1")
         .bind(id)
         .execute(&state.pool)

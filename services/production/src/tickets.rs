@@ -8,7 +8,7 @@ use contracts::events::{
 };
 use contracts::{Envelope, Event};
 use serde::{Deserialize, Serialize};
-use service_kit::auth::{Caller, Role};
+use service_kit::auth::StaffCaller;
 use service_kit::error::{ApiError, ApiResult, FieldError};
 use service_kit::extract::{Json, Path, Query};
 use service_messaging::consumer::Attempt;
@@ -132,10 +132,9 @@ pub struct ListQuery {
 )]
 pub async fn list_tickets(
     State(state): State<AppState>,
-    caller: Caller,
+    _: StaffCaller,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<Vec<Ticket>>> {
-    caller.require(Role::STAFF)?;
     let statuses: Vec<&str> = match query.status.as_deref() {
         Some(s) => vec![
             TicketStatus::parse(&s.to_uppercase())
@@ -166,10 +165,9 @@ pub async fn list_tickets(
 )]
 pub async fn get_ticket(
     State(state): State<AppState>,
-    caller: Caller,
+    _: StaffCaller,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Ticket>> {
-    caller.require(Role::STAFF)?;
     sqlx::query_as::<_, Ticket>(&format!("{SELECT_TICKET} WHERE id = $1"))
         .bind(id)
         .fetch_optional(&state.pool)
@@ -206,13 +204,7 @@ const DELIVER: Step = Step {
     verb: "delivered",
 };
 
-async fn advance(
-    state: &AppState,
-    caller: &Caller,
-    id: Uuid,
-    step: &Step,
-) -> ApiResult<Json<Ticket>> {
-    caller.require(Role::STAFF)?;
+async fn advance(state: &AppState, id: Uuid, step: &Step) -> ApiResult<Json<Ticket>> {
     let mut tx = state.pool.begin().await?;
     let moved: Option<Ticket> = sqlx::query_as(&format!(
         "UPDATE tickets SET status = $3, {stamp} = now(), updated_at = now() \
@@ -267,10 +259,10 @@ async fn advance(
 )]
 pub async fn start(
     State(state): State<AppState>,
-    caller: Caller,
+    _: StaffCaller,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Ticket>> {
-    advance(&state, &caller, id, &START).await
+    advance(&state, id, &START).await
 }
 
 /// The order is ready (IN_PREPARATION → READY).
@@ -281,10 +273,10 @@ pub async fn start(
 )]
 pub async fn complete(
     State(state): State<AppState>,
-    caller: Caller,
+    _: StaffCaller,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Ticket>> {
-    advance(&state, &caller, id, &COMPLETE).await
+    advance(&state, id, &COMPLETE).await
 }
 
 /// The order was handed over (READY → DELIVERED).
@@ -295,8 +287,8 @@ pub async fn complete(
 )]
 pub async fn deliver(
     State(state): State<AppState>,
-    caller: Caller,
+    _: StaffCaller,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Ticket>> {
-    advance(&state, &caller, id, &DELIVER).await
+    advance(&state, id, &DELIVER).await
 }

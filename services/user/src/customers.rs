@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
-use service_kit::auth::{Caller, Role};
+use service_kit::auth::{Caller, Role, StaffCaller};
 use service_kit::error::{ApiError, ApiResult, FieldError, unique_violation};
 use service_kit::extract::{Json, Path, Query};
 use sqlx::FromRow;
@@ -125,10 +125,9 @@ pub async fn read(
 )]
 pub async fn find_by_cpf(
     State(state): State<AppState>,
-    caller: Caller,
+    _: StaffCaller,
     Query(q): Query<CpfQuery>,
 ) -> ApiResult<Json<Customer>> {
-    caller.require(Role::STAFF)?;
     let cpf = Cpf::parse(&q.cpf)
         .map_err(|e| ApiError::invalid(vec![FieldError::new("cpf", e.to_string())]))?;
     sqlx::query_as::<_, Customer>(&format!("{SELECT} WHERE cpf = $1"))

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
-use service_kit::auth::{AuthError, Caller, Role};
+use service_kit::auth::{AdminCaller, AuthError, Caller, Role};
 use service_kit::error::{ApiError, ApiResult, FieldError, unique_violation};
 use service_kit::extract::Json;
 use sqlx::PgPool;
@@ -95,7 +95,7 @@ pub struct EmployeeStatus {
 )]
 pub async fn disable(
     State(state): State<AppState>,
-    caller: Caller,
+    AdminCaller(caller): AdminCaller,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<EmployeeStatus>> {
     set_disabled(&state, &caller, id, true).await
@@ -109,7 +109,7 @@ pub async fn disable(
 )]
 pub async fn enable(
     State(state): State<AppState>,
-    caller: Caller,
+    AdminCaller(caller): AdminCaller,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<EmployeeStatus>> {
     set_disabled(&state, &caller, id, false).await
@@ -204,7 +204,7 @@ pub struct Employee {
 )]
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    AdminCaller(caller): AdminCaller,
     Json(input): Json<NewEmployee>,
 ) -> ApiResult<impl IntoResponse> {
     require_active_admin(&state.pool, &caller).await?;
