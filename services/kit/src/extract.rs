@@ -71,3 +71,40 @@ impl From<PathRejection> for ApiError {
         ApiError::BadRequest(format!("invalid path: {}", rejection.body_text()))
     }
 }
+
+/// How a list is paged: the default and largest page size, and the last
+/// page anyone may ask for (small enough that no offset overflows).
+#[derive(Debug, Clone, Copy)]
+pub struct Paging {
+    pub per_page: i64,
+    pub per_page_max: i64,
+    pub page_max: i64,
+}
+
+impl Paging {
+    /// The page and page size asked for (1 and the default when not), each
+    /// out-of-range one named in `errors`; and the offset to read from.
+    pub fn check(
+        &self,
+        page: Option<i64>,
+        per_page: Option<i64>,
+        errors: &mut Vec<FieldError>,
+    ) -> (i64, i64, i64) {
+        let page = page.unwrap_or(1);
+        let per_page = per_page.unwrap_or(self.per_page);
+        if !(1..=self.page_max).contains(&page) {
+            errors.push(FieldError::new(
+                "page",
+                format!("must be between 1 and {}", self.page_max),
+            ));
+        }
+        if !(1..=self.per_page_max).contains(&per_page) {
+            errors.push(FieldError::new(
+                "per_page",
+                format!("must be between 1 and {}", self.per_page_max),
+            ));
+        }
+        let offset = (page.clamp(1, self.page_max) - 1) * per_page.clamp(1, self.per_page_max);
+        (page, per_page, offset)
+    }
+}

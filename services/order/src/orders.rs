@@ -11,7 +11,7 @@ use contracts::events::{Customer, OrderCreated, OrderedItem};
 use serde::{Deserialize, Serialize};
 use service_kit::auth::{Caller, CustomerCaller, StaffCaller};
 use service_kit::error::{ApiError, ApiResult, FieldError};
-use service_kit::extract::{Json, Path, Query};
+use service_kit::extract::{Json, Paging, Path, Query};
 use service_messaging::outbox;
 use sha2::{Digest, Sha256};
 use sqlx::{FromRow, PgConnection};
@@ -526,9 +526,11 @@ pub async fn list_orders(
 
 /// Orders on the kitchen's and counter's screens a page at a time: a busy
 /// day's backlog never comes back as one unbounded answer.
-const ACTIVE_PER_PAGE: i64 = 100;
-const ACTIVE_PER_PAGE_MAX: i64 = 200;
-const ACTIVE_PAGE_MAX: i64 = 10_000;
+const ACTIVE_PAGING: Paging = Paging {
+    per_page: 100,
+    per_page_max: 200,
+    page_max: 10_000,
+};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -551,21 +553,8 @@ pub async fn active_orders(
     _: StaffCaller,
     Query(q): Query<ActiveQuery>,
 ) -> ApiResult<Json<Vec<OrderView>>> {
-    let page = q.page.unwrap_or(1);
-    let per_page = q.per_page.unwrap_or(ACTIVE_PER_PAGE);
     let mut errors = Vec::new();
-    if !(1..=ACTIVE_PAGE_MAX).contains(&page) {
-        errors.push(FieldError::new(
-            "page",
-            format!("must be between 1 and {ACTIVE_PAGE_MAX}"),
-        ));
-    }
-    if !(1..=ACTIVE_PER_PAGE_MAX).contains(&per_page) {
-        errors.push(FieldError::new(
-            "per_page",
-            format!("must be between 1 and {ACTIVE_PER_PAGE_MAX}"),
-        ));
-    }
+    let (_, per_page, offset) = ACTIVE_PAGING.check(q.page, q.per_page, &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::invalid(errors));
     }
@@ -575,7 +564,7 @@ pub async fn active_orders(
          LIMIT $1 OFFSET $2"
     ))
     .bind(per_page)
-    .bind((page - 1) * per_page)
+    .bind(offset)
     .fetch_all(&state.pool)
     .await?;
     Ok(Json(with_details(&state, rows).await?))

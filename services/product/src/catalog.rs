@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use service_kit::auth::StaffCaller;
 use service_kit::error::{ApiError, ApiResult, FieldError, unique_violation};
-use service_kit::extract::{Json, Path, Query};
+use service_kit::extract::{Json, Paging, Path, Query};
 use sqlx::FromRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -23,10 +23,13 @@ const URL_MAX: usize = 2048;
 /// R$ 100,000.00: no menu item costs more.
 const PRICE_MAX_CENTS: i64 = 10_000_000;
 const PREPARATION_MAX_MINUTES: i32 = 240;
-const PER_PAGE_MAX: i64 = 100;
-/// The last page anyone can ask for: far past any menu, and small enough
-/// that its offset cannot overflow.
-const PAGE_MAX: i64 = 1_000_000;
+/// 20 products a page by default, 100 at most; the last page anyone can
+/// ask for is far past any menu.
+const PAGING: Paging = Paging {
+    per_page: 20,
+    per_page_max: 100,
+    page_max: 1_000_000,
+};
 const LOOKUP_MAX: usize = 100;
 
 pub fn routes() -> Router<AppState> {
@@ -140,21 +143,8 @@ pub async fn list_products(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<ProductPage>> {
-    let page = q.page.unwrap_or(1);
-    let per_page = q.per_page.unwrap_or(20);
     let mut errors = Vec::new();
-    if !(1..=PAGE_MAX).contains(&page) {
-        errors.push(FieldError::new(
-            "page",
-            format!("must be between 1 and {PAGE_MAX}"),
-        ));
-    }
-    if !(1..=PER_PAGE_MAX).contains(&per_page) {
-        errors.push(FieldError::new(
-            "per_page",
-            format!("must be between 1 and {PER_PAGE_MAX}"),
-        ));
-    }
+    let (page, per_page, offset) = PAGING.check(q.page, q.per_page, &mut errors);
     let category = match &q.category {
         Some(name) => match category_id(&state, name).await? {
             Some(id) => Some(id),
@@ -178,7 +168,7 @@ pub async fn list_products(
     ))
     .bind(category)
     .bind(per_page)
-    .bind((page - 1) * per_page)
+    .bind(offset)
     .fetch_all(&state.pool)
     .await?;
     Ok(Json(ProductPage {
