@@ -277,6 +277,15 @@ impl Sandbox {
         }
     }
 
+    /// Changes a field of a payment as Mercado Pago would report it (an
+    /// amount that is not the order's, another currency, another
+    /// collector): what the payment service must not take as paid.
+    pub fn alter_payment(&self, payment_id: u64, field: &str, value: Value) {
+        if let Some(p) = self.books().payments.get_mut(&payment_id) {
+            p[field] = value;
+        }
+    }
+
     pub fn payment(&self, payment_id: u64) -> Option<Value> {
         self.books().payments.get(&payment_id).cloned()
     }
@@ -307,12 +316,18 @@ impl Sandbox {
 impl Books {
     /// Records a payment of the QR order of `reference`; its id.
     fn pay(&mut self, reference: &str, status: &str) -> u64 {
-        let amount = self
+        let order = self
             .qr_orders
             .iter()
             .rev()
-            .find(|o| o.external_reference == reference)
-            .map_or(0.0, |o| o.total_amount);
+            .find(|o| o.external_reference == reference);
+        let amount = order.map_or(0.0, |o| o.total_amount);
+        // Mercado Pago reports the collector as a number.
+        let collector: Value = order.map_or(Value::Null, |o| {
+            o.collector
+                .parse::<u64>()
+                .map_or_else(|_| json!(o.collector), |c| json!(c))
+        });
         self.next_id += 1;
         let id = self.next_id;
         let approved = (status == "approved").then(now_iso);
@@ -325,6 +340,7 @@ impl Books {
                 "external_reference": reference,
                 "transaction_amount": amount,
                 "currency_id": "BRL",
+                "collector_id": collector,
                 "payment_method_id": "pix",
                 "date_created": now_iso(),
                 "date_approved": approved,

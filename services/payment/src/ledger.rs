@@ -110,13 +110,26 @@ pub async fn settle(
     reported: &MpPayment,
 ) -> Result<Settled, SettleError> {
     match (reported.status.as_str(), payment.status.as_str()) {
+        ("approved", "PENDING") if !mismatches(mp, payment, reported).is_empty() => {
+            // Not this order's payment: the money goes back and the order
+            // is cancelled, nothing reaches the kitchen.
+            mp.refund(&reported.id).await?;
+            sqlx::query("UPDATE payments SET provider_payment_id = $2 WHERE id = $1")
+                .bind(payment.id)
+                .bind(&reported.id)
+                .execute(&mut *tx)
+                .await?;
+            let reason = format!(
+                "Mercado Pago payment {} does not match the order ({}); refunded",
+                reported.id,
+                mismatches(mp, payment, reported).join(", ")
+            );
+            tracing::warn!(payment_id = %payment.id, %reason, "approval refused");
+            set_status(tx, payment, "REFUNDED", &reason).await?;
+            outbox::add(tx, SERVICE, &PaymentRejected(ended(payment, reason))).await?;
+            Ok(Settled::Refunded)
+        }
         ("approved", "PENDING") => {
-            if cents(reported.transaction_amount) != payment.amount_cents {
-                tracing::warn!(
-                    payment_id = %payment.id, paid = reported.transaction_amount,
-                    expected_cents = payment.amount_cents, "the amount paid differs from the order's"
-                );
-            }
             sqlx::query("UPDATE payments SET provider_payment_id = $2 WHERE id = $1")
                 .bind(payment.id)
                 .bind(&reported.id)
@@ -167,6 +180,35 @@ pub async fn settle(
         }
         _ => Ok(Settled::Unchanged),
     }
+}
+
+/// How an approved payment differs from what the order's QR asked for:
+/// its amount, its currency (reais only) and the account it was paid to.
+fn mismatches(mp: &MercadoPago, payment: &Payment, reported: &MpPayment) -> Vec<String> {
+    let mut found = Vec::new();
+    let paid = cents(reported.transaction_amount);
+    if paid != payment.amount_cents {
+        found.push(format!(
+            "paid {paid} cents, the order is {} cents",
+            payment.amount_cents
+        ));
+    }
+    match reported.currency_id.as_deref() {
+        Some("BRL") => {}
+        other => found.push(format!(
+            "currency {} instead of BRL",
+            other.unwrap_or("unknown")
+        )),
+    }
+    match reported.collector_id.as_deref() {
+        Some(collector) if collector == mp.collector_id() => {}
+        other => found.push(format!(
+            "paid to collector {} instead of {}",
+            other.unwrap_or("unknown"),
+            mp.collector_id()
+        )),
+    }
+    found
 }
 
 pub fn ended(payment: &Payment, reason: String) -> PaymentEnded {

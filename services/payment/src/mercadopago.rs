@@ -45,11 +45,24 @@ pub struct MpPayment {
     pub external_reference: Option<String>,
     #[serde(default)]
     pub transaction_amount: f64,
+    #[serde(default)]
+    pub currency_id: Option<String>,
+    /// Whose account the money went to.
+    #[serde(default, deserialize_with = "optional_id_as_text")]
+    pub collector_id: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct Search {
     results: Vec<MpPayment>,
+}
+
+fn optional_id_as_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Null => None,
+        Value::String(s) => Some(s),
+        other => Some(other.to_string()),
+    })
 }
 
 fn id_as_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -73,6 +86,11 @@ impl MercadoPago {
             collector_id: collector_id.to_string(),
             pos_id: pos_id.to_string(),
         }
+    }
+
+    /// The account this system's payments must be paid to.
+    pub fn collector_id(&self) -> &str {
+        &self.collector_id
     }
 
     async fn call(

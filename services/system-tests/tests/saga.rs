@@ -401,6 +401,66 @@ async fn a_rejected_payment_cancels_the_order_and_its_qr_code() {
 }
 
 #[tokio::test]
+async fn an_approval_that_is_not_the_order_s_is_refunded_and_cancels_the_order() {
+    let system = System::start(Options::new()).await;
+    let menu = menu(&system).await;
+    // Each way a payment can fail to be this order's: the amount, the
+    // currency, the account it was paid to.
+    for (field, value, said) in [
+        (
+            "transaction_amount",
+            json!(1.0),
+            "paid 100 cents, the order is 2590 cents",
+        ),
+        ("currency_id", json!("USD"), "currency USD instead of BRL"),
+        ("collector_id", json!(999), "paid to collector 999"),
+    ] {
+        let token = system.guest_token().await;
+        let id = place(&system, &token, &menu.burger, 1).await;
+        system.wait_qr(&id).await;
+        let paid = system.mp.pay(&id, "approved");
+        system.mp.alter_payment(paid, field, value);
+        assert_eq!(system.mp.notify(paid, Signature::Valid).await, 200);
+        let order = system.wait_status(&id, "CANCELLED").await;
+        assert!(
+            order["history"][1]["cause"]
+                .as_str()
+                .unwrap()
+                .contains(said),
+            "{field}: {order}"
+        );
+        system.quiesce().await;
+        let payment = system.payment_of(&id).await;
+        assert_eq!(payment["status"], "REFUNDED", "{payment}");
+        assert!(
+            !system
+                .mp
+                .requests_to("POST", &format!("/v1/payments/{paid}/refunds"))
+                .is_empty(),
+            "{field}: the money went back"
+        );
+        // Nothing reached the kitchen.
+        let (_, tickets) = system
+            .call(
+                "production",
+                Method::GET,
+                "/production",
+                Some(&system.employee_token()),
+                None,
+            )
+            .await;
+        assert!(
+            tickets
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|t| t["order_id"] != id.as_str()),
+            "{tickets}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn an_unpaid_code_expires_and_a_late_approval_is_refunded() {
     let mut options = Options::new();
     options.payment_expiry = Duration::from_millis(500);

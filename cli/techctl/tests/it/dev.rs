@@ -25,10 +25,17 @@ fn repository() -> PathBuf {
     testkit::workspace_root()
 }
 
-/// The first port of a block of [`PORTS`] free ones.
+/// The first port of a block of [`PORTS`] free ones, below the kernel's
+/// ephemeral range: a port there, freed when the test kills a service, can
+/// be handed to another process's outgoing connection (a database pool's,
+/// held for long) before the service is restarted on it.
 fn free_block() -> u16 {
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
     for _ in 0..200 {
-        let base = fastrand::u16(20_000..60_000);
+        let base = fastrand::u16(20_000..ephemeral_start.max(20_000 + 2 * PORTS) - PORTS);
         let free =
             (base..base + PORTS).all(|port| std::net::TcpListener::bind(("0.0.0.0", port)).is_ok());
         if free {
