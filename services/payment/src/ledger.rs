@@ -109,20 +109,16 @@ pub async fn settle(
     payment: &Payment,
     reported: &MpPayment,
 ) -> Result<Settled, SettleError> {
+    let mismatched = mismatches(mp, payment, reported);
     match (reported.status.as_str(), payment.status.as_str()) {
-        ("approved", "PENDING") if !mismatches(mp, payment, reported).is_empty() => {
+        ("approved", "PENDING") if !mismatched.is_empty() => {
             // Not this order's payment: the money goes back and the order
             // is cancelled, nothing reaches the kitchen.
-            mp.refund(&reported.id).await?;
-            sqlx::query("UPDATE payments SET provider_payment_id = $2 WHERE id = $1")
-                .bind(payment.id)
-                .bind(&reported.id)
-                .execute(&mut *tx)
-                .await?;
+            refund(tx, mp, payment, reported).await?;
             let reason = format!(
                 "Mercado Pago payment {} does not match the order ({}); refunded",
                 reported.id,
-                mismatches(mp, payment, reported).join(", ")
+                mismatched.join(", ")
             );
             tracing::warn!(payment_id = %payment.id, %reason, "approval refused");
             set_status(tx, payment, "REFUNDED", &reason).await?;
@@ -130,11 +126,7 @@ pub async fn settle(
             Ok(Settled::Refunded)
         }
         ("approved", "PENDING") => {
-            sqlx::query("UPDATE payments SET provider_payment_id = $2 WHERE id = $1")
-                .bind(payment.id)
-                .bind(&reported.id)
-                .execute(&mut *tx)
-                .await?;
+            record_provider_payment(tx, payment, &reported.id).await?;
             set_status(
                 tx,
                 payment,
@@ -158,12 +150,7 @@ pub async fn settle(
         }
         // Money for an order that will not be served: give it back.
         ("approved", "REJECTED" | "EXPIRED" | "CANCELLED" | "FAILED") => {
-            mp.refund(&reported.id).await?;
-            sqlx::query("UPDATE payments SET provider_payment_id = $2 WHERE id = $1")
-                .bind(payment.id)
-                .bind(&reported.id)
-                .execute(&mut *tx)
-                .await?;
+            refund(tx, mp, payment, reported).await?;
             let cause = format!(
                 "payment {} approved after the payment was {}; refunded",
                 reported.id,
@@ -180,6 +167,31 @@ pub async fn settle(
         }
         _ => Ok(Settled::Unchanged),
     }
+}
+
+/// Gives the money of `reported` back and records which payment it was.
+async fn refund(
+    tx: &mut PgConnection,
+    mp: &MercadoPago,
+    payment: &Payment,
+    reported: &MpPayment,
+) -> Result<(), SettleError> {
+    mp.refund(&reported.id).await?;
+    record_provider_payment(tx, payment, &reported.id).await?;
+    Ok(())
+}
+
+async fn record_provider_payment(
+    tx: &mut PgConnection,
+    payment: &Payment,
+    provider_payment_id: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE payments SET provider_payment_id = $2 WHERE id = $1")
+        .bind(payment.id)
+        .bind(provider_payment_id)
+        .execute(&mut *tx)
+        .await
+        .map(drop)
 }
 
 /// How an approved payment differs from what the order's QR asked for:
