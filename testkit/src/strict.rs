@@ -62,6 +62,12 @@ pub struct Strictness {
     /// How long a task started by RunTask runs before it is reported
     /// stopped with its container exited 0.
     pub one_off_task_run: Duration,
+    /// How many of the first one-off tasks stop before they run, as ECS
+    /// stops a task whose execution role IAM does not let it use yet.
+    pub one_off_init_failures: u32,
+    /// How long a new secret is missing from ListSecrets (AWS documents
+    /// ListSecrets as eventually consistent; DescribeSecret sees it).
+    pub secret_list_lag: Duration,
     /// Play AWS's clock back at this scale (1/60: a minute in a second):
     /// slow resources pass through their intermediate states for the
     /// times of `cli/engine/aws-clock.toml`. `None`: ready at once.
@@ -81,6 +87,8 @@ impl Strictness {
             dependency_checks: true,
             name_checks: true,
             one_off_task_run: window,
+            secret_list_lag: window,
+            one_off_init_failures: 0,
             clock: None,
         }
     }
@@ -104,6 +112,8 @@ impl Strictness {
             dependency_checks: false,
             name_checks: false,
             one_off_task_run: Duration::ZERO,
+            secret_list_lag: Duration::ZERO,
+            one_off_init_failures: 0,
             clock: None,
         }
     }
@@ -115,6 +125,7 @@ impl Strictness {
             ecs_service_propagation: window,
             queue_name_hold: window,
             secret_name_hold: window,
+            secret_list_lag: window,
             ..self
         }
     }
@@ -264,8 +275,10 @@ struct Memory {
     linked_role_refusals_left: u32,
     deleted_queues: Vec<(String, Instant)>,
     deleted_secrets: Vec<(String, Instant)>,
-    /// Tasks started by RunTask, and when.
-    one_off_tasks: Vec<(String, Instant)>,
+    /// Tasks started by RunTask, when, and whether ECS fails to start it.
+    one_off_tasks: Vec<(String, Instant, bool)>,
+    /// Secrets made by CreateSecret, by name, and when.
+    new_secrets: Vec<(String, Instant)>,
     refusals: Vec<Refusal>,
     clock: Option<clock::Clock>,
 }
@@ -397,6 +410,23 @@ impl Strict {
                     "a Fargate task runs in awsvpc mode and needs its subnets and groups".to_string(),
                 ))
             }
+            (Service::ApiGatewayV2, "CreateStage" | "UpdateStage") => {
+                // A stage may not ask for more than the account's quota:
+                // 10,000 requests a second, bursts of 5,000.
+                let settings = &request.json["defaultRouteSettings"];
+                let rate = settings["throttlingRateLimit"].as_f64().unwrap_or(0.0);
+                let burst = settings["throttlingBurstLimit"].as_i64().unwrap_or(0);
+                (rate > 10_000.0 || burst > 5_000 || rate < 0.0 || burst < 0).then(|| {
+                    Verdict::new(
+                        "BadRequestException",
+                        format!(
+                            "Throttling limits (rate {rate}, burst {burst}) exceed the account's limits"
+                        ),
+                        "API Gateway's quota per region is 10,000 requests a second, bursts of 5,000"
+                            .to_string(),
+                    )
+                })
+            }
             (Service::Sqs, "CreateQueue") => {
                 let name = request.json_str("QueueName")?;
                 let (_, at) = memory.deleted_queues.iter().find(|(q, _)| q == name)?;
@@ -482,7 +512,9 @@ impl Strict {
                 let mut memory = self.memory();
                 for task in started {
                     if let Some(arn) = task["taskArn"].as_str() {
-                        memory.one_off_tasks.push((arn.to_string(), now));
+                        let fails =
+                            (memory.one_off_tasks.len() as u32) < self.rules.one_off_init_failures;
+                        memory.one_off_tasks.push((arn.to_string(), now, fails));
                     }
                 }
             }
@@ -492,6 +524,11 @@ impl Strict {
                     .and_then(|url| url.trim_end_matches('/').rsplit('/').next());
                 if let Some(name) = name {
                     self.memory().deleted_queues.push((name.to_string(), now));
+                }
+            }
+            (Service::SecretsManager, "CreateSecret") => {
+                if let Some(name) = request.json_str("Name") {
+                    self.memory().new_secrets.push((name.to_string(), now));
                 }
             }
             (Service::SecretsManager, "DeleteSecret")
@@ -522,29 +559,67 @@ impl Strict {
         {
             return self.one_off_tasks_played(answer);
         }
+        if (request.service, request.operation) == (Service::SecretsManager, "ListSecrets")
+            && status.is_success()
+        {
+            return self.young_secrets_unlisted(answer);
+        }
         self.memory()
             .clock
             .as_mut()
             .and_then(|clock| clock.rewrite(&request, status, answer))
     }
 
+    /// ListSecrets is eventually consistent on AWS: a secret made a moment
+    /// ago may not be listed yet.
+    fn young_secrets_unlisted(&self, answer: &[u8]) -> Option<(StatusCode, Bytes)> {
+        let mut answer: Value = serde_json::from_slice(answer).ok()?;
+        let memory = self.memory();
+        let young: Vec<&str> = memory
+            .new_secrets
+            .iter()
+            .filter(|(_, born)| born.elapsed() < self.rules.secret_list_lag)
+            .map(|(name, _)| name.as_str())
+            .collect();
+        let listed = answer["SecretList"].as_array_mut()?;
+        let before = listed.len();
+        listed.retain(|s| !s["Name"].as_str().is_some_and(|n| young.contains(&n)));
+        (listed.len() != before).then(|| (StatusCode::OK, Bytes::from(answer.to_string())))
+    }
+
     /// Moto keeps a task RUNNING for ever; a one-off task on AWS runs its
     /// command and stops. Tasks started by RunTask are reported stopped,
-    /// their containers exited 0, once `one_off_task_run` has passed.
+    /// their containers exited 0, once `one_off_task_run` has passed (the
+    /// first `one_off_init_failures` stopped before they ran).
     fn one_off_tasks_played(&self, answer: &[u8]) -> Option<(StatusCode, Bytes)> {
         let mut answer: Value = serde_json::from_slice(answer).ok()?;
         let memory = self.memory();
         let mut changed = false;
         for task in answer["tasks"].as_array_mut()? {
-            let done = memory.one_off_tasks.iter().any(|(arn, born)| {
+            let Some((_, _, fails)) = memory.one_off_tasks.iter().find(|(arn, born, _)| {
                 task["taskArn"] == arn.as_str() && born.elapsed() >= self.rules.one_off_task_run
-            });
-            if !done {
+            }) else {
                 continue;
-            }
+            };
             changed = true;
             task["lastStatus"] = json!("STOPPED");
             task["desiredStatus"] = json!("STOPPED");
+            if *fails {
+                // What ECS says when the execution role cannot be used yet.
+                task["stopCode"] = json!("TaskFailedToStart");
+                task["stoppedReason"] = json!(
+                    "ResourceInitializationError: unable to pull secrets or registry auth: \
+                     execution resource retrieval failed: unable to retrieve secret from asm: \
+                     AccessDeniedException"
+                );
+                for container in task["containers"].as_array_mut().into_iter().flatten() {
+                    container["lastStatus"] = json!("STOPPED");
+                    if let Some(fields) = container.as_object_mut() {
+                        fields.remove("exitCode");
+                    }
+                }
+                continue;
+            }
             task["stopCode"] = json!("EssentialContainerExited");
             task["stoppedReason"] = json!("Essential container in task exited");
             for container in task["containers"].as_array_mut().into_iter().flatten() {

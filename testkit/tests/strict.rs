@@ -1244,3 +1244,130 @@ async fn the_fault_policy_sees_only_what_the_strict_layer_lets_through() {
         .await
         .expect_ok("CreateCluster once the policy passes");
 }
+
+#[tokio::test]
+async fn a_new_secret_is_missing_from_list_secrets_for_a_while() {
+    let (_moto, _proxy, aws) = strict(Strictness::new().windows(WINDOW)).await;
+    aws.secrets(
+        "CreateSecret",
+        json!({ "Name": "stack/one", "SecretString": "{}" }),
+    )
+    .await
+    .expect_ok("CreateSecret");
+    let listed = |answer: Answer| answer.json()["SecretList"].as_array().map_or(0, Vec::len);
+    assert_eq!(listed(aws.secrets("ListSecrets", json!({})).await), 0);
+    // DescribeSecret knows it at once.
+    aws.secrets("DescribeSecret", json!({ "SecretId": "stack/one" }))
+        .await
+        .expect_ok("DescribeSecret");
+    tokio::time::sleep(WINDOW).await;
+    assert_eq!(listed(aws.secrets("ListSecrets", json!({})).await), 1);
+}
+
+#[tokio::test]
+async fn a_stage_asking_for_more_than_the_account_s_throttling_quota_is_refused() {
+    let (_moto, proxy, aws) = strict(Strictness::new()).await;
+    let api = aws
+        .api_gateway(
+            Method::POST,
+            "/v2/apis",
+            Some(json!({"name": "stack", "protocolType": "HTTP"})),
+        )
+        .await
+        .expect_ok("CreateApi");
+    let id = api.json()["apiId"].as_str().unwrap().to_string();
+    let stage = |burst: i64| {
+        json!({"stageName": "$default", "defaultRouteSettings": {
+            "throttlingRateLimit": 100.0, "throttlingBurstLimit": burst}})
+    };
+    aws.api_gateway(
+        Method::POST,
+        &format!("/v2/apis/{id}/stages"),
+        Some(stage(6000)),
+    )
+    .await
+    .expect_refused(400, "BadRequestException");
+    aws.api_gateway(
+        Method::POST,
+        &format!("/v2/apis/{id}/stages"),
+        Some(stage(200)),
+    )
+    .await
+    .expect_ok("CreateStage within the quota");
+    assert_eq!(proxy.strict_refusals().len(), 1);
+}
+
+#[tokio::test]
+async fn a_one_off_task_runs_then_stops_and_may_fail_to_start() {
+    let (_moto, _proxy, aws) = strict(Strictness {
+        one_off_task_run: Duration::ZERO,
+        one_off_init_failures: 1,
+        ecs_linked_role_refusals: 0,
+        ..settled()
+    })
+    .await;
+    aws.ecs("CreateCluster", json!({"clusterName": "stack"}))
+        .await
+        .expect_ok("CreateCluster");
+    aws.ecs(
+        "RegisterTaskDefinition",
+        json!({"family": "stack-db-init", "networkMode": "awsvpc",
+               "requiresCompatibilities": ["FARGATE"], "cpu": "256", "memory": "512",
+               "containerDefinitions": [{"name": "db-init", "image": "x", "memory": 512}]}),
+    )
+    .await
+    .expect_ok("RegisterTaskDefinition");
+    // Fargate without its network: refused, as AWS does.
+    aws.ecs(
+        "RunTask",
+        json!({"cluster": "stack", "taskDefinition": "stack-db-init", "launchType": "FARGATE"}),
+    )
+    .await
+    .expect_refused(400, "InvalidParameterException");
+    let (vpc, subnets) = aws.network(1).await;
+    // moto names a task's interface only in a VPC with DNS host names.
+    aws.ec2(
+        "ModifyVpcAttribute",
+        &[("VpcId", &vpc), ("EnableDnsHostnames.Value", "true")],
+    )
+    .await
+    .expect_ok("ModifyVpcAttribute");
+    let subnet = subnets[0].clone();
+    let run = || {
+        aws.ecs(
+            "RunTask",
+            json!({"cluster": "stack", "taskDefinition": "stack-db-init", "launchType": "FARGATE",
+                   "networkConfiguration": {"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": []}}}),
+        )
+    };
+    let stopped = |arn: String| {
+        let aws = &aws;
+        async move {
+            aws.ecs("DescribeTasks", json!({"cluster": "stack", "tasks": [arn]}))
+                .await
+                .json()["tasks"][0]
+                .clone()
+        }
+    };
+    let first = run().await.expect_ok("RunTask").json()["tasks"][0]["taskArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let first = stopped(first).await;
+    assert_eq!(first["lastStatus"], "STOPPED");
+    assert!(
+        first["stoppedReason"]
+            .as_str()
+            .unwrap()
+            .starts_with("ResourceInitializationError"),
+        "{first}"
+    );
+    assert!(first["containers"][0].get("exitCode").is_none());
+    let second = run().await.expect_ok("RunTask").json()["tasks"][0]["taskArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let second = stopped(second).await;
+    assert_eq!(second["lastStatus"], "STOPPED");
+    assert_eq!(second["containers"][0]["exitCode"], 0);
+}

@@ -92,6 +92,18 @@ fn service_kit_password_variable(role: &str) -> String {
     )
 }
 
+/// Times the set-up task is started when ECS could not initialise it:
+/// right after `up` made its execution role, IAM may not let ECS use it yet
+/// (the task stops with `ResourceInitializationError` before it runs).
+const ATTEMPTS: usize = 3;
+
+/// How one run of the task ended.
+enum Ended {
+    Succeeded,
+    /// ECS could not start the container; worth another run.
+    NotInitialised(String),
+}
+
 /// Registers and runs the set-up task, and waits for it to finish; an error
 /// names the exit code, ECS's reason and where the task's log is.
 pub async fn run(
@@ -104,12 +116,43 @@ pub async fn run(
     stack: &str,
 ) -> Result<(), AwsError> {
     let definition = register(aws, spec, stack).await?;
+    let mut attempt = 1;
+    loop {
+        let task = start(aws, network, &definition, binary).await?;
+        match wait(aws, spec, network, &task, timeout, poll).await? {
+            Ended::Succeeded => return Ok(()),
+            Ended::NotInitialised(reason) if attempt < ATTEMPTS => {
+                tracing::warn!(%task, %reason, "the database set-up task did not start; running it again");
+                tokio::time::sleep(poll).await;
+                attempt += 1;
+            }
+            Ended::NotInitialised(reason) => {
+                return Err(AwsError::new(
+                    "DescribeTasks",
+                    format!(
+                        "ECS could not start the database set-up task ({ATTEMPTS} tries; last: {reason}); \
+                         check that its execution role {} may read the stack secret and the services' secrets",
+                        spec.execution_role_arn
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+/// Starts one run of the task; its ARN.
+async fn start(
+    aws: &Aws,
+    network: &ServiceSettings,
+    definition: &str,
+    binary: &str,
+) -> Result<String, AwsError> {
     let started = sdk!(
         "RunTask",
         aws.ecs
             .run_task()
             .cluster(&network.cluster)
-            .task_definition(&definition)
+            .task_definition(definition)
             .launch_type(LaunchType::Fargate)
             .network_configuration(network.network()?)
             .started_by(STARTED_BY)
@@ -136,12 +179,24 @@ pub async fn run(
             ),
         ));
     }
-    let task = started
+    started
         .tasks()
         .first()
         .and_then(|t| t.task_arn())
-        .ok_or_else(|| AwsError::new("RunTask", "ECS answered with no task"))?
-        .to_string();
+        .map(str::to_string)
+        .ok_or_else(|| AwsError::new("RunTask", "ECS answered with no task"))
+}
+
+/// Waits for `task` to stop. A task DescribeTasks does not know yet (it
+/// is eventually consistent right after RunTask) is looked at again.
+async fn wait(
+    aws: &Aws,
+    spec: &TaskSpec,
+    network: &ServiceSettings,
+    task: &str,
+    timeout: Duration,
+    poll: Duration,
+) -> Result<Ended, AwsError> {
     let begun = Instant::now();
     // A Fargate task takes from seconds to a minute to start and run: look
     // soon, then less often, never slower than `poll` nor than 5 s.
@@ -153,7 +208,7 @@ pub async fn run(
             aws.ecs
                 .describe_tasks()
                 .cluster(&network.cluster)
-                .tasks(&task)
+                .tasks(task)
                 .send()
         )?;
         let found = described.tasks().first();
@@ -163,14 +218,17 @@ pub async fn run(
                 .iter()
                 .find(|c| c.name() == Some(CONTAINER))
                 .and_then(|c| c.exit_code());
+            let reason = t.stopped_reason().unwrap_or("no reason given");
             return match exit {
-                Some(0) => Ok(()),
+                Some(0) => Ok(Ended::Succeeded),
+                None if reason.starts_with("ResourceInitializationError") => {
+                    Ok(Ended::NotInitialised(reason.to_string()))
+                }
                 other => Err(AwsError::new(
                     "DescribeTasks",
                     format!(
-                        "the database set-up task {task} stopped with {} ({}); its log is in {}",
+                        "the database set-up task {task} stopped with {} ({reason}); its log is in {}",
                         other.map_or("no exit code".to_string(), |c| format!("exit code {c}")),
-                        t.stopped_reason().unwrap_or("no reason given"),
                         spec.log_group
                     ),
                 )),

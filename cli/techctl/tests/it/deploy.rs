@@ -390,7 +390,13 @@ fn set_secret(endpoint: &str, service: &str, name: &str, value: &str) -> Output 
 /// them, and no command ever prints them (nor any other secret value).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn values_operators_set_reach_their_service_alone_and_are_never_printed() {
-    let h = Harness::start().await;
+    // And the database set-up task fails to start the first time, as on AWS
+    // when its execution role was made a moment before.
+    let h = Harness::start_with(testkit::Strictness {
+        one_off_init_failures: 1,
+        ..testkit::Strictness::new()
+    })
+    .await;
     let bp = blueprint::load(&blueprint_path()).unwrap();
     assert!(h.up(&bp).await.0.succeeded());
     let direct = h.direct().await;
@@ -529,6 +535,11 @@ async fn values_operators_set_reach_their_service_alone_and_are_never_printed() 
     );
     assert_eq!(deployed.status.code(), Some(0), "{}", text(&deployed));
     printed.push_str(&text(&deployed));
+    assert_eq!(
+        h.proxy.bodies("RunTask").len(),
+        2,
+        "a set-up task ECS could not start is run again"
+    );
     let td = direct
         .ecs
         .describe_task_definition()

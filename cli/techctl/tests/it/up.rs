@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use crate::common::*;
 use aws_sdk_ec2::types::{Filter, VpcAttributeName};
 use engine::plan::{Action, Kind};
+use testkit::Strictness;
 
 fn expected_counts(nat_gateways: usize, route_tables: usize) -> BTreeMap<&'static str, usize> {
     BTreeMap::from([
@@ -814,4 +815,47 @@ async fn the_database_version_is_a_floor_that_the_region_must_offer() {
         "{message}"
     );
     assert!(message.contains("16"), "names what is offered: {message}");
+}
+
+/// ListSecrets is eventually consistent on AWS: right after an `up`, the
+/// secrets it made may not be listed yet. An `up` run then plans them as
+/// missing, finds each by name before it would create it, and makes none
+/// twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_not_listed_yet_are_found_by_name_and_never_made_twice() {
+    let h = Harness::start_with(Strictness {
+        secret_list_lag: std::time::Duration::from_secs(600),
+        ..Strictness::new()
+    })
+    .await;
+    let bp = blueprint_with(&[]);
+    assert_done(&h.up(&bp).await.0);
+    let made = h.proxy.bodies("CreateSecret").len();
+    assert_eq!(
+        made, 8,
+        "the stack secret, two key secrets, one per service"
+    );
+    let plan = h.plan(&bp).await;
+    assert!(
+        plan.changes
+            .iter()
+            .any(|c| c.kind == Kind::Secret && c.action == Action::Create),
+        "the listing lags: the secrets look missing"
+    );
+    assert_done(&h.up(&bp).await.0);
+    assert_eq!(
+        h.proxy.bodies("CreateSecret").len(),
+        made,
+        "none made twice"
+    );
+    let aws = h.direct().await;
+    let listed = aws
+        .secrets
+        .list_secrets()
+        .send()
+        .await
+        .unwrap()
+        .secret_list()
+        .len();
+    assert_eq!(listed, 8);
 }
