@@ -13,7 +13,7 @@ use super::{
 };
 use crate::AwsError;
 use crate::{Ctx, RetryInUse, Step};
-use engine::clock::AwsClock;
+use engine::clock::{AwsClock, Pace};
 use engine::plan::{Kind, LogicalId, Observed, Resource, Spec};
 
 async fn find(ctx: &Ctx<'_>, id: &LogicalId) -> Result<Option<String>, AwsError> {
@@ -340,14 +340,15 @@ pub async fn delete(ctx: &Ctx<'_>, step: &Step, observed: &Observed) -> Result<(
                 .map(|_| ()),
             )?;
             // The Elastic IP cannot be released while the gateway holds it.
+            let pace = ctx.pace(
+                AwsClock::typical().delete(Kind::NatGateway),
+                NAT_DELETED_DEADLINE,
+            );
             step.wait_until(
                 "the NAT gateway to be deleted, so its Elastic IP can be released",
-                ctx.pace(
-                    AwsClock::typical().delete(Kind::NatGateway),
-                    NAT_DELETED_DEADLINE,
-                ),
+                pace,
                 || async {
-                    let state = nat_state(ctx, id).await?;
+                    let state = nat_state(ctx, id, &pace).await?;
                     Ok(matches!(state, None | Some(NatGatewayState::Deleted)).then_some(()))
                 },
             )
@@ -537,15 +538,20 @@ async fn attach_gateway(ctx: &Ctx<'_>, igw: &str, vpc_id: &str) -> Result<(), Aw
     }
 }
 
-/// A NAT gateway's state, from one call shared with the other gateways
-/// polled at the same moment (by a filter, which unlike `NatGatewayIds`
-/// does not fail the call when one of them is gone).
-async fn nat_state(ctx: &Ctx<'_>, nat_id: &str) -> Result<Option<NatGatewayState>, AwsError> {
+/// A NAT gateway's state no older than half of `pace`'s interval, from one
+/// call shared with the other gateways being waited for (by a filter,
+/// which unlike `NatGatewayIds` does not fail the call when one of them is
+/// gone).
+async fn nat_state(
+    ctx: &Ctx<'_>,
+    nat_id: &str,
+    pace: &Pace,
+) -> Result<Option<NatGatewayState>, AwsError> {
     let ec2 = &ctx.aws.ec2;
     ctx.aws
         .polls
         .nat_gateways
-        .poll(nat_id, |ids| async move {
+        .poll(nat_id, pace.every / 2, |ids| async move {
             let out = sdk!(
                 "DescribeNatGateways",
                 ec2.describe_nat_gateways()
@@ -567,14 +573,15 @@ async fn nat_state(ctx: &Ctx<'_>, nat_id: &str) -> Result<Option<NatGatewayState
 }
 
 async fn wait_nat_available(ctx: &Ctx<'_>, step: &Step, nat_id: &str) -> Result<(), AwsError> {
+    let pace = ctx.pace(
+        AwsClock::typical().create(Kind::NatGateway),
+        NAT_AVAILABLE_DEADLINE,
+    );
     step.wait_until(
         "the NAT gateway to become available, so private subnets can route through it",
-        ctx.pace(
-            AwsClock::typical().create(Kind::NatGateway),
-            NAT_AVAILABLE_DEADLINE,
-        ),
+        pace,
         || async {
-            match nat_state(ctx, nat_id).await? {
+            match nat_state(ctx, nat_id, &pace).await? {
                 Some(NatGatewayState::Available) => Ok(Some(())),
                 Some(NatGatewayState::Failed) => Err(AwsError::new(
                     "CreateNatGateway",
