@@ -32,7 +32,7 @@ start_postgres
 python3 scripts/keys.py "$work/keys.json"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 env KEYS_FILE="$work/keys.json" RUST_LOG=warn LOG_FORMAT=json PORT="$port" \
-  DATABASE_URL="$(new_database users)" TRUSTED_PROXIES=127.0.0.1/32 \
+  DATABASE_URL="$(new_database users)" EVENTS_DATABASE_URL="$(new_database bus)" TRUSTED_PROXIES=127.0.0.1/32 \
   ADMIN_EMAIL=admin@bench.example ADMIN_PASSWORD="bench admin password" \
   "$target/user-service" >"$work/user.log" 2>&1 &
 pid=$!

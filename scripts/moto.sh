@@ -1,12 +1,13 @@
 # Sourced by the scripts that need the AWS emulator: installs it into .venv
 # on first use and starts it on a free loopback port.
 
-# Installs the moto server into .venv unless it is there.
+# Installs the moto server (AWS emulator) and schemathesis (the services'
+# contract test) into .venv unless they are there.
 ensure_moto() {
-  if [ ! -x .venv/bin/moto_server ]; then
-    echo "==> installing the moto server (AWS emulator) into .venv" >&2
+  if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/schemathesis ]; then
+    echo "==> installing the moto server and schemathesis into .venv" >&2
     python3 -m venv .venv
-    .venv/bin/pip install --quiet 'moto[server]'
+    .venv/bin/pip install --quiet 'moto[server]' schemathesis
   fi
 }
 

@@ -208,7 +208,7 @@ fn fargate_sizes_and_counts_are_checked() {
 #[test]
 fn consumed_events_must_have_a_producer() {
     let m = message(&with(
-        "consumes = [\"order.paid\"]",
+        "consumes = [\"order.paid\", \"order.anonymized\"]",
         "consumes = [\"order.shipped\"]",
     ));
     assert!(

@@ -16,7 +16,8 @@ pub struct Meta {
     pub occurred_at: OffsetDateTime,
     /// The service that produced it.
     pub source: String,
-    /// The order the event belongs to: one id follows a whole saga.
+    /// The order the event belongs to (one id follows a whole saga), or
+    /// the user for a user's event.
     pub correlation_id: String,
 }
 
@@ -31,8 +32,9 @@ pub struct Envelope {
 pub trait Event: Serialize + DeserializeOwned {
     const NAME: &'static str;
     const VERSION: u32;
-    /// The order this event is about.
-    fn order_id(&self) -> Uuid;
+    /// What the event is about, its `correlation_id`: the order for the
+    /// saga's events, the user for a user's.
+    fn correlation_id(&self) -> Uuid;
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -70,7 +72,7 @@ impl Envelope {
                 event_version: E::VERSION,
                 occurred_at: OffsetDateTime::now_utc(),
                 source: source.to_string(),
-                correlation_id: event.order_id().to_string(),
+                correlation_id: event.correlation_id().to_string(),
             },
             payload: serde_json::to_value(event).expect("event payloads serialise"),
         }

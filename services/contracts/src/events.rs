@@ -12,14 +12,16 @@ macro_rules! event {
         impl Event for $type {
             const NAME: &'static str = $name;
             const VERSION: u32 = $version;
-            fn order_id(&self) -> Uuid {
+            fn correlation_id(&self) -> Uuid {
                 self.order_id
             }
         }
     };
 }
 
-/// Who ordered: a registered customer (id and name) or a guest.
+/// Who ordered: a registered customer or a guest. `name` is no longer
+/// sent (tokens carry none); events made before still hold it until the
+/// customer's erasure scrubs it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Customer {
     pub id: Option<String>,
@@ -87,7 +89,7 @@ macro_rules! payment_end {
         impl Event for $type {
             const NAME: &'static str = $name;
             const VERSION: u32 = 1;
-            fn order_id(&self) -> Uuid {
+            fn correlation_id(&self) -> Uuid {
                 self.0.order_id
             }
         }
@@ -122,6 +124,8 @@ pub struct TicketItem {
 pub struct OrderPaid {
     pub order_id: Uuid,
     pub number: i64,
+    /// What the kitchen calls the order by: [`order_label`] (events made
+    /// before held the customer's name).
     pub customer_name: String,
     pub items: Vec<TicketItem>,
 }
@@ -153,7 +157,7 @@ macro_rules! kitchen_step {
         impl Event for $type {
             const NAME: &'static str = $name;
             const VERSION: u32 = 1;
-            fn order_id(&self) -> Uuid {
+            fn correlation_id(&self) -> Uuid {
                 self.0.order_id
             }
         }
@@ -174,3 +178,105 @@ kitchen_step!(
     "production.delivered",
     "The order was handed over."
 );
+
+/// What the kitchen and the board call an order: its number, never a name.
+pub fn order_label(number: i64) -> String {
+    format!("Order #{number}")
+}
+
+/// A customer's personal data was erased (LGPD): the services that hold
+/// their name scrub it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserAnonymized {
+    pub user_id: Uuid,
+    #[serde(with = "time::serde::rfc3339")]
+    pub anonymized_at: OffsetDateTime,
+}
+
+impl Event for UserAnonymized {
+    const NAME: &'static str = "user.anonymized";
+    const VERSION: u32 = 1;
+    fn correlation_id(&self) -> Uuid {
+        self.user_id
+    }
+}
+
+/// An order whose customer was erased: its name leaves the kitchen's
+/// tickets and every message still carrying it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderAnonymized {
+    pub order_id: Uuid,
+    pub number: i64,
+}
+event!(OrderAnonymized, "order.anonymized", 1);
+
+/// `body` (an event envelope) without the name of the customer of
+/// `order_id`; `None` when it holds no such name.
+pub fn without_customer_name(body: &str, order_id: Uuid, number: i64) -> Option<String> {
+    let mut envelope = crate::Envelope::parse(body).ok()?;
+    if envelope.meta.correlation_id != order_id.to_string() {
+        return None;
+    }
+    let payload = envelope.payload.as_object_mut()?;
+    let scrubbed = match envelope.meta.event_name.as_str() {
+        OrderCreated::NAME => {
+            let name = payload.get_mut("customer")?.get_mut("name")?;
+            (!name.is_null()).then(|| *name = serde_json::Value::Null)
+        }
+        OrderPaid::NAME => {
+            let label = order_label(number);
+            let name = payload.get_mut("customer_name")?;
+            (name.as_str() != Some(label.as_str())).then(|| *name = label.into())
+        }
+        _ => None,
+    };
+    scrubbed.map(|()| envelope.to_json())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Envelope;
+
+    #[test]
+    fn the_customer_s_name_leaves_the_events_of_their_order_only() {
+        let order_id = Uuid::now_v7();
+        let created = Envelope::new(
+            "order",
+            &OrderCreated {
+                order_id,
+                number: 7,
+                amount_cents: 1000,
+                customer: Customer {
+                    id: Some(Uuid::now_v7().to_string()),
+                    name: Some("Ana Souza".into()),
+                },
+                items: vec![],
+            },
+        )
+        .to_json();
+        let paid = Envelope::new(
+            "order",
+            &OrderPaid {
+                order_id,
+                number: 7,
+                customer_name: "Ana Souza".into(),
+                items: vec![],
+            },
+        )
+        .to_json();
+        for body in [&created, &paid] {
+            let scrubbed = without_customer_name(body, order_id, 7).expect("scrubbed");
+            assert!(!scrubbed.contains("Ana"), "{scrubbed}");
+            // Once is enough: the scrubbed body holds no name any more.
+            assert_eq!(without_customer_name(&scrubbed, order_id, 7), None);
+            assert_eq!(without_customer_name(body, Uuid::now_v7(), 7), None);
+        }
+        assert!(
+            without_customer_name(&paid, order_id, 7)
+                .unwrap()
+                .contains("Order #7")
+        );
+        assert_eq!(without_customer_name("not json", order_id, 7), None);
+    }
+}

@@ -12,10 +12,14 @@ pub const CONSUMERS: &[(&str, &[&str])] = &[
             "production.started",
             "production.ready",
             "production.delivered",
+            "user.anonymized",
         ],
     ),
-    ("payment", &["order.created", "order.cancelled"]),
-    ("production", &["order.paid"]),
+    (
+        "payment",
+        &["order.created", "order.cancelled", "order.anonymized"],
+    ),
+    ("production", &["order.paid", "order.anonymized"]),
 ];
 
 /// The services whose queues receive `event_name`.

@@ -72,8 +72,6 @@ pub struct Caller {
     pub expires_at: u64,
     /// `iat`, as seconds since the Unix epoch (0 when the token has none).
     pub issued_at: u64,
-    /// `name`: a registered customer's name, for the kitchen's ticket.
-    pub name: Option<String>,
 }
 
 impl Caller {
@@ -231,7 +229,7 @@ pub enum AuthError {
     Audience(String),
     #[error("the token lacks the claim {0}")]
     Claim(&'static str),
-    #[error("the token was revoked: its holder was disabled; sign in again")]
+    #[error("the token was revoked: its holder was disabled or erased since it was issued")]
     Revoked,
 }
 
@@ -500,10 +498,6 @@ impl Verifier {
             .and_then(|r| serde_json::from_value::<Role>(r.clone()).ok())
             .ok_or(AuthError::Claim("role"))?;
         let token_id = payload.jwt_id().ok_or(AuthError::Claim("jti"))?.to_string();
-        let name = payload
-            .claim("name")
-            .and_then(|n| n.as_str())
-            .map(str::to_string);
         let not_before = self
             .revoked
             .read()
@@ -523,7 +517,6 @@ impl Verifier {
             token_id,
             expires_at: exp,
             issued_at: issued,
-            name,
         })
     }
 }

@@ -74,6 +74,29 @@ pub trait Transport: Send + Sync {
     ) -> BoxFuture<'a, anyhow::Result<()>>;
     /// What the dead-letter queue holds (for operators and tests).
     fn dead_letters(&self) -> BoxFuture<'_, anyhow::Result<Vec<DeadLetter>>>;
+    /// Rewrites each dead letter, and each message still waiting where the
+    /// transport can change one in place, whose body holds `about` and that
+    /// `scrub` changes (an erasure); answers how many it rewrote.
+    fn scrub<'a>(
+        &'a self,
+        about: &'a str,
+        scrub: &'a Scrub,
+    ) -> BoxFuture<'a, anyhow::Result<usize>>;
+}
+
+/// A message body without what must go, or `None` to leave it as it is.
+pub type Scrub = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+/// The name of an erased customer leaves every message of `order` still on
+/// `transport` (its queue and dead letters): what a consumer of
+/// `order.anonymized` does with its own queues.
+pub async fn scrub_order(
+    transport: &dyn Transport,
+    order: &contracts::events::OrderAnonymized,
+) -> Result<usize, HandleError> {
+    let (order_id, number) = (order.order_id, order.number);
+    let scrub = move |body: &str| contracts::events::without_customer_name(body, order_id, number);
+    Ok(transport.scrub(&order_id.to_string(), &scrub).await?)
 }
 
 /// How a service's messaging behaves, from the environment.
@@ -95,6 +118,8 @@ pub enum TransportSettings {
     Postgres {
         url: String,
     },
+    /// A service that only publishes (the user service) has no queues:
+    /// their URLs are empty.
     SnsSqs {
         topic_arn: String,
         queue_url: String,
@@ -121,12 +146,8 @@ impl Settings {
             "sns-sqs" => TransportSettings::SnsSqs {
                 topic_arn: env
                     .required("EVENTS_TOPIC_ARN", "the ARN of this service's SNS topic")?,
-                queue_url: env
-                    .required("EVENTS_QUEUE_URL", "the URL of this service's SQS queue")?,
-                dead_letter_queue_url: env.required(
-                    "EVENTS_DLQ_URL",
-                    "the URL of this service's SQS dead-letter queue",
-                )?,
+                queue_url: env.optional("EVENTS_QUEUE_URL").unwrap_or_default(),
+                dead_letter_queue_url: env.optional("EVENTS_DLQ_URL").unwrap_or_default(),
             },
             other => {
                 return Err(ConfigError {

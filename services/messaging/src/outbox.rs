@@ -25,6 +25,32 @@ pub async fn add_envelope(tx: &mut PgConnection, envelope: &Envelope) -> sqlx::R
     Ok(())
 }
 
+/// Rewrites the outbox's events (published or not) whose envelope holds
+/// `about` and that `scrub` changes (an erasure); answers how many.
+pub async fn scrub(
+    tx: &mut PgConnection,
+    about: &str,
+    scrub: &crate::Scrub,
+) -> sqlx::Result<usize> {
+    let rows: Vec<(uuid::Uuid, String)> =
+        sqlx::query_as("SELECT id, envelope FROM outbox WHERE strpos(envelope, $1) > 0 FOR UPDATE")
+            .bind(about)
+            .fetch_all(&mut *tx)
+            .await?;
+    let mut rewritten = 0;
+    for (id, envelope) in rows {
+        if let Some(clean) = scrub(&envelope) {
+            sqlx::query("UPDATE outbox SET envelope = $2 WHERE id = $1")
+                .bind(id)
+                .bind(clean)
+                .execute(&mut *tx)
+                .await?;
+            rewritten += 1;
+        }
+    }
+    Ok(rewritten)
+}
+
 /// Events written but not yet published.
 pub async fn pending(pool: &PgPool) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")

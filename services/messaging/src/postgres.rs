@@ -14,7 +14,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::Mutex;
 
-use super::{BoxFuture, DeadLetter, Delivery, Envelope, Transport};
+use super::{BoxFuture, DeadLetter, Delivery, Envelope, Scrub, Transport};
 
 const CHANNEL: &str = "event_bus";
 /// A waiting consumer also looks again this often, for messages whose
@@ -269,6 +269,39 @@ impl Transport for PgTransport {
                 .into_iter()
                 .map(|(body, reason)| DeadLetter { body, reason })
                 .collect())
+        })
+    }
+
+    fn scrub<'a>(
+        &'a self,
+        about: &'a str,
+        scrub: &'a Scrub,
+    ) -> BoxFuture<'a, anyhow::Result<usize>> {
+        Box::pin(async move {
+            let mut rewritten = 0;
+            for table in ["bus_dead_letters", "bus_messages"] {
+                let mut tx = self.pool.begin().await?;
+                // Locked, so a consumer taking one meanwhile waits for it.
+                let rows: Vec<(i64, String)> = sqlx::query_as(&format!(
+                    "SELECT id, body FROM {table} WHERE queue = $1 AND strpos(body, $2) > 0 FOR UPDATE"
+                ))
+                .bind(&self.queue)
+                .bind(about)
+                .fetch_all(&mut *tx)
+                .await?;
+                for (id, body) in rows {
+                    if let Some(clean) = scrub(&body) {
+                        sqlx::query(&format!("UPDATE {table} SET body = $2 WHERE id = $1"))
+                            .bind(id)
+                            .bind(clean)
+                            .execute(&mut *tx)
+                            .await?;
+                        rewritten += 1;
+                    }
+                }
+                tx.commit().await?;
+            }
+            Ok(rewritten)
         })
     }
 }

@@ -11,7 +11,7 @@ use anyhow::Context;
 use aws_sdk_sns::types::MessageAttributeValue as SnsAttribute;
 use aws_sdk_sqs::types::{MessageAttributeValue as SqsAttribute, MessageSystemAttributeName};
 
-use super::{BoxFuture, DeadLetter, Delivery, Envelope, Transport};
+use super::{BoxFuture, DeadLetter, Delivery, Envelope, Scrub, Transport};
 
 /// The message attribute SNS subscriptions filter on.
 pub const EVENT_NAME_ATTRIBUTE: &str = "event_name";
@@ -19,6 +19,11 @@ pub const EVENT_NAME_ATTRIBUTE: &str = "event_name";
 pub const REASON_ATTRIBUTE: &str = "dead_letter_reason";
 /// SQS's longest long poll.
 const LONGEST_WAIT: Duration = Duration::from_secs(20);
+/// How long a scrub holds the dead letters it read: longer than it takes
+/// to read them all, so none is read twice.
+const SCRUB_HOLD_SECONDS: i32 = 300;
+/// The most dead letters one scrub reads; the queue holds far fewer.
+const SCRUB_MOST: usize = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct Queues {
@@ -53,6 +58,24 @@ impl SqsTransport {
             max_receive,
             visibility,
         }
+    }
+
+    /// Writes `body` to the dead-letter queue with `reason`.
+    async fn send_dead_letter(&self, body: &str, reason: &str) -> anyhow::Result<()> {
+        let reason_attribute = SqsAttribute::builder()
+            .data_type("String")
+            .string_value(reason)
+            .build()?;
+        self.sqs
+            .send_message()
+            .queue_url(&self.queues.dead_letter_queue_url)
+            .message_body(body)
+            .message_attributes(REASON_ATTRIBUTE, reason_attribute)
+            .send()
+            .await
+            .map_err(aws_error)
+            .context("cannot write to the dead-letter queue")?;
+        Ok(())
     }
 
     /// Sends a raw body to this service's own queue (tests use it for
@@ -166,19 +189,7 @@ impl Transport for SqsTransport {
         reason: &'a str,
     ) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
-            let reason_attribute = SqsAttribute::builder()
-                .data_type("String")
-                .string_value(reason)
-                .build()?;
-            self.sqs
-                .send_message()
-                .queue_url(&self.queues.dead_letter_queue_url)
-                .message_body(&delivery.body)
-                .message_attributes(REASON_ATTRIBUTE, reason_attribute)
-                .send()
-                .await
-                .map_err(aws_error)
-                .context("cannot write to the dead-letter queue")?;
+            self.send_dead_letter(&delivery.body, reason).await?;
             // Only once it is safe in the dead-letter queue.
             self.ack(delivery).await
         })
@@ -211,6 +222,82 @@ impl Transport for SqsTransport {
                     body: m.body.unwrap_or_default(),
                 })
                 .collect())
+        })
+    }
+
+    /// SQS changes no message in place: each dead letter `scrub` changes is
+    /// written anew, with its reason, and the old one deleted. Every one is
+    /// read (held meanwhile, then let go); messages still on the live queue
+    /// are left to the consumer, which scrubs what it applies.
+    fn scrub<'a>(
+        &'a self,
+        about: &'a str,
+        scrub: &'a Scrub,
+    ) -> BoxFuture<'a, anyhow::Result<usize>> {
+        Box::pin(async move {
+            let dlq = &self.queues.dead_letter_queue_url;
+            let (mut rewritten, mut read, mut held) = (0, 0, Vec::new());
+            let outcome: anyhow::Result<()> = async {
+                while read < SCRUB_MOST {
+                    let answer = self
+                        .sqs
+                        .receive_message()
+                        .queue_url(dlq)
+                        .max_number_of_messages(10)
+                        .visibility_timeout(SCRUB_HOLD_SECONDS)
+                        // A long poll asks every server, so an empty answer
+                        // means an empty queue.
+                        .wait_time_seconds(1)
+                        .message_attribute_names(REASON_ATTRIBUTE)
+                        .send()
+                        .await
+                        .map_err(aws_error)
+                        .context("cannot read the dead-letter queue")?;
+                    let messages = answer.messages.unwrap_or_default();
+                    if messages.is_empty() {
+                        return Ok(());
+                    }
+                    read += messages.len();
+                    for m in messages {
+                        let (Some(body), Some(handle)) = (m.body(), m.receipt_handle()) else {
+                            continue;
+                        };
+                        let clean = body.contains(about).then(|| scrub(body)).flatten();
+                        let Some(clean) = clean else {
+                            held.push(handle.to_string());
+                            continue;
+                        };
+                        let reason = m
+                            .message_attributes()
+                            .and_then(|a| a.get(REASON_ATTRIBUTE))
+                            .and_then(|v| v.string_value())
+                            .unwrap_or("moved by the queue's redrive policy");
+                        self.send_dead_letter(&clean, reason).await?;
+                        self.sqs
+                            .delete_message()
+                            .queue_url(dlq)
+                            .receipt_handle(handle)
+                            .send()
+                            .await
+                            .map_err(aws_error)?;
+                        rewritten += 1;
+                    }
+                }
+                Ok(())
+            }
+            .await;
+            // The others are visible again at once, for operators.
+            for handle in held {
+                let _ = self
+                    .sqs
+                    .change_message_visibility()
+                    .queue_url(dlq)
+                    .receipt_handle(handle)
+                    .visibility_timeout(0)
+                    .send()
+                    .await;
+            }
+            outcome.map(|()| rewritten)
         })
     }
 }

@@ -16,7 +16,7 @@ use axum::Router;
 use axum::extract::FromRef;
 use service_kit::auth::Verifier;
 use service_kit::config::{Common, ConfigError, Env};
-use service_kit::docs::BearerAuth;
+use service_kit::docs::{BearerAuth, ProblemResponses};
 use service_kit::keys::KeySource;
 use service_messaging::{self as messaging, Foundation, Relay, Transport, Workers};
 use sqlx::PgPool;
@@ -72,7 +72,7 @@ impl FromRef<AppState> for Arc<Verifier> {
     info(title = "Order service", description = "Orders priced from the catalog, paid by QR code, followed by the kitchen."),
     paths(orders::place_order, orders::get_order, orders::list_orders, orders::active_orders),
     components(schemas(service_kit::error::Problem)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ProblemResponses),
 )]
 struct ApiDoc;
 

@@ -56,6 +56,8 @@ pub struct OrderView {
     pub status: Status,
     /// The status in the customer's words.
     pub status_label: String,
+    /// The customer's name on orders placed before tokens stopped carrying
+    /// it; erased with the customer.
     pub customer_name: Option<String>,
     pub total_cents: i64,
     pub items: Vec<ItemView>,
@@ -172,12 +174,11 @@ pub async fn place_order(
     }
     let id = Uuid::now_v7();
     let number: i64 = sqlx::query_scalar(
-        "INSERT INTO orders (id, customer_id, customer_name, status, total_cents) \
-         VALUES ($1, $2, $3, $4, $5) RETURNING number",
+        "INSERT INTO orders (id, customer_id, status, total_cents) \
+         VALUES ($1, $2, $3, $4) RETURNING number",
     )
     .bind(id)
     .bind(&caller.subject)
-    .bind(&caller.name)
     .bind(Status::AwaitingPayment.as_str())
     .bind(total_cents)
     .fetch_one(&mut *tx)
@@ -204,7 +205,7 @@ pub async fn place_order(
         amount_cents: total_cents,
         customer: Customer {
             id: Some(caller.subject.clone()),
-            name: caller.name.clone(),
+            name: None,
         },
         items: lines,
     };

@@ -4,9 +4,10 @@
 //! before it) and dead-lettered if it never fits.
 
 use contracts::events::{
-    KitchenStep, OrderCancelled, OrderPaid, PaymentApproved, PaymentCreated, PaymentEnded,
-    PaymentExpired, PaymentFailed, PaymentRejected, ProductionDelivered, ProductionReady,
-    ProductionStarted, TicketItem,
+    KitchenStep, OrderAnonymized, OrderCancelled, OrderPaid, PaymentApproved, PaymentCreated,
+    PaymentEnded, PaymentExpired, PaymentFailed, PaymentRejected, ProductionDelivered,
+    ProductionReady, ProductionStarted, TicketItem, UserAnonymized, order_label,
+    without_customer_name,
 };
 use contracts::{Envelope, Event};
 use service_messaging::consumer::Attempt;
@@ -30,6 +31,7 @@ impl Handler for OrderSaga {
             ProductionStarted::NAME,
             ProductionReady::NAME,
             ProductionDelivered::NAME,
+            UserAnonymized::NAME,
         ]
     }
 
@@ -75,6 +77,7 @@ impl Handler for OrderSaga {
                     )
                     .await
                 }
+                UserAnonymized::NAME => erase_customer(tx, envelope.decode()?).await,
                 other => Err(HandleError::Reject(format!("no handler for {other}"))),
             }
         })
@@ -175,11 +178,10 @@ async fn paid(
         event.provider_payment_id
     );
     transition(tx, event.order_id, Status::Received, &cause, event_id).await?;
-    let (number, customer_name): (i64, Option<String>) =
-        sqlx::query_as("SELECT number, customer_name FROM orders WHERE id = $1")
-            .bind(event.order_id)
-            .fetch_one(&mut *tx)
-            .await?;
+    let number: i64 = sqlx::query_scalar("SELECT number FROM orders WHERE id = $1")
+        .bind(event.order_id)
+        .fetch_one(&mut *tx)
+        .await?;
     let items: Vec<(String, i32, Option<String>)> = sqlx::query_as(
         "SELECT name, quantity, note FROM order_items WHERE order_id = $1 ORDER BY position",
     )
@@ -192,7 +194,7 @@ async fn paid(
         &OrderPaid {
             order_id: event.order_id,
             number,
-            customer_name: customer_name.unwrap_or_else(|| format!("Guest #{number}")),
+            customer_name: order_label(number),
             items: items
                 .into_iter()
                 .map(|(name, quantity, note)| TicketItem {
@@ -235,4 +237,27 @@ async fn kitchen(
     event_id: Uuid,
 ) -> Result<(), HandleError> {
     transition(tx, step.order_id, to, cause, event_id).await
+}
+
+/// An erased customer's name leaves their orders (which stay, for the
+/// books) and the events this service keeps; each order that carried it
+/// goes on as `order.anonymized`, for the services its events reached.
+async fn erase_customer(tx: &mut PgConnection, event: UserAnonymized) -> Result<(), HandleError> {
+    let named: Vec<(Uuid, i64)> = sqlx::query_as(
+        "UPDATE orders SET customer_name = NULL, updated_at = now() \
+         WHERE customer_id = $1 AND customer_name IS NOT NULL RETURNING id, number",
+    )
+    .bind(event.user_id.to_string())
+    .fetch_all(&mut *tx)
+    .await?;
+    for (order_id, number) in &named {
+        let (order_id, number) = (*order_id, *number);
+        outbox::scrub(tx, &order_id.to_string(), &move |body: &str| {
+            without_customer_name(body, order_id, number)
+        })
+        .await?;
+        outbox::add(tx, SERVICE, &OrderAnonymized { order_id, number }).await?;
+    }
+    tracing::info!(customer = %event.user_id, orders = named.len(), "customer's name erased");
+    Ok(())
 }

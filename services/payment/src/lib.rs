@@ -17,7 +17,7 @@ use axum::Router;
 use axum::extract::FromRef;
 use service_kit::auth::Verifier;
 use service_kit::config::{Common, ConfigError, Env, Secret};
-use service_kit::docs::BearerAuth;
+use service_kit::docs::{BearerAuth, ProblemResponses};
 use service_kit::keys::KeySource;
 use service_messaging::{self as messaging, Foundation, Relay, Transport, Workers};
 use sqlx::PgPool;
@@ -151,7 +151,7 @@ impl FromRef<AppState> for Arc<Verifier> {
     info(title = "Payment service", description = "Mercado Pago QR payments of orders, and their webhooks."),
     paths(payments::get_payment, payments::list_payments),
     components(schemas(service_kit::error::Problem)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ProblemResponses),
 )]
 struct ApiDoc;
 
@@ -171,9 +171,12 @@ pub fn assemble(
 ) -> (Router, Workers) {
     let mut workers = Workers::start(
         &state.pool,
-        transport,
+        transport.clone(),
         &state.relay,
-        Some(Arc::new(saga::PaymentSaga(state.payments.clone()))),
+        Some(Arc::new(saga::PaymentSaga(
+            state.payments.clone(),
+            transport,
+        ))),
         events,
     );
     workers.add(expiry::spawn(

@@ -3,11 +3,13 @@
 
 use std::sync::Arc;
 
-use contracts::events::{OrderCancelled, OrderCreated, PaymentCreated, PaymentFailed};
+use contracts::events::{
+    OrderAnonymized, OrderCancelled, OrderCreated, PaymentCreated, PaymentFailed,
+};
 use contracts::{Envelope, Event};
 use serde_json::{Value, json};
 use service_messaging::consumer::Attempt;
-use service_messaging::{BoxFuture, HandleError, Handler, outbox};
+use service_messaging::{BoxFuture, HandleError, Handler, Transport, outbox};
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -17,11 +19,16 @@ use crate::ledger;
 use crate::mercadopago::MpError;
 use crate::{Payments, SERVICE};
 
-pub struct PaymentSaga(pub Arc<Payments>);
+/// The payments, and the transport whose messages an erasure scrubs.
+pub struct PaymentSaga(pub Arc<Payments>, pub Arc<dyn Transport>);
 
 impl Handler for PaymentSaga {
     fn events(&self) -> &'static [&'static str] {
-        &[OrderCreated::NAME, OrderCancelled::NAME]
+        &[
+            OrderCreated::NAME,
+            OrderCancelled::NAME,
+            OrderAnonymized::NAME,
+        ]
     }
 
     fn handle<'a>(
@@ -34,6 +41,12 @@ impl Handler for PaymentSaga {
             match envelope.name() {
                 OrderCreated::NAME => open(&self.0, tx, envelope.decode()?, attempt).await,
                 OrderCancelled::NAME => close(&self.0, tx, envelope.decode()?).await,
+                // Payments hold no name; `order.created` messages may.
+                OrderAnonymized::NAME => {
+                    service_messaging::scrub_order(self.1.as_ref(), &envelope.decode()?)
+                        .await
+                        .map(drop)
+                }
                 other => Err(HandleError::Reject(format!("no handler for {other}"))),
             }
         })

@@ -10,7 +10,7 @@ use axum::Router;
 use axum::extract::FromRef;
 use service_kit::auth::Verifier;
 use service_kit::config::{Common, ConfigError, Env};
-use service_kit::docs::BearerAuth;
+use service_kit::docs::{BearerAuth, ProblemResponses};
 use service_kit::keys::KeySource;
 use service_messaging::{self as messaging, Foundation, Relay, Transport, Workers};
 use sqlx::PgPool;
@@ -55,7 +55,7 @@ impl FromRef<AppState> for Arc<Verifier> {
     info(title = "Production service", description = "The kitchen's tickets, from paid to delivered."),
     paths(tickets::list_tickets, tickets::get_ticket, tickets::start, tickets::complete, tickets::deliver),
     components(schemas(service_kit::error::Problem)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ProblemResponses),
 )]
 struct ApiDoc;
 
@@ -71,9 +71,9 @@ pub fn assemble(
 ) -> (Router, Workers) {
     let workers = Workers::start(
         &state.pool,
-        transport,
+        transport.clone(),
         &state.relay,
-        Some(Arc::new(tickets::Kitchen)),
+        Some(Arc::new(tickets::Kitchen(transport))),
         events,
     );
     (router(state), workers)

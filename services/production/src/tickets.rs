@@ -3,8 +3,11 @@
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, put};
+use std::sync::Arc;
+
 use contracts::events::{
-    KitchenStep, OrderPaid, ProductionDelivered, ProductionReady, ProductionStarted,
+    KitchenStep, OrderAnonymized, OrderPaid, ProductionDelivered, ProductionReady,
+    ProductionStarted, order_label,
 };
 use contracts::{Envelope, Event};
 use serde::{Deserialize, Serialize};
@@ -12,7 +15,7 @@ use service_kit::auth::StaffCaller;
 use service_kit::error::{ApiError, ApiResult, FieldError};
 use service_kit::extract::{Json, Path, Query};
 use service_messaging::consumer::Attempt;
-use service_messaging::{BoxFuture, HandleError, Handler, outbox};
+use service_messaging::{BoxFuture, HandleError, Handler, Transport, outbox};
 use sqlx::{FromRow, PgConnection};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -83,12 +86,13 @@ pub struct Ticket {
 const SELECT_TICKET: &str = "SELECT id, order_id, order_number, customer_name, items, status, \
      created_at, started_at, ready_at, delivered_at FROM tickets";
 
-/// Makes the ticket of each paid order.
-pub struct Kitchen;
+/// Makes the ticket of each paid order, and erases the name of an erased
+/// customer from its tickets and from the messages on its transport.
+pub struct Kitchen(pub Arc<dyn Transport>);
 
 impl Handler for Kitchen {
     fn events(&self) -> &'static [&'static str] {
-        &[OrderPaid::NAME]
+        &[OrderPaid::NAME, OrderAnonymized::NAME]
     }
 
     fn handle<'a>(
@@ -98,6 +102,16 @@ impl Handler for Kitchen {
         _attempt: Attempt,
     ) -> BoxFuture<'a, Result<(), HandleError>> {
         Box::pin(async move {
+            if envelope.name() == OrderAnonymized::NAME {
+                let order: OrderAnonymized = envelope.decode()?;
+                service_messaging::scrub_order(self.0.as_ref(), &order).await?;
+                sqlx::query("UPDATE tickets SET customer_name = $2 WHERE order_id = $1")
+                    .bind(order.order_id)
+                    .bind(order_label(order.number))
+                    .execute(tx)
+                    .await?;
+                return Ok(());
+            }
             let paid: OrderPaid = envelope.decode()?;
             let items = serde_json::to_value(&paid.items)
                 .map_err(|e| HandleError::Reject(e.to_string()))?;
@@ -108,7 +122,9 @@ impl Handler for Kitchen {
             .bind(Uuid::now_v7())
             .bind(paid.order_id)
             .bind(paid.number)
-            .bind(&paid.customer_name)
+            // Never a name, even from an event made before names left the
+            // saga: the kitchen calls the order by its number.
+            .bind(order_label(paid.number))
             .bind(sqlx::types::Json(items))
             .execute(tx)
             .await?;

@@ -241,12 +241,15 @@ impl System {
                     keys_refresh: REVOCATIONS_REFRESH,
                     admin: Some((ADMIN_EMAIL.into(), ADMIN_PASSWORD.into())),
                     limits: user_service::limits::LimitSettings::off(),
+                    events: events.clone(),
                 };
                 let state =
                     user_service::state(pool, KeySource::File(self.key_file.clone()), &config)
                         .await
                         .expect("the user service's state");
-                (user_service::router(state), None)
+                let (app, workers) =
+                    user_service::assemble(state, self.transport(service).await, events);
+                (app, Some(workers))
             }
             "product" => {
                 let pool = self.pool(service, &product_service::MIGRATOR).await;
@@ -507,7 +510,7 @@ impl System {
                 .await
                 .expect("count");
             let mut pending = 0;
-            for service in ["order", "payment", "production"] {
+            for service in ["user", "order", "payment", "production"] {
                 let pool = self.service_pool(service).await;
                 pending += messaging::outbox::pending(&pool).await.expect("outbox");
                 pool.close().await;

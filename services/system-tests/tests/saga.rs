@@ -108,7 +108,11 @@ async fn an_order_goes_from_payment_to_the_counter() {
     assert_eq!(system.payment_of(&id).await["status"], "APPROVED");
 
     let ticket = system.ticket_of(&id).await;
-    assert_eq!(ticket["customer_name"], "Maria Silva");
+    // The kitchen calls the order by its number: no name travels.
+    assert_eq!(
+        ticket["customer_name"],
+        format!("Order #{}", placed["number"])
+    );
     assert_eq!(ticket["order_number"], placed["number"]);
     assert_eq!(
         ticket["items"][0],
@@ -616,6 +620,13 @@ impl Transport for Publishing {
     fn dead_letters(&self) -> BoxFuture<'_, anyhow::Result<Vec<DeadLetter>>> {
         self.inner.dead_letters()
     }
+    fn scrub<'a>(
+        &'a self,
+        about: &'a str,
+        scrub: &'a service_messaging::Scrub,
+    ) -> BoxFuture<'a, anyhow::Result<usize>> {
+        self.inner.scrub(about, scrub)
+    }
 }
 
 #[tokio::test]
@@ -1064,4 +1075,188 @@ async fn whoever_may_not_call_a_route_is_refused_before_anything_is_read() {
         .await
         .unwrap();
     assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.text());
+}
+
+/// Counts the rows of `table` in `pool` whose `column` holds `text`.
+async fn holding(pool: &sqlx::PgPool, table: &str, column: &str, text: &str) -> i64 {
+    sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM {table} WHERE strpos({column}::text, $1) > 0"
+    ))
+    .bind(text)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_erased_customer_s_name_leaves_every_service_and_their_tokens_stop() {
+    let system = System::start(Options::new()).await;
+    let menu = menu(&system).await;
+    let token = system
+        .customer_token("Joana Prado", CPF, "joana@example.com")
+        .await;
+    let (_, me) = system
+        .call(
+            "user",
+            Method::POST,
+            "/auth/token",
+            None,
+            Some(json!({"cpf": CPF})),
+        )
+        .await;
+    let customer = me["subject"].as_str().unwrap().to_string();
+    let order = place(&system, &token, &menu.burger, 1).await;
+    system.wait_qr(&order).await;
+    let paid = system.mp.pay(&order, "approved");
+    assert_eq!(system.mp.notify(paid, Signature::Valid).await, 200);
+    system.wait_status(&order, "RECEIVED").await;
+    system.ticket_of(&order).await;
+    system.quiesce().await;
+    let number = system.get_order(&order).await["number"].as_i64().unwrap();
+
+    // What a release that still put names in tokens left behind: the name
+    // on the order, its ticket, the order's events, a dead letter of the
+    // payment service, one of the kitchen and a message still waiting.
+    const NAME: &str = "Joana Prado";
+    let orders = system.service_pool("order").await;
+    let production = system.service_pool("production").await;
+    let bus = sqlx::PgPool::connect(&system.bus_url).await.unwrap();
+    sqlx::query("UPDATE orders SET customer_name = $2 WHERE id = $1::uuid")
+        .bind(&order)
+        .bind(NAME)
+        .execute(&orders)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE outbox SET envelope = CASE event_name \
+           WHEN 'order.created' THEN jsonb_set(envelope::jsonb, '{payload,customer,name}', to_jsonb($2::text)) \
+           ELSE jsonb_set(envelope::jsonb, '{payload,customer_name}', to_jsonb($2::text)) END::text \
+         WHERE event_name IN ('order.created', 'order.paid') AND strpos(envelope, $1) > 0",
+    )
+    .bind(&order)
+    .bind(NAME)
+    .execute(&orders)
+    .await
+    .unwrap();
+    assert_eq!(holding(&orders, "outbox", "envelope", NAME).await, 2);
+    sqlx::query("UPDATE tickets SET customer_name = $2 WHERE order_id = $1::uuid")
+        .bind(&order)
+        .bind(NAME)
+        .execute(&production)
+        .await
+        .unwrap();
+    let (created, paid): (String, String) = sqlx::query_as(
+        "SELECT max(envelope) FILTER (WHERE event_name = 'order.created'), \
+                max(envelope) FILTER (WHERE event_name = 'order.paid') FROM outbox",
+    )
+    .fetch_one(&orders)
+    .await
+    .unwrap();
+    for (id, queue, body) in [
+        (9_000_001_i64, "payment", &created),
+        (9_000_002, "production", &paid),
+    ] {
+        sqlx::query(
+            "INSERT INTO bus_dead_letters (id, queue, body, reason, receive_count, sent_at) \
+             VALUES ($1, $2, $3, 'a database outage', 5, now())",
+        )
+        .bind(id)
+        .bind(queue)
+        .bind(body)
+        .execute(&bus)
+        .await
+        .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO bus_messages (queue, body, visible_at) VALUES ('production', $1, now() + interval '1 hour')",
+    )
+    .bind(&paid)
+    .execute(&bus)
+    .await
+    .unwrap();
+    let (status, seen) = system
+        .call(
+            "order",
+            Method::GET,
+            &format!("/orders/{order}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{seen}");
+
+    // Staff at the counter erase the customer, who showed a document.
+    let (status, erased) = system
+        .call(
+            "user",
+            Method::POST,
+            &format!("/users/{customer}/anonymization"),
+            Some(&system.employee_token()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{erased}");
+
+    // The name leaves the order, the ticket, the events and every message,
+    // by SQL; the order stays, for the books.
+    let started = std::time::Instant::now();
+    loop {
+        let left = [
+            holding(&orders, "orders", "customer_name", NAME).await,
+            holding(&orders, "outbox", "envelope", NAME).await,
+            holding(&production, "tickets", "customer_name", NAME).await,
+            holding(&bus, "bus_dead_letters", "body", NAME).await,
+            holding(&bus, "bus_messages", "body", NAME).await,
+        ];
+        if left == [0; 5] {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the name is still in orders, outbox, tickets, dead letters, queue: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "the name left every service {:?} after the erasure",
+        started.elapsed()
+    );
+    let ticket: String =
+        sqlx::query_scalar("SELECT customer_name FROM tickets WHERE order_id = $1::uuid")
+            .bind(&order)
+            .fetch_one(&production)
+            .await
+            .unwrap();
+    assert_eq!(ticket, format!("Order #{number}"));
+    assert_eq!(system.get_order(&order).await["status"], "RECEIVED");
+    let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM bus_dead_letters")
+        .fetch_one(&bus)
+        .await
+        .unwrap();
+    assert_eq!(
+        dead, 2,
+        "scrubbed, not lost: an operator can still replay them"
+    );
+
+    // The token the customer held is refused everywhere.
+    let started = std::time::Instant::now();
+    loop {
+        let (status, _) = system
+            .call(
+                "order",
+                Method::GET,
+                &format!("/orders/{order}"),
+                Some(&token),
+                None,
+            )
+            .await;
+        if status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert!(
+            started.elapsed() < system_tests::REVOCATIONS_REFRESH * 10,
+            "the erased customer's token still works: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -1,6 +1,14 @@
 //! Customers: registration by CPF, reading and editing, and LGPD erasure.
+//!
+//! A CPF is no secret (it is printed on receipts and leaks all the time),
+//! so a token got from a CPF alone reads the customer's own record with
+//! the e-mail and CPF masked, and orders; changing the record and erasing
+//! it are done by staff at the counter, who check a document with the
+//! customer's photo first. That needs no mail sender to run, and it is the
+//! check the LGPD asks for before acting on a data subject's request.
 
 use axum::Router;
+use axum::extract::FromRequestParts;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
@@ -22,8 +30,8 @@ pub const EMAIL_MAX: usize = 254;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/users", post(register).get(find_by_cpf))
-        .route("/users/anonymization", post(anonymize))
         .route("/users/{id}", get(read).patch(edit))
+        .route("/users/{id}/anonymization", post(anonymize))
 }
 
 #[derive(Debug, Serialize, Deserialize, FromRow, utoipa::ToSchema)]
@@ -104,7 +112,8 @@ pub async fn register(
     Ok((StatusCode::CREATED, headers, Json(customer)))
 }
 
-/// A customer, for staff or for the customer themself.
+/// A customer: for staff in full, for the customer themself with the
+/// e-mail and CPF masked (a CPF alone gets the token).
 #[utoipa::path(
     get, path = "/users/{id}", security(("bearer" = [])),
     responses((status = 200, body = Customer), (status = 403, body = service_kit::error::Problem), (status = 404, body = service_kit::error::Problem))
@@ -115,7 +124,34 @@ pub async fn read(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Customer>> {
     self_or_staff(&caller, id)?;
-    Ok(Json(load(&state, id).await?))
+    let mut customer = load(&state, id).await?;
+    if !caller.is_staff() {
+        customer.email = customer.email.as_deref().map(mask_email);
+        customer.cpf = customer.cpf.as_deref().map(mask_cpf);
+    }
+    Ok(Json(customer))
+}
+
+/// `ana.souza@example.com` → `a***@example.com`: enough for its owner to
+/// recognise, too little to write to.
+pub fn mask_email(email: &str) -> String {
+    match email.split_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}***@{domain}")
+        }
+        None => "***".into(),
+    }
+}
+
+/// `52998224725` → `***.982.247-**`, as receipts print it.
+pub fn mask_cpf(cpf: &str) -> String {
+    match cpf.get(3..9) {
+        Some(middle) if cpf.len() == 11 => {
+            format!("***.{}.{}-**", &middle[..3], &middle[3..])
+        }
+        _ => "***".into(),
+    }
 }
 
 /// Finds a customer by CPF (staff).
@@ -138,18 +174,18 @@ pub async fn find_by_cpf(
         .ok_or_else(|| ApiError::NotFound(format!("no customer with CPF {cpf}")))
 }
 
-/// Changes a customer's name or email (the customer or staff).
+/// Changes a customer's name or email (staff, at the customer's request,
+/// once they have checked a document: a CPF token may not).
 #[utoipa::path(
     patch, path = "/users/{id}", request_body = Changes, security(("bearer" = [])),
-    responses((status = 200, body = Customer), (status = 409, body = service_kit::error::Problem), (status = 422, body = service_kit::error::Problem))
+    responses((status = 200, body = Customer), (status = 403, body = service_kit::error::Problem), (status = 404, body = service_kit::error::Problem), (status = 409, body = service_kit::error::Problem), (status = 422, body = service_kit::error::Problem))
 )]
 pub async fn edit(
     State(state): State<AppState>,
-    caller: Caller,
+    _: AtTheCounter,
     Path(id): Path<Uuid>,
     Json(changes): Json<Changes>,
 ) -> ApiResult<Json<Customer>> {
-    self_or_staff(&caller, id)?;
     let mut errors = Vec::new();
     let name = changes.name.as_deref().map(|n| check_name(n, &mut errors));
     let email = changes
@@ -183,33 +219,98 @@ pub async fn edit(
     Ok(Json(load(&state, id).await?))
 }
 
-/// The LGPD request: erases a customer's name, CPF and email when all three
-/// match the record. The id stays, so past orders keep their reference.
+/// What an erasure did at once, and what it set going elsewhere.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Erasure {
+    pub customer_id: Uuid,
+    #[serde(with = "time::serde::rfc3339")]
+    pub anonymized_at: OffsetDateTime,
+    /// Erased from the customer's record here.
+    pub erased: Vec<&'static str>,
+    /// Tokens the customer holds are refused from this moment on.
+    pub tokens: &'static str,
+    /// What the other services do once they read `user.anonymized`.
+    pub follows: Vec<ErasedElsewhere>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErasedElsewhere {
+    pub service: &'static str,
+    pub erases: &'static str,
+}
+
+fn erasure(customer_id: Uuid, anonymized_at: OffsetDateTime) -> Erasure {
+    Erasure {
+        customer_id,
+        anonymized_at,
+        erased: vec!["name", "cpf", "email"],
+        tokens: "refused by every service from their next reread of /auth/revocations (a minute at most by default)",
+        follows: vec![
+            ErasedElsewhere {
+                service: "order",
+                erases: "the name on the customer's orders and in the events it keeps (the orders stay, for the books)",
+            },
+            ErasedElsewhere {
+                service: "production",
+                erases: "the name on the kitchen's tickets and in its queue and dead letters",
+            },
+            ErasedElsewhere {
+                service: "payment",
+                erases: "the name in its queue and dead letters",
+            },
+        ],
+    }
+}
+
+/// The LGPD erasure, made by staff once they have checked the customer's
+/// document: the name, CPF and e-mail go, the id stays (past orders keep
+/// their reference), the customer's tokens stop working, and
+/// `user.anonymized` tells the services that hold the name. Erasing again
+/// answers what was done the first time.
 #[utoipa::path(
-    post, path = "/users/anonymization", request_body = Registration,
-    responses((status = 204), (status = 404, body = service_kit::error::Problem), (status = 422, body = service_kit::error::Problem))
+    post, path = "/users/{id}/anonymization", security(("bearer" = [])),
+    responses((status = 202, body = Erasure), (status = 403, body = service_kit::error::Problem), (status = 404, body = service_kit::error::Problem))
 )]
 pub async fn anonymize(
     State(state): State<AppState>,
-    Json(input): Json<Registration>,
-) -> ApiResult<StatusCode> {
-    let cpf = Cpf::parse(&input.cpf)
-        .map_err(|e| ApiError::invalid(vec![FieldError::new("cpf", e.to_string())]))?;
-    let done = sqlx::query(
-        "UPDATE customers SET name = NULL, cpf = NULL, email = NULL, anonymized_at = now(), updated_at = now() \
-         WHERE cpf = $1 AND lower(email) = lower($2) AND name = $3",
+    AtTheCounter(staff): AtTheCounter,
+    Path(id): Path<Uuid>,
+) -> ApiResult<(StatusCode, Json<Erasure>)> {
+    let mut tx = state.pool.begin().await?;
+    let done: Option<OffsetDateTime> = sqlx::query_scalar(
+        "UPDATE customers SET name = NULL, cpf = NULL, email = NULL, anonymized_at = now(), \
+         anonymized_by = $2, updated_at = now() \
+         WHERE id = $1 AND anonymized_at IS NULL RETURNING anonymized_at",
     )
-    .bind(cpf.digits())
-    .bind(input.email.trim())
-    .bind(input.name.trim())
-    .execute(&state.pool)
+    .bind(id)
+    .bind(Uuid::parse_str(&staff.subject).ok())
+    .fetch_optional(&mut *tx)
     .await?;
-    if done.rows_affected() == 0 {
-        return Err(ApiError::NotFound(
-            "no customer matches this CPF, name and email".into(),
-        ));
-    }
-    Ok(StatusCode::NO_CONTENT)
+    let anonymized_at = match done {
+        Some(at) => {
+            service_messaging::outbox::add(
+                &mut tx,
+                crate::SERVICE,
+                &contracts::events::UserAnonymized {
+                    user_id: id,
+                    anonymized_at: at,
+                },
+            )
+            .await?;
+            tx.commit().await?;
+            state.relay.wake();
+            tracing::info!(customer = %id, by = %staff.subject, "customer erased");
+            if let Err(e) = state.verifier.refresh_revocations().await {
+                tracing::warn!(error = %format!("{e:#}"), "cannot reread the revocation list");
+            }
+            at
+        }
+        None => load(&state, id)
+            .await?
+            .anonymized_at
+            .ok_or_else(|| ApiError::NotFound(format!("no customer with id {id}")))?,
+    };
+    Ok((StatusCode::ACCEPTED, Json(erasure(id, anonymized_at))))
 }
 
 pub async fn load(state: &AppState, id: Uuid) -> ApiResult<Customer> {
@@ -218,6 +319,30 @@ pub async fn load(state: &AppState, id: Uuid) -> ApiResult<Customer> {
         .fetch_optional(&state.pool)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no customer with id {id}")))
+}
+
+/// Staff acting on a customer's request at the counter; anyone else is
+/// told where to go, before anything of the request is read.
+pub struct AtTheCounter(pub Caller);
+
+impl FromRequestParts<AppState> for AtTheCounter {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if caller.is_staff() {
+            Ok(AtTheCounter(caller))
+        } else {
+            Err(ApiError::Forbidden(
+                "a customer's data is changed or erased by staff at the counter, \
+                 once they have checked a document: a CPF alone is not enough"
+                    .into(),
+            ))
+        }
+    }
 }
 
 fn self_or_staff(caller: &Caller, id: Uuid) -> ApiResult<()> {

@@ -4,14 +4,14 @@
 //! from its next reread of the revocation list on.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use service_kit::auth::{AdminCaller, AuthError, Caller, Role};
 use service_kit::error::{ApiError, ApiResult, FieldError, unique_violation};
-use service_kit::extract::Json;
+use service_kit::extract::{Json, Path};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -36,13 +36,16 @@ pub fn routes() -> Router<AppState> {
 /// blueprint allows a day at most), so an older revocation refuses nothing.
 const REVOCATIONS_KEPT: &str = "1 day";
 
-/// Every employee whose tokens issued before a moment are refused, with
-/// that moment (whole seconds, rounded up so a token issued in the same
-/// second as the disabling is refused too).
+/// Every employee, and every erased customer, whose tokens issued before a
+/// moment are refused, with that moment (whole seconds, rounded up so a
+/// token issued in the same second is refused too).
 pub async fn revoked(pool: &PgPool) -> anyhow::Result<service_kit::auth::Revoked> {
     let rows: Vec<(Uuid, i64)> = sqlx::query_as(&format!(
         "SELECT id, ceil(extract(epoch FROM tokens_not_before))::bigint FROM employees \
-         WHERE tokens_not_before > now() - interval '{REVOCATIONS_KEPT}'"
+         WHERE tokens_not_before > now() - interval '{REVOCATIONS_KEPT}' \
+         UNION ALL \
+         SELECT id, ceil(extract(epoch FROM anonymized_at))::bigint FROM customers \
+         WHERE anonymized_at > now() - interval '{REVOCATIONS_KEPT}'"
     ))
     .fetch_all(pool)
     .await?;
@@ -69,10 +72,11 @@ impl service_kit::auth::RevocationSource for DatabaseRevocations {
     }
 }
 
-/// The employees whose earlier tokens are refused (every service reads it).
+/// The employees and erased customers whose earlier tokens are refused
+/// (every service reads it).
 #[utoipa::path(
     get, path = "/auth/revocations",
-    responses((status = 200, description = "{\"revocations\": [{\"subject\", \"not_before\"}]}: employee ids and the second from which their tokens count again"))
+    responses((status = 200, description = "{\"revocations\": [{\"subject\", \"not_before\"}]}: ids of disabled employees and erased customers, and the second from which their tokens count again"))
 )]
 pub async fn revocations(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
     Ok(Json(service_kit::auth::revocations_json(

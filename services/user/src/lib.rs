@@ -16,16 +16,20 @@ use axum::Router;
 use axum::extract::FromRef;
 use service_kit::auth::{JwkSource, Verifier};
 use service_kit::config::{ConfigError, Env};
-use service_kit::docs::BearerAuth;
+use service_kit::docs::{BearerAuth, ProblemResponses};
 use service_kit::keys::KeySource;
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use utoipa::OpenApi;
 
 pub use customers::Customer;
+/// How its events travel (`Config::events`).
+pub use service_messaging::Settings as EventSettings;
 pub use signing::{PublishedKeys, Signer, Token};
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+/// The name its events go out under.
+pub const SERVICE: &str = "user";
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -39,6 +43,8 @@ pub struct Config {
     /// The first admin, created at start when it does not exist.
     pub admin: Option<(String, String)>,
     pub limits: limits::LimitSettings,
+    /// Where `user.anonymized` goes.
+    pub events: service_messaging::Settings,
 }
 
 /// What handlers need to know of the configuration.
@@ -94,6 +100,7 @@ impl Config {
             )?),
             admin,
             limits: limits::LimitSettings::from_env(env)?,
+            events: service_messaging::Settings::from_env(env)?,
         })
     }
 }
@@ -105,6 +112,8 @@ pub struct AppState {
     pub verifier: Arc<Verifier>,
     pub settings: Arc<Settings>,
     pub limits: Arc<limits::Limits>,
+    /// Woken when an event is written, so it goes out at once.
+    pub relay: service_messaging::Relay,
 }
 
 impl FromRef<AppState> for Arc<Verifier> {
@@ -132,10 +141,18 @@ impl FromRef<AppState> for Arc<Verifier> {
         employees::enable,
         employees::revocations,
     ),
-    components(schemas(service_kit::error::Problem)),
-    modifiers(&BearerAuth),
+    components(schemas(service_kit::error::Problem, customers::Erasure, customers::ErasedElsewhere)),
+    modifiers(&BearerAuth, &LIMITED, &ProblemResponses),
 )]
 struct ApiDoc;
+
+/// The routes `limits::WithinLimit` guards.
+const LIMITED: service_kit::docs::RateLimited = service_kit::docs::RateLimited(&[
+    "/auth/token",
+    "/auth/guest",
+    "/auth/employee/token",
+    "/users",
+]);
 
 pub fn router(state: AppState) -> Router {
     let routes = customers::routes()
@@ -145,9 +162,10 @@ pub fn router(state: AppState) -> Router {
     service_kit::server::service(routes, state.pool, ApiDoc::openapi())
 }
 
-/// Builds the state: the signer from `keys`, and a verifier that reads the
-/// signer's published set (so both see a rotation together).
+/// Builds the state: the outbox, the signer from `keys`, and a verifier
+/// that reads the signer's published set (so both see a rotation together).
 pub async fn state(pool: PgPool, keys: KeySource, config: &Config) -> anyhow::Result<AppState> {
+    service_messaging::install(&pool).await?;
     let described = keys.describe();
     let signer = Signer::load(
         keys,
@@ -176,7 +194,19 @@ pub async fn state(pool: PgPool, keys: KeySource, config: &Config) -> anyhow::Re
         verifier,
         settings: Arc::new(config.settings.clone()),
         limits: limits::Limits::new(&config.limits),
+        relay: service_messaging::Relay::default(),
     })
+}
+
+/// The router, with the relay that publishes the outbox over `transport`.
+pub fn assemble(
+    state: AppState,
+    transport: Arc<dyn service_messaging::Transport>,
+    events: &service_messaging::Settings,
+) -> (Router, service_messaging::Workers) {
+    let workers =
+        service_messaging::Workers::start(&state.pool, transport, &state.relay, None, events);
+    (router(state), workers)
 }
 
 /// Connects, migrates and serves until SIGTERM.
@@ -184,5 +214,7 @@ pub async fn run(config: Config, keys: KeySource) -> anyhow::Result<()> {
     let pool = service_kit::db::connect(&config.database_url, config.pool_size, &MIGRATOR).await?;
     let state = state(pool, keys, &config).await?;
     tracing::info!(kid = %state.signer.kid(), "signing tokens");
-    service_kit::server::listen("user service", config.port, router(state)).await
+    let transport = config.events.connect(SERVICE).await?;
+    let (app, _workers) = assemble(state, transport, &config.events);
+    service_kit::server::listen("user service", config.port, app).await
 }

@@ -59,19 +59,17 @@ pub async fn customer_token(
         .limits
         .per_identity
         .take(&format!("cpf:{}", cpf.digits()))?;
-    let found: Option<(Uuid, Option<String>)> =
-        sqlx::query_as("SELECT id, name FROM customers WHERE cpf = $1")
-            .bind(cpf.digits())
-            .fetch_optional(&state.pool)
-            .await?;
-    let (id, name) = found.ok_or_else(|| {
+    // Unknown and known CPFs answer differently, for the kiosk must offer
+    // an unknown customer to register; the limits per CPF and per client
+    // above make trying CPFs one by one too slow to find anyone.
+    let found: Option<Uuid> = sqlx::query_scalar("SELECT id FROM customers WHERE cpf = $1")
+        .bind(cpf.digits())
+        .fetch_optional(&state.pool)
+        .await?;
+    let id = found.ok_or_else(|| {
         ApiError::NotFound("no customer with this CPF: register with POST /users, or order as a guest with POST /auth/guest".into())
     })?;
-    Ok(Json(state.signer.issue(
-        &id.to_string(),
-        Role::Customer,
-        name.as_deref(),
-    )?))
+    Ok(Json(state.signer.issue(&id.to_string(), Role::Customer)?))
 }
 
 /// A token for an anonymous customer.
@@ -80,11 +78,11 @@ pub async fn guest_token(
     State(state): State<AppState>,
     _client: WithinLimit,
 ) -> ApiResult<Json<Token>> {
-    Ok(Json(state.signer.issue(
-        &Uuid::now_v7().to_string(),
-        Role::Guest,
-        None,
-    )?))
+    Ok(Json(
+        state
+            .signer
+            .issue(&Uuid::now_v7().to_string(), Role::Guest)?,
+    ))
 }
 
 /// A token for an employee, by email and password.
@@ -137,7 +135,7 @@ pub async fn employee_token(
             "this employee is disabled: an admin can enable them again".into(),
         ));
     }
-    Ok(Json(state.signer.issue(&id.to_string(), role, None)?))
+    Ok(Json(state.signer.issue(&id.to_string(), role)?))
 }
 
 /// The public keys that verify tokens: every key not yet retired.
@@ -159,6 +157,6 @@ pub async fn openid_configuration(State(state): State<AppState>) -> Json<Value> 
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "token_endpoint_auth_methods_supported": ["none"],
-        "claims_supported": ["iss", "aud", "sub", "role", "name", "iat", "exp", "jti"],
+        "claims_supported": ["iss", "aud", "sub", "role", "iat", "exp", "jti"],
     }))
 }

@@ -28,7 +28,13 @@ const QUEUE_ACTIONS: [&str; 3] = [
     "sqs:DeleteMessage",
     "sqs:ChangeMessageVisibility",
 ];
-const DEAD_LETTER_ACTIONS: [&str; 1] = ["sqs:SendMessage"];
+/// Dead-lettering writes; an erasure's scrub reads, rewrites and deletes.
+const DEAD_LETTER_ACTIONS: [&str; 4] = [
+    "sqs:SendMessage",
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
+];
 /// What a role must not be able to do on another service's topic or
 /// queues: a sample that covers reading, writing and tampering.
 const FOREIGN_TOPIC_ACTIONS: [&str; 4] = [

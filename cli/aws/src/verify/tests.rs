@@ -158,7 +158,7 @@ fn stack() -> Snapshot {
                 "sqs:ChangeMessageVisibility", "sqs:DeleteMessage",
                 "sqs:GetQueueAttributes", "sqs:ReceiveMessage"], "Resource": [queue]}));
             statements
-                .push(json!({"Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": [dlq]}));
+                .push(json!({"Effect": "Allow", "Action": ["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"], "Resource": [dlq]}));
         }
         roles.push(role(
             &format!("shop-{}-task", s.name),

@@ -141,6 +141,8 @@ impl UserService {
             keys_refresh: REFRESH,
             admin: None,
             limits: user_service::limits::LimitSettings::off(),
+            // Only its relay uses it, and this test starts none.
+            events: user_service::EventSettings::postgres(""),
         };
         let pool = service_kit::db::connect(&config.database_url, 4, &user_service::MIGRATOR)
             .await

@@ -36,10 +36,11 @@ fn full_platform() -> BTreeMap<&'static str, usize> {
         ("db-instance", 1),
         ("db-subnet-group", 1),
         ("ecr-repository", 5),
-        // order, payment and production publish.
-        ("sns-topic", 3),
-        // order ← payment, order ← production, payment ← order, production ← order.
-        ("sns-subscription", 4),
+        // user, order, payment and production publish.
+        ("sns-topic", 4),
+        // order ← payment, order ← production, order ← user, payment ←
+        // order, production ← order.
+        ("sns-subscription", 5),
         // A queue and a dead-letter queue per consuming service.
         ("sqs-queue", 6),
     ])
@@ -366,15 +367,22 @@ async fn up_creates_every_platform_resource_with_its_attributes() {
             "{name} names the stack secret: {policy:?}"
         );
     }
-    // The user service reads its signing keys, and nothing more: it
-    // publishes and consumes nothing, and never sees the stack secret.
+    // The user service reads its signing keys and publishes its events
+    // (an erasure), and nothing more: it consumes nothing, and never sees
+    // the stack secret.
     let user = role_policy(&aws, "techchallenge-user-task").await;
     assert_eq!(
         user,
-        vec![(
-            BTreeSet::from(["secretsmanager:GetSecretValue".to_string()]),
-            BTreeSet::from([text("signing_keys_secret_arn")])
-        )],
+        vec![
+            (
+                BTreeSet::from(["secretsmanager:GetSecretValue".to_string()]),
+                BTreeSet::from([text("signing_keys_secret_arn")])
+            ),
+            (
+                BTreeSet::from(["sns:Publish".to_string()]),
+                BTreeSet::from([text("user_topic_arn")])
+            ),
+        ],
     );
     let payment = role_policy(&aws, "techchallenge-payment-task").await;
     let resources: BTreeSet<String> = payment.iter().flat_map(|(_, r)| r.clone()).collect();
@@ -585,11 +593,11 @@ async fn up_creates_every_platform_resource_with_its_attributes() {
     }
     assert_eq!(
         filters["techchallenge-payment"]["event_name"],
-        serde_json::json!(["order.cancelled", "order.created"])
+        serde_json::json!(["order.anonymized", "order.cancelled", "order.created"])
     );
     assert_eq!(
         filters["techchallenge-production"]["event_name"],
-        serde_json::json!(["order.paid"])
+        serde_json::json!(["order.anonymized", "order.paid"])
     );
 }
 

@@ -78,7 +78,7 @@ async fn sqs_buses(moto: &testkit::Moto, max_receive: u32) -> Buses {
     let sns = aws_sdk_sns::Client::new(&config);
     let sqs = aws_sdk_sqs::Client::new(&config);
     let mut topics = HashMap::new();
-    for producer in ["order", "payment", "production"] {
+    for producer in ["user", "order", "payment", "production"] {
         let arn = sns
             .create_topic()
             .name(format!("test-{producer}-events"))
@@ -227,6 +227,44 @@ async fn delivery_semantics(buses: &Buses) {
             .unwrap()
             .is_empty()
     );
+
+    // An erasure rewrites the dead letter of the erased customer's order,
+    // reason and all, and leaves another order's alone.
+    let other = paid();
+    buses["order"].publish(&other).await.unwrap();
+    let other = receive_one(buses["production"].as_ref()).await;
+    buses["production"]
+        .dead_letter(&other, "another reason")
+        .await
+        .unwrap();
+    let order = Envelope::parse(&to_production.body)
+        .unwrap()
+        .meta
+        .correlation_id;
+    let order_id: Uuid = order.parse().unwrap();
+    let erased = contracts::events::OrderAnonymized {
+        order_id,
+        number: 7,
+    };
+    assert_eq!(
+        messaging::scrub_order(buses["production"].as_ref(), &erased)
+            .await
+            .unwrap(),
+        1
+    );
+    let mut dead = buses["production"].dead_letters().await.unwrap();
+    dead.sort_by_key(|d| d.body.contains(&order));
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert_eq!(dead[0].body, other.body, "another order's stays as it was");
+    assert!(!dead[1].body.contains("Ana") && dead[1].body.contains("Order #7"));
+    assert_eq!(dead[1].reason, "cannot be applied: test");
+    assert_eq!(
+        messaging::scrub_order(buses["production"].as_ref(), &erased)
+            .await
+            .unwrap(),
+        0,
+        "nothing left to scrub"
+    );
     assert!(
         buses["payment"].receive(10, WAIT).await.unwrap().is_empty(),
         "acknowledged for good"
@@ -277,7 +315,7 @@ struct OrderCreatedLike {
 impl Event for OrderCreatedLike {
     const NAME: &'static str = "order.created";
     const VERSION: u32 = 1;
-    fn order_id(&self) -> Uuid {
+    fn correlation_id(&self) -> Uuid {
         self.order_id
     }
 }

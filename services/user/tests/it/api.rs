@@ -58,6 +58,7 @@ impl App {
             keys_refresh: Duration::from_secs(3600),
             admin: Some((ADMIN_EMAIL.into(), ADMIN_PASSWORD.into())),
             limits,
+            events: user_service::EventSettings::postgres(""),
         };
         let state = user_service::state(pool, KeySource::File(key_file.clone()), &config)
             .await
@@ -151,26 +152,44 @@ async fn a_customer_registers_and_gets_a_token_without_personal_data() {
     assert!(claims["jti"].is_string());
     let everything = format!("{header}{claims}");
     assert!(
-        !everything.contains("52998224725") && !everything.contains("ana@"),
-        "no CPF or email in a token: {everything}"
+        !everything.contains("52998224725")
+            && !everything.contains("ana@")
+            && !everything.contains("Souza"),
+        "no CPF, email or name in a token: {everything}"
     );
+    assert!(claims.get("name").is_none());
 
-    // The customer reads and edits themself; another customer may not.
-    assert_eq!(
-        app.call("GET", &format!("/users/{id}"), Some(&token), None)
-            .await
-            .status,
-        StatusCode::OK
-    );
+    // A CPF got the token, so it reads the record masked, and changes
+    // nothing: staff do, at the counter, before anything is read.
+    let own = app
+        .call("GET", &format!("/users/{id}"), Some(&token), None)
+        .await;
+    assert_eq!(own.status, StatusCode::OK);
+    assert_eq!(own.body["email"], "a***@example.com");
+    assert_eq!(own.body["cpf"], "***.982.247-**");
+    assert_eq!(own.body["name"], "Ana Souza");
+    for body in [json!({"name": "Ana S. Souza"}), json!({"name": 5})] {
+        assert_problem(
+            &app.call("PATCH", &format!("/users/{id}"), Some(&token), Some(body))
+                .await,
+            StatusCode::FORBIDDEN,
+            "by staff at the counter",
+        );
+    }
+    let staff = app.admin_token().await;
     let edited = app
         .call(
             "PATCH",
             &format!("/users/{id}"),
-            Some(&token),
+            Some(&staff),
             Some(json!({"name": "Ana S. Souza"})),
         )
         .await;
     assert_eq!(edited.body["name"], "Ana S. Souza");
+    assert_eq!(
+        edited.body["email"], "ana@example.com",
+        "staff see it whole"
+    );
     let other = app
         .register("Bruno", "111.444.777-35", "bruno@example.com")
         .await
@@ -191,7 +210,6 @@ async fn a_customer_registers_and_gets_a_token_without_personal_data() {
         "for employee or admin",
     );
 
-    let staff = app.admin_token().await;
     let found = app
         .call("GET", "/users?cpf=529.982.247-25", Some(&staff), None)
         .await;
@@ -309,32 +327,58 @@ async fn guests_and_employees_get_tokens_of_their_role() {
 }
 
 #[tokio::test]
-async fn anonymization_erases_personal_data_but_keeps_the_id() {
+async fn staff_erase_a_customer_whose_tokens_stop_and_an_event_tells_the_others() {
     let app = App::start(&TestSigner::new("key-a")).await;
     let id = app.register("Ana Souza", CPF, "ana@example.com").await.body["id"]
         .as_str()
         .unwrap()
         .to_string();
-    let mismatch = app
+    let token = app.token("/auth/token", Some(json!({"cpf": CPF}))).await;
+    let path = format!("/users/{id}/anonymization");
+    // A CPF (and all it reveals) is not enough, nor is being a customer.
+    assert_problem(
+        &app.call("POST", &path, Some(&token), None).await,
+        StatusCode::FORBIDDEN,
+        "by staff at the counter",
+    );
+    let old_route = app
         .call(
             "POST",
             "/users/anonymization",
             None,
-            Some(json!({"name": "Ana", "cpf": CPF, "email": "ana@example.com"})),
+            Some(json!({"name": "Ana Souza", "cpf": CPF, "email": "ana@example.com"})),
         )
         .await;
-    assert_problem(&mismatch, StatusCode::NOT_FOUND, "no customer matches");
-    let done = app
-        .call(
-            "POST",
-            "/users/anonymization",
-            None,
-            Some(json!({"name": "Ana Souza", "cpf": "52998224725", "email": "ANA@example.com"})),
-        )
-        .await;
-    assert_eq!(done.status, StatusCode::NO_CONTENT, "{}", done.body);
+    assert_eq!(
+        old_route.status,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "the old proof-by-CPF route is gone: {}",
+        old_route.body
+    );
 
     let staff = app.admin_token().await;
+    let done = app.call("POST", &path, Some(&staff), None).await;
+    assert_eq!(done.status, StatusCode::ACCEPTED, "{}", done.body);
+    assert_eq!(done.body["erased"], json!(["name", "cpf", "email"]));
+    let follows: Vec<&str> = done.body["follows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["service"].as_str().unwrap())
+        .collect();
+    assert_eq!(follows, ["order", "production", "payment"]);
+    // Again: the same answer, and no second event.
+    let again = app.call("POST", &path, Some(&staff), None).await;
+    assert_eq!(again.status, StatusCode::ACCEPTED);
+    assert_eq!(again.body["anonymized_at"], done.body["anonymized_at"]);
+    let events: Vec<(String, String)> = sqlx::query_as("SELECT event_name, envelope FROM outbox")
+        .fetch_all(&app.state.pool)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].0, "user.anonymized");
+    assert!(events[0].1.contains(&id) && !events[0].1.contains("Ana"));
+
     let record = app
         .call("GET", &format!("/users/{id}"), Some(&staff), None)
         .await;
@@ -343,6 +387,22 @@ async fn anonymization_erases_personal_data_but_keeps_the_id() {
     assert_eq!(record.body["cpf"], Value::Null);
     assert_eq!(record.body["email"], Value::Null);
     assert!(record.body["anonymized_at"].is_string());
+    let by: Option<uuid::Uuid> =
+        sqlx::query_scalar("SELECT anonymized_by FROM customers WHERE id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&app.state.pool)
+            .await
+            .unwrap();
+    assert!(by.is_some(), "who erased is kept");
+    // The token the customer held is refused, and listed for the others.
+    assert_problem(
+        &app.call("GET", &format!("/users/{id}"), Some(&token), None)
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "revoked",
+    );
+    let revoked = app.call("GET", "/auth/revocations", None, None).await;
+    assert!(revoked.body.to_string().contains(&id), "{}", revoked.body);
     assert_eq!(
         app.call("POST", "/auth/token", None, Some(json!({"cpf": CPF})))
             .await
@@ -355,6 +415,17 @@ async fn anonymization_erases_personal_data_but_keeps_the_id() {
             .await
             .status,
         StatusCode::CREATED
+    );
+    assert_problem(
+        &app.call(
+            "POST",
+            &format!("/users/{}/anonymization", uuid::Uuid::now_v7()),
+            Some(&staff),
+            None,
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "no customer with id",
     );
 }
 

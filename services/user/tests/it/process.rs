@@ -38,14 +38,21 @@ async fn signs_with_the_key_of_the_stack_secret() {
         .unwrap();
 
     let port = testkit::free_port();
-    let database =
-        tokio::task::spawn_blocking(|| testkit::postgres().fresh_database("user_process"))
-            .await
-            .unwrap();
+    let (database, bus) = tokio::task::spawn_blocking(|| {
+        let postgres = testkit::postgres();
+        (
+            postgres.fresh_database("user_process"),
+            postgres.fresh_database("user_process_bus"),
+        )
+    })
+    .await
+    .unwrap();
     let _service = Running(
         Command::new(env!("CARGO_BIN_EXE_user-service"))
             .env("PORT", port.to_string())
-            .env("DATABASE_URL", database)
+            .env("DATABASE_URL", &database)
+            // Where its events go (locally, a database of queues).
+            .env("EVENTS_DATABASE_URL", &bus)
             .env("KEYS_SECRET_ID", "techctl/test")
             .env("AWS_ENDPOINT_URL", &moto.url)
             .env("AWS_REGION", "us-east-1")
@@ -127,6 +134,7 @@ fn configuration_errors_name_the_variable() {
     let out = Command::new(env!("CARGO_BIN_EXE_user-service"))
         .env_clear()
         .env("DATABASE_URL", "postgres://nowhere/x")
+        .env("EVENTS_DATABASE_URL", "postgres://nowhere/bus")
         .env("ADMIN_EMAIL", "admin@x.example")
         .output()
         .unwrap();
@@ -137,6 +145,7 @@ fn configuration_errors_name_the_variable() {
     let out = Command::new(env!("CARGO_BIN_EXE_user-service"))
         .env_clear()
         .env("DATABASE_URL", "postgres://nowhere/x")
+        .env("EVENTS_DATABASE_URL", "postgres://nowhere/bus")
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&out.stderr);
@@ -145,4 +154,13 @@ fn configuration_errors_name_the_variable() {
         said.contains("or set KEYS_FILE to a local key file"),
         "{said}"
     );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_user-service"))
+        .env_clear()
+        .env("DATABASE_URL", "postgres://nowhere/x")
+        .env("KEYS_FILE", "keys.json")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("EVENTS_DATABASE_URL: is not set"), "{said}");
 }

@@ -276,9 +276,16 @@ pub fn compute(bp: &Blueprint) -> Vec<Resource> {
                 ],
                 [Output::attr(ids::queue(name), "arn")],
             ));
-            // A malformed message is dead-lettered at once, with its reason.
+            // A malformed message is dead-lettered at once, with its reason;
+            // an erasure rewrites the dead letters holding a customer's name
+            // (SQS changes none in place: read, written anew, deleted).
             policy.insert(statement(
-                &["sqs:SendMessage"],
+                &[
+                    "sqs:ChangeMessageVisibility",
+                    "sqs:DeleteMessage",
+                    "sqs:ReceiveMessage",
+                    "sqs:SendMessage",
+                ],
                 [Output::attr(ids::dead_letter_queue(name), "arn")],
             ));
         }
