@@ -3,9 +3,10 @@
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use service_kit::auth::StaffCaller;
@@ -16,6 +17,11 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::menu::{PageKey, Snapshot};
+
+/// Kiosks may reuse a menu for a few seconds, and keep showing it while
+/// they revalidate it (a `304` when nothing changed).
+const MENU_CACHE_CONTROL: &str = "public, max-age=5, stale-while-revalidate=30";
 
 const NAME_MAX: usize = 100;
 const DESCRIPTION_MAX: usize = 500;
@@ -121,62 +127,105 @@ pub struct LookupResult {
     pub inactive: Vec<Uuid>,
 }
 
-const SELECT_PRODUCT: &str = "SELECT p.id, p.name, p.description, c.name AS category, p.price_cents, p.image_url, \
+pub(crate) const SELECT_PRODUCT: &str = "SELECT p.id, p.name, p.description, c.name AS category, p.price_cents, p.image_url, \
      p.preparation_minutes, p.active, p.created_at, p.updated_at \
      FROM products p JOIN categories c ON c.id = p.category_id";
 
-/// The four categories, in menu order.
-#[utoipa::path(get, path = "/categories", responses((status = 200, body = [Category])))]
-pub async fn list_categories(State(state): State<AppState>) -> ApiResult<Json<Vec<Category>>> {
-    let rows = sqlx::query_as::<_, Category>("SELECT id, name FROM categories ORDER BY position")
-        .fetch_all(&state.pool)
-        .await?;
-    Ok(Json(rows))
+/// Whether `If-None-Match` names `etag` (weak comparison, as RFC 9110
+/// asks of it; `*` names any).
+fn already_has(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|tag| tag.trim())
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
 }
 
-/// Active products, by name, a page at a time.
+/// A menu answer: `304` when the client has it, else `body`, both with
+/// the snapshot's `ETag` and the menu's `Cache-Control`.
+fn menu_answer(headers: &HeaderMap, snapshot: &Snapshot, body: impl FnOnce() -> Bytes) -> Response {
+    let (status, body, json) = if already_has(headers, &snapshot.etag) {
+        (StatusCode::NOT_MODIFIED, Body::empty(), false)
+    } else {
+        (StatusCode::OK, Body::from(body()), true)
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let out = response.headers_mut();
+    if json {
+        out.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    out.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(MENU_CACHE_CONTROL),
+    );
+    if let Ok(etag) = HeaderValue::from_str(&snapshot.etag) {
+        out.insert(header::ETAG, etag);
+    }
+    response
+}
+
+/// The four categories, in menu order, from memory.
 #[utoipa::path(
-    get, path = "/products", params(ListQuery),
-    responses((status = 200, body = ProductPage), (status = 422, body = service_kit::error::Problem))
+    get, path = "/categories", params(("If-None-Match" = Option<String>, Header, description = "An ETag of an earlier answer: 304 and no body when the menu is still that one")),
+    responses(
+        (status = 200, body = [Category], headers(("ETag" = String, description = "The catalog's version"), ("Cache-Control" = String))),
+        (status = 304, description = "The client's copy, named by If-None-Match, is current", headers(("ETag" = String), ("Cache-Control" = String)))
+    )
+)]
+pub async fn list_categories(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let snapshot = state.menu.snapshot().await?;
+    Ok(menu_answer(&headers, &snapshot, || {
+        snapshot.categories_body()
+    }))
+}
+
+/// Active products, by category and name, a page at a time, from memory:
+/// a write through this replica is seen at once, one through another as
+/// soon as the database notifies it.
+#[utoipa::path(
+    get, path = "/products", params(ListQuery, ("If-None-Match" = Option<String>, Header, description = "An ETag of an earlier answer: 304 and no body when the menu is still that one")),
+    responses(
+        (status = 200, body = ProductPage, headers(("ETag" = String, description = "The catalog's version"), ("Cache-Control" = String))),
+        (status = 304, description = "The client's copy, named by If-None-Match, is current", headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 422, body = service_kit::error::Problem)
+    )
 )]
 pub async fn list_products(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Query(q): Query<ListQuery>,
-) -> ApiResult<Json<ProductPage>> {
+) -> ApiResult<Response> {
     let mut errors = Vec::new();
-    let (page, per_page, offset) = PAGING.check(q.page, q.per_page, &mut errors);
+    let (page, per_page, _) = PAGING.check(q.page, q.per_page, &mut errors);
+    let snapshot = state.menu.snapshot().await?;
     let category = match &q.category {
-        Some(name) => match category_id(&state, name).await? {
-            Some(id) => Some(id),
-            None => {
-                errors.push(unknown_category(&state, name).await?);
-                None
+        Some(name) => {
+            let found = snapshot.category(name);
+            if found.is_none() {
+                errors.push(unknown_category(&snapshot.categories, name));
             }
-        },
+            found
+        }
         None => None,
     };
     if !errors.is_empty() {
         return Err(ApiError::invalid(errors));
     }
-    let filter = "WHERE p.active AND ($1::uuid IS NULL OR p.category_id = $1)";
-    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM products p {filter}"))
-        .bind(category)
-        .fetch_one(&state.pool)
-        .await?;
-    let items = sqlx::query_as::<_, Product>(&format!(
-        "{SELECT_PRODUCT} {filter} ORDER BY c.position, p.name LIMIT $2 OFFSET $3"
-    ))
-    .bind(category)
-    .bind(per_page)
-    .bind(offset)
-    .fetch_all(&state.pool)
-    .await?;
-    Ok(Json(ProductPage {
-        items,
+    let key = PageKey {
+        category,
         page,
         per_page,
-        total,
-    }))
+    };
+    Ok(menu_answer(&headers, &snapshot, || snapshot.page(key)))
 }
 
 /// One product, active or not.
@@ -226,6 +275,7 @@ pub async fn create_product(
     .execute(&state.pool)
     .await;
     inserted.map_err(|e| duplicate_name(e, &input.name))?;
+    state.menu.invalidate();
     let product = find(&state, id).await?.ok_or_else(|| not_found(id))?;
     let mut headers = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&format!("/products/{id}")) {
@@ -265,6 +315,7 @@ pub async fn update_product(
     .await
     .map_err(|e| duplicate_name(e, &input.name))?;
     state.cache.forget(id);
+    state.menu.invalidate();
     if updated.rows_affected() == 0 {
         return Err(not_found(id));
     }
@@ -290,6 +341,7 @@ pub async fn deactivate_product(
         .execute(&state.pool)
         .await?;
     state.cache.forget(id);
+    state.menu.invalidate();
     if done.rows_affected() == 0 {
         return Err(not_found(id));
     }
@@ -357,14 +409,12 @@ async fn category_id(state: &AppState, name: &str) -> ApiResult<Option<Uuid>> {
     )
 }
 
-async fn unknown_category(state: &AppState, name: &str) -> ApiResult<FieldError> {
-    let names: Vec<String> = sqlx::query_scalar("SELECT name FROM categories ORDER BY position")
-        .fetch_all(&state.pool)
-        .await?;
-    Ok(FieldError::new(
+fn unknown_category(categories: &[Category], name: &str) -> FieldError {
+    let names: Vec<&str> = categories.iter().map(|c| c.name.as_str()).collect();
+    FieldError::new(
         "category",
         format!("unknown category {name:?}; one of: {}", names.join(", ")),
-    ))
+    )
 }
 
 /// Every problem of a product at once; the category's id when all is well.
@@ -405,7 +455,8 @@ async fn validate(state: &AppState, input: &ProductInput) -> ApiResult<Uuid> {
     }
     let category = category_id(state, &input.category).await?;
     if category.is_none() {
-        errors.push(unknown_category(state, &input.category).await?);
+        let snapshot = state.menu.snapshot().await?;
+        errors.push(unknown_category(&snapshot.categories, &input.category));
     }
     match category {
         Some(id) if errors.is_empty() => Ok(id),

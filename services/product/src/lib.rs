@@ -4,6 +4,7 @@
 
 mod cache;
 mod catalog;
+pub mod menu;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use axum::Router;
 use axum::extract::FromRef;
 use service_kit::auth::Verifier;
 use service_kit::config::{Common, ConfigError, Env};
-use service_kit::docs::BearerAuth;
+use service_kit::docs::{BearerAuth, ProblemResponses};
 use service_kit::keys::KeySource;
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
@@ -50,11 +51,16 @@ pub struct AppState {
     pub pool: PgPool,
     pub verifier: Arc<Verifier>,
     pub cache: Arc<ProductCache>,
+    /// The menu lists, from memory.
+    pub menu: Arc<menu::Menu>,
 }
 
 impl AppState {
+    /// The state of one replica; it starts watching the catalog for
+    /// changes (so it needs a Tokio runtime).
     pub fn new(pool: PgPool, verifier: Arc<Verifier>, cache_ttl: Duration) -> Self {
         Self {
+            menu: menu::Menu::new(pool.clone()),
             pool,
             verifier,
             cache: Arc::new(ProductCache::new(cache_ttl)),
@@ -81,7 +87,7 @@ impl FromRef<AppState> for Arc<Verifier> {
         catalog::lookup,
     ),
     components(schemas(service_kit::error::Problem)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ProblemResponses),
 )]
 struct ApiDoc;
 

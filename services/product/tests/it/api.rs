@@ -584,3 +584,186 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A replica of the service on `pool`, as a router.
+async fn replica(pool: sqlx::PgPool, signer: &TestSigner) -> Router {
+    let verifier = Verifier::new(
+        "techchallenge",
+        "techchallenge",
+        Box::new(StaticKeys(vec![signer.public_jwk()])),
+    )
+    .await
+    .unwrap();
+    product_service::router(AppState::new(pool, verifier, Duration::from_secs(600)))
+}
+
+/// The names of the menu as `router` lists it.
+async fn menu_names(router: &Router) -> Vec<String> {
+    let answer = router::call(router, "GET", "/products?per_page=100", None, None).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    answer.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// How long until `router`'s menu passes `done`.
+async fn until_menu(router: &Router, done: impl Fn(&[String]) -> bool) -> Duration {
+    let started = std::time::Instant::now();
+    loop {
+        if done(&menu_names(router).await) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < product_service::menu::UNWATCHED_TTL * 3,
+            "another replica's menu is still stale after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_menu_is_served_from_memory_and_no_write_is_ever_hidden() {
+    let signer = TestSigner::new("key-1");
+    let pool = database().await;
+    let (a, b) = (
+        replica(pool.clone(), &signer).await,
+        replica(pool.clone(), &signer).await,
+    );
+    let staff = signer.token("employee-1", "employee");
+    // Both replicas hold a menu in memory.
+    assert!(menu_names(&a).await.is_empty() && menu_names(&b).await.is_empty());
+
+    // Created through A: A lists it at once, B as soon as it is told.
+    let made = router::call(&a, "POST", "/products", Some(&staff), Some(burger())).await;
+    assert_eq!(made.status, StatusCode::CREATED);
+    let id = made.body["id"].as_str().unwrap().to_string();
+    assert_eq!(menu_names(&a).await, ["X-Burger"]);
+    let took = until_menu(&b, |names| names == ["X-Burger"]).await;
+    println!("a product made through one replica was listed by another {took:?} after");
+
+    // Repriced through B: B at once, A soon after.
+    let mut repriced = burger();
+    repriced["price_cents"] = json!(2990);
+    let put = router::call(
+        &b,
+        "PUT",
+        &format!("/products/{id}"),
+        Some(&staff),
+        Some(repriced),
+    )
+    .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    let price = |router: Router| async move {
+        router::call(&router, "GET", "/products", None, None)
+            .await
+            .body["items"][0]["price_cents"]
+            .clone()
+    };
+    assert_eq!(price(b.clone()).await, 2990);
+    let started = std::time::Instant::now();
+    while price(a.clone()).await != 2990 {
+        assert!(
+            started.elapsed() < product_service::menu::UNWATCHED_TTL * 3,
+            "the price is stale"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    // Taken off the menu through A; and a write by hand in the database,
+    // which no replica made, reaches both as well.
+    let off = router::call(&a, "DELETE", &format!("/products/{id}"), Some(&staff), None).await;
+    assert_eq!(off.status, StatusCode::NO_CONTENT);
+    assert!(menu_names(&a).await.is_empty());
+    until_menu(&b, |names| names.is_empty()).await;
+    sqlx::query("UPDATE products SET active = true")
+        .execute(&pool)
+        .await
+        .unwrap();
+    until_menu(&a, |names| names == ["X-Burger"]).await;
+    until_menu(&b, |names| names == ["X-Burger"]).await;
+    // The categories come from the same snapshot.
+    let categories = router::call(&b, "GET", "/categories", None, None).await;
+    assert_eq!(categories.body.as_array().unwrap().len(), 4);
+}
+
+/// A GET with `If-None-Match`, answered with its status, headers and body.
+async fn revalidate(
+    router: &Router,
+    path: &str,
+    etag: Option<&str>,
+) -> (StatusCode, header::HeaderMap, Vec<u8>) {
+    let mut request = Request::get(path);
+    if let Some(etag) = etag {
+        request = request.header(header::IF_NONE_MATCH, etag);
+    }
+    let response = router
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    (status, headers, body)
+}
+
+#[tokio::test]
+async fn a_kiosk_with_the_current_menu_gets_304_and_no_body() {
+    let app = App::start().await;
+    app.create(burger()).await;
+    for path in [
+        "/products",
+        "/products?category=lanche&page=1",
+        "/categories",
+    ] {
+        let (status, headers, body) = revalidate(&app.router, path, None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(!body.is_empty());
+        let etag = headers[header::ETAG].to_str().unwrap().to_string();
+        assert!(
+            etag.starts_with('"') && etag.ends_with('"'),
+            "a strong ETag: {etag}"
+        );
+        assert_eq!(
+            headers[header::CACHE_CONTROL],
+            "public, max-age=5, stale-while-revalidate=30"
+        );
+        let (status, again, body) = revalidate(&app.router, path, Some(&etag)).await;
+        assert_eq!(status, StatusCode::NOT_MODIFIED, "{path}");
+        assert!(body.is_empty());
+        assert_eq!(again[header::ETAG], etag.as_str());
+        // A list of tags, or the weak form, names it too.
+        let listed = format!("\"other\", W/{etag}");
+        assert_eq!(
+            revalidate(&app.router, path, Some(&listed)).await.0,
+            StatusCode::NOT_MODIFIED
+        );
+    }
+
+    // After a change the old tag gets the new list.
+    let (_, headers, _) = revalidate(&app.router, "/products", None).await;
+    let old = headers[header::ETAG].to_str().unwrap().to_string();
+    let mut fries = burger();
+    fries["name"] = json!("Batata");
+    fries["category"] = json!("Acompanhamento");
+    app.create(fries).await;
+    let (status, headers, body) = revalidate(&app.router, "/products", Some(&old)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_ne!(headers[header::ETAG], old.as_str());
+    let page: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(page["total"], 2);
+    assert_eq!(
+        page["items"][0]["name"], "X-Burger",
+        "menu order: Lanche first"
+    );
+}
