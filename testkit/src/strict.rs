@@ -427,6 +427,40 @@ impl Strict {
                     )
                 })
             }
+            (Service::Sqs, "ReceiveMessage") => {
+                // SQS's bounds: up to 10 messages, a visibility of 12 hours
+                // at most, a long poll of 20 seconds at most.
+                let number = request.json["MaxNumberOfMessages"].as_i64().unwrap_or(1);
+                let visibility = request.json["VisibilityTimeout"].as_i64().unwrap_or(0);
+                let wait = request.json["WaitTimeSeconds"].as_i64().unwrap_or(0);
+                let wrong = if !(1..=10).contains(&number) {
+                    Some(format!("Value {number} for parameter MaxNumberOfMessages is invalid. Reason: Must be between 1 and 10, if provided."))
+                } else if !(0..=43_200).contains(&visibility) {
+                    Some(format!("Value {visibility} for parameter VisibilityTimeout is invalid. Reason: Must be between 0 and 43200, if provided."))
+                } else if !(0..=20).contains(&wait) {
+                    Some(format!("Value {wait} for parameter WaitTimeSeconds is invalid. Reason: Must be >= 0 and <= 20, if provided."))
+                } else {
+                    None
+                };
+                wrong.map(|message| {
+                    Verdict::new(
+                        "InvalidParameterValue",
+                        message,
+                        "outside ReceiveMessage's bounds".to_string(),
+                    )
+                })
+            }
+            (Service::Sqs, "ChangeMessageVisibilityBatch" | "DeleteMessageBatch" | "SendMessageBatch") => {
+                let entries = request.json["Entries"].as_array().map_or(0, Vec::len);
+                (entries == 0 || entries > 10).then(|| {
+                    let (code, message) = if entries == 0 {
+                        ("AWS.SimpleQueueService.EmptyBatchRequest", "There should be at least one entry in the request.".to_string())
+                    } else {
+                        ("AWS.SimpleQueueService.TooManyEntriesInBatchRequest", format!("Maximum number of entries per request are 10. You have sent {entries}."))
+                    };
+                    Verdict::new(code, message, "a batch holds 1 to 10 entries".to_string())
+                })
+            }
             (Service::Sqs, "CreateQueue") => {
                 let name = request.json_str("QueueName")?;
                 let (_, at) = memory.deleted_queues.iter().find(|(q, _)| q == name)?;

@@ -535,6 +535,53 @@ async fn the_first_ecs_cluster_waits_for_the_service_linked_role() {
 }
 
 #[tokio::test]
+async fn message_calls_outside_sqs_bounds_are_refused() {
+    let (_moto, proxy, aws) = strict(Strictness::new()).await;
+    let url = aws
+        .sqs("CreateQueue", json!({ "QueueName": "letters" }))
+        .await
+        .expect_ok("CreateQueue")
+        .json()["QueueUrl"]
+        .as_str()
+        .expect("queue url")
+        .to_string();
+    for (body, code) in [
+        (
+            json!({"QueueUrl": url, "MaxNumberOfMessages": 11}),
+            "InvalidParameterValue",
+        ),
+        (
+            json!({"QueueUrl": url, "VisibilityTimeout": 43_201}),
+            "InvalidParameterValue",
+        ),
+        (
+            json!({"QueueUrl": url, "WaitTimeSeconds": 21}),
+            "InvalidParameterValue",
+        ),
+    ] {
+        aws.sqs("ReceiveMessage", body)
+            .await
+            .expect_refused(400, code);
+    }
+    let entries: Vec<Value> = (0..11)
+        .map(|i| json!({"Id": i.to_string(), "ReceiptHandle": "h", "VisibilityTimeout": 0}))
+        .collect();
+    aws.sqs(
+        "ChangeMessageVisibilityBatch",
+        json!({"QueueUrl": url, "Entries": entries}),
+    )
+    .await
+    .expect_refused(400, "AWS.SimpleQueueService.TooManyEntriesInBatchRequest");
+    aws.sqs(
+        "ReceiveMessage",
+        json!({"QueueUrl": url, "MaxNumberOfMessages": 10, "VisibilityTimeout": 300, "WaitTimeSeconds": 1}),
+    )
+    .await
+    .expect_ok("ReceiveMessage within bounds");
+    assert_eq!(proxy.strict_refusals().len(), 4);
+}
+
+#[tokio::test]
 async fn a_deleted_queue_name_is_held_for_a_while() {
     let (_moto, proxy, aws) = strict(Strictness::new().windows(WINDOW)).await;
     let url = aws

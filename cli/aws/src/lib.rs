@@ -33,6 +33,7 @@ macro_rules! no_retry {
 pub mod alb;
 pub mod batch;
 pub mod database;
+pub mod dead_letters;
 pub mod deploy;
 pub mod ecs;
 pub mod gateway;

@@ -123,8 +123,50 @@ pub struct Registry {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Messaging {
+    /// Receives a message may go through without being settled (a
+    /// consumer that dies on it) before it is dead-lettered.
     pub max_receive_count: Spanned<u32>,
     pub visibility_timeout_seconds: Spanned<u32>,
+    /// How long an event that cannot apply yet (a database or Mercado Pago
+    /// away, an event ahead of the one it needs) is retried.
+    #[serde(default)]
+    pub retry_for_seconds: Option<Spanned<u32>>,
+}
+
+/// An event that cannot apply yet is retried for an hour by default: an RDS
+/// Multi-AZ failover takes one to two minutes, a Mercado Pago incident
+/// tens of minutes.
+pub const RETRY_FOR_SECONDS: u32 = 3600;
+/// The first retry waits this long; each next one twice as long, up to
+/// [`RETRY_MAX_DELAY_SECONDS`].
+pub const RETRY_FIRST_DELAY_SECONDS: u32 = 1;
+pub const RETRY_MAX_DELAY_SECONDS: u32 = 60;
+
+impl Messaging {
+    pub fn retry_for_seconds(&self) -> u32 {
+        self.retry_for_seconds
+            .as_ref()
+            .map_or(RETRY_FOR_SECONDS, |s| *s.get_ref())
+    }
+
+    /// The receives SQS allows a message before its redrive policy moves
+    /// it to the dead-letter queue: every retry within
+    /// [`Messaging::retry_for_seconds`] (each a receive on SQS) besides the
+    /// unsettled receives, so the queue never cuts the retries short.
+    pub fn redrive_max_receive_count(&self) -> u32 {
+        self.max_receive_count.get_ref() + retries_within(self.retry_for_seconds())
+    }
+}
+
+/// How many retries fit in `seconds` with the consumers' backoff.
+pub fn retries_within(seconds: u32) -> u32 {
+    let (mut waited, mut delay, mut retries) = (0, RETRY_FIRST_DELAY_SECONDS, 0);
+    while waited < seconds {
+        waited += delay;
+        delay = (delay * 2).min(RETRY_MAX_DELAY_SECONDS);
+        retries += 1;
+    }
+    retries
 }
 
 /// The JWTs the user service issues. Both settings reach every service

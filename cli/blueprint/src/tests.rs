@@ -552,3 +552,21 @@ fn an_unknown_instance_class_names_the_known_ones() {
         assert!(allowed.contains(class), "{class} in {allowed}");
     }
 }
+
+#[test]
+fn the_redrive_policy_leaves_room_for_every_retry() {
+    assert_eq!(crate::model::retries_within(1), 1);
+    // 1 + 2 + 4 + 8 + 16 + 32 s, then a minute at a time.
+    assert_eq!(crate::model::retries_within(63), 6);
+    assert_eq!(crate::model::retries_within(3600), 65);
+    let bp = parse(Path::new("blueprints/techchallenge.toml"), SHIPPED).unwrap();
+    assert_eq!(bp.messaging.retry_for_seconds(), 3600);
+    assert_eq!(bp.messaging.redrive_max_receive_count(), 70);
+    // The longest retry allowed still fits in SQS's 1000 receives.
+    assert!(100 + crate::model::retries_within(43200) <= 1000);
+    let m = message(&with(
+        "retry_for_seconds = 3600",
+        "retry_for_seconds = 86400",
+    ));
+    assert!(m.contains("messaging.retry_for_seconds"), "{m}");
+}

@@ -458,8 +458,12 @@ impl Checker<'_> {
         self.in_range(
             &bp.messaging.max_receive_count,
             "messaging.max_receive_count",
-            1..=1000,
+            1..=100,
         );
+        // Within 12 hours every retry still fits in SQS's 1000 receives.
+        if let Some(retry_for) = &bp.messaging.retry_for_seconds {
+            self.in_range(retry_for, "messaging.retry_for_seconds", 60..=43200);
+        }
         self.in_range(
             &bp.messaging.visibility_timeout_seconds,
             "messaging.visibility_timeout_seconds",

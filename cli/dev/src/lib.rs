@@ -12,6 +12,7 @@
 
 pub mod cluster;
 pub mod console;
+pub mod dead_letters;
 pub mod gateway;
 pub mod home;
 pub mod http;
@@ -466,9 +467,14 @@ impl System<'_> {
                     "EVENTS_DATABASE_URL".into(),
                     self.database_url(EVENTS_DATABASE),
                 ),
+                // Every retry is a receive, as on SQS.
                 (
                     "EVENTS_MAX_RECEIVE".into(),
-                    messaging.max_receive_count.get_ref().to_string(),
+                    messaging.redrive_max_receive_count().to_string(),
+                ),
+                (
+                    "EVENTS_RETRY_FOR_SECONDS".into(),
+                    messaging.retry_for_seconds().to_string(),
                 ),
                 (
                     "EVENTS_VISIBILITY_SECONDS".into(),

@@ -116,6 +116,57 @@ pub enum Command {
     /// standard input and never shown
     #[command(subcommand)]
     Secrets(SecretsAction),
+    /// The events services set aside (dead letters): list them with why,
+    /// show one, and send them back once the cause is fixed
+    #[command(subcommand)]
+    Events(EventsAction),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsAction {
+    /// The dead letters of every consuming service, or of one: the event,
+    /// its order, how long ago and why
+    List {
+        /// Only this service
+        service: Option<String>,
+        #[command(flatten)]
+        place: EventsArgs,
+    },
+    /// One dead letter whole: the event as it was sent, and why it was set
+    /// aside
+    Show {
+        service: String,
+        /// Its id, as `list` shows it
+        id: String,
+        #[command(flatten)]
+        place: EventsArgs,
+    },
+    /// Send dead letters back to the service's queue once their cause is
+    /// fixed (a consumer upgraded to read their version, say); the service
+    /// applies each once, whatever happened before
+    Redrive {
+        service: String,
+        /// The ids to send back, as `list` shows them
+        #[arg(
+            value_name = "ID",
+            required_unless_present = "all",
+            conflicts_with = "all"
+        )]
+        ids: Vec<String>,
+        /// Every dead letter of the service
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        place: EventsArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// The events of `techctl dev` running in this folder instead of the
+    /// stack's queues
+    #[arg(long)]
+    pub local: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -150,7 +150,9 @@ where
     crate::telemetry::init(service);
     // The one-off database set-up task runs a service's image.
     if std::env::args().nth(1).as_deref() == Some("db-init") {
-        return crate::provision::run_from_env().await;
+        let code = crate::provision::run_from_env().await;
+        crate::telemetry::flush();
+        return code;
     }
     let settings = match settings.await {
         Ok(s) => s,
@@ -159,10 +161,14 @@ where
             return std::process::ExitCode::from(2);
         }
     };
-    match run(settings).await {
+    let outcome = run(settings).await;
+    if let Err(e) = &outcome {
+        tracing::error!(error = ?e, "{service} stopped");
+    }
+    crate::telemetry::flush();
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = ?e, "{service} stopped");
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }

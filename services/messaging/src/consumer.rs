@@ -5,9 +5,16 @@
 //! logged; otherwise, in one transaction, the `event_id` goes into the
 //! inbox and the handler applies its effect (and writes the events it
 //! causes to the outbox). The message is acknowledged only after that
-//! commit. An event seen before is acknowledged without effect. A handler
-//! that cannot apply the event now has it retried with backoff, and
-//! dead-lettered on the last attempt.
+//! commit. An event seen before is acknowledged without effect.
+//!
+//! Failures are told apart by cause. What can never succeed (a handler's
+//! `Reject`: a malformed payload, a version not read here, a transition
+//! impossible for good; a handler that panics) is dead-lettered at once.
+//! What cannot succeed *yet* (`Retry`: the database or Mercado Pago away,
+//! an event ahead of the one it needs) is retried with capped exponential
+//! backoff for as long as `Settings::retry_for` allows, however many
+//! attempts that takes: a database failover or a provider's incident
+//! strands nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,12 +64,23 @@ impl From<DecodeError> for HandleError {
 pub struct Attempt {
     pub number: u32,
     pub max: u32,
+    /// The next retry would come after `Settings::retry_for` has passed.
+    pub out_of_time: bool,
 }
 
 impl Attempt {
+    fn of(delivery: &Delivery, settings: &Settings) -> Attempt {
+        let next = delivery.age() + settings.backoff(delivery.receive_count);
+        Attempt {
+            number: delivery.receive_count,
+            max: settings.max_receive,
+            out_of_time: next > settings.retry_for,
+        }
+    }
+
     /// A retry after this one would be dead-lettered.
     pub fn is_last(&self) -> bool {
-        self.number >= self.max
+        self.number >= self.max || self.out_of_time
     }
 }
 
@@ -149,49 +167,38 @@ async fn process(
             transport.ack(delivery).await?;
             return Ok(());
         }
-        let mut tx = pool.begin().await?;
-        let first_time = sqlx::query(
-            "INSERT INTO inbox (event_id, event_name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .bind(envelope.meta.event_id)
-        .bind(&envelope.meta.event_name)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !first_time {
-            drop(tx);
-            tracing::info!("already handled; acknowledging the duplicate");
-            transport.ack(delivery).await?;
-            return Ok(());
-        }
-        let attempt = Attempt {
-            number: delivery.receive_count,
-            max: settings.max_receive,
-        };
-        match handler.handle(&mut tx, &envelope, attempt).await {
-            Ok(()) => {
-                tx.commit().await?;
-                relay.wake();
+        let attempt = Attempt::of(delivery, settings);
+        match apply(pool, handler, relay, &envelope, attempt).await {
+            Ok(true) => {
                 transport.ack(delivery).await?;
                 tracing::info!("applied");
                 Ok(())
             }
+            Ok(false) => {
+                tracing::info!("already handled; acknowledging the duplicate");
+                transport.ack(delivery).await?;
+                Ok(())
+            }
             Err(HandleError::Reject(reason)) => {
-                drop(tx);
                 tracing::error!(%reason, "dead-lettering an event that can never apply");
                 transport.dead_letter(delivery, &reason).await?;
                 Ok(())
             }
             Err(HandleError::Retry(reason)) if attempt.is_last() => {
-                drop(tx);
-                let reason = format!("gave up after {} attempts: {reason}", attempt.number);
+                let reason = if attempt.number >= attempt.max {
+                    format!("gave up after {} attempts: {reason}", attempt.number)
+                } else {
+                    format!(
+                        "gave up within the {} s allowed, after {} attempts: {reason}",
+                        settings.retry_for.as_secs(),
+                        attempt.number
+                    )
+                };
                 tracing::error!(%reason, "dead-lettering an event");
                 transport.dead_letter(delivery, &reason).await?;
                 Ok(())
             }
             Err(HandleError::Retry(reason)) => {
-                drop(tx);
                 let delay = settings.backoff(attempt.number);
                 tracing::warn!(%reason, ?delay, "cannot apply the event yet; retrying later");
                 transport.retry_later(delivery, delay).await?;
@@ -201,4 +208,48 @@ async fn process(
     }
     .instrument(span)
     .await
+}
+
+/// Applies `envelope` once: `true` when applied now, `false` when it was
+/// before. A database error is a `Retry`, a panic a `Reject`.
+async fn apply(
+    pool: &PgPool,
+    handler: &dyn Handler,
+    relay: &Relay,
+    envelope: &Envelope,
+    attempt: Attempt,
+) -> Result<bool, HandleError> {
+    use futures_util::FutureExt;
+    let mut tx = pool.begin().await?;
+    let first_time = sqlx::query(
+        "INSERT INTO inbox (event_id, event_name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(envelope.meta.event_id)
+    .bind(&envelope.meta.event_name)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if !first_time {
+        return Ok(false);
+    }
+    let handled = std::panic::AssertUnwindSafe(handler.handle(&mut tx, envelope, attempt))
+        .catch_unwind()
+        .await;
+    match handled {
+        Ok(outcome) => outcome?,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            return Err(HandleError::Reject(format!(
+                "the handler panicked: {message}"
+            )));
+        }
+    }
+    tx.commit().await?;
+    relay.wake();
+    Ok(true)
 }

@@ -42,6 +42,15 @@ pub struct Delivery {
     pub receive_count: u32,
     /// What the transport needs to acknowledge it.
     pub handle: String,
+    /// When it was first sent (retries keep it): how long it has waited.
+    pub sent_at: std::time::SystemTime,
+}
+
+impl Delivery {
+    /// How long since the message was first sent.
+    pub fn age(&self) -> Duration {
+        self.sent_at.elapsed().unwrap_or_default()
+    }
 }
 
 /// A message that could not be handled, kept with the reason.
@@ -103,12 +112,18 @@ pub async fn scrub_order(
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub transport: TransportSettings,
-    /// Receives before a failing message is dead-lettered.
+    /// Receives before a message is dead-lettered: every retry is one, so
+    /// this leaves room for all those [`Settings::retry_for`] allows.
     pub max_receive: u32,
     /// How long a received message stays invisible to other consumers.
     pub visibility: Duration,
-    /// The first retry delay; it doubles with each further attempt.
+    /// The first retry delay; it doubles with each further attempt, up to
+    /// `retry_max_delay`.
     pub retry_delay: Duration,
+    pub retry_max_delay: Duration,
+    /// How long an event that cannot apply yet is retried before it is
+    /// dead-lettered.
+    pub retry_for: Duration,
     /// How often the relay looks for unpublished events it was not told about.
     pub relay_poll: Duration,
 }
@@ -161,8 +176,8 @@ impl Settings {
             transport,
             max_receive: env.parsed_or(
                 "EVENTS_MAX_RECEIVE",
-                5,
-                "a number of attempts such as 5",
+                70,
+                "a number of receives such as 70",
             )?,
             visibility: Duration::from_secs(env.parsed_or(
                 "EVENTS_VISIBILITY_SECONDS",
@@ -173,6 +188,16 @@ impl Settings {
                 "EVENTS_RETRY_DELAY_MS",
                 1000,
                 "milliseconds before the first retry, such as 1000",
+            )?),
+            retry_max_delay: Duration::from_millis(env.parsed_or(
+                "EVENTS_RETRY_MAX_DELAY_MS",
+                60_000,
+                "the longest wait between retries in milliseconds, such as 60000",
+            )?),
+            retry_for: Duration::from_secs(env.parsed_or(
+                "EVENTS_RETRY_FOR_SECONDS",
+                3600,
+                "how long an event that cannot apply yet is retried, in seconds, such as 3600",
             )?),
             relay_poll: Duration::from_millis(env.parsed_or(
                 "EVENTS_RELAY_POLL_MS",
@@ -188,9 +213,11 @@ impl Settings {
             transport: TransportSettings::Postgres {
                 url: url.to_string(),
             },
-            max_receive: 5,
+            max_receive: 70,
             visibility: Duration::from_secs(30),
             retry_delay: Duration::from_millis(100),
+            retry_max_delay: Duration::from_secs(60),
+            retry_for: Duration::from_secs(3600),
             relay_poll: Duration::from_millis(500),
         }
     }
@@ -225,8 +252,8 @@ impl Settings {
     /// The delay before attempt `receive_count + 1`.
     pub fn backoff(&self, receive_count: u32) -> Duration {
         self.retry_delay
-            .saturating_mul(1 << receive_count.saturating_sub(1).min(6))
-            .min(self.visibility)
+            .saturating_mul(1 << receive_count.saturating_sub(1).min(16))
+            .min(self.retry_max_delay)
     }
 }
 

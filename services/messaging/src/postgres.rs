@@ -55,7 +55,7 @@ impl PgTransport {
     }
 
     async fn take(&self, max: usize) -> anyhow::Result<Vec<Delivery>> {
-        let rows: Vec<(i64, String, i32)> = sqlx::query_as(
+        let rows: Vec<(i64, String, i32, f64)> = sqlx::query_as(
             "UPDATE bus_messages m
                 SET receive_count = m.receive_count + 1,
                     visible_at = now() + make_interval(secs => $3)
@@ -63,7 +63,7 @@ impl PgTransport {
                       WHERE queue = $1 AND visible_at <= now()
                       ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) picked
               WHERE m.id = picked.id
-          RETURNING m.id, m.body, m.receive_count",
+          RETURNING m.id, m.body, m.receive_count, extract(epoch FROM m.sent_at)::float8",
         )
         .bind(&self.queue)
         .bind(max as i64)
@@ -71,11 +71,13 @@ impl PgTransport {
         .fetch_all(&self.pool)
         .await?;
         let mut deliveries = Vec::with_capacity(rows.len());
-        for (id, body, receive_count) in rows {
+        for (id, body, receive_count, sent_at) in rows {
             let delivery = Delivery {
                 body,
                 receive_count: receive_count as u32,
                 handle: id.to_string(),
+                sent_at: std::time::UNIX_EPOCH
+                    + Duration::try_from_secs_f64(sent_at).unwrap_or_default(),
             };
             if delivery.receive_count > self.max_receive {
                 // Received and never settled that often: a consumer keeps

@@ -122,6 +122,7 @@ impl Transport for SqsTransport {
                 .wait_time_seconds(wait.min(LONGEST_WAIT).as_secs() as i32)
                 .visibility_timeout(self.visibility.as_secs() as i32)
                 .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+                .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
                 .send()
                 .await
                 .map_err(aws_error)
@@ -133,10 +134,19 @@ impl Transport for SqsTransport {
                     .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
                     .and_then(|c| c.parse().ok())
                     .unwrap_or(1);
+                // Milliseconds since the epoch; a visibility change keeps it.
+                let sent_at = message
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+                    .and_then(|t| t.parse::<u64>().ok())
+                    .map_or_else(std::time::SystemTime::now, |ms| {
+                        std::time::UNIX_EPOCH + Duration::from_millis(ms)
+                    });
                 let delivery = Delivery {
                     body: message.body.unwrap_or_default(),
                     receive_count,
                     handle: message.receipt_handle.unwrap_or_default(),
+                    sent_at,
                 };
                 if delivery.receive_count > self.max_receive {
                     let reason = format!(

@@ -126,11 +126,20 @@ async fn not_fitting(
     to: Status,
 ) -> HandleError {
     match current_status(tx, order_id).await {
-        Ok(Some(now)) => HandleError::Retry(format!(
+        // Ahead of the event it needs (a kitchen step before the payment's):
+        // that one comes, so this fits later.
+        Ok(Some(now)) if now.may_reach(from) => HandleError::Retry(format!(
             "order {order_id} is {}; moving it to {} needs {}",
             now.as_str(),
             to.as_str(),
             from.as_str()
+        )),
+        // Past it, or cancelled: it never will.
+        Ok(Some(now)) => HandleError::Reject(format!(
+            "order {order_id} is {}, and can never be {} again to move to {}",
+            now.as_str(),
+            from.as_str(),
+            to.as_str()
         )),
         Ok(None) => HandleError::Retry(format!("no order {order_id}")),
         Err(e) => e.into(),

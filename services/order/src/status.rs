@@ -51,6 +51,24 @@ impl Status {
         }
     }
 
+    /// Whether an order in `self` may still come to be in `later`: only
+    /// forward along AWAITING_PAYMENT → … → FINISHED, never out of
+    /// CANCELLED.
+    pub fn may_reach(self, later: Status) -> bool {
+        let step = |s: Status| match s {
+            Status::AwaitingPayment => Some(0),
+            Status::Received => Some(1),
+            Status::InPreparation => Some(2),
+            Status::Ready => Some(3),
+            Status::Finished => Some(4),
+            Status::Cancelled => None,
+        };
+        match (step(self), step(later)) {
+            (Some(now), Some(then)) => now < then,
+            _ => false,
+        }
+    }
+
     /// The status an order must be in to move to `self`.
     pub fn comes_from(self) -> Option<Status> {
         match self {
@@ -79,5 +97,15 @@ mod tests {
         );
         assert_eq!(Status::AwaitingPayment.comes_from(), None);
         assert_eq!(Status::parse("DELIVERED"), None);
+    }
+
+    #[test]
+    fn an_order_reaches_only_what_lies_ahead_of_it() {
+        assert!(Status::Received.may_reach(Status::Ready));
+        assert!(Status::AwaitingPayment.may_reach(Status::Received));
+        assert!(!Status::Ready.may_reach(Status::Ready));
+        assert!(!Status::Finished.may_reach(Status::Ready));
+        assert!(!Status::Cancelled.may_reach(Status::Received));
+        assert!(!Status::AwaitingPayment.may_reach(Status::Cancelled));
     }
 }

@@ -185,9 +185,15 @@ pub fn task_spec(
     environment.extend(blueprint.token_environment(service));
     if !definition.publishes.is_empty() || !definition.consumes.is_empty() {
         environment.insert("EVENT_TRANSPORT".into(), "sns-sqs".into());
+        // On SQS every retry is a receive: the consumer's budget is the
+        // queue's redrive count, which leaves room for them all.
         environment.insert(
             "EVENTS_MAX_RECEIVE".into(),
-            messaging.max_receive_count.get_ref().to_string(),
+            messaging.redrive_max_receive_count().to_string(),
+        );
+        environment.insert(
+            "EVENTS_RETRY_FOR_SECONDS".into(),
+            messaging.retry_for_seconds().to_string(),
         );
         environment.insert(
             "EVENTS_VISIBILITY_SECONDS".into(),

@@ -4,6 +4,7 @@
 mod deploy;
 mod dev;
 mod down;
+mod events;
 mod keys;
 mod plan;
 mod secrets;
@@ -149,6 +150,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Dev(args) => dev::exec(&settings, &printer, args).await,
             Command::Keys(action) => keys::exec(&settings, &printer, action).await,
             Command::Secrets(action) => secrets::exec(&settings, &printer, action).await,
+            Command::Events(action) => events::exec(&settings, &printer, action).await,
         }
     });
     match result {

@@ -532,6 +532,100 @@ fn the_whole_system_runs_locally_survives_a_crash_and_stops_cleanly() {
     );
     assert!(example_output.contains("went from AWAITING_PAYMENT to FINISHED"));
 
+    // Events set aside while something was down, one of them delivered
+    // twice: `techctl events --local` lists them and sends them back, and
+    // the kitchen makes one ticket of the two.
+    let events = |args: &[&str]| {
+        let out = techctl(dir)
+            .args(["events"])
+            .args(args)
+            .arg("--local")
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "techctl events {args:?}: {said}");
+        said
+    };
+    assert!(events(&["list"]).contains("No dead letters"));
+    let paid = json!({
+        "meta": {
+            "event_id": "0193a0b0-0000-7000-8000-00000000beef",
+            "event_name": "order.paid", "event_version": 1,
+            "occurred_at": "2026-11-30T10:00:00Z", "source": "order",
+            "correlation_id": "0193a0b0-0000-7000-8000-0000000000ff"
+        },
+        "payload": {
+            "order_id": "0193a0b0-0000-7000-8000-0000000000ff", "number": 990001,
+            "customer_name": "Order #990001",
+            "items": [{"name": "X-Burger", "quantity": 1, "note": null}]
+        }
+    })
+    .to_string();
+    let psql = localkit::postgres::Binaries::locate()
+        .unwrap()
+        .dir
+        .join("psql");
+    let inserted = Command::new(psql)
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &dev.state()["postgres_port"].to_string(),
+        ])
+        .args([
+            "-U",
+            "events",
+            "-d",
+            "events",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+        ])
+        .arg(format!(
+            "INSERT INTO bus_dead_letters (id, queue, body, reason, receive_count, sent_at) VALUES \
+             (900000001, 'production', $e${paid}$e$, 'a database outage', 70, now()), \
+             (900000002, 'production', $e${paid}$e$, 'a database outage', 70, now())"
+        ))
+        .env("PGPASSWORD", roles["events"].as_str().unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        inserted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inserted.stderr)
+    );
+    let listed = events(&["list", "production"]);
+    assert!(
+        listed.contains("2 dead letters") && listed.contains("a database outage"),
+        "{listed}"
+    );
+    assert!(events(&["redrive", "production", "--all"]).contains("Sent 2 dead letters back"));
+    let tickets_of = |dev: &Dev, number: i64| {
+        dev.ok("GET", "/production", Some(&staff), None)
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["order_number"] == number)
+            .count()
+    };
+    dev.poll(
+        "the redriven order's ticket",
+        Duration::from_secs(20),
+        false,
+        |dev| (tickets_of(dev, 990001) == 1).then_some(()),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        tickets_of(&dev, 990001),
+        1,
+        "one ticket for an event sent twice"
+    );
+    assert!(events(&["list"]).contains("No dead letters"));
+
     // What the whole running system holds in memory.
     let mut processes = vec![dev.child.id()];
     processes.extend(

@@ -552,7 +552,8 @@ async fn up_creates_every_platform_resource_with_its_attributes() {
     };
     assert_eq!(attribute("VisibilityTimeout"), "30");
     let redrive: Value = serde_json::from_str(&attribute("RedrivePolicy")).unwrap();
-    assert_eq!(redrive["maxReceiveCount"], 5);
+    // Five unsettled receives, and the 65 retries an hour of backoff makes.
+    assert_eq!(redrive["maxReceiveCount"], 70);
     assert_eq!(
         redrive["deadLetterTargetArn"],
         queue_arn(&text("payment_dead_letter_queue_url"))

@@ -450,3 +450,161 @@ async fn a_message_received_too_often_is_set_aside_by_the_postgres_transport() {
         "received 2 times without being acknowledged"
     );
 }
+
+/// Not ready while `until` is in the future (a provider away) for orders
+/// cancelled "outage", never for "never"; panics on "panic".
+struct Outage {
+    until: Instant,
+    attempts: Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl Handler for Outage {
+    fn events(&self) -> &'static [&'static str] {
+        &[OrderCancelled::NAME]
+    }
+
+    fn handle<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        envelope: &'a Envelope,
+        _attempt: Attempt,
+    ) -> BoxFuture<'a, Result<(), HandleError>> {
+        Box::pin(async move {
+            let event: OrderCancelled = envelope.decode()?;
+            match event.reason.as_str() {
+                "panic" => panic!("a bug in the handler"),
+                "never" => return Err(HandleError::Retry("the menu has no such item".into())),
+                _ => {}
+            }
+            self.attempts
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if Instant::now() < self.until {
+                return Err(HandleError::Retry("Mercado Pago answers 500".into()));
+            }
+            sqlx::query("INSERT INTO applied (order_id) VALUES ($1)")
+                .bind(event.order_id)
+                .execute(tx)
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+fn cancelled_because(reason: &str) -> Envelope {
+    Envelope::new(
+        "order",
+        &OrderCancelled {
+            order_id: Uuid::now_v7(),
+            reason: reason.into(),
+        },
+    )
+}
+
+/// An event rides out a 4 s outage of the handler's provider and, in the
+/// middle of it, of the consumer's own database; one that stays
+/// inapplicable is dead-lettered once the time allowed has passed, and a
+/// panic at once.
+async fn outages_strand_nothing(buses: &Buses) {
+    let url = tokio::task::spawn_blocking(|| testkit::postgres().fresh_database("outage"))
+        .await
+        .unwrap();
+    let database = url.rsplit('/').next().unwrap().to_string();
+    let pool = PgPool::connect(&url).await.unwrap();
+    messaging::install(&pool).await.unwrap();
+    sqlx::query("CREATE TABLE applied (order_id uuid NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut settings = settings(70);
+    settings.retry_delay = Duration::from_millis(20);
+    settings.retry_max_delay = Duration::from_millis(200);
+    settings.retry_for = Duration::from_secs(8);
+    let attempts = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let outage = Duration::from_secs(4);
+    let started = Instant::now();
+    let consumer = spawn_consumer(
+        pool.clone(),
+        buses["payment"].clone(),
+        Arc::new(Outage {
+            until: started + outage,
+            attempts: attempts.clone(),
+        }),
+        Relay::default(),
+        settings,
+    );
+    let admin = PgPool::connect(&url.replace(&format!("/{database}"), "/postgres"))
+        .await
+        .unwrap();
+    for reason in ["outage", "panic", "never"] {
+        buses["order"]
+            .publish(&cancelled_because(reason))
+            .await
+            .unwrap();
+    }
+    // The database itself goes away for a second: new connections
+    // refused, the open ones cut.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    sqlx::query(&format!(
+        "ALTER DATABASE {database} ALLOW_CONNECTIONS false"
+    ))
+    .execute(&admin)
+    .await
+    .unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+        .bind(&database)
+        .execute(&admin)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    sqlx::query(&format!("ALTER DATABASE {database} ALLOW_CONNECTIONS true"))
+        .execute(&admin)
+        .await
+        .unwrap();
+
+    let deadline = started + Duration::from_secs(40);
+    let dead = loop {
+        let dead = buses["payment"].dead_letters().await.unwrap();
+        if dead.len() >= 2 && applied(&pool).await >= 1 {
+            break dead;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "applied {}, dead letters: {dead:?}",
+            applied(&pool).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    consumer.abort();
+    let tried = attempts.load(std::sync::atomic::Ordering::SeqCst);
+    println!(
+        "applied after {tried} attempts through a {outage:?} outage; all settled {:?} after",
+        started.elapsed()
+    );
+    // SQS delays in whole seconds, so it tries fewer times; either way it
+    // tried until the outage was over.
+    assert!(tried >= 4, "retried through the outage: {tried}");
+    assert_eq!(applied(&pool).await, 1);
+    let mut reasons: Vec<&str> = dead.iter().map(|d| d.reason.as_str()).collect();
+    reasons.sort();
+    assert_eq!(reasons.len(), 2, "only these two: {reasons:?}");
+    assert!(
+        reasons[0].starts_with("gave up within the 8 s allowed, after "),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[0].ends_with("the menu has no such item"),
+        "{reasons:?}"
+    );
+    assert_eq!(reasons[1], "the handler panicked: a bug in the handler");
+}
+
+#[tokio::test]
+async fn outages_on_postgres_strand_nothing() {
+    outages_strand_nothing(&postgres_buses(70).await).await;
+}
+
+#[tokio::test]
+async fn outages_on_sns_sqs_strand_nothing() {
+    let moto = testkit::Moto::start();
+    outages_strand_nothing(&sqs_buses(&moto, 70).await).await;
+}

@@ -126,7 +126,7 @@ pub fn messaging(bp: &Blueprint) -> Vec<Resource> {
                 retention_seconds: QUEUE_RETENTION_SECONDS,
                 dead_letter: Some(DeadLetter {
                     queue: Output::attr(ids::dead_letter_queue(name), "arn"),
-                    max_receive_count: *msg.max_receive_count.get_ref(),
+                    max_receive_count: msg.redrive_max_receive_count(),
                 }),
                 senders: sources
                     .iter()
