@@ -595,22 +595,34 @@ async fn listen(port: u16, what: &str) -> Result<TcpListener, DevError> {
     })
 }
 
-/// Ctrl-C on the terminal, or SIGTERM, listened for from the very start so
-/// that an early one still stops the run in order.
+/// Ctrl-C on the terminal, SIGTERM, a closed terminal (SIGHUP) or SIGQUIT,
+/// listened for from the very start so that an early one still stops the
+/// run in order. The services and PostgreSQL run in process groups of
+/// their own, out of the terminal's reach: without this, a terminal closed
+/// on `techctl dev` would leave them all running.
 struct StopSignal(watch::Receiver<bool>);
 
 impl StopSignal {
     fn listen() -> StopSignal {
+        use tokio::signal::unix::{SignalKind, signal};
         let (tx, rx) = watch::channel(false);
-        let interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
-        let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+        let streams = (|| {
+            Ok::<_, std::io::Error>((
+                signal(SignalKind::interrupt())?,
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::hangup())?,
+                signal(SignalKind::quit())?,
+            ))
+        })();
         tokio::spawn(async move {
-            let (Ok(mut interrupt), Ok(mut terminate)) = (interrupt, terminate) else {
+            let Ok((mut interrupt, mut terminate, mut hangup, mut quit)) = streams else {
                 return std::future::pending().await;
             };
             tokio::select! {
                 _ = interrupt.recv() => {}
                 _ = terminate.recv() => {}
+                _ = hangup.recv() => {}
+                _ = quit.recv() => {}
             }
             let _ = tx.send(true);
         });
