@@ -48,6 +48,9 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show what `up` would change, without changing anything
+    #[command(
+        after_help = "Examples:\n  techctl plan\n  techctl plan --detailed-exitcode   # in CI: 0 nothing to do, 2 changes, 1 error\n  techctl plan --output json | jq .counts"
+    )]
     Plan {
         /// Exit 0 when nothing would change and 2 when something would
         #[arg(long)]
@@ -55,6 +58,9 @@ pub enum Command {
     },
     /// Create or converge the stack described by the blueprint, then
     /// deploy every service
+    #[command(
+        after_help = "Examples:\n  techctl up\n  techctl up --no-deploy             # the stack only; deploy later\n  techctl up --yes --parallelism 4"
+    )]
     Up {
         /// How many resources to work on at once
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -66,6 +72,9 @@ pub enum Command {
         deploy: DeployArgs,
     },
     /// Build, push and roll out services on ECS Fargate
+    #[command(
+        after_help = "Examples:\n  techctl deploy order\n  techctl deploy --all --dry-run\n  techctl deploy payment --image REPOSITORY@sha256:DIGEST"
+    )]
     Deploy {
         /// The services to deploy (blueprint names)
         #[arg(
@@ -87,6 +96,9 @@ pub enum Command {
         deploy: DeployArgs,
     },
     /// Delete everything the stack owns, including what the blueprint no longer lists
+    #[command(
+        after_help = "Examples:\n  techctl down\n  techctl down --keep-data --yes     # with a final snapshot of the database\n  techctl down --force-delete-secrets"
+    )]
     Down {
         /// Delete the stack secret at once instead of scheduling its deletion
         #[arg(long)]
@@ -100,26 +112,59 @@ pub enum Command {
         parallelism: u16,
     },
     /// What exists, whether it matches the blueprint, and the stack outputs
+    #[command(
+        after_help = "Examples:\n  techctl status\n  techctl status --output json | jq .outputs"
+    )]
     Status,
     /// Check from what AWS holds that every flow the system needs is open
     /// (security groups, routes, IAM) and that nothing else is
+    #[command(after_help = "Examples:\n  techctl verify\n  techctl verify --output json")]
     Verify,
     /// Run the whole system on this machine: PostgreSQL, the services, a
     /// gateway and a Mercado Pago sandbox; no AWS account needed
+    #[command(
+        after_help = "Examples:\n  techctl dev\n  techctl dev --base-port 20000       # every port moved together\n  techctl dev pay ORDER_ID --approve  # pay in the local Mercado Pago sandbox"
+    )]
     Dev(DevArgs),
     /// Rotate, list and retire the keys that sign the services' tokens,
     /// with no restart and no failed request
     #[command(subcommand)]
+    #[command(
+        after_help = "Examples:\n  techctl keys list\n  techctl keys rotate --retire-old\n  techctl keys rotate --local         # the key file of techctl dev"
+    )]
     Keys(KeysAction),
     /// Set, list and unset what operators supply to a service (the Mercado
     /// Pago credentials, the first admin's password); values are read from
     /// standard input and never shown
     #[command(subcommand)]
+    #[command(
+        after_help = "Examples:\n  techctl secrets list\n  techctl secrets set payment mercadopago_access_token < token.txt\n  techctl secrets unset payment mercadopago_webhook_secret"
+    )]
     Secrets(SecretsAction),
     /// The events services set aside (dead letters): list them with why,
     /// show one, and send them back once the cause is fixed
     #[command(subcommand)]
+    #[command(
+        after_help = "Examples:\n  techctl events list\n  techctl events show payment MESSAGE_ID\n  techctl events redrive payment --all  # once the cause is fixed\n  techctl events list --local           # the bus of techctl dev"
+    )]
     Events(EventsAction),
+    /// Print the completion script of a shell
+    #[command(
+        after_help = "Examples:\n  techctl completions bash > ~/.local/share/bash-completion/completions/techctl\n  techctl completions zsh > ~/.zfunc/_techctl\n  techctl completions fish > ~/.config/fish/completions/techctl.fish"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one per command into a folder
+    #[command(
+        after_help = "Examples:\n  techctl man | man -l -\n  techctl man --dir /usr/local/share/man/man1"
+    )]
+    Man {
+        /// Write techctl.1 and a page per command (techctl-plan.1, ...) here
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,6 +3,7 @@
 
 mod deploy;
 mod dev;
+mod docs;
 mod down;
 mod events;
 mod keys;
@@ -151,6 +152,8 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Keys(action) => keys::exec(&settings, &printer, action).await,
             Command::Secrets(action) => secrets::exec(&settings, &printer, action).await,
             Command::Events(action) => events::exec(&settings, &printer, action).await,
+            Command::Completions { shell } => docs::completions(shell),
+            Command::Man { dir } => docs::man(dir.as_deref(), &printer),
         }
     });
     match result {

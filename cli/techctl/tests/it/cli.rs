@@ -179,3 +179,56 @@ fn plan_detailed_exitcode_and_down_confirmation() {
         text(&again)
     );
 }
+
+#[test]
+fn shells_complete_man_documents_and_every_command_shows_examples() {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_techctl"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let bash = run(&["completions", "bash"]);
+    assert!(bash.contains("_techctl()"), "{bash}");
+    for command in ["plan", "up", "deploy", "events", "redrive"] {
+        assert!(bash.contains(command), "bash completes {command}");
+    }
+    assert!(run(&["completions", "zsh"]).contains("#compdef techctl"));
+    assert!(run(&["completions", "fish"]).contains("complete -c techctl"));
+    assert!(run(&["completions", "powershell"]).contains("Register-ArgumentCompleter"));
+
+    let page = run(&["man"]);
+    assert!(
+        page.starts_with(".ie") && page.contains(".TH techctl 1"),
+        "{page}"
+    );
+    assert!(
+        page.contains("techctl\\-events"),
+        "every command is in the page"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    run(&["man", "--dir", dir.path().to_str().unwrap()]);
+    let rotate = std::fs::read_to_string(dir.path().join("techctl-keys-rotate.1")).unwrap();
+    assert!(rotate.contains(".TH techctl-keys-rotate 1"), "{rotate}");
+    assert!(rotate.contains("techctl keys rotate"), "{rotate}");
+
+    for command in [
+        "plan",
+        "up",
+        "deploy",
+        "down",
+        "status",
+        "verify",
+        "dev",
+        "keys",
+        "secrets",
+        "events",
+        "completions",
+        "man",
+    ] {
+        let help = run(&[command, "--help"]);
+        assert!(help.contains("Examples:\n  techctl "), "{command}: {help}");
+    }
+}
