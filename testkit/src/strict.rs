@@ -427,6 +427,19 @@ impl Strict {
                     )
                 })
             }
+            (Service::Logs, "FilterLogEvents") => {
+                // A filter pattern of 1024 characters at most, a page of
+                // 10,000 events at most.
+                let pattern = request.json_str("filterPattern").map_or(0, str::len);
+                let limit = request.json["limit"].as_i64().unwrap_or(1);
+                (pattern > 1024 || !(1..=10_000).contains(&limit)).then(|| {
+                    Verdict::new(
+                        "InvalidParameterException",
+                        "1 validation error detected: filterPattern or limit is out of bounds".to_string(),
+                        format!("a filter of {pattern} characters, a limit of {limit}"),
+                    )
+                })
+            }
             (Service::Sqs, "ReceiveMessage") => {
                 // SQS's bounds: up to 10 messages, a visibility of 12 hours
                 // at most, a long poll of 20 seconds at most.

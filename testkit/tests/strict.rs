@@ -535,7 +535,7 @@ async fn the_first_ecs_cluster_waits_for_the_service_linked_role() {
 }
 
 #[tokio::test]
-async fn message_calls_outside_sqs_bounds_are_refused() {
+async fn message_and_log_calls_outside_their_bounds_are_refused() {
     let (_moto, proxy, aws) = strict(Strictness::new()).await;
     let url = aws
         .sqs("CreateQueue", json!({ "QueueName": "letters" }))
@@ -579,6 +579,16 @@ async fn message_calls_outside_sqs_bounds_are_refused() {
     .await
     .expect_ok("ReceiveMessage within bounds");
     assert_eq!(proxy.strict_refusals().len(), 4);
+
+    // A log filter past CloudWatch Logs' 1024 characters.
+    let long = format!("\"{}\"", "x".repeat(1024));
+    aws.json(
+        "logs",
+        "Logs_20140328.FilterLogEvents",
+        json!({"logGroupName": "/ecs/anything", "filterPattern": long}),
+    )
+    .await
+    .expect_refused(400, "InvalidParameterException");
 }
 
 #[tokio::test]

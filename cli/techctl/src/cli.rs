@@ -148,6 +148,28 @@ pub enum Command {
         after_help = "Examples:\n  techctl events list\n  techctl events show payment MESSAGE_ID\n  techctl events redrive payment --all  # once the cause is fixed\n  techctl events list --local           # the bus of techctl dev"
     )]
     Events(EventsAction),
+    /// A service's logs, oldest first, JSON lines rendered readably with
+    /// their request id: from CloudWatch Logs, or with --local from
+    /// `techctl dev`
+    #[command(
+        after_help = "Examples:\n  techctl logs order --since 30m\n  techctl logs payment --follow --filter webhook\n  techctl logs product --local --follow"
+    )]
+    Logs {
+        /// The service (blueprint name)
+        service: String,
+        /// How far back: 30s, 10m, 2h, 1d
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        since: std::time::Duration,
+        /// Keep printing what comes, until Ctrl-C
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Only the lines holding this text, as written
+        #[arg(long, value_name = "TEXT")]
+        filter: Option<String>,
+        /// The logs of `techctl dev` in this folder (.techctl/logs/)
+        #[arg(long)]
+        local: bool,
+    },
     /// Print the completion script of a shell
     #[command(
         after_help = "Examples:\n  techctl completions bash > ~/.local/share/bash-completion/completions/techctl\n  techctl completions zsh > ~/.zfunc/_techctl\n  techctl completions fish > ~/.config/fish/completions/techctl.fish"

@@ -7,6 +7,7 @@ mod docs;
 mod down;
 mod events;
 mod keys;
+mod logs;
 mod plan;
 mod secrets;
 mod status;
@@ -152,6 +153,21 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Keys(action) => keys::exec(&settings, &printer, action).await,
             Command::Secrets(action) => secrets::exec(&settings, &printer, action).await,
             Command::Events(action) => events::exec(&settings, &printer, action).await,
+            Command::Logs {
+                service,
+                since,
+                follow,
+                filter,
+                local,
+            } => {
+                let wanted = logs::Wanted {
+                    service,
+                    since,
+                    follow,
+                    filter,
+                };
+                logs::exec(&settings, &printer, wanted, local).await
+            }
             Command::Completions { shell } => docs::completions(shell),
             Command::Man { dir } => docs::man(dir.as_deref(), &printer),
         }

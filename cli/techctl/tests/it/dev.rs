@@ -556,6 +556,30 @@ fn the_whole_system_runs_locally_survives_a_crash_and_stops_cleanly() {
         said
     };
     assert!(events(&["list"]).contains("No dead letters"));
+
+    // Its logs, from .techctl/logs/, filtered.
+    let logs = techctl(dir)
+        .args([
+            "logs",
+            "production",
+            "--local",
+            "--since",
+            "1h",
+            "--filter",
+            "listening",
+        ])
+        .output()
+        .unwrap();
+    let said_logs = String::from_utf8_lossy(&logs.stdout);
+    assert!(logs.status.success(), "{said_logs}");
+    assert!(
+        said_logs.contains("production service listening"),
+        "{said_logs}"
+    );
+    assert!(
+        said_logs.lines().all(|l| l.contains("listening")),
+        "{said_logs}"
+    );
     let paid = json!({
         "meta": {
             "event_id": "0193a0b0-0000-7000-8000-00000000beef",
