@@ -37,6 +37,7 @@ pub mod dead_letters;
 pub mod deploy;
 pub mod ecs;
 pub mod gateway;
+pub mod lock;
 pub mod log_events;
 pub mod messaging;
 pub mod network;

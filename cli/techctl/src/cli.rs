@@ -43,6 +43,10 @@ pub struct GlobalArgs {
     /// Answer yes to every confirmation
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,
+    /// How long `up`, `down`, `deploy` and `keys` wait for a stack another
+    /// run has locked (0: fail at once, naming who holds it)
+    #[arg(long, global = true, default_value = "0s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub lock_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -169,6 +173,12 @@ pub enum Command {
         /// The logs of `techctl dev` in this folder (.techctl/logs/)
         #[arg(long)]
         local: bool,
+    },
+    /// Break the stack's lock, left by a run that died (confirm, or --yes)
+    #[command(after_help = "Examples:\n  techctl unlock 3f2a9c1e-0b7d-4c55-9a07-1c2b3d4e5f60")]
+    Unlock {
+        /// The lock's id, as the refused run named it
+        lock_id: String,
     },
     /// Print the completion script of a shell
     #[command(

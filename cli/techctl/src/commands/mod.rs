@@ -7,6 +7,7 @@ mod docs;
 mod down;
 mod events;
 mod keys;
+mod lock;
 mod logs;
 mod plan;
 mod secrets;
@@ -38,6 +39,8 @@ pub struct Settings {
     pub yes: bool,
     /// `TECHCTL_AWS_CLOCK_SCALE`, as given.
     pub clock_scale: Option<String>,
+    /// How long to wait for a stack another run has locked.
+    pub lock_timeout: std::time::Duration,
 }
 
 /// The variable that tells techctl its emulator plays AWS's timings back
@@ -83,6 +86,7 @@ impl Settings {
             output: cli.global.output,
             yes: cli.global.yes,
             clock_scale: std::env::var(CLOCK_SCALE_VAR).ok(),
+            lock_timeout: cli.global.lock_timeout,
         }
     }
 }
@@ -102,7 +106,46 @@ pub fn run(cli: Cli) -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command {
+        let lock = match locked(&cli.command) {
+            true => Some(lock::take(&settings, &printer).await?),
+            false => None,
+        };
+        let outcome = run_command(cli.command, &settings, &printer).await;
+        if let Some(held) = lock {
+            held.release(&printer).await;
+        }
+        outcome
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            printer.error(&e.to_string());
+            e.exit_code()
+        }
+    }
+}
+
+/// Whether `command` changes the stack, and so runs under its lock.
+fn locked(command: &Command) -> bool {
+    use crate::cli::KeysAction;
+    match command {
+        Command::Up { .. } | Command::Down { .. } => true,
+        Command::Deploy { dry_run, .. } => !dry_run,
+        Command::Keys(KeysAction::Rotate { store, .. } | KeysAction::Retire { store, .. }) => {
+            !store.local
+        }
+        _ => false,
+    }
+}
+
+async fn run_command(
+    command: Command,
+    settings: &Settings,
+    printer: &Arc<Printer>,
+) -> Result<ExitCode, CliError> {
+    let (settings, printer) = (settings.clone(), printer.clone());
+    {
+        match command {
             Command::Plan { detailed_exitcode } => {
                 plan::exec(&settings, &printer, detailed_exitcode).await
             }
@@ -170,13 +213,7 @@ pub fn run(cli: Cli) -> ExitCode {
             }
             Command::Completions { shell } => docs::completions(shell),
             Command::Man { dir } => docs::man(dir.as_deref(), &printer),
-        }
-    });
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            printer.error(&e.to_string());
-            e.exit_code()
+            Command::Unlock { lock_id } => lock::unlock(&settings, &printer, &lock_id).await,
         }
     }
 }

@@ -16,6 +16,7 @@ mod events;
 mod faults;
 mod image;
 mod keys;
+mod lock;
 mod logs;
 mod platform;
 mod up;
