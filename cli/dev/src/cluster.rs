@@ -243,21 +243,8 @@ impl Cluster {
                 "-f",
                 "-",
             ])
-            .env("PGPASSWORD", &self.superuser_password)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command
-            .spawn()
-            .map_err(|e| DevError::new(format!("cannot run psql: {e}")))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            use tokio::io::AsyncWriteExt;
-            let _ = stdin.write_all(sql.as_bytes()).await;
-        }
-        let out = child
-            .wait_with_output()
-            .await
-            .map_err(|e| DevError::new(format!("cannot run psql: {e}")))?;
+            .env("PGPASSWORD", &self.superuser_password);
+        let out = feed(command, sql).await?;
         if !out.status.success() {
             return Err(DevError::new(format!(
                 "PostgreSQL refused the set-up: {}",
@@ -373,4 +360,26 @@ impl Cluster {
             .parse()
             .ok()
     }
+}
+
+/// Runs `psql` with `sql` on its standard input (never as an argument,
+/// where `ps` would show it), and collects what it says.
+pub(crate) async fn feed(
+    mut psql: tokio::process::Command,
+    sql: &str,
+) -> Result<std::process::Output, DevError> {
+    let mut child = psql
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| DevError::new(format!("cannot run psql: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use tokio::io::AsyncWriteExt;
+        let _ = stdin.write_all(sql.as_bytes()).await;
+    }
+    child
+        .wait_with_output()
+        .await
+        .map_err(|e| DevError::new(format!("cannot run psql: {e}")))
 }

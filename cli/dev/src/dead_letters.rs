@@ -2,8 +2,6 @@
 //! PostgreSQL transport's tables in the local cluster, reached with `psql`
 //! as the bus's own role.
 
-use std::process::Stdio;
-
 use serde::Deserialize;
 
 use crate::DevError;
@@ -99,8 +97,8 @@ impl LocalBus {
 
     async fn sql(&self, sql: &str) -> Result<String, DevError> {
         let port = self.port.to_string();
-        let mut child = tokio::process::Command::new(&self.psql)
-            .args(["-h", "127.0.0.1", "-p", &port, "-U", EVENTS_DATABASE])
+        let mut psql = tokio::process::Command::new(&self.psql);
+        psql.args(["-h", "127.0.0.1", "-p", &port, "-U", EVENTS_DATABASE])
             .args([
                 "-d",
                 EVENTS_DATABASE,
@@ -110,20 +108,8 @@ impl LocalBus {
                 "-f",
                 "-",
             ])
-            .env("PGPASSWORD", &self.password)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| DevError::new(format!("cannot run psql: {e}")))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            use tokio::io::AsyncWriteExt;
-            let _ = stdin.write_all(sql.as_bytes()).await;
-        }
-        let out = child
-            .wait_with_output()
-            .await
-            .map_err(|e| DevError::new(format!("cannot run psql: {e}")))?;
+            .env("PGPASSWORD", &self.password);
+        let out = crate::cluster::feed(psql, sql).await?;
         if !out.status.success() {
             return Err(DevError::new(format!(
                 "the local event bus refused: {}\n  is techctl dev still running?",

@@ -17,6 +17,9 @@ pub struct Held {
 
 /// Takes the stack's lock for this run, waiting as `--lock-timeout` says.
 pub async fn take(settings: &Settings, printer: &Printer) -> Result<Held, CliError> {
+    // What the run would refuse without asking AWS is refused before the
+    // lock is asked for.
+    settings.clock_scale()?;
     let (blueprint, aws) = prepare(settings).await?;
     let stack = blueprint.stack_name().to_string();
     let command = std::iter::once("techctl".to_string())

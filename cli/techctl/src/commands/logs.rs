@@ -56,7 +56,7 @@ pub async fn exec(
         return local_logs(settings, printer, &wanted, since_ms).await;
     }
     let (blueprint, aws) = prepare(settings).await?;
-    known(&blueprint, &wanted.service)?;
+    super::secrets::known_service(&blueprint, &wanted.service)?;
     let name = engine::plan::expand::secret_name(blueprint.stack_name());
     let outputs = match aws::secrets::current_version(&aws, &name).await? {
         Some(v) => serde_json::from_str::<Value>(&v.text).ok(),
@@ -122,7 +122,7 @@ async fn local_logs(
     since_ms: i64,
 ) -> Result<ExitCode, CliError> {
     let blueprint = blueprint::load(&settings.blueprint).map_err(CliError::yours)?;
-    known(&blueprint, &wanted.service)?;
+    super::secrets::known_service(&blueprint, &wanted.service)?;
     let dir = std::env::current_dir()
         .map_err(|e| CliError::User(format!("cannot tell the working directory: {e}")))?;
     let file: PathBuf = dev::home::Home::open(&dir)?
@@ -164,20 +164,6 @@ async fn local_logs(
         }
         print_line(printer, at.unwrap_or_default(), "", text);
     }
-}
-
-fn known(blueprint: &blueprint::Blueprint, service: &str) -> Result<(), CliError> {
-    if blueprint.services().any(|(n, _)| n == service) {
-        return Ok(());
-    }
-    Err(CliError::User(format!(
-        "the blueprint has no service {service:?}\n  its services: {}",
-        blueprint
-            .services()
-            .map(|(n, _)| n)
-            .collect::<Vec<_>>()
-            .join(", ")
-    )))
 }
 
 /// The time a line starts with (RFC 3339, as the services write it), in

@@ -154,7 +154,8 @@ async fn open(
     Ok((blueprint, SecretStore::Stack { aws, stack }))
 }
 
-fn known_service(blueprint: &Blueprint, service: &str) -> Result<(), CliError> {
+/// `service` is one of the blueprint's, or the error names them all.
+pub(crate) fn known_service(blueprint: &Blueprint, service: &str) -> Result<(), CliError> {
     if blueprint.services().any(|(n, _)| n == service) {
         return Ok(());
     }

@@ -195,6 +195,20 @@ fn shells_complete_man_documents_and_every_command_shows_examples() {
     for command in ["plan", "up", "deploy", "events", "redrive"] {
         assert!(bash.contains(command), "bash completes {command}");
     }
+    // Sourced by bash, it completes `techctl de` to both commands.
+    let completed = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(
+            "source <(\"$TECHCTL\" completions bash) && COMP_WORDS=(techctl de) && COMP_CWORD=1 \
+             && COMP_LINE='techctl de' && COMP_POINT=10 && _techctl techctl de techctl && echo \"${COMPREPLY[@]}\"",
+        )
+        .env("TECHCTL", env!("CARGO_BIN_EXE_techctl"))
+        .output()
+        .unwrap();
+    let words = String::from_utf8_lossy(&completed.stdout);
+    let mut words: Vec<&str> = words.split_whitespace().collect();
+    words.sort();
+    assert_eq!(words, ["deploy", "dev"], "{}", text(&completed));
     assert!(run(&["completions", "zsh"]).contains("#compdef techctl"));
     assert!(run(&["completions", "fish"]).contains("complete -c techctl"));
     assert!(run(&["completions", "powershell"]).contains("Register-ArgumentCompleter"));

@@ -8,11 +8,19 @@ use crate::common::*;
 
 const LOCK: &str = "techctl-lock/techchallenge";
 
+/// The lock as another run holds it: Ana's deploy on build-7.
 async fn lock(aws: &aws::Aws, id: &str) {
-    let holder = serde_json::json!({
-        "id": id, "who": "ana", "host": "build-7",
-        "command": "techctl deploy order", "since": "2026-11-30T10:00:00Z"
-    });
+    held_by(
+        aws,
+        serde_json::json!({
+            "id": id, "who": "ana", "host": "build-7",
+            "command": "techctl deploy order", "since": "2026-11-30T10:00:00Z"
+        }),
+    )
+    .await;
+}
+
+async fn held_by(aws: &aws::Aws, holder: serde_json::Value) {
     aws.secrets
         .create_secret()
         .name(LOCK)
@@ -119,17 +127,14 @@ async fn a_locked_stack_refuses_a_second_run_and_a_dead_run_s_lock_is_broken() {
     let pid = gone.id();
     gone.wait().unwrap();
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-    let holder = serde_json::json!({
-        "id": "lock-4", "who": "ana", "host": host.trim(), "pid": pid,
-        "command": "techctl up", "since": "2026-11-30T10:00:00Z"
-    });
-    aws.secrets
-        .create_secret()
-        .name(LOCK)
-        .secret_string(holder.to_string())
-        .send()
-        .await
-        .unwrap();
+    held_by(
+        &aws,
+        serde_json::json!({
+            "id": "lock-4", "who": "ana", "host": host.trim(), "pid": pid,
+            "command": "techctl up", "since": "2026-11-30T10:00:00Z"
+        }),
+    )
+    .await;
     let down = techctl(&h.proxy.url, &["down", "--yes"]);
     let text = said(&down);
     assert!(down.status.success(), "{text}");
