@@ -323,8 +323,10 @@ impl Event for OrderCreatedLike {
 /// A consumer applies each event once, however often it arrives; dead-
 /// letters what can never apply and what never fits, with the reason;
 /// acknowledges what it does not handle; and keeps going.
-async fn exactly_once(buses: &Buses, max_receive: u32) {
-    let url = tokio::task::spawn_blocking(|| testkit::postgres().fresh_database("consumer"))
+/// A consumer's own database: its inbox and outbox, and a table of what
+/// it applied; with its URL.
+async fn consumer_database(prefix: &'static str) -> (String, PgPool) {
+    let url = tokio::task::spawn_blocking(move || testkit::postgres().fresh_database(prefix))
         .await
         .unwrap();
     let pool = PgPool::connect(&url).await.unwrap();
@@ -333,6 +335,11 @@ async fn exactly_once(buses: &Buses, max_receive: u32) {
         .execute(&pool)
         .await
         .unwrap();
+    (url, pool)
+}
+
+async fn exactly_once(buses: &Buses, max_receive: u32) {
+    let (_, pool) = consumer_database("consumer").await;
     let consumer = spawn_consumer(
         pool.clone(),
         buses["payment"].clone(),
@@ -505,16 +512,8 @@ fn cancelled_because(reason: &str) -> Envelope {
 /// inapplicable is dead-lettered once the time allowed has passed, and a
 /// panic at once.
 async fn outages_strand_nothing(buses: &Buses) {
-    let url = tokio::task::spawn_blocking(|| testkit::postgres().fresh_database("outage"))
-        .await
-        .unwrap();
+    let (url, pool) = consumer_database("outage").await;
     let database = url.rsplit('/').next().unwrap().to_string();
-    let pool = PgPool::connect(&url).await.unwrap();
-    messaging::install(&pool).await.unwrap();
-    sqlx::query("CREATE TABLE applied (order_id uuid NOT NULL)")
-        .execute(&pool)
-        .await
-        .unwrap();
     let mut settings = settings(70);
     settings.retry_delay = Duration::from_millis(20);
     settings.retry_max_delay = Duration::from_millis(200);

@@ -24,20 +24,8 @@ struct App {
 impl App {
     async fn start() -> App {
         let signer = TestSigner::new("key-1");
-        let verifier = Verifier::new(
-            "techchallenge",
-            "techchallenge",
-            Box::new(StaticKeys(vec![signer.public_jwk()])),
-        )
-        .await
-        .unwrap();
         App {
-            // A long cache life: reads after writes must still be fresh.
-            router: product_service::router(AppState::new(
-                database().await,
-                verifier,
-                Duration::from_secs(600),
-            )),
+            router: replica(database().await, &signer).await,
             signer,
         }
     }
@@ -585,7 +573,8 @@ fn tempfile_dir() -> std::path::PathBuf {
     dir
 }
 
-/// A replica of the service on `pool`, as a router.
+/// A replica of the service on `pool`, as a router. A long cache life:
+/// reads after writes must still be fresh.
 async fn replica(pool: sqlx::PgPool, signer: &TestSigner) -> Router {
     let verifier = Verifier::new(
         "techchallenge",
