@@ -153,6 +153,13 @@ pub async fn acquire(
                     holder.describe()
                 ))
                 .secret_string(&value)
+                // A retried create (its answer lost) is the same request,
+                // not a second one that finds the lock "taken".
+                .set_client_request_token(
+                    (32..=64)
+                        .contains(&holder.id.len())
+                        .then(|| holder.id.clone())
+                )
                 .send()
         );
         match created {
@@ -162,6 +169,10 @@ pub async fn acquire(
                     // Released between the two calls: try again at once.
                     continue;
                 };
+                // Ours after all: made by a try whose answer was lost.
+                if other.id == holder.id {
+                    return Ok(StackLock { holder, name });
+                }
                 if other.died_here() {
                     told_of(Waiting::TakenOver(&other));
                     delete(aws, &name).await?;

@@ -4,7 +4,7 @@
 //! line on AWS; each is rendered as time, level, request id, message and
 //! fields. `--follow` keeps reading until Ctrl-C.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io::{BufRead, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,6 +20,9 @@ use engine::plan::outputs::{Outputs, Own};
 /// How often `--follow` asks CloudWatch again: a few calls a minute, far
 /// below FilterLogEvents' quota.
 const FOLLOW_EVERY: Duration = Duration::from_secs(2);
+/// How late CloudWatch may take in a line after its timestamp, for
+/// `--follow` not to miss it.
+const LATE: Duration = Duration::from_secs(10);
 /// How often `--follow` looks at a local log file again.
 const FOLLOW_LOCAL_EVERY: Duration = Duration::from_millis(300);
 /// The most lines one read prints.
@@ -73,7 +76,8 @@ pub async fn exec(
             ))
         })?;
     let mut from = since_ms;
-    let mut seen: HashSet<String> = HashSet::new();
+    // The ids printed, with their time, as far back as the next read goes.
+    let mut seen: HashMap<String, i64> = HashMap::new();
     loop {
         let events = aws::log_events::read(&aws, &group, from, wanted.filter.as_deref(), MOST)
             .await?
@@ -83,12 +87,12 @@ pub async fn exec(
                     wanted.service
                 ))
             })?;
-        // The next read starts at the last line's millisecond, which may
-        // hold lines not yet written: the ids printed are skipped then.
-        let last = events.last().map(|e| e.timestamp);
+        // CloudWatch takes in a line some seconds after its timestamp, so
+        // each read goes back LATE before the newest line seen; what was
+        // printed already is known by id and skipped.
         let fresh: Vec<_> = events
             .into_iter()
-            .filter(|e| !seen.contains(&e.id))
+            .filter(|e| !seen.contains_key(&e.id))
             .collect();
         for event in &fresh {
             print_line(printer, event.timestamp, &event.stream, &event.message);
@@ -96,18 +100,11 @@ pub async fn exec(
         if !wanted.follow {
             return Ok(ExitCode::SUCCESS);
         }
-        if let Some(last) = last {
-            if last != from {
-                seen.clear();
-                from = last;
-            }
-            seen.extend(
-                fresh
-                    .iter()
-                    .filter(|e| e.timestamp == last)
-                    .map(|e| e.id.clone()),
-            );
+        if let Some(newest) = fresh.iter().map(|e| e.timestamp).max() {
+            from = from.max(newest - LATE.as_millis() as i64);
         }
+        seen.extend(fresh.into_iter().map(|e| (e.id, e.timestamp)));
+        seen.retain(|_, at| *at >= from);
         tokio::select! {
             _ = tokio::time::sleep(FOLLOW_EVERY) => {}
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
