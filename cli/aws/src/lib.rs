@@ -347,6 +347,18 @@ impl CallLog {
         self.snapshot().into_iter().map(|c| c.operation).collect()
     }
 
+    /// How many calls of each operation, `Service:Operation` in name order:
+    /// what a run spent its calls on.
+    pub fn by_operation(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for call in self.snapshot() {
+            *counts
+                .entry(format!("{}:{}", call.service, call.operation))
+                .or_default() += 1;
+        }
+        counts
+    }
+
     pub fn mutating(&self) -> usize {
         self.snapshot().iter().filter(|c| c.is_mutating()).count()
     }

@@ -292,6 +292,7 @@ pub(crate) fn summarise(
         printer.json(&json!({
             "summary": report,
             "total_aws_calls": total_calls,
+            "aws_calls_by_operation": aws.calls.by_operation(),
             "total_mutating_calls": total_mutating,
             "polling_calls": polls,
             "critical_path": bound.path,

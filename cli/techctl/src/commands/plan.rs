@@ -32,6 +32,7 @@ pub async fn exec(
         "plan": plan,
         "counts": plan.counts(),
         "aws_calls": aws.calls.len(),
+        "aws_calls_by_operation": aws.calls.by_operation(),
         "cost": cost,
         "critical_path": path,
     }));
