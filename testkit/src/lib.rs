@@ -22,7 +22,7 @@ pub use localkit::mercadopago;
 pub use localkit::mercadopago::Sandbox as FakeMercadoPago;
 pub use moto::Moto;
 pub use postgres::{Postgres, postgres};
-pub use proxy::{Fault, FaultProxy};
+pub use proxy::{Fault, FaultProxy, StrictAws};
 pub use strict::{Refusal, Strictness};
 
 /// A TCP port that was free a moment ago on the loopback interface, and

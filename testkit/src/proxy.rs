@@ -467,3 +467,26 @@ pub(crate) fn error_response(
         .body(Full::new(Bytes::from(body.to_string())))
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }
+
+/// Moto behind the strict proxy, the way every test should reach "AWS":
+/// what AWS refuses is refused, whatever moto would accept. Clients use
+/// [`StrictAws::url`]; both servers stop when it is dropped.
+pub struct StrictAws {
+    pub moto: crate::Moto,
+    pub proxy: FaultProxy,
+}
+
+impl StrictAws {
+    pub async fn start() -> StrictAws {
+        let moto = tokio::task::spawn_blocking(crate::Moto::start)
+            .await
+            .expect("start moto");
+        let proxy = FaultProxy::start_strict(&moto.url, Strictness::new()).await;
+        StrictAws { moto, proxy }
+    }
+
+    /// Where clients send their calls: the proxy.
+    pub fn url(&self) -> &str {
+        &self.proxy.url
+    }
+}

@@ -484,6 +484,23 @@ impl Strict {
                     format!("queue {name} was deleted {:?} ago", at.elapsed()),
                 ))
             }
+            (Service::SecretsManager, "BatchGetSecretValue") => {
+                // 1 to 20 ids, or filters, never both (API reference).
+                let ids = request.json["SecretIdList"].as_array().map(Vec::len);
+                let filtered = !request.json["Filters"].is_null();
+                let wrong = match ids {
+                    Some(n) if n > 20 => Some(("ValidationException", format!(
+                        "1 validation error detected: Value at 'secretIdList' failed to satisfy constraint: Member must have length less than or equal to 20 (it has {n})"
+                    ))),
+                    Some(0) => Some(("ValidationException", "1 validation error detected: Value at 'secretIdList' failed to satisfy constraint: Member must have length greater than or equal to 1".to_string())),
+                    Some(_) if filtered => Some(("InvalidParameterException", "Either 'SecretIdList' or 'Filters' must be provided, but not both.".to_string())),
+                    None if !filtered => Some(("InvalidParameterException", "Either 'SecretIdList' or 'Filters' must be provided.".to_string())),
+                    _ => None,
+                };
+                wrong.map(|(code, message)| {
+                    Verdict::new(code, message, "outside BatchGetSecretValue's bounds".to_string())
+                })
+            }
             (Service::SecretsManager, "CreateSecret") => {
                 let name = request.json_str("Name")?;
                 let (_, at) = memory.deleted_secrets.iter().find(|(s, _)| s == name)?;

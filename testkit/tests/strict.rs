@@ -263,6 +263,29 @@ impl Aws {
         (vpc, ids)
     }
 
+    /// A cluster with one service of `desired` tasks, and its family.
+    async fn ecs_service(&self, cluster: &str, service: &str, desired: u32) {
+        self.ecs("CreateCluster", json!({ "clusterName": cluster }))
+            .await
+            .expect_ok("CreateCluster");
+        let task = json!({
+            "family": service,
+            "containerDefinitions": [{ "name": "app", "image": "nginx", "memory": 128 }],
+        });
+        self.ecs("RegisterTaskDefinition", task)
+            .await
+            .expect_ok("RegisterTaskDefinition");
+        let service = json!({
+            "cluster": cluster,
+            "serviceName": service,
+            "taskDefinition": service,
+            "desiredCount": desired,
+        });
+        self.ecs("CreateService", service)
+            .await
+            .expect_ok("CreateService");
+    }
+
     async fn security_group(&self, vpc: &str, name: &str) -> String {
         self.ec2(
             "CreateSecurityGroup",
@@ -427,25 +450,7 @@ async fn a_new_ecs_service_is_unknown_to_auto_scaling_for_a_while() {
         ..Strictness::new().windows(WINDOW)
     })
     .await;
-    aws.ecs("CreateCluster", json!({ "clusterName": "shop" }))
-        .await
-        .expect_ok("CreateCluster");
-    let task = json!({
-        "family": "orders",
-        "containerDefinitions": [{ "name": "app", "image": "nginx", "memory": 128 }],
-    });
-    aws.ecs("RegisterTaskDefinition", task)
-        .await
-        .expect_ok("RegisterTaskDefinition");
-    let service = json!({
-        "cluster": "shop",
-        "serviceName": "orders",
-        "taskDefinition": "orders",
-        "desiredCount": 1,
-    });
-    aws.ecs("CreateService", service)
-        .await
-        .expect_ok("CreateService");
+    aws.ecs_service("shop", "orders", 1).await;
 
     let target = json!({
         "ServiceNamespace": "ecs",
@@ -1427,4 +1432,178 @@ async fn a_one_off_task_runs_then_stops_and_may_fail_to_start() {
     let second = stopped(second).await;
     assert_eq!(second["lastStatus"], "STOPPED");
     assert_eq!(second["containers"][0]["exitCode"], 0);
+}
+
+#[tokio::test]
+async fn a_load_balancer_in_a_subnet_smaller_than_a_27_is_refused() {
+    let (_moto, proxy, aws) = strict(settled()).await;
+    let (vpc, subnets) = aws.network(1).await;
+    let small = aws
+        .ec2(
+            "CreateSubnet",
+            &[
+                ("VpcId", &vpc),
+                ("CidrBlock", "10.0.9.0/28"),
+                ("AvailabilityZone", "us-east-1b"),
+            ],
+        )
+        .await
+        .expect_ok("CreateSubnet")
+        .xml("subnetId")
+        .expect("subnet id");
+    let group = aws.security_group(&vpc, "web").await;
+    let create = |subnet: String| {
+        let (aws, group, first) = (&aws, group.clone(), subnets[0].clone());
+        async move {
+            aws.elb(
+                "CreateLoadBalancer",
+                &[
+                    ("Name", "web"),
+                    ("Subnets.member.1", &first),
+                    ("Subnets.member.2", &subnet),
+                    ("SecurityGroups.member.1", &group),
+                ],
+            )
+            .await
+        }
+    };
+    let refused = create(small.clone()).await;
+    refused.expect_refused(400, "InvalidSubnet");
+    assert!(
+        refused
+            .xml("Message")
+            .is_some_and(|m| m.contains(&small) && m.contains("8 free IP addresses")),
+        "{}",
+        refused.body
+    );
+    let reasons: Vec<String> = proxy
+        .strict_refusals()
+        .into_iter()
+        .map(|r| r.reason)
+        .collect();
+    assert!(reasons[0].contains("10.0.9.0/28"), "{reasons:?}");
+
+    // A /24 beside the first: accepted.
+    let more = aws
+        .ec2(
+            "CreateSubnet",
+            &[
+                ("VpcId", &vpc),
+                ("CidrBlock", "10.0.10.0/24"),
+                ("AvailabilityZone", "us-east-1b"),
+            ],
+        )
+        .await
+        .expect_ok("CreateSubnet")
+        .xml("subnetId")
+        .expect("subnet id");
+    create(more).await.expect_ok("CreateLoadBalancer");
+}
+
+#[tokio::test]
+async fn a_cluster_with_an_active_service_is_not_deleted() {
+    let (_moto, proxy, aws) = strict(Strictness {
+        ecs_linked_role_refusals: 0,
+        ..settled()
+    })
+    .await;
+    aws.ecs_service("shop", "orders", 0).await;
+
+    let deleted = aws.ecs("DeleteCluster", json!({ "cluster": "shop" })).await;
+    deleted.expect_refused(400, "ClusterContainsServicesException");
+    let reasons: Vec<String> = proxy
+        .strict_refusals()
+        .into_iter()
+        .map(|r| r.reason)
+        .collect();
+    assert_eq!(reasons, ["service orders is still ACTIVE in cluster shop"]);
+
+    aws.ecs(
+        "DeleteService",
+        json!({ "cluster": "shop", "service": "orders" }),
+    )
+    .await
+    .expect_ok("DeleteService");
+    aws.ecs("DeleteCluster", json!({ "cluster": "shop" }))
+        .await
+        .expect_ok("DeleteCluster once its service is gone");
+}
+
+#[tokio::test]
+async fn ecs_names_are_held_to_aws_rules() {
+    let (_moto, _proxy, aws) = strict(Strictness {
+        ecs_linked_role_refusals: 0,
+        ..settled()
+    })
+    .await;
+    aws.ecs("CreateCluster", json!({ "clusterName": "shop.main" }))
+        .await
+        .expect_refused(400, "ClientException");
+    aws.ecs("CreateCluster", json!({ "clusterName": "shop-main_1" }))
+        .await
+        .expect_ok("CreateCluster");
+    let family = aws
+        .ecs(
+            "RegisterTaskDefinition",
+            json!({
+                "family": "orders/v2",
+                "containerDefinitions": [{ "name": "app", "image": "nginx", "memory": 128 }],
+            }),
+        )
+        .await;
+    family.expect_refused(400, "ClientException");
+    assert_eq!(
+        family.json()["message"],
+        "Family contains invalid characters."
+    );
+    aws.ecs(
+        "RegisterTaskDefinition",
+        json!({
+            "family": "orders",
+            "containerDefinitions": [{ "name": "the app", "image": "nginx", "memory": 128 }],
+        }),
+    )
+    .await
+    .expect_refused(400, "ClientException");
+    let long = "s".repeat(256);
+    aws.ecs(
+        "CreateService",
+        json!({ "cluster": "shop-main_1", "serviceName": long, "desiredCount": 0 }),
+    )
+    .await
+    .expect_refused(400, "ClientException");
+}
+
+#[tokio::test]
+async fn a_batch_read_of_secrets_outside_its_bounds_is_refused() {
+    let (_moto, _proxy, aws) = strict(settled()).await;
+    for name in ["shop/a", "shop/b"] {
+        aws.secrets(
+            "CreateSecret",
+            json!({ "Name": name, "SecretString": "{}" }),
+        )
+        .await
+        .expect_ok("CreateSecret");
+    }
+    let many: Vec<String> = (0..21).map(|i| format!("shop/{i}")).collect();
+    aws.secrets("BatchGetSecretValue", json!({ "SecretIdList": many }))
+        .await
+        .expect_refused(400, "ValidationException");
+    aws.secrets(
+        "BatchGetSecretValue",
+        json!({
+            "SecretIdList": ["shop/a"],
+            "Filters": [{ "Key": "name", "Values": ["shop/"] }],
+        }),
+    )
+    .await
+    .expect_refused(400, "InvalidParameterException");
+    let both = aws
+        .secrets(
+            "BatchGetSecretValue",
+            json!({ "SecretIdList": ["shop/a", "shop/b"] }),
+        )
+        .await
+        .expect_ok("BatchGetSecretValue of two");
+    assert_eq!(both.json()["SecretValues"].as_array().unwrap().len(), 2);
 }

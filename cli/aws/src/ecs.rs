@@ -50,57 +50,46 @@ pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> 
 }
 
 async fn observe_clusters(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> {
-    let arns = all_pages(|token| async move {
-        let page = sdk!(
-            "ListClusters",
-            aws.ecs.list_clusters().set_next_token(token).send()
-        )?;
-        Ok((
-            page.cluster_arns().to_vec(),
-            page.next_token().map(str::to_string),
-        ))
-    })
-    .await?;
+    // The stack's cluster has the stack's name: asked for by name, it is
+    // one call, however many clusters the account holds (a missing one is
+    // answered as a failure, not an error).
     let mut out = Vec::new();
-    // DescribeClusters takes at most 100 clusters at a time.
-    for chunk in arns.chunks(100) {
-        let answer = sdk!(
-            "DescribeClusters",
-            aws.ecs
-                .describe_clusters()
-                .set_clusters(Some(chunk.to_vec()))
-                .include(aws_sdk_ecs::types::ClusterField::Tags)
-                .include(aws_sdk_ecs::types::ClusterField::Settings)
-                .send()
-        )?;
-        for c in answer.clusters() {
-            let tags = tag_map(
-                c.tags()
-                    .iter()
-                    .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
-            );
-            let status = c.status().unwrap_or_default().to_ascii_lowercase();
-            // Deleted clusters stay listed for a while as INACTIVE.
-            let Some(arn) = c
-                .cluster_arn()
-                .filter(|_| in_stack(&tags, stack) && status != "inactive")
-            else {
-                continue;
-            };
-            let insights = c.settings().iter().any(|s| {
-                s.name() == Some(&ClusterSettingName::ContainerInsights)
-                    && matches!(s.value(), Some("enabled" | "enhanced"))
-            });
-            out.push(observed(
-                arn,
-                tags,
-                Spec::Cluster {
-                    name: c.cluster_name().unwrap_or_default().to_string(),
-                    container_insights: insights,
-                },
-                Some(status),
-            ));
-        }
+    let answer = sdk!(
+        "DescribeClusters",
+        aws.ecs
+            .describe_clusters()
+            .clusters(stack)
+            .include(aws_sdk_ecs::types::ClusterField::Tags)
+            .include(aws_sdk_ecs::types::ClusterField::Settings)
+            .send()
+    )?;
+    for c in answer.clusters() {
+        let tags = tag_map(
+            c.tags()
+                .iter()
+                .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
+        );
+        let status = c.status().unwrap_or_default().to_ascii_lowercase();
+        // Deleted clusters stay listed for a while as INACTIVE.
+        let Some(arn) = c
+            .cluster_arn()
+            .filter(|_| in_stack(&tags, stack) && status != "inactive")
+        else {
+            continue;
+        };
+        let insights = c.settings().iter().any(|s| {
+            s.name() == Some(&ClusterSettingName::ContainerInsights)
+                && matches!(s.value(), Some("enabled" | "enhanced"))
+        });
+        out.push(observed(
+            arn,
+            tags,
+            Spec::Cluster {
+                name: c.cluster_name().unwrap_or_default().to_string(),
+                container_insights: insights,
+            },
+            Some(status),
+        ));
     }
     Ok(out)
 }

@@ -199,6 +199,13 @@ impl MadeIds {
             .and_then(|made| made.get(id).map(|at| at.elapsed() < PROPAGATION))
             .unwrap_or(false)
     }
+
+    /// Whether `e` is the NotFound AWS may still give for one of `names`
+    /// because this run made it a moment ago. Any other error, and a
+    /// NotFound for what is older or was not made here, is real.
+    pub fn excuses(&self, names: &[&str], e: &AwsError) -> bool {
+        e.is_not_found() && names.iter().any(|n| self.is_fresh(n))
+    }
 }
 
 /// Where the region came from, so a mismatch can be explained.
@@ -317,7 +324,7 @@ pub struct Call {
 impl Call {
     /// Reads never change anything; everything else may.
     pub fn is_mutating(&self) -> bool {
-        !["Describe", "List", "Get"]
+        !["Describe", "List", "Get", "BatchGet"]
             .iter()
             .any(|prefix| self.operation.starts_with(prefix))
     }
@@ -656,12 +663,7 @@ impl Aws {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, AwsError>>,
     {
-        retry_passing(
-            PROPAGATION,
-            |e| e.is_not_found() && names.iter().any(|n| self.made.is_fresh(n)),
-            call,
-        )
-        .await
+        retry_passing(PROPAGATION, |e| self.made.excuses(names, e), call).await
     }
 
     /// Creates a resource without ever making two, even where the API takes
@@ -705,5 +707,79 @@ impl Aws {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn coded(code: &str) -> AwsError {
+        AwsError {
+            code: Some(code.to_string()),
+            ..AwsError::new("CreateRoute", "refused")
+        }
+    }
+
+    #[test]
+    fn only_a_not_found_for_what_this_run_just_made_is_excused() {
+        let made = MadeIds::default();
+        made.mark("vpc-new");
+        let not_found = coded("InvalidVpcID.NotFound");
+        assert!(made.excuses(&["vpc-new"], &not_found));
+        assert!(made.excuses(&["igw-old", "vpc-new"], &not_found));
+        // Not made by this run: the NotFound is real.
+        assert!(!made.excuses(&["vpc-someone-else"], &not_found));
+        // Made, but longer ago than AWS takes to catch up.
+        // (A machine up for less than that has no such instant to give.)
+        if let Some(long_ago) = Instant::now().checked_sub(PROPAGATION + Duration::from_secs(1)) {
+            if let Ok(mut ids) = made.0.lock() {
+                ids.insert("vpc-old".into(), long_ago);
+            }
+            assert!(!made.excuses(&["vpc-old"], &not_found));
+        }
+        // Another error for a fresh id is never excused.
+        assert!(!made.excuses(&["vpc-new"], &coded("UnauthorizedOperation")));
+    }
+
+    #[tokio::test]
+    async fn a_passing_refusal_is_asked_again_and_a_real_one_at_once_is_not() {
+        let made = MadeIds::default();
+        made.mark("rtb-new");
+        let attempts = AtomicU32::new(0);
+        let answer = retry_passing(
+            PROPAGATION,
+            |e| made.excuses(&["rtb-new"], e),
+            || async {
+                match attempts.fetch_add(1, Ordering::SeqCst) {
+                    0 | 1 => Err(coded("InvalidRouteTableID.NotFound")),
+                    _ => Ok("created"),
+                }
+            },
+        )
+        .await;
+        assert_eq!(answer.unwrap(), "created");
+        assert_eq!(attempts.load(Ordering::SeqCst), 3);
+
+        let attempts = AtomicU32::new(0);
+        let answer: Result<(), _> = retry_passing(
+            PROPAGATION,
+            |e| made.excuses(&["rtb-gone"], e),
+            || async {
+                attempts.fetch_add(1, Ordering::SeqCst);
+                Err(coded("InvalidRouteTableID.NotFound"))
+            },
+        )
+        .await;
+        assert_eq!(
+            answer.unwrap_err().code.as_deref(),
+            Some("InvalidRouteTableID.NotFound")
+        );
+        assert_eq!(
+            attempts.load(Ordering::SeqCst),
+            1,
+            "a real NotFound is not retried"
+        );
     }
 }

@@ -14,6 +14,7 @@
 
 pub mod connections;
 pub mod engine_version;
+pub mod environment;
 mod model;
 pub mod names;
 pub mod operator;
@@ -40,15 +41,22 @@ pub struct Problem {
 #[derive(Debug, thiserror::Error)]
 pub struct BlueprintError {
     pub file: PathBuf,
+    /// The environment it was read for, if any.
+    pub environment: Option<String>,
     pub problems: Vec<Problem>,
 }
 
 impl fmt::Display for BlueprintError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let count = self.problems.len();
+        let environment = self
+            .environment
+            .as_ref()
+            .map(|e| format!(" (environment {e})"))
+            .unwrap_or_default();
         writeln!(
             f,
-            "the blueprint {} has {count} problem{}; nothing was sent to AWS:",
+            "the blueprint {}{environment} has {count} problem{}; nothing was sent to AWS:",
             self.file.display(),
             if count == 1 { "" } else { "s" }
         )?;
@@ -69,20 +77,36 @@ impl fmt::Display for BlueprintError {
 
 /// Reads, parses and validates the blueprint at `path`.
 pub fn load(path: &Path) -> Result<Blueprint, LoadError> {
+    load_in(path, None)
+}
+
+/// Reads, parses and validates the blueprint at `path` for `environment`
+/// (its `[env.NAME]` values over the base ones), or the base.
+pub fn load_in(path: &Path, environment: Option<&str>) -> Result<Blueprint, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    parse(path, &text).map_err(LoadError::Invalid)
+    parse_in(path, &text, environment).map_err(LoadError::Invalid)
 }
 
 /// Parses and validates blueprint text; `path` is used only in messages.
 pub fn parse(path: &Path, text: &str) -> Result<Blueprint, BlueprintError> {
+    parse_in(path, text, None)
+}
+
+/// [`parse`] for `environment`, or the base.
+pub fn parse_in(
+    path: &Path,
+    text: &str,
+    environment: Option<&str>,
+) -> Result<Blueprint, BlueprintError> {
     let fail = |problems| BlueprintError {
         file: path.to_path_buf(),
+        environment: environment.map(str::to_string),
         problems,
     };
-    let blueprint: Blueprint = toml::from_str(text).map_err(|e| {
+    let serde_failure = |e: toml::de::Error| {
         let offset = e.span().map_or(0, |s| s.start);
         let (line, column) = line_column(text, offset);
         let key = text.lines().nth(line - 1).and_then(key_of_line);
@@ -93,8 +117,39 @@ pub fn parse(path: &Path, text: &str) -> Result<Blueprint, BlueprintError> {
             table_at(text, offset),
             key,
         )])
-    })?;
-    let problems = validate::check(&blueprint, text);
+    };
+    let mut root = toml::de::DeTable::parse(text).map_err(serde_failure)?;
+    let chosen = environment::apply(root.get_mut(), environment, text).map_err(fail)?;
+    let mut blueprint: Blueprint =
+        serde::Deserialize::deserialize(toml::de::Deserializer::from(root))
+            .map_err(serde_failure)?;
+    if let Some(chosen) = &chosen
+        && !chosen.sets("stack.name")
+    {
+        let base = &blueprint.stack.name;
+        blueprint.stack.name = toml::Spanned::new(
+            base.span(),
+            environment::stack_name(base.get_ref(), &chosen.name),
+        );
+    }
+    let derived = chosen
+        .as_ref()
+        .filter(|c| !c.sets("stack.name"))
+        .map(|c| (c.name.clone(), blueprint.stack_name().to_string()));
+    blueprint.environment = chosen;
+    let mut problems = validate::check(&blueprint, text);
+    // A name made from the base's and the environment's is blamed on the
+    // base's line; say where the rest of it came from.
+    if let Some((environment, stack)) = derived {
+        for p in problems
+            .iter_mut()
+            .filter(|p| p.field == "stack.name" || p.message.contains(&stack))
+        {
+            p.message.push_str(&format!(
+                " (the environment {environment} makes it {stack})"
+            ));
+        }
+    }
     if problems.is_empty() {
         Ok(blueprint)
     } else {

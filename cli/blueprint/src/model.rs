@@ -21,6 +21,9 @@ pub struct Blueprint {
     /// The system's first admin, made by the user service on its start.
     pub admin: Option<Admin>,
     pub services: Spanned<BTreeMap<Spanned<String>, Service>>,
+    /// The environment this blueprint was read for (`--env`), if any.
+    #[serde(skip)]
+    pub environment: Option<crate::environment::Environment>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -45,7 +48,7 @@ pub struct Network {
     pub availability_zones: Spanned<Vec<Spanned<String>>>,
     pub public_subnets: Spanned<Vec<Spanned<String>>>,
     pub private_subnets: Spanned<Vec<Spanned<String>>>,
-    pub nat: NatMode,
+    pub nat: Spanned<NatMode>,
 }
 
 /// How the private subnets reach the internet.

@@ -570,3 +570,176 @@ fn the_redrive_policy_leaves_room_for_every_retry() {
     ));
     assert!(m.contains("messaging.retry_for_seconds"), "{m}");
 }
+
+fn for_environment(text: &str, environment: &str) -> Result<super::Blueprint, BlueprintError> {
+    super::parse_in(
+        Path::new("blueprints/techchallenge.toml"),
+        text,
+        Some(environment),
+    )
+}
+
+#[test]
+fn an_environment_is_the_base_with_its_values_over_it_in_a_stack_of_its_own() {
+    let base = parse(Path::new("techchallenge.toml"), SHIPPED).expect("valid");
+    assert!(base.environment.is_none());
+    let prod = for_environment(SHIPPED, "prod").expect("prod is valid");
+    assert_eq!(prod.stack_name(), "techchallenge-prod");
+    assert_eq!(*prod.network.nat.get_ref(), super::NatMode::PerAz);
+    assert_eq!(prod.database.instance_class.get_ref(), "db.t4g.small");
+    assert_eq!(*prod.logs.retention_days.get_ref(), 30);
+    let order = |bp: &super::Blueprint| {
+        let (_, order) = bp.services().find(|(n, _)| *n == "order").unwrap();
+        (
+            *order.desired.get_ref(),
+            *order.max.get_ref(),
+            *order.port.get_ref(),
+        )
+    };
+    assert_eq!(
+        order(&prod),
+        (3, 8, 4003),
+        "the rest of the service is the base's"
+    );
+    assert_eq!(order(&base).2, 4003);
+    // What it did not set is the base's.
+    assert_eq!(
+        prod.database.engine_version.get_ref(),
+        base.database.engine_version.get_ref()
+    );
+    assert_eq!(prod.region(), "us-east-1");
+
+    let environment = prod.environment.as_ref().unwrap();
+    let fields: Vec<&str> = environment
+        .overrides
+        .iter()
+        .map(|o| o.field.as_str())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "network.nat",
+            "database.instance_class",
+            "database.backup_retention_days",
+            "gateway.cors_allow_origins",
+            "logs.retention_days",
+            "services.order.desired",
+            "services.order.min",
+            "services.order.max",
+        ]
+    );
+    assert_eq!(
+        environment.overrides[0].line,
+        line_of(SHIPPED, "network.nat = \"per-az\"")
+    );
+
+    let staging = for_environment(SHIPPED, "staging").expect("staging is valid");
+    assert_eq!(staging.stack_name(), "techchallenge-staging");
+    assert_eq!(*staging.network.nat.get_ref(), super::NatMode::Single);
+    assert_eq!(*staging.logs.retention_days.get_ref(), 7);
+}
+
+#[test]
+fn a_bad_value_in_an_environment_is_named_with_the_environment_and_its_line() {
+    let text = with("logs.retention_days = 7", "logs.retention_days = 8");
+    let err = for_environment(&text, "staging").expect_err("8 days is not a retention");
+    let p = &err.problems[0];
+    assert_eq!(p.field, "logs.retention_days");
+    assert_eq!(p.line, line_of(&text, "logs.retention_days = 8"));
+    let shown = err.to_string();
+    assert!(shown.contains("(environment staging)"), "{shown}");
+    // The base, which does not use that value, is fine.
+    parse(Path::new("techchallenge.toml"), &text).expect("the base is valid");
+
+    // An unknown field is named inside the environment's table.
+    let text = with("tokens.lifetime_seconds = 900", "tokens.lifetime = 900");
+    let err = for_environment(&text, "staging").expect_err("unknown field");
+    assert_eq!(
+        err.problems[0].line,
+        line_of(&text, "tokens.lifetime = 900")
+    );
+    assert!(err.to_string().contains("lifetime"), "{err}");
+}
+
+#[test]
+fn an_environment_the_blueprint_does_not_declare_is_refused_naming_those_it_does() {
+    let err = for_environment(SHIPPED, "qa").expect_err("no qa");
+    let shown = err.to_string();
+    assert!(
+        shown.contains("the environment `qa` is not in the blueprint: it declares staging, prod")
+            || shown.contains("it declares prod, staging"),
+        "{shown}"
+    );
+    assert!(shown.contains("add an [env.qa] table"), "{shown}");
+    let err = for_environment(SHIPPED, "Prod!").expect_err("not a name");
+    assert!(
+        err.to_string().contains("is not an environment name"),
+        "{err}"
+    );
+    // A blueprint without environments says so.
+    let base_only = &SHIPPED[..SHIPPED.find("# Environments:").unwrap()];
+    let err = for_environment(base_only, "prod").expect_err("none declared");
+    assert!(err.to_string().contains("it declares none"), "{err}");
+}
+
+#[test]
+fn an_environment_may_change_services_but_not_add_one() {
+    let text = format!("{SHIPPED}\n[env.staging.services.kitchen]\nport = 4010\n");
+    let err = for_environment(&text, "staging").expect_err("a new service");
+    let p = &err.problems[0];
+    assert_eq!(p.field, "env.staging.services.kitchen");
+    assert!(p.message.contains("does not declare"), "{p:?}");
+}
+
+#[test]
+fn an_environment_that_names_its_stack_keeps_that_name() {
+    let text = with(
+        "[env.staging]\n",
+        "[env.staging]\nstack.name = \"shop-staging\"\n",
+    );
+    let staging = for_environment(&text, "staging").expect("valid");
+    assert_eq!(staging.stack_name(), "shop-staging");
+    // The names of its resources are checked with its name: this one fits
+    // a stack's 32 characters, but `…-production` overflows a target
+    // group's.
+    let text = with(
+        "[env.staging]\n",
+        "[env.staging]\nstack.name = \"shop-staging-long-name\"\n",
+    );
+    let err = for_environment(&text, "staging").expect_err("too long");
+    assert!(err.to_string().contains("target group"), "{err}");
+    // A derived name that overflows says where it came from.
+    let text = with(
+        "name = \"techchallenge\"",
+        "name = \"techchallenge-kiosk-a\"",
+    );
+    let err = for_environment(&text, "staging").expect_err("too long");
+    assert!(
+        err.to_string()
+            .contains("the environment staging makes it techchallenge-kiosk-a-staging"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_environment_cannot_be_the_stack_of_the_base_or_of_another() {
+    for taken in ["techchallenge", "techchallenge-prod"] {
+        let text = with(
+            "[env.staging]\n",
+            &format!("[env.staging]\nstack.name = \"{taken}\"\n"),
+        );
+        let err = for_environment(&text, "staging").expect_err("a stack taken");
+        assert!(
+            err.to_string()
+                .contains(&format!("its stack {taken} is also the stack of")),
+            "{err}"
+        );
+    }
+    for bad in ["prod-", "a--b"] {
+        let err = for_environment(SHIPPED, bad).expect_err("not a name");
+        assert!(
+            err.to_string().contains("is not an environment name"),
+            "{err}"
+        );
+    }
+}

@@ -4,7 +4,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
 use ipnet::Ipv4Net;
-use serde::Deserialize;
 use toml::Spanned;
 
 use super::connections::{self, ConnectionBudget, MIN_POOL_SIZE};
@@ -220,9 +219,9 @@ impl Checker<'_> {
             }
         }
 
-        if net.nat == NatMode::Disabled {
+        if *net.nat.get_ref() == NatMode::Disabled {
             self.report(
-                nat_span(self.text).unwrap_or_else(|| net.vpc_cidr.span()),
+                net.nat.span(),
                 "network.nat",
                 "\"none\" leaves the private subnets no way out to the internet: the services' \
                  Fargate tasks could not pull their images from ECR, write to CloudWatch Logs or \
@@ -674,23 +673,6 @@ impl Checker<'_> {
             }
         }
     }
-}
-
-/// Where `network.nat` is written. The model keeps the mode a plain value
-/// (the planner and the cost estimate match on it), so its position comes
-/// from a second, partial parse of the same text.
-fn nat_span(text: &str) -> Option<Range<usize>> {
-    #[derive(Deserialize)]
-    struct File {
-        network: Network,
-    }
-    #[derive(Deserialize)]
-    struct Network {
-        nat: Spanned<NatMode>,
-    }
-    toml::from_str::<File>(text)
-        .ok()
-        .map(|f| f.network.nat.span())
 }
 
 /// Memory sizes (MiB) Fargate accepts for a CPU size.

@@ -31,6 +31,10 @@ pub struct GlobalArgs {
         value_name = "PATH"
     )]
     pub blueprint: PathBuf,
+    /// The blueprint's environment to work on (its [env.NAME] values over
+    /// the base ones): a stack of its own, named STACK-NAME
+    #[arg(long = "env", global = true, env = "TECHCTL_ENV", value_name = "NAME")]
+    pub environment: Option<String>,
     /// AWS region (default: AWS_REGION or the profile's, else the blueprint's)
     #[arg(long, global = true)]
     pub region: Option<String>,
@@ -156,7 +160,7 @@ pub enum Command {
     /// their request id: from CloudWatch Logs, or with --local from
     /// `techctl dev`
     #[command(
-        after_help = "Examples:\n  techctl logs order --since 30m\n  techctl logs payment --follow --filter webhook\n  techctl logs product --local --follow"
+        after_help = "Examples:\n  techctl logs order --since 30m\n  techctl logs payment --follow --filter webhook\n  techctl logs product --local --follow\n  techctl logs order --aws             # AWS's, where techctl dev also runs"
     )]
     Logs {
         /// The service (blueprint name)
@@ -170,9 +174,13 @@ pub enum Command {
         /// Only the lines holding this text, as written
         #[arg(long, value_name = "TEXT")]
         filter: Option<String>,
-        /// The logs of `techctl dev` in this folder (.techctl/logs/)
+        /// The logs of `techctl dev` in this folder (.techctl/logs/); the
+        /// default while it runs here
         #[arg(long)]
         local: bool,
+        /// CloudWatch Logs even while `techctl dev` runs in this folder
+        #[arg(long, conflicts_with = "local")]
+        aws: bool,
     },
     /// Break the stack's lock, left by a run that died (confirm, or --yes)
     #[command(after_help = "Examples:\n  techctl unlock 3f2a9c1e-0b7d-4c55-9a07-1c2b3d4e5f60")]

@@ -85,6 +85,13 @@ impl Printer {
         }
     }
 
+    /// A remark for people on standard error, never in what a script reads
+    /// (text or JSON on standard output).
+    pub fn note(&self, text: &str) {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "note: {}", text.trim_end());
+    }
+
     /// The paragraph of a failed command, on standard error; in JSON mode
     /// also an `{"error": …}` line.
     pub fn error(&self, text: &str) {

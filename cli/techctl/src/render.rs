@@ -96,6 +96,33 @@ pub fn text(plan: &Plan, colour: bool) -> String {
     out
 }
 
+/// Which environment the plan is for and which values it set, before the
+/// plan: the stack name says where the plan goes, the list why it differs
+/// from the base.
+pub fn environment(blueprint: &blueprint::Blueprint) -> String {
+    let Some(environment) = &blueprint.environment else {
+        return String::new();
+    };
+    let mut out = format!(
+        "Environment {}: stack {}",
+        environment.name,
+        blueprint.stack_name()
+    );
+    if environment.overrides.is_empty() {
+        out.push_str(", every value from the base\n\n");
+        return out;
+    }
+    out.push_str(&format!(
+        "; from [env.{}], over the base:\n",
+        environment.name
+    ));
+    for o in &environment.overrides {
+        out.push_str(&format!("  {} (line {})\n", o.field, o.line));
+    }
+    out.push('\n');
+    out
+}
+
 /// The critical path, as the least time applying the plan takes on AWS.
 pub fn critical_path(path: &CriticalPath) -> String {
     if path.chain.is_empty() {

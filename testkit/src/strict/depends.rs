@@ -1,7 +1,12 @@
 //! Deletes AWS refuses while something still depends on the resource, and
-//! moto carries out anyway. Each check asks moto, at the time of the
-//! request, what is still there. A look-up that fails lets the request
-//! through: the layer only refuses on evidence.
+//! creates it refuses for what they name, both of which moto carries out
+//! anyway. Each check asks moto, at the time of the request, what is
+//! there. A look-up that fails lets the request through: the layer only
+//! refuses on evidence.
+//!
+//! Moto itself refuses a route table with associations, a role with
+//! policies and a target group a listener uses, as AWS does; those need
+//! nothing here.
 //!
 //! Moto keeps two things real AWS does not: a NAT gateway's network
 //! interface, and the Elastic IP associated with it, both stay after the
@@ -28,6 +33,10 @@ pub(super) async fn check(strict: &Strict, request: &Request<'_>) -> Option<Verd
         (Service::Rds, "DeleteDBSubnetGroup") => {
             db_subnet_group(strict, request, request.form("DBSubnetGroupName")?).await
         }
+        (Service::Ecs, "DeleteCluster") => {
+            cluster(strict, request, request.json_str("cluster")?).await
+        }
+        (Service::Elbv2, "CreateLoadBalancer") => load_balancer_subnets(strict, request).await,
         (Service::ApiGatewayV2, "DeleteVpcLink") => {
             vpc_link(
                 strict,
@@ -293,7 +302,108 @@ async fn vpc_link(strict: &Strict, request: &Request<'_>, link: &str) -> Option<
     None
 }
 
+/// DeleteCluster: ECS answers `ClusterContainsServicesException` while a
+/// service in it is active or draining (moto marks the cluster inactive).
+async fn cluster(strict: &Strict, request: &Request<'_>, cluster: &str) -> Option<Verdict> {
+    let listed = strict
+        .ecs(
+            request,
+            "ListServices",
+            serde_json::json!({ "cluster": cluster }),
+        )
+        .await?;
+    let arns = listed["serviceArns"].as_array().filter(|a| !a.is_empty())?;
+    let described = strict
+        .ecs(
+            request,
+            "DescribeServices",
+            serde_json::json!({ "cluster": cluster, "services": arns }),
+        )
+        .await?;
+    let live = described["services"]
+        .as_array()?
+        .iter()
+        .find(|s| matches!(s["status"].as_str(), Some("ACTIVE" | "DRAINING")))?;
+    Some(Verdict::new(
+        "ClusterContainsServicesException",
+        "The Cluster cannot be deleted while Services are active.".to_string(),
+        format!(
+            "service {} is still {} in cluster {cluster}",
+            live["serviceName"].as_str().unwrap_or_default(),
+            live["status"].as_str().unwrap_or_default()
+        ),
+    ))
+}
+
+/// CreateLoadBalancer: an application load balancer's subnets must be at
+/// least a /27 with 8 free addresses each (ELB user guide, "Subnets for
+/// your load balancer"); AWS answers `InvalidSubnet`.
+async fn load_balancer_subnets(strict: &Strict, request: &Request<'_>) -> Option<Verdict> {
+    // Network and gateway load balancers have other rules.
+    if request.form("Type").is_some_and(|t| t != "application") {
+        return None;
+    }
+    let subnets: Vec<&str> = request
+        .params
+        .iter()
+        .filter(|(k, _)| {
+            k.starts_with("Subnets.member.")
+                || (k.starts_with("SubnetMappings.member.") && k.ends_with(".SubnetId"))
+        })
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if subnets.is_empty() {
+        return None;
+    }
+    let mut params = vec![("Action", "DescribeSubnets")];
+    let keys: Vec<String> = (1..=subnets.len())
+        .map(|i| format!("SubnetId.{i}"))
+        .collect();
+    params.extend(keys.iter().map(String::as_str).zip(subnets.iter().copied()));
+    let described = strict.ec2(request, &params).await?;
+    for subnet in described.entries("subnetSet", "item") {
+        let id = subnet.text_of("subnetId").unwrap_or_default();
+        let cidr = subnet.text_of("cidrBlock").unwrap_or_default();
+        let bits: u32 = cidr.rsplit('/').next()?.parse().ok()?;
+        let free: u32 = subnet
+            .text_of("availableIpAddressCount")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(u32::MAX);
+        if bits > 27 || free < 8 {
+            return Some(Verdict::new(
+                "InvalidSubnet",
+                format!(
+                    "Not enough IP space available in {id}. ELB requires at least 8 free IP addresses in each subnet."
+                ),
+                format!(
+                    "subnet {id} is {cidr} with {free} free addresses; a load balancer needs a /27 or larger"
+                ),
+            ));
+        }
+    }
+    None
+}
+
 impl Strict {
+    /// An ECS (JSON protocol) call to moto.
+    async fn ecs(&self, request: &Request<'_>, action: &str, body: Value) -> Option<Value> {
+        let target = format!("AmazonEC2ContainerServiceV20141113.{action}");
+        let answer = self
+            .send(
+                request,
+                "ecs",
+                hyper::Method::POST,
+                "/",
+                body.to_string(),
+                &[
+                    ("content-type", "application/x-amz-json-1.1"),
+                    ("x-amz-target", &target),
+                ],
+            )
+            .await?;
+        serde_json::from_slice(&answer).ok()
+    }
+
     /// An EC2 query to moto.
     async fn ec2(&self, request: &Request<'_>, params: &[(&str, &str)]) -> Option<Element> {
         let mut params = params.to_vec();
@@ -341,6 +451,10 @@ impl Strict {
         service: &str,
         params: &[(&str, &str)],
     ) -> Option<Element> {
+        let form = (
+            "content-type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        );
         let body = self
             .send(
                 request,
@@ -348,6 +462,7 @@ impl Strict {
                 hyper::Method::POST,
                 "/",
                 encode_form(params),
+                &[form],
             )
             .await?;
         Element::parse(&String::from_utf8_lossy(&body))
@@ -362,11 +477,13 @@ impl Strict {
                 hyper::Method::GET,
                 path,
                 String::new(),
+                &[],
             )
             .await?;
         serde_json::from_slice(&body).ok()
     }
 
+    /// A call to moto with `headers` beside the authorization.
     async fn send(
         &self,
         request: &Request<'_>,
@@ -374,16 +491,14 @@ impl Strict {
         method: hyper::Method,
         path: &str,
         body: String,
+        headers: &[(&str, &str)],
     ) -> Option<Bytes> {
         let mut lookup = hyper::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.target))
             .header("authorization", authorization(request, service));
-        if !body.is_empty() {
-            lookup = lookup.header(
-                "content-type",
-                "application/x-www-form-urlencoded; charset=utf-8",
-            );
+        for (name, value) in headers {
+            lookup = lookup.header(*name, *value);
         }
         let lookup = lookup.body(Full::new(Bytes::from(body))).ok()?;
         let answer = self.client.request(lookup).await.ok()?;

@@ -38,6 +38,20 @@ pub(super) fn check(request: &Request<'_>) -> Option<Verdict> {
         (Service::ApiGatewayV2, "CreateVpcLink") => {
             api_gateway_name("VPC link", request.json_str("name")?)
         }
+        (Service::Ecs, "CreateCluster") => {
+            ecs_name("Cluster name", request.json_str("clusterName")?)
+        }
+        (Service::Ecs, "CreateService") => {
+            ecs_name("Service name", request.json_str("serviceName")?)
+        }
+        (Service::Ecs, "RegisterTaskDefinition") => ecs_name("Family", request.json_str("family")?)
+            .or_else(|| {
+                request.json["containerDefinitions"]
+                    .as_array()?
+                    .iter()
+                    .filter_map(|c| c["name"].as_str())
+                    .find_map(|name| ecs_name("Container.name", name))
+            }),
         _ => None,
     }
 }
@@ -370,6 +384,26 @@ fn api_gateway_name(what: &str, name: &str) -> Option<Verdict> {
     )
 }
 
+/// ECS's names (CreateCluster's clusterName, CreateService's serviceName,
+/// RegisterTaskDefinition's family and container names; ECS API
+/// reference): up to 255 letters, digits, underscores and hyphens. AWS
+/// answers `ClientException` ("Family contains invalid characters.").
+fn ecs_name(what: &str, name: &str) -> Option<Verdict> {
+    let message = if name.is_empty() {
+        format!("{what} can not be blank.")
+    } else if name.chars().count() > 255 {
+        format!("{what} can not be longer than 255 characters.")
+    } else if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        format!("{what} contains invalid characters.")
+    } else {
+        return None;
+    };
+    refuse("ClientException", message)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,5 +436,9 @@ mod tests {
         assert!(queue_name("jobs", true).is_some());
         assert!(elb_name("Load balancer", "internal-web", true).is_some());
         assert!(elb_name("Target group", "internal-web", false).is_none());
+        assert!(ecs_name("Family", "techchallenge-order_v2").is_none());
+        for bad in ["", "web.app", "a b", "svc/one", &"a".repeat(256)] {
+            assert!(ecs_name("Family", bad).is_some(), "{bad:?} should fail");
+        }
     }
 }

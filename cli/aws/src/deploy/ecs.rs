@@ -545,3 +545,43 @@ pub async fn snapshot(aws: &Aws, cluster: &str, service: &str) -> Result<Snapsho
         stopped,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answered(code: &str, message: &str) -> AwsError {
+        AwsError {
+            code: Some(code.to_string()),
+            ..AwsError::new("RegisterScalableTarget", message)
+        }
+    }
+
+    #[test]
+    fn auto_scaling_s_passing_answers_are_asked_again_and_others_are_not() {
+        for passing in [
+            answered(
+                "ValidationException",
+                "ECS service doesn't exist: service/shop/order",
+            ),
+            answered("ValidationException", "The service does not exist"),
+            answered("ObjectNotFoundException", "No scalable target registered"),
+            answered("ConcurrentUpdateException", "another update is in progress"),
+        ] {
+            assert!(scaling_not_ready(&passing), "{passing:?}");
+        }
+        for real in [
+            answered(
+                "ValidationException",
+                "Maximum capacity cannot be less than minimum capacity",
+            ),
+            answered(
+                "AccessDeniedException",
+                "not authorized to perform RegisterScalableTarget",
+            ),
+            answered("LimitExceededException", "too many scalable targets"),
+        ] {
+            assert!(!scaling_not_ready(&real), "{real:?}");
+        }
+    }
+}

@@ -17,7 +17,7 @@ use aws_sdk_ec2::types::{
 
 pub use change::{create, delete, update};
 
-use super::{Aws, AwsError, TAG_STACK, logical_id};
+use super::{Aws, AwsError, TAG_STACK, in_stack, logical_id};
 use engine::plan::expand::ids;
 use engine::plan::{LogicalId, Observed, Spec};
 use rules::rules_of;
@@ -98,6 +98,11 @@ pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> 
         },
     )?;
 
+    // The tag filter is AWS's; what it lets through is checked here too
+    // (an emulator may ignore it for some kinds, and a resource of another
+    // stack must never be taken for one of ours).
+    let ours = |tags: &[Tag]| in_stack(&tag_map(tags), stack);
+
     // Physical id → logical id, to turn AWS's references back into ours.
     let mut names: HashMap<String, LogicalId> = HashMap::new();
     let mut learn = |physical: Option<&str>, tags: &[Tag]| {
@@ -137,7 +142,7 @@ pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> 
     };
 
     let mut out = Vec::new();
-    for vpc in vpcs.vpcs() {
+    for vpc in vpcs.vpcs().iter().filter(|x| ours(x.tags())) {
         let Some(vpc_id) = vpc.vpc_id() else { continue };
         let (support, hostnames) = tokio::try_join!(
             vpc_attribute(ec2, vpc_id, VpcAttributeName::EnableDnsSupport),
@@ -154,7 +159,7 @@ pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> 
             vpc.state().map(|s| s.as_str().to_string()),
         ));
     }
-    for s in subnets.subnets() {
+    for s in subnets.subnets().iter().filter(|x| ours(x.tags())) {
         let Some(id) = s.subnet_id() else { continue };
         out.push(observed(
             id,
@@ -167,7 +172,7 @@ pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> 
             None,
         ));
     }
-    for g in igws.internet_gateways() {
+    for g in igws.internet_gateways().iter().filter(|x| ours(x.tags())) {
         let Some(id) = g.internet_gateway_id() else {
             continue;
         };
@@ -181,13 +186,13 @@ pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> 
             None,
         ));
     }
-    for a in addresses.addresses() {
+    for a in addresses.addresses().iter().filter(|x| ours(x.tags())) {
         let Some(id) = a.allocation_id() else {
             continue;
         };
         out.push(observed(id, a.tags(), Spec::ElasticIp {}, None));
     }
-    for n in nats.nat_gateways() {
+    for n in nats.nat_gateways().iter().filter(|x| ours(x.tags())) {
         let Some(id) = n.nat_gateway_id() else {
             continue;
         };
@@ -209,7 +214,7 @@ pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> 
             state.map(|s| s.as_str().to_string()),
         ));
     }
-    for t in tables.route_tables() {
+    for t in tables.route_tables().iter().filter(|x| ours(x.tags())) {
         let Some(id) = t.route_table_id() else {
             continue;
         };
@@ -257,7 +262,7 @@ pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> 
             });
         }
     }
-    for g in groups.security_groups() {
+    for g in groups.security_groups().iter().filter(|x| ours(x.tags())) {
         let Some(id) = g.group_id() else { continue };
         let group = logical_id(&tag_map(g.tags()), id);
         out.push(observed(

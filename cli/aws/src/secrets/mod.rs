@@ -12,7 +12,7 @@
 
 pub mod split;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_secretsmanager::types::Tag;
 use rand::Rng;
@@ -164,6 +164,98 @@ pub async fn current_version(aws: &Aws, id: &str) -> Result<Option<Version>, Aws
         Err(e) => Err(e),
     }
 }
+
+/// The AWSCURRENT versions of several secrets (by ARN or name), read 20 a
+/// call with BatchGetSecretValue: what `observe` needs of every secret of
+/// the stack in one call instead of one each. A secret without a value
+/// (or gone since it was listed) maps to `None`; any other refusal of one
+/// of them is the error.
+pub async fn current_versions(
+    aws: &Aws,
+    ids: &[String],
+) -> Result<HashMap<String, Option<Version>>, AwsError> {
+    let mut found: HashMap<String, Option<Version>> = HashMap::new();
+    for chunk in ids.chunks(BATCH_READ) {
+        let out = match sdk!(
+            "BatchGetSecretValue",
+            aws.secrets
+                .batch_get_secret_value()
+                .set_secret_id_list(Some(chunk.to_vec()))
+                .send()
+        ) {
+            Ok(out) => out,
+            // Credentials granted GetSecretValue but not the batch call
+            // (it came later): one read each, as before it.
+            Err(e) if e.code.as_deref() == Some("AccessDeniedException") => {
+                for id in chunk {
+                    found.insert(id.clone(), current_version(aws, id).await?);
+                }
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        for error in out.errors() {
+            let named = error.secret_id().unwrap_or_default();
+            let asked = chunk.iter().find(|id| answers(id, named, None));
+            match error.error_code() {
+                Some("ResourceNotFoundException") => {
+                    if let Some(asked) = asked {
+                        found.insert(asked.clone(), None);
+                    }
+                }
+                code => {
+                    return Err(AwsError {
+                        code: code.map(str::to_string),
+                        transient: code == Some("InternalServiceError"),
+                        ..AwsError::new(
+                            "BatchGetSecretValue",
+                            format!("{named}: {}", error.message().unwrap_or_default()),
+                        )
+                    });
+                }
+            }
+        }
+        for entry in out.secret_values() {
+            let Some(arn) = entry.arn() else { continue };
+            // Asked for by ARN or by name: answered under what was asked.
+            let asked = chunk.iter().find(|id| answers(id, arn, entry.name()));
+            if let Some(asked) = asked {
+                found.insert(
+                    asked.clone(),
+                    Some(Version {
+                        arn: arn.to_string(),
+                        version_id: entry.version_id().unwrap_or_default().to_string(),
+                        text: entry.secret_string().unwrap_or("{}").to_string(),
+                    }),
+                );
+            }
+        }
+        // Each one asked for is answered, as a value or as an error.
+        if let Some(unanswered) = chunk.iter().find(|id| !found.contains_key(*id)) {
+            return Err(AwsError {
+                transient: true,
+                ..AwsError::new(
+                    "BatchGetSecretValue",
+                    format!("{unanswered} was neither answered nor refused"),
+                )
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// Whether an answer about `id` (an ARN or a name), or named `name`, is
+/// the one to `asked`, which may be either: AWS may answer an ARN with the
+/// name, and a secret's ARN is its name and a random suffix.
+fn answers(asked: &str, id: &str, name: Option<&str>) -> bool {
+    asked == id
+        || Some(asked) == name
+        || asked.contains(&format!(":secret:{id}-"))
+        || id.contains(&format!(":secret:{asked}-"))
+}
+
+/// The most secrets one BatchGetSecretValue names (its SecretIdList).
+const BATCH_READ: usize = 20;
 
 /// The stack secret's value as a JSON object, or an error that says how to
 /// recover when someone edited it into something else.
@@ -599,6 +691,21 @@ mod tests {
             Value::Object(map) => map,
             _ => panic!("not an object"),
         }
+    }
+
+    #[test]
+    fn a_batch_answer_is_matched_to_what_was_asked_by_arn_or_name() {
+        let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:techctl/shop/service/order-AbCdEf";
+        assert!(answers(arn, arn, None));
+        assert!(answers(arn, "techctl/shop/service/order", None));
+        assert!(answers("techctl/shop/service/order", arn, None));
+        assert!(answers(
+            "techctl/shop/service/order",
+            "arn:x",
+            Some("techctl/shop/service/order")
+        ));
+        assert!(!answers(arn, "techctl/shop/service/orders", None));
+        assert!(!answers(arn, "techctl/shop/service", None));
     }
 
     #[test]

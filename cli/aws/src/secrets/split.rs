@@ -88,29 +88,38 @@ pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> 
         }
     })
     .await?;
+    // The stack's own, with what each holds; their values in one read.
+    let ours: Vec<_> = listed
+        .iter()
+        .filter_map(|entry| {
+            let (name, arn) = (entry.name()?, entry.arn()?);
+            let tags: BTreeMap<String, String> = entry
+                .tags()
+                .iter()
+                .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+                .collect();
+            let holds = holds(stack, name).filter(|_| in_stack(&tags, stack))?;
+            Some((name, arn, tags, holds, entry.deleted_date().is_some()))
+        })
+        .collect();
+    // A secret scheduled for deletion cannot be read until it is restored.
+    let readable: Vec<String> = ours
+        .iter()
+        .filter(|(_, _, _, _, scheduled)| !scheduled)
+        .map(|(_, arn, ..)| arn.to_string())
+        .collect();
+    let mut values = if readable.is_empty() {
+        Default::default()
+    } else {
+        super::current_versions(aws, &readable).await?
+    };
     let mut found = Vec::new();
     let mut ring: Option<Map<String, Value>> = None;
     let mut public: Option<(usize, Option<Value>)> = None;
-    for entry in listed {
-        let (Some(name), Some(arn)) = (entry.name(), entry.arn()) else {
-            continue;
-        };
-        let tags: BTreeMap<String, String> = entry
-            .tags()
-            .iter()
-            .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
-            .collect();
-        let Some(holds) = holds(stack, name).filter(|_| in_stack(&tags, stack)) else {
-            continue;
-        };
-        let scheduled_for_deletion = entry.deleted_date().is_some();
-        let value = if scheduled_for_deletion {
-            Map::new()
-        } else {
-            match current_version(aws, arn).await? {
-                Some(version) => parse(name, &version.text)?,
-                None => Map::new(),
-            }
+    for (name, arn, tags, holds, scheduled_for_deletion) in ours {
+        let value = match values.remove(arn).flatten() {
+            Some(version) => parse(name, &version.text)?,
+            None => Map::new(),
         };
         let complete = match &holds {
             SecretHolds::SigningKeys => {

@@ -82,7 +82,7 @@ pub fn estimate(bp: &Blueprint) -> Estimate {
     let hours = prices.hours_per_month;
     let mut lines = Vec::new();
 
-    let nat_count = match bp.network.nat {
+    let nat_count = match *bp.network.nat.get_ref() {
         NatMode::Single => 1,
         NatMode::PerAz => bp.availability_zones().len(),
         NatMode::Disabled => 0,

@@ -269,7 +269,7 @@ pub fn desired(bp: &Blueprint) -> Vec<Resource> {
     // NAT gateways live in public subnets; each private route table sends
     // internet traffic to the NAT gateway of its own zone (per-az) or to the
     // single one.
-    let nat_zones: Vec<&String> = match bp.network.nat {
+    let nat_zones: Vec<&String> = match *bp.network.nat.get_ref() {
         NatMode::Single => zones.iter().take(1).collect(),
         NatMode::PerAz => zones.iter().collect(),
         NatMode::Disabled => Vec::new(),

@@ -20,7 +20,7 @@ pub async fn exec(
             printer.json(&serde_json::to_value(&paid).unwrap_or_default());
         }
         None => {
-            let blueprint = blueprint::load(&settings.blueprint).map_err(CliError::yours)?;
+            let blueprint = settings.load_blueprint()?;
             let options = Options {
                 dir,
                 gateway_port: args.gateway_port,

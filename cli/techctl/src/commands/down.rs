@@ -40,7 +40,11 @@ pub async fn exec(
         return Ok(ExitCode::SUCCESS);
     }
     let preview = plan::teardown(stack_name, blueprint.region(), observed.clone());
-    printer.text(&render::text(&preview, printer.colour()));
+    printer.text(&format!(
+        "{}{}",
+        render::environment(&blueprint),
+        render::text(&preview, printer.colour())
+    ));
     if options.keep_data {
         printer.text(
             "--keep-data: the database instance is deleted with a final snapshot \

@@ -265,7 +265,7 @@ pub async fn exec(
 
 async fn open(settings: &Settings, args: &EventsArgs) -> Result<(Blueprint, Place), CliError> {
     if args.local {
-        let blueprint = blueprint::load(&settings.blueprint).map_err(CliError::yours)?;
+        let blueprint = settings.load_blueprint()?;
         let dir = std::env::current_dir()
             .map_err(|e| CliError::User(format!("cannot tell the working directory: {e}")))?;
         let home = dev::home::Home::open(&dir)?;

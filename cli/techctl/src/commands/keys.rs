@@ -37,7 +37,7 @@ async fn open(
     args: &KeyStoreArgs,
 ) -> Result<(KeyStore, TokenPolicy), CliError> {
     if args.local {
-        let blueprint = blueprint::load(&settings.blueprint).map_err(CliError::yours)?;
+        let blueprint = settings.load_blueprint()?;
         let dir = std::env::current_dir()
             .map_err(|e| CliError::User(format!("cannot tell the working directory: {e}")))?;
         let path = dir.join(FOLDER).join("keys.json");

@@ -112,13 +112,28 @@ pub async fn exec(
     }
 }
 
+/// Whether `techctl dev` runs in the working folder, in which case its
+/// logs are the ones meant (said on stderr, with the way to AWS's).
+pub fn dev_runs_here(printer: &Printer) -> bool {
+    let Ok(dir) = std::env::current_dir() else {
+        return false;
+    };
+    // Only a folder where techctl dev has run is looked at: nothing is
+    // made in any other.
+    if !dir.join(dev::home::FOLDER).join("dev.lock").exists() || dev::running_in(&dir).is_err() {
+        return false;
+    }
+    printer.note("techctl dev runs in this folder: its logs (pass --aws for CloudWatch Logs)");
+    true
+}
+
 async fn local_logs(
     settings: &Settings,
     printer: &Printer,
     wanted: &Wanted,
     since_ms: i64,
 ) -> Result<ExitCode, CliError> {
-    let blueprint = blueprint::load(&settings.blueprint).map_err(CliError::yours)?;
+    let blueprint = settings.load_blueprint()?;
     super::secrets::known_service(&blueprint, &wanted.service)?;
     let dir = std::env::current_dir()
         .map_err(|e| CliError::User(format!("cannot tell the working directory: {e}")))?;

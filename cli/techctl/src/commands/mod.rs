@@ -34,6 +34,8 @@ use engine::apply::{self, Report};
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub blueprint: PathBuf,
+    /// `--env`: the blueprint's environment, or the base.
+    pub environment: Option<String>,
     pub aws: AwsSettings,
     pub output: OutputFormat,
     pub yes: bool,
@@ -48,6 +50,11 @@ pub struct Settings {
 pub const CLOCK_SCALE_VAR: &str = "TECHCTL_AWS_CLOCK_SCALE";
 
 impl Settings {
+    /// The blueprint, for the environment chosen with `--env`.
+    pub fn load_blueprint(&self) -> Result<Blueprint, CliError> {
+        blueprint::load_in(&self.blueprint, self.environment.as_deref()).map_err(CliError::yours)
+    }
+
     /// How fast the cloud's clock runs against AWS's: 1 unless an emulator
     /// says otherwise. Refused against AWS itself, where polling faster
     /// than AWS moves only invites throttling.
@@ -74,6 +81,7 @@ impl Settings {
     pub fn from_cli(cli: &Cli) -> Self {
         Self {
             blueprint: cli.global.blueprint.clone(),
+            environment: cli.global.environment.clone().filter(|e| !e.is_empty()),
             aws: AwsSettings {
                 region: cli.global.region.clone(),
                 profile: cli.global.profile.clone(),
@@ -202,6 +210,7 @@ async fn run_command(
                 follow,
                 filter,
                 local,
+                aws,
             } => {
                 let wanted = logs::Wanted {
                     service,
@@ -209,6 +218,13 @@ async fn run_command(
                     follow,
                     filter,
                 };
+                // Where techctl dev runs, its logs, unless AWS is named:
+                // --aws, an environment, a profile or a region.
+                let aws_named = aws
+                    || settings.environment.is_some()
+                    || settings.aws.profile.is_some()
+                    || settings.aws.region.is_some();
+                let local = local || (!aws_named && logs::dev_runs_here(&printer));
                 logs::exec(&settings, &printer, wanted, local).await
             }
             Command::Completions { shell } => docs::completions(shell),
@@ -221,7 +237,7 @@ async fn run_command(
 /// Loads the blueprint and connects to AWS; a bad blueprint never gets as
 /// far as a client.
 pub(crate) async fn prepare(settings: &Settings) -> Result<(Blueprint, Aws), CliError> {
-    let blueprint = blueprint::load(&settings.blueprint).map_err(CliError::yours)?;
+    let blueprint = settings.load_blueprint()?;
     let aws = aws::connect(&settings.aws, blueprint.region())
         .await
         .map_err(CliError::yours)?;

@@ -23,13 +23,16 @@ pub async fn exec(
     let cost = cost::estimate(&blueprint);
     let path = critical::of_plan(&plan, AwsClock::typical());
     printer.text(&format!(
-        "{}{}{}",
+        "{}{}{}{}",
+        render::environment(&blueprint),
         render::text(&plan, printer.colour()),
         render::cost(&cost, blueprint.region()),
         render::critical_path(&path),
     ));
     printer.json(&json!({
         "plan": plan,
+        "environment": blueprint.environment,
+        "stack": blueprint.stack_name(),
         "counts": plan.counts(),
         "aws_calls": aws.calls.len(),
         "aws_calls_by_operation": aws.calls.by_operation(),

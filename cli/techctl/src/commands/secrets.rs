@@ -143,7 +143,7 @@ async fn open(
     args: &SecretStoreArgs,
 ) -> Result<(Blueprint, SecretStore), CliError> {
     if args.local {
-        let blueprint = blueprint::load(&settings.blueprint).map_err(CliError::yours)?;
+        let blueprint = settings.load_blueprint()?;
         let dir = std::env::current_dir()
             .map_err(|e| CliError::User(format!("cannot tell the working directory: {e}")))?;
         let home = dev::home::Home::open(&dir).map_err(CliError::from)?;

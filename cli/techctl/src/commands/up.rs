@@ -44,7 +44,11 @@ async fn provision(
     let clock_scale = settings.clock_scale()?;
     let (blueprint, aws) = prepare(settings).await?;
     let plan = stack::plan(&aws, &blueprint).await?;
-    printer.text(&render::text(&plan, printer.colour()));
+    printer.text(&format!(
+        "{}{}",
+        render::environment(&blueprint),
+        render::text(&plan, printer.colour())
+    ));
     printer.json(&json!({ "plan": plan }));
     if !plan.has_changes() {
         printer.text(&format!(

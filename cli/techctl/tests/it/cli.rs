@@ -104,12 +104,24 @@ fn a_region_other_than_the_blueprints_is_refused() {
     assert_eq!(connections.load(Ordering::SeqCst), 0);
 }
 
-#[test]
-fn plan_detailed_exitcode_and_down_confirmation() {
-    let moto = testkit::Moto::start();
-    let url = moto.url.as_str();
+/// Mercado Pago settings an operator put in the stack secret (where they
+/// lived before each service had a secret of its own, `techctl secrets`):
+/// `up` does not own them, so it keeps them, and no command prints them.
+const OPERATORS_VALUES: [(&str, &str); 4] = [
+    ("mercadopago_access_token", "APP_USR-operator-token-5521"),
+    ("mercadopago_webhook_secret", "operator-webhook-secret-7731"),
+    ("mercadopago_collector_id", "operator-collector-991"),
+    ("mercadopago_pos_id", "operator-pos-4410"),
+];
 
-    let plan = techctl(url, &["plan", "--detailed-exitcode"]);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_detailed_exitcode_and_down_confirmation() {
+    // Through the strict proxy, as every AWS test is.
+    let h = Harness::start().await;
+    let url = h.proxy.url.clone();
+    let run = |args: &'static [&'static str]| techctl_async(&url, args);
+
+    let plan = run(&["plan", "--detailed-exitcode"]).await;
     assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
     assert!(
         text(&plan)
@@ -118,17 +130,54 @@ fn plan_detailed_exitcode_and_down_confirmation() {
         text(&plan)
     );
     // Without the flag a plan with changes still succeeds.
-    assert_eq!(techctl(url, &["plan"]).status.code(), Some(0));
+    assert_eq!(run(&["plan"]).await.status.code(), Some(0));
 
-    let up = techctl(url, &["up", "--no-deploy"]);
+    let up = run(&["up", "--no-deploy"]).await;
     assert_eq!(up.status.code(), Some(0), "{}", text(&up));
     assert!(text(&up).contains("Apply complete"), "{}", text(&up));
 
-    let plan = techctl(url, &["plan", "--detailed-exitcode"]);
+    // An operator adds the Mercado Pago settings to the stack secret.
+    let aws = h.direct().await;
+    let mut secret = secret_json(&aws, "techchallenge")
+        .await
+        .expect("the stack secret");
+    for (key, value) in OPERATORS_VALUES {
+        secret[key] = value.into();
+    }
+    // A new version made current, as the console makes it (in two steps:
+    // moto mislabels a plain put that follows a moved label).
+    let before = aws
+        .secrets
+        .get_secret_value()
+        .secret_id("techctl/techchallenge")
+        .version_stage("AWSCURRENT")
+        .send()
+        .await
+        .unwrap();
+    let edited = aws
+        .secrets
+        .put_secret_value()
+        .secret_id("techctl/techchallenge")
+        .secret_string(secret.to_string())
+        .version_stages("operator-edit")
+        .send()
+        .await
+        .unwrap();
+    aws.secrets
+        .update_secret_version_stage()
+        .secret_id("techctl/techchallenge")
+        .version_stage("AWSCURRENT")
+        .move_to_version_id(edited.version_id().unwrap())
+        .remove_from_version_id(before.version_id().unwrap())
+        .send()
+        .await
+        .unwrap();
+
+    let plan = run(&["plan", "--detailed-exitcode"]).await;
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
     assert!(text(&plan).contains("No changes"));
 
-    let json = techctl(url, &["plan", "--output", "json"]);
+    let json = run(&["plan", "--output", "json"]).await;
     let doc: serde_json::Value =
         serde_json::from_slice(&json.stdout).expect("plan --output json is JSON");
     assert_eq!(doc["counts"]["unchanged"], 86);
@@ -140,10 +189,23 @@ fn plan_detailed_exitcode_and_down_confirmation() {
             .all(|c| c["action"] == "no-op")
     );
 
-    let status = techctl(url, &["status", "--output", "json"]);
+    // Another up keeps them; so does one in JSON.
+    let again = run(&["up", "--no-deploy"]).await;
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    let again_json = run(&["up", "--no-deploy", "--output", "json"]).await;
+    assert_eq!(again_json.status.code(), Some(0), "{}", text(&again_json));
+    let kept = secret_json(&aws, "techchallenge").await.unwrap();
+    for (key, value) in OPERATORS_VALUES {
+        assert_eq!(kept[key], value, "up kept {key}");
+    }
+
+    let status = run(&["status", "--output", "json"]).await;
     let doc: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status JSON");
     assert_eq!(doc["in_sync"], true);
     assert_eq!(doc["outputs"]["db_password"], "(secret, hidden)");
+    for (key, _) in OPERATORS_VALUES {
+        assert_eq!(doc["outputs"][key], "(set by an operator, hidden)", "{key}");
+    }
     assert!(
         doc["outputs"].get("jwt_private_key").is_none(),
         "no key in the stack secret"
@@ -155,9 +217,28 @@ fn plan_detailed_exitcode_and_down_confirmation() {
             .starts_with("vpc-")
     );
     assert!(!String::from_utf8_lossy(&status.stdout).contains("BEGIN PRIVATE KEY"));
+    let status_text = run(&["status"]).await;
+    assert_eq!(status_text.status.code(), Some(0), "{}", text(&status_text));
+
+    // Not one of their values, nor the database's password, in anything
+    // printed since they were added: plan, up and status, text and JSON.
+    let password = kept["db_password"]
+        .as_str()
+        .expect("db_password")
+        .to_string();
+    for out in [&plan, &json, &again, &again_json, &status, &status_text] {
+        let printed = text(out);
+        for (key, value) in OPERATORS_VALUES {
+            assert!(
+                !printed.contains(value),
+                "{key}'s value printed:\n{printed}"
+            );
+        }
+        assert!(!printed.contains(&password), "the password printed");
+    }
 
     // No terminal and no --yes: down refuses and deletes nothing.
-    let refused = techctl(url, &["down"]);
+    let refused = run(&["down"]).await;
     assert_eq!(refused.status.code(), Some(1));
     assert!(
         text(&refused).contains("re-run with --yes"),
@@ -165,14 +246,14 @@ fn plan_detailed_exitcode_and_down_confirmation() {
         text(&refused)
     );
     assert_eq!(
-        techctl(url, &["plan", "--detailed-exitcode"]).status.code(),
+        run(&["plan", "--detailed-exitcode"]).await.status.code(),
         Some(0)
     );
 
-    let down = techctl(url, &["down", "--yes"]);
+    let down = run(&["down", "--yes"]).await;
     assert_eq!(down.status.code(), Some(0), "{}", text(&down));
     assert!(text(&down).contains("Destroy complete"), "{}", text(&down));
-    let again = techctl(url, &["down", "--yes"]);
+    let again = run(&["down", "--yes"]).await;
     assert!(
         text(&again).contains("Nothing to delete"),
         "{}",

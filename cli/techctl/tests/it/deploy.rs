@@ -330,7 +330,7 @@ async fn deploy_rolls_out_a_service_with_every_attribute_and_repeats_as_a_no_op(
 
     // A dry run says what would change, and changes nothing.
     let dry = deploy(
-        &h.moto.url,
+        &h.proxy.url,
         &["order", "--registry", &registry.url, "--dry-run"],
     );
     assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));

@@ -209,6 +209,7 @@ fn techctl(dir: &Path) -> Command {
     command
         .current_dir(dir)
         .env("TECHCTL_CARGO_PROFILE", "dev")
+        .env_remove("TECHCTL_ENV")
         .arg("--blueprint")
         .arg(repo.join("blueprints/techchallenge.toml"));
     command
@@ -557,12 +558,12 @@ fn the_whole_system_runs_locally_survives_a_crash_and_stops_cleanly() {
     };
     assert!(events(&["list"]).contains("No dead letters"));
 
-    // Its logs, from .techctl/logs/, filtered.
+    // Its logs, from .techctl/logs/, filtered: the default while techctl
+    // dev runs here, no --local needed.
     let logs = techctl(dir)
         .args([
             "logs",
             "production",
-            "--local",
             "--since",
             "1h",
             "--filter",
@@ -572,6 +573,11 @@ fn the_whole_system_runs_locally_survives_a_crash_and_stops_cleanly() {
         .unwrap();
     let said_logs = String::from_utf8_lossy(&logs.stdout);
     assert!(logs.status.success(), "{said_logs}");
+    assert!(
+        String::from_utf8_lossy(&logs.stderr).contains("techctl dev runs in this folder"),
+        "{}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
     assert!(
         said_logs.contains("production service listening"),
         "{said_logs}"
@@ -724,6 +730,108 @@ fn the_whole_system_runs_locally_survives_a_crash_and_stops_cleanly() {
     assert!(again.output().contains("Stopping PostgreSQL"));
     for pid in running {
         assert!(!alive(pid), "process {pid} outlived a closed terminal");
+    }
+
+    // At the head of a pipeline whose end goes away first: `head` leaves
+    // after five lines, `tee` dies with Ctrl-C before techctl has said
+    // its last; its output errors never skip the clean-up.
+    piped_into(dir, base, "head -5", None);
+    let log = dir.join("dev.log");
+    piped_into(dir, base, &format!("tee {}", log.display()), Some(&log));
+}
+
+/// Runs `techctl dev | TAIL` from a shell in a process group of its own, as
+/// a terminal runs a pipeline, waits until the system answers (and, with
+/// `log`, until techctl has written there that it is up), sends Ctrl-C to
+/// the whole group and checks that nothing is left behind.
+fn piped_into(dir: &Path, base: u16, tail: &str, log: Option<&Path>) {
+    use std::os::unix::process::CommandExt;
+    let repo = repository();
+    let mut shell = Command::new("bash")
+        .arg("-c")
+        .arg(format!("\"$@\" | {tail}"))
+        .arg("pipeline")
+        .arg(env!("CARGO_BIN_EXE_techctl"))
+        .arg("--blueprint")
+        .arg(repo.join("blueprints/techchallenge.toml"))
+        .args(["dev", "--base-port", &base.to_string(), "--no-build"])
+        .arg("--source")
+        .arg(&repo)
+        .current_dir(dir)
+        .env("TECHCTL_CARGO_PROFILE", "dev")
+        .env_remove("TECHCTL_ENV")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("start the pipeline");
+    let state = dir.join(".techctl/dev.json");
+    let services = ["user", "product", "order", "payment", "production"];
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let pids: Vec<u32> = loop {
+        let pids: Vec<u32> = std::fs::read_to_string(&state)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            .map(|doc| {
+                services
+                    .iter()
+                    .filter_map(|s| doc["services"][s]["pid"].as_u64().map(|p| p as u32))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let answering = send(base, "GET", "/categories", &[], None).is_ok_and(|a| a.status == 200);
+        let logged = log.is_none_or(|log| {
+            std::fs::read_to_string(log).is_ok_and(|text| text.contains("techctl dev is up"))
+        });
+        if pids.len() == services.len() && answering && logged {
+            break pids;
+        }
+        assert!(
+            shell.try_wait().unwrap().is_none(),
+            "`techctl dev | {tail}` ended before the system was up"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "`techctl dev | {tail}` never came up"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut running = postgres_processes(dir);
+    assert!(!running.is_empty());
+    running.extend(pids);
+    // `head` is long gone by now: it left after the first five lines.
+    std::thread::sleep(Duration::from_secs(1));
+    let group = format!("-{}", shell.id());
+    let sent = Command::new("kill")
+        .args(["-INT", "--", &group])
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "kill -INT -- {group}");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while shell.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "`techctl dev | {tail}` did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // techctl itself may still be stopping after the shell has gone.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while running.iter().any(|pid| alive(*pid)) || state.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "after Ctrl-C, `techctl dev | {tail}` left {:?} running (state file kept: {})",
+            running.iter().filter(|p| alive(**p)).collect::<Vec<_>>(),
+            state.exists()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for port in base..base + PORTS {
+        assert!(
+            std::net::TcpListener::bind(("0.0.0.0", port)).is_ok(),
+            "port {port} is still taken after `techctl dev | {tail}`"
+        );
     }
 }
 

@@ -46,14 +46,12 @@ async fn secrets_client(url: &str) -> Secrets {
     Secrets::new(&config)
 }
 
-/// A moto server holding the key secrets as `techctl up` makes them: the
-/// ring with a first key (and a field of someone else's, to be kept), and
-/// its public set.
-async fn moto_with_stack_secret() -> (testkit::Moto, Secrets) {
-    let moto = tokio::task::spawn_blocking(testkit::Moto::start)
-        .await
-        .unwrap();
-    let secrets = secrets_client(&moto.url).await;
+/// Moto behind the strict proxy, holding the key secrets as `techctl up`
+/// makes them: the ring with a first key (and a field of someone else's,
+/// to be kept), and its public set. Everything talks through the proxy.
+async fn moto_with_stack_secret() -> (Harness, Secrets) {
+    let h = Harness::start().await;
+    let secrets = secrets_client(&h.proxy.url).await;
     let mut value = keys::key_document(&keys::generate().unwrap());
     let public = json!({"jwt_jwks": value["jwt_jwks"].clone()});
     value.insert("vpc_id".into(), json!("vpc-0123"));
@@ -67,7 +65,7 @@ async fn moto_with_stack_secret() -> (testkit::Moto, Secrets) {
             .await
             .unwrap();
     }
-    (moto, secrets)
+    (h, secrets)
 }
 
 /// The public set as published, checked to hold public halves only.
@@ -244,17 +242,17 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotation_fails_no_request_and_a_retirement_needs_no_restart() {
-    let (moto, secrets) = moto_with_stack_secret().await;
+    let (h, secrets) = moto_with_stack_secret().await;
     let (before, before_version) = version(&secrets, "AWSCURRENT").await;
     let first = before["jwt_kid"].as_str().unwrap().to_string();
 
-    let users = UserService::start(&moto.url).await;
+    let users = UserService::start(&h.proxy.url).await;
     // Another service's verifier, reading the public set only.
     let other = Verifier::start(
         "techchallenge",
         "techchallenge",
         KeySource::SecretsManager {
-            client: secrets_client(&moto.url).await,
+            client: secrets_client(&h.proxy.url).await,
             secret_id: PUBLIC.into(),
         },
         REFRESH,
@@ -274,7 +272,10 @@ async fn a_rotation_fails_no_request_and_a_retirement_needs_no_restart() {
     assert_eq!(kid_of(&old_token), first);
 
     // Rotate.
-    let rotated = json_of(&techctl(&moto.url, &["keys", "rotate", "--output", "json"]));
+    let rotated = json_of(&techctl(
+        &h.proxy.url,
+        &["keys", "rotate", "--output", "json"],
+    ));
     let second = rotated["signing"].as_str().unwrap().to_string();
     assert_ne!(second, first);
     assert_eq!(rotated["previous"], first.as_str());
@@ -307,7 +308,10 @@ async fn a_rotation_fails_no_request_and_a_retirement_needs_no_restart() {
         tokio::time::sleep(REFRESH).await;
     }
 
-    let listed = json_of(&techctl(&moto.url, &["keys", "list", "--output", "json"]));
+    let listed = json_of(&techctl(
+        &h.proxy.url,
+        &["keys", "list", "--output", "json"],
+    ));
     let roles: Vec<(&str, &str)> = listed["keys"]
         .as_array()
         .unwrap()
@@ -318,12 +322,12 @@ async fn a_rotation_fails_no_request_and_a_retirement_needs_no_restart() {
     assert!(listed["keys"][0]["tokens_live_until"].is_string());
     assert_eq!(listed["keys"][0]["retirable"], false);
     assert!(listed["keys"][1]["created_at"].is_string());
-    let table = said(&techctl(&moto.url, &["keys", "list"]));
+    let table = said(&techctl(&h.proxy.url, &["keys", "list"]));
     assert!(table.contains("TOKENS LIVE UNTIL"), "{table}");
     assert!(table.contains(&format!("{second}  ")), "{table}");
 
     // Nothing has expired: a plain retire leaves the old key published.
-    let nothing = techctl(&moto.url, &["keys", "retire"]);
+    let nothing = techctl(&h.proxy.url, &["keys", "retire"]);
     assert!(
         said(&nothing).contains("Nothing to retire"),
         "{}",
@@ -331,7 +335,7 @@ async fn a_rotation_fails_no_request_and_a_retirement_needs_no_restart() {
     );
     assert_eq!(published(&version(&secrets, "AWSCURRENT").await.0).len(), 2);
     // Retiring it by kid warns of live tokens and wants a confirmation.
-    let unconfirmed = techctl(&moto.url, &["keys", "retire", "--kid", &first]);
+    let unconfirmed = techctl(&h.proxy.url, &["keys", "retire", "--kid", &first]);
     assert_eq!(unconfirmed.status.code(), Some(1), "{}", said(&unconfirmed));
     assert!(
         said(&unconfirmed).contains("may be alive until"),
@@ -339,7 +343,7 @@ async fn a_rotation_fails_no_request_and_a_retirement_needs_no_restart() {
         said(&unconfirmed)
     );
     assert_eq!(published(&version(&secrets, "AWSCURRENT").await.0).len(), 2);
-    let retired = techctl(&moto.url, &["keys", "retire", "--kid", &first, "--yes"]);
+    let retired = techctl(&h.proxy.url, &["keys", "retire", "--kid", &first, "--yes"]);
     assert!(retired.status.success(), "{}", said(&retired));
     assert_eq!(
         published(&version(&secrets, "AWSCURRENT").await.0),
@@ -360,11 +364,11 @@ async fn a_rotation_fails_no_request_and_a_retirement_needs_no_restart() {
     let rotate = ["keys", "rotate", "--output", "json", "--lock-timeout", "2m"];
     let (a, b) = tokio::join!(
         tokio::task::spawn_blocking({
-            let url = moto.url.clone();
+            let url = h.proxy.url.clone();
             move || techctl(&url, &rotate)
         }),
         tokio::task::spawn_blocking({
-            let url = moto.url.clone();
+            let url = h.proxy.url.clone();
             move || techctl(&url, &rotate)
         }),
     );
@@ -383,8 +387,8 @@ async fn a_rotation_fails_no_request_and_a_retirement_needs_no_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotation_that_loses_the_race_is_redone_on_the_winners_version() {
-    let (moto, secrets) = moto_with_stack_secret().await;
-    let aws = connect(&moto.url).await;
+    let (h, secrets) = moto_with_stack_secret().await;
+    let aws = connect(&h.proxy.url).await;
     // Both rotations read the same version before either writes: the
     // barrier holds each first attempt until the other has read too. (Each
     // rotation first runs its change once on a copy, to publish the new key
@@ -445,7 +449,7 @@ async fn a_rotation_that_loses_the_race_is_redone_on_the_winners_version() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_edited_into_invalid_json_is_refused_and_left_alone() {
-    let (moto, secrets) = moto_with_stack_secret().await;
+    let (h, secrets) = moto_with_stack_secret().await;
     // The hand edit: a new current version holding broken JSON. (Made
     // current by moving the label: moto mislabels versions when a plain
     // put follows a moved label.)
@@ -474,7 +478,7 @@ async fn a_secret_edited_into_invalid_json_is_refused_and_left_alone() {
         &["keys", "list"],
         &["keys", "retire"],
     ] {
-        let out = techctl(&moto.url, args);
+        let out = techctl(&h.proxy.url, args);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", said(&out));
         let message = said(&out);
         assert!(message.contains("does not hold a JSON object"), "{message}");

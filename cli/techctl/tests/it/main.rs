@@ -12,6 +12,7 @@ mod contracts;
 mod deploy;
 mod dev;
 mod down;
+mod environments;
 mod events;
 mod faults;
 mod image;

@@ -755,7 +755,7 @@ async fn plan_states_the_monthly_cost_and_status_masks_the_secrets() {
     // Nothing to do: nothing to wait for.
     assert!(!text.contains("Critical path"), "{text}");
 
-    let status = techctl_at(&h.moto.url)
+    let status = techctl_at(&h.proxy.url)
         .args(["status", "--output", "json"])
         .output()
         .unwrap();

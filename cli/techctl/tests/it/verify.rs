@@ -131,13 +131,8 @@ async fn verify_passes_after_up_and_names_each_defect_put_back_by_hand() {
     );
 
     // The binary: exit 0 and one JSON document that says so.
-    let url = h.moto.url.clone();
-    let out = tokio::task::spawn_blocking({
-        let url = url.clone();
-        move || techctl(&url, &["verify", "--output", "json"])
-    })
-    .await
-    .unwrap();
+    let url = h.proxy.url.clone();
+    let out = techctl_async(&url, &["verify", "--output", "json"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", said(&out));
     let doc: serde_json::Value =
         serde_json::from_slice(&out.stdout).expect("one JSON document on stdout");
@@ -168,12 +163,7 @@ async fn verify_passes_after_up_and_names_each_defect_put_back_by_hand() {
         );
     }
     assert_eq!(failing(&report).len(), 5, "{:#?}", failing(&report));
-    let out = tokio::task::spawn_blocking({
-        let url = url.clone();
-        move || techctl(&url, &["verify"])
-    })
-    .await
-    .unwrap();
+    let out = techctl_async(&url, &["verify"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", said(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -282,6 +272,18 @@ async fn verify_passes_after_up_and_names_each_defect_put_back_by_hand() {
         &["another service's topic or queues"],
         "techchallenge-payment of the payment service",
     );
+    // `up` does not own that policy, so it cannot put the role back; it
+    // ends with verify, and verify's failure is up's.
+    let out = techctl_async(&url, &["--yes", "up", "--no-deploy"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("IAM statements with wildcard") && l.contains("| open:")),
+        "{}",
+        said(&out)
+    );
+    assert!(said(&out).contains("is yours to change"), "{}", said(&out));
     aws.iam
         .delete_role_policy()
         .role_name(order_role)

@@ -65,10 +65,12 @@ async fn postgres_buses(max_receive: u32) -> Buses {
     buses
 }
 
-/// SNS topics and SQS queues on moto, as techctl makes them.
-async fn sqs_buses(moto: &testkit::Moto, max_receive: u32) -> Buses {
+/// SNS topics and SQS queues on moto, as techctl makes them, reached
+/// through the strict proxy so that what AWS refuses (a receive of more
+/// than ten, a batch over its limits) is refused here too.
+async fn sqs_buses(aws: &testkit::StrictAws, max_receive: u32) -> Buses {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&moto.url)
+        .endpoint_url(aws.url())
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(
             "test", "test", None, None, "test",
@@ -415,8 +417,8 @@ async fn the_postgres_transport_delivers_like_sqs() {
 
 #[tokio::test]
 async fn the_sns_sqs_transport_delivers_on_moto() {
-    let moto = testkit::Moto::start();
-    delivery_semantics(&sqs_buses(&moto, 3).await).await;
+    let aws = testkit::StrictAws::start().await;
+    delivery_semantics(&sqs_buses(&aws, 3).await).await;
 }
 
 #[tokio::test]
@@ -426,8 +428,8 @@ async fn a_consumer_on_postgres_applies_each_event_once() {
 
 #[tokio::test]
 async fn a_consumer_on_sns_sqs_applies_each_event_once() {
-    let moto = testkit::Moto::start();
-    exactly_once(&sqs_buses(&moto, 3).await, 3).await;
+    let aws = testkit::StrictAws::start().await;
+    exactly_once(&sqs_buses(&aws, 3).await, 3).await;
 }
 
 #[tokio::test]
@@ -604,6 +606,6 @@ async fn outages_on_postgres_strand_nothing() {
 
 #[tokio::test]
 async fn outages_on_sns_sqs_strand_nothing() {
-    let moto = testkit::Moto::start();
-    outages_strand_nothing(&sqs_buses(&moto, 70).await).await;
+    let aws = testkit::StrictAws::start().await;
+    outages_strand_nothing(&sqs_buses(&aws, 70).await).await;
 }

@@ -19,13 +19,11 @@ impl Drop for Running {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signs_with_the_key_of_the_stack_secret() {
-    let moto = tokio::task::spawn_blocking(testkit::Moto::start)
-        .await
-        .unwrap();
+    let aws = testkit::StrictAws::start().await;
     let signer = TestSigner::new("stack-key");
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(&moto.url)
+        .endpoint_url(aws.url())
         .test_credentials()
         .load()
         .await;
@@ -54,7 +52,7 @@ async fn signs_with_the_key_of_the_stack_secret() {
             // Where its events go (locally, a database of queues).
             .env("EVENTS_DATABASE_URL", &bus)
             .env("KEYS_SECRET_ID", "techctl/test")
-            .env("AWS_ENDPOINT_URL", &moto.url)
+            .env("AWS_ENDPOINT_URL", aws.url())
             .env("AWS_REGION", "us-east-1")
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")

@@ -174,6 +174,8 @@ pub fn techctl_at(endpoint: &str) -> std::process::Command {
         .env("AWS_REGION", REGION)
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_MAX_ATTEMPTS")
+        // The base stack unless a test names an environment.
+        .env_remove("TECHCTL_ENV")
         // The services built for a deploy reuse the dependencies of the
         // tests' debug build instead of compiling them again in release.
         .env("TECHCTL_CARGO_PROFILE", "dev");
@@ -187,6 +189,21 @@ pub fn techctl(endpoint: &str, args: &[&str]) -> std::process::Output {
         .stdin(std::process::Stdio::null())
         .output()
         .expect("run techctl")
+}
+
+/// Runs `techctl ARGS` against `endpoint` off the async runtime, whose
+/// threads keep serving the proxy meanwhile.
+pub async fn techctl_async(endpoint: &str, args: &[&str]) -> std::process::Output {
+    let mut command = techctl_at(endpoint);
+    command.args(args).stdin(std::process::Stdio::null());
+    output_off_runtime(command).await
+}
+
+/// A command's output, waited for off the async runtime.
+pub async fn output_off_runtime(mut command: std::process::Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || command.output().expect("run techctl"))
+        .await
+        .expect("the command's thread")
 }
 
 /// Everything a run printed, stdout then stderr.
@@ -259,9 +276,15 @@ pub async fn count_tagged(aws: &Aws, stack: &str) -> BTreeMap<&'static str, usiz
         ),
         (
             "nat-gateway",
+            // Moto ignores a tag filter on NAT gateways: checked here.
             nats.nat_gateways()
                 .iter()
                 .filter(|n| n.state().map(|s| s.as_str()) != Some("deleted"))
+                .filter(|n| {
+                    n.tags()
+                        .iter()
+                        .any(|t| t.key() == Some("techctl:stack") && t.value() == Some(stack))
+                })
                 .count(),
         ),
         (
