@@ -263,6 +263,17 @@ impl Aws {
         (vpc, ids)
     }
 
+    /// A new queue's URL.
+    async fn queue(&self, name: &str) -> String {
+        self.sqs("CreateQueue", json!({ "QueueName": name }))
+            .await
+            .expect_ok("CreateQueue")
+            .json()["QueueUrl"]
+            .as_str()
+            .expect("queue url")
+            .to_string()
+    }
+
     /// A cluster with one service of `desired` tasks, and its family.
     async fn ecs_service(&self, cluster: &str, service: &str, desired: u32) {
         self.ecs("CreateCluster", json!({ "clusterName": cluster }))
@@ -542,14 +553,7 @@ async fn the_first_ecs_cluster_waits_for_the_service_linked_role() {
 #[tokio::test]
 async fn message_and_log_calls_outside_their_bounds_are_refused() {
     let (_moto, proxy, aws) = strict(Strictness::new()).await;
-    let url = aws
-        .sqs("CreateQueue", json!({ "QueueName": "letters" }))
-        .await
-        .expect_ok("CreateQueue")
-        .json()["QueueUrl"]
-        .as_str()
-        .expect("queue url")
-        .to_string();
+    let url = aws.queue("letters").await;
     for (body, code) in [
         (
             json!({"QueueUrl": url, "MaxNumberOfMessages": 11}),
@@ -599,14 +603,7 @@ async fn message_and_log_calls_outside_their_bounds_are_refused() {
 #[tokio::test]
 async fn a_deleted_queue_name_is_held_for_a_while() {
     let (_moto, proxy, aws) = strict(Strictness::new().windows(WINDOW)).await;
-    let url = aws
-        .sqs("CreateQueue", json!({ "QueueName": "orders" }))
-        .await
-        .expect_ok("CreateQueue")
-        .json()["QueueUrl"]
-        .as_str()
-        .expect("queue url")
-        .to_string();
+    let url = aws.queue("orders").await;
     aws.sqs("DeleteQueue", json!({ "QueueUrl": url }))
         .await
         .expect_ok("DeleteQueue");

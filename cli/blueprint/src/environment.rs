@@ -53,14 +53,7 @@ pub(crate) fn apply(
         return Ok(None);
     };
     let at = |offset: usize, field: String, message: String, allowed: Option<String>| {
-        let (line, column) = line_column(text, offset);
-        Problem {
-            line,
-            column,
-            field,
-            message,
-            allowed,
-        }
+        Problem::at(text, offset, field, message, allowed)
     };
     if !valid_name(name) {
         return Err(vec![at(

@@ -37,6 +37,26 @@ pub struct Problem {
     pub allowed: Option<String>,
 }
 
+impl Problem {
+    /// A problem with what is written at byte `offset` of `text`.
+    pub(crate) fn at(
+        text: &str,
+        offset: usize,
+        field: String,
+        message: String,
+        allowed: Option<String>,
+    ) -> Problem {
+        let (line, column) = line_column(text, offset);
+        Problem {
+            line,
+            column,
+            field,
+            message,
+            allowed,
+        }
+    }
+}
+
 /// Everything wrong with one blueprint file.
 #[derive(Debug, thiserror::Error)]
 pub struct BlueprintError {

@@ -8,7 +8,7 @@ use toml::Spanned;
 
 use super::connections::{self, ConnectionBudget, MIN_POOL_SIZE};
 use super::names::{self, NameRule};
-use super::{Blueprint, NatMode, Problem, line_column};
+use super::{Blueprint, NatMode, Problem};
 
 /// Retention periods CloudWatch Logs accepts.
 const LOG_RETENTION_DAYS: &[u32] = &[
@@ -49,14 +49,13 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn report(&mut self, span: Range<usize>, field: &str, message: String, allowed: &str) {
-        let (line, column) = line_column(self.text, span.start);
-        self.problems.push(Problem {
-            line,
-            column,
-            field: field.to_string(),
+        self.problems.push(Problem::at(
+            self.text,
+            span.start,
+            field.to_string(),
             message,
-            allowed: (!allowed.is_empty()).then(|| allowed.to_string()),
-        });
+            (!allowed.is_empty()).then(|| allowed.to_string()),
+        ));
     }
 
     fn in_range<T: Copy + PartialOrd + std::fmt::Display>(
