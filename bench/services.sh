@@ -61,6 +61,9 @@ for i in $(seq 1 40); do
 done
 product_id=$(curl -fs "http://127.0.0.1:$product_port/products?per_page=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])')
 etag=$(curl -fsI "http://127.0.0.1:$product_port/products" | tr -d '\r' | sed -n 's/^etag: //Ip')
+[ -n "$etag" ] || { echo "GET /products answered no ETag: the 304 row would measure 200s" >&2; exit 1; }
+revalidated=$(curl -s -o /dev/null -w '%{http_code}' -H "If-None-Match: $etag" "http://127.0.0.1:$product_port/products")
+[ "$revalidated" = 304 ] || { echo "If-None-Match with the current ETag answered $revalidated, not 304" >&2; exit 1; }
 curl -fs -X POST "http://127.0.0.1:$user_port/users" -H 'content-type: application/json' \
   -d '{"name":"Ana Souza","cpf":"529.982.247-25","email":"ana@bench.example"}' >/dev/null
 cat >"$work/token.lua" <<'LUA'
@@ -109,4 +112,8 @@ logged, quiet = by["GET /products"], by["GET /products no log"]
 print(f"the per-request log line costs {100 * (1 - logged / quiet):.0f}% of GET /products' throughput "
       f"({(1 / logged - 1 / quiet) * 1e6:.1f} us a request; {int(sys.argv[3])} lines written)")
 print(f"product service RSS after the load: {int(sys.argv[2]) / 1024:.0f} MiB")
+menu = next(r for r in rows if r[0] == "GET /products")
+share, p99 = float(menu[1]) / bare, float(menu[3])
+verdict = "met" if share >= 0.25 and p99 <= 5 else "MISSED"
+print(f"aim (GET /products >= 0.25 of bare, p99 <= 5 ms): {verdict} ({share:.2f} of bare, p99 {p99:.2f} ms)")
 PY

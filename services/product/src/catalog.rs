@@ -237,11 +237,12 @@ pub async fn get_product(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Arc<Product>>> {
-    if let Some(product) = state.cache.get(id) {
+    let generation = state.menu.generation();
+    if let Some(product) = state.cache.get(id, generation) {
         return Ok(Json(product));
     }
     let product = find(&state, id).await?.ok_or_else(|| not_found(id))?;
-    Ok(Json(state.cache.put(product)))
+    Ok(Json(state.cache.put(product, generation)))
 }
 
 /// Adds a product (employees).

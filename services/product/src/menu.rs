@@ -132,16 +132,30 @@ pub struct Menu {
 }
 
 impl Menu {
-    /// The menu of the catalog in `pool`, watching for its changes from a
-    /// task that ends once the menu is dropped and a notification comes.
-    pub fn new(pool: PgPool) -> Arc<Menu> {
-        let menu = Arc::new(Menu {
-            pool: pool.clone(),
+    fn unwatched(pool: PgPool) -> Menu {
+        Menu {
+            pool,
             current: RwLock::new(None),
             loading: tokio::sync::Mutex::new(()),
             generation: AtomicU64::new(0),
             watching: AtomicBool::new(false),
-        });
+        }
+    }
+
+    /// A menu that hears no notification and trusts its snapshot until
+    /// this replica writes: what a replica's own writes do, told apart from
+    /// what the notifications do. For tests only.
+    #[doc(hidden)]
+    pub fn deaf(pool: PgPool) -> Arc<Menu> {
+        let menu = Menu::unwatched(pool);
+        menu.watching.store(true, Ordering::SeqCst);
+        Arc::new(menu)
+    }
+
+    /// The menu of the catalog in `pool`, watching for its changes from a
+    /// task that ends once the menu is dropped and a notification comes.
+    pub fn new(pool: PgPool) -> Arc<Menu> {
+        let menu = Arc::new(Menu::unwatched(pool.clone()));
         let weak = Arc::downgrade(&menu);
         tokio::spawn(async move {
             loop {
@@ -165,6 +179,12 @@ impl Menu {
     pub fn invalidate(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Bumped by every change of the catalog this replica knows of: what a
+    /// cache of single products compares its entries with.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     fn fresh(&self) -> Option<Arc<Snapshot>> {
@@ -251,4 +271,31 @@ async fn load(pool: &PgPool) -> sqlx::Result<Snapshot> {
         pages: Mutex::new(HashMap::new()),
         loaded_at: Instant::now(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_is_serialized_once_per_snapshot() {
+        let snapshot = Snapshot {
+            etag: "\"e-1\"".into(),
+            categories: Vec::new(),
+            products: Vec::new(),
+            categories_body: Bytes::from_static(b"[]"),
+            pages: Mutex::new(HashMap::new()),
+            loaded_at: Instant::now(),
+        };
+        let key = PageKey {
+            category: None,
+            page: 1,
+            per_page: 20,
+        };
+        let (first, second) = (snapshot.page(key), snapshot.page(key));
+        assert_eq!(first, second);
+        assert_eq!(first.as_ptr(), second.as_ptr(), "the same bytes, not a copy");
+        let other = snapshot.page(PageKey { page: 2, ..key });
+        assert_ne!(other.as_ptr(), first.as_ptr());
+    }
 }
