@@ -464,7 +464,16 @@ impl Verifier {
                 self.refetch_for_unknown_key().await;
                 self.key(&kid).ok_or(AuthError::UnknownKey)?
             }
-            None => return Err(AuthError::UnknownKey),
+            // A read is under way: its set may hold the key, so wait for it
+            // (a token signed by a key made a moment ago is not refused)
+            // rather than start another.
+            None => match self.fetch_gate.try_lock() {
+                Ok(_idle) => return Err(AuthError::UnknownKey),
+                Err(_) => {
+                    drop(self.fetch_gate.lock().await);
+                    self.key(&kid).ok_or(AuthError::UnknownKey)?
+                }
+            },
         };
         let (payload, _) =
             jwt::decode_with_verifier(token, key.as_ref()).map_err(|_| AuthError::Signature)?;
@@ -621,16 +630,31 @@ mod tests {
         }
     }
 
-    /// A key source that takes a while to answer, counting its reads.
+    /// A key source that takes a while to answer, counting its reads: each
+    /// read answers the next set, the last one for good.
     struct Slow {
-        keys: Vec<Jwk>,
+        sets: Mutex<Vec<Vec<Jwk>>>,
         reads: Arc<AtomicUsize>,
+    }
+
+    impl Slow {
+        fn new(sets: Vec<Vec<Jwk>>, reads: &Arc<AtomicUsize>) -> Box<Slow> {
+            Box::new(Slow {
+                sets: Mutex::new(sets),
+                reads: reads.clone(),
+            })
+        }
     }
 
     impl JwkSource for Slow {
         fn fetch(&self) -> Pin<Box<dyn Future<Output = anyhow::Result<Vec<Jwk>>> + Send + '_>> {
             self.reads.fetch_add(1, Ordering::SeqCst);
-            let keys = self.keys.clone();
+            let mut sets = self.sets.lock().unwrap();
+            let keys = if sets.len() > 1 {
+                sets.remove(0)
+            } else {
+                sets[0].clone()
+            };
             Box::pin(async move {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 Ok(keys)
@@ -658,10 +682,7 @@ mod tests {
         let verifier = Verifier::new(
             "techchallenge",
             "techchallenge",
-            Box::new(Slow {
-                keys: vec![signer.public_jwk()],
-                reads: reads.clone(),
-            }),
+            Slow::new(vec![vec![signer.public_jwk()]], &reads),
         )
         .await
         .unwrap();
@@ -696,6 +717,46 @@ mod tests {
                 .await
                 .is_ok()
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_token_arriving_during_a_read_waits_for_it_and_starts_none() {
+        let (old, new) = (TestSigner::new("old"), TestSigner::new("new"));
+        let reads = Arc::new(AtomicUsize::new(0));
+        let sets = vec![
+            vec![old.public_jwk()],
+            vec![old.public_jwk(), new.public_jwk()],
+        ];
+        let verifier = Verifier::new("techchallenge", "techchallenge", Slow::new(sets, &reads))
+            .await
+            .unwrap();
+        tokio::time::sleep(REFETCH_AT_MOST_EVERY).await;
+        // A made-up kid starts a read (200 ms); meanwhile tokens of the key
+        // that read brings arrive, and more made-up kids.
+        let junk = {
+            let verifier = verifier.clone();
+            tokio::spawn(async move { verifier.verify(&naming("junk")).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let during = (0..20).map(|n| {
+            let verifier = verifier.clone();
+            let token = if n % 2 == 0 {
+                new.token("7", "customer")
+            } else {
+                naming(&format!("more-{n}"))
+            };
+            tokio::spawn(async move { (n, verifier.verify(&token).await) })
+        });
+        for request in during.collect::<Vec<_>>() {
+            let (n, answer) = request.await.unwrap();
+            if n % 2 == 0 {
+                assert!(answer.is_ok(), "the new key's token: {answer:?}");
+            } else {
+                assert_eq!(answer, Err(AuthError::UnknownKey));
+            }
+        }
+        assert_eq!(junk.await.unwrap(), Err(AuthError::UnknownKey));
+        assert_eq!(reads.load(Ordering::SeqCst), 2, "one read for all of them");
     }
 
     #[tokio::test]

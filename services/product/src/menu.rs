@@ -294,7 +294,11 @@ mod tests {
         };
         let (first, second) = (snapshot.page(key), snapshot.page(key));
         assert_eq!(first, second);
-        assert_eq!(first.as_ptr(), second.as_ptr(), "the same bytes, not a copy");
+        assert_eq!(
+            first.as_ptr(),
+            second.as_ptr(),
+            "the same bytes, not a copy"
+        );
         let other = snapshot.page(PageKey { page: 2, ..key });
         assert_ne!(other.as_ptr(), first.as_ptr());
     }

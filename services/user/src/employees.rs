@@ -3,6 +3,9 @@
 //! employee gets no token, and every service refuses the ones they hold
 //! from its next reread of the revocation list on.
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -78,10 +81,41 @@ impl service_kit::auth::RevocationSource for DatabaseRevocations {
     get, path = "/auth/revocations",
     responses((status = 200, description = "{\"revocations\": [{\"subject\", \"not_before\"}]}: ids of disabled employees and erased customers, and the second from which their tokens count again"))
 )]
-pub async fn revocations(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
-    Ok(Json(service_kit::auth::revocations_json(
-        &revoked(&state.pool).await.map_err(ApiError::Internal)?,
-    )))
+pub async fn revocations(State(state): State<AppState>) -> ApiResult<Json<Arc<serde_json::Value>>> {
+    let answer = state.revocations.read(|| revoked(&state.pool)).await;
+    Ok(Json(answer.map_err(ApiError::Internal)?))
+}
+
+/// `GET /auth/revocations` is public and every service polls it: requests
+/// take turns at one read of the database, and one that arrives while a
+/// read runs takes the next read's answer, shared by all who waited for it.
+/// So a flood costs one query at a time, and no answer is older than the
+/// request.
+#[derive(Default)]
+pub struct RevocationReads {
+    /// The last answer, with the moment its read began.
+    latest: tokio::sync::Mutex<Option<(Instant, Arc<serde_json::Value>)>>,
+}
+
+impl RevocationReads {
+    /// The list as `fetch` reads it, read now or by the read that began
+    /// after this request arrived.
+    pub async fn read<F>(&self, fetch: impl FnOnce() -> F) -> anyhow::Result<Arc<serde_json::Value>>
+    where
+        F: std::future::Future<Output = anyhow::Result<service_kit::auth::Revoked>>,
+    {
+        let asked = Instant::now();
+        let mut latest = self.latest.lock().await;
+        if let Some((began, answer)) = latest.as_ref()
+            && *began >= asked
+        {
+            return Ok(answer.clone());
+        }
+        let began = Instant::now();
+        let answer = Arc::new(service_kit::auth::revocations_json(&fetch().await?));
+        *latest = Some((began, answer.clone()));
+        Ok(answer)
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -304,4 +338,45 @@ pub async fn ensure_admin(pool: &PgPool, email: &str, password: &str) -> anyhow:
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_of_revocation_reads_takes_turns_at_few_queries() {
+        let reads = Arc::new(RevocationReads::default());
+        let queries = Arc::new(AtomicUsize::new(0));
+        let flood = (0..200).map(|_| {
+            let (reads, queries) = (reads.clone(), queries.clone());
+            tokio::spawn(async move {
+                reads
+                    .read(|| async move {
+                        queries.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Ok(Default::default())
+                    })
+                    .await
+            })
+        });
+        for request in flood.collect::<Vec<_>>() {
+            request.await.unwrap().unwrap();
+        }
+        let flooded = queries.load(Ordering::SeqCst);
+        // The first read, then one for all who came during it (a few more
+        // when the spawns straddle a read's start).
+        assert!(flooded <= 4, "{flooded} queries for 200 requests");
+        // A request after the reads ended is answered by a read of its own.
+        let counter = queries.clone();
+        let later = reads.read(|| async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok(Default::default())
+        });
+        later.await.unwrap();
+        assert_eq!(queries.load(Ordering::SeqCst), flooded + 1);
+    }
 }

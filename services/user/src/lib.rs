@@ -112,6 +112,7 @@ pub struct AppState {
     pub verifier: Arc<Verifier>,
     pub settings: Arc<Settings>,
     pub limits: Arc<limits::Limits>,
+    pub revocations: Arc<employees::RevocationReads>,
     /// Woken when an event is written, so it goes out at once.
     pub relay: service_messaging::Relay,
 }
@@ -194,6 +195,7 @@ pub async fn state(pool: PgPool, keys: KeySource, config: &Config) -> anyhow::Re
         verifier,
         settings: Arc::new(config.settings.clone()),
         limits: limits::Limits::new(&config.limits),
+        revocations: Arc::default(),
         relay: service_messaging::Relay::default(),
     })
 }

@@ -366,9 +366,15 @@ async fn deploy_rolls_out_a_service_with_every_attribute_and_repeats_as_a_no_op(
 
 /// `techctl secrets set` with the value on standard input.
 fn set_secret(endpoint: &str, service: &str, name: &str, value: &str) -> Output {
+    set_secret_with(endpoint, &["secrets", "set", service, name], value)
+}
+
+/// `techctl ARGS` with `value` on its standard input.
+fn set_secret_with(endpoint: &str, args: &[&str], value: &str) -> Output {
     use std::io::Write;
     let mut child = techctl_at(endpoint)
-        .args(["secrets", "set", service, name, "--blueprint"])
+        .args(args)
+        .arg("--blueprint")
         .arg(blueprint_path())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -382,6 +388,13 @@ fn set_secret(endpoint: &str, service: &str, name: &str, value: &str) -> Output 
         .write_all(format!("{value}\n").as_bytes())
         .unwrap();
     child.wait_with_output().unwrap()
+}
+
+/// The secret `name` as JSON, read as the console would.
+async fn read_secret(direct: &aws::Aws, name: &str) -> Value {
+    crate::common::named_secret_json(direct, name)
+        .await
+        .unwrap_or_else(|| panic!("no secret {name}"))
 }
 
 /// Operators set the Mercado Pago credentials with `techctl secrets set`:
@@ -410,11 +423,29 @@ async fn values_operators_set_reach_their_service_alone_and_are_never_printed() 
     .map(|k| (*k, format!("{k}-value-{}", fastrand::u64(..))))
     .collect();
     let mut printed = String::new();
-    for (name, value) in &operator {
-        let out = set_secret(&h.proxy.url, "payment", name, value);
+    for (n, (name, value)) in operator.iter().enumerate() {
+        // In text and in JSON.
+        let mut args = vec!["secrets", "set", "payment", name];
+        if n % 2 == 1 {
+            args.extend(["--output", "json"]);
+        }
+        let out = set_secret_with(&h.proxy.url, &args, value);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         printed.push_str(&text(&out));
     }
+    // A value is never taken from the command line, where shell history
+    // keeps it.
+    let argued = set_secret_with(
+        &h.proxy.url,
+        &["secrets", "set", "payment", "mercadopago_pos_id", "VALUE"],
+        "",
+    );
+    assert_eq!(argued.status.code(), Some(2), "{}", text(&argued));
+    assert!(
+        text(&argued).contains("unexpected argument"),
+        "{}",
+        text(&argued)
+    );
     // What cannot be set is refused, naming what can.
     let typo = set_secret(&h.proxy.url, "payment", "mercadopago_token", "x");
     assert_eq!(typo.status.code(), Some(1));
@@ -443,14 +474,7 @@ async fn values_operators_set_reach_their_service_alone_and_are_never_printed() 
         text(&none)
     );
 
-    let read = |name: &'static str| {
-        let direct = direct.clone();
-        async move {
-            crate::common::named_secret_json(&direct, name)
-                .await
-                .unwrap_or_else(|| panic!("no secret {name}"))
-        }
-    };
+    let read = |name: &'static str| read_secret(&direct, name);
     let payment = read("techctl/techchallenge/service/payment").await;
     for (k, v) in &operator {
         assert_eq!(
@@ -462,7 +486,10 @@ async fn values_operators_set_reach_their_service_alone_and_are_never_printed() 
     // Every value that must never be printed: the operators', the
     // passwords `up` made, a line of the signing key's PEM.
     let mut hidden: Vec<String> = operator.iter().map(|(_, v)| v.clone()).collect();
-    hidden.push(payment["db_password"].as_str().unwrap().to_string());
+    for service in ["user", "product", "order", "payment", "production"] {
+        let own = read_secret(&direct, &format!("techctl/techchallenge/service/{service}")).await;
+        hidden.push(own["db_password"].as_str().unwrap().to_string());
+    }
     let stack = read("techctl/techchallenge").await;
     hidden.push(stack["db_password"].as_str().unwrap().to_string());
     let ring = read("techctl/techchallenge/signing-keys").await;
@@ -567,6 +594,46 @@ async fn values_operators_set_reach_their_service_alone_and_are_never_printed() 
         refs.values().all(|r| r.starts_with(&payment_arn)),
         "{refs:?}"
     );
+    // A service added later gets its database role from a set-up of its
+    // own; one whose database is ready gets none again.
+    let order = deploy(
+        &h.proxy.url,
+        &["order", "--registry", &registry.url, "--no-wait"],
+    );
+    assert_eq!(order.status.code(), Some(0), "{}", text(&order));
+    printed.push_str(&text(&order));
+    assert!(
+        text(&order).contains("database set-up: a role and a database for order"),
+        "{}",
+        text(&order)
+    );
+    let ran = h.proxy.bodies("RunTask");
+    assert_eq!(ran.len(), 3, "{ran:?}");
+    assert_eq!(
+        ran[2]["overrides"]["containerOverrides"][0]["command"],
+        serde_json::json!(["/usr/local/bin/order-service", "db-init"])
+    );
+    let again = deploy(
+        &h.proxy.url,
+        &[
+            "payment",
+            "--registry",
+            &registry.url,
+            "--no-wait",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    printed.push_str(&text(&again));
+    assert_eq!(h.proxy.bodies("RunTask").len(), 3, "no set-up again");
+    // `up` after the deploys still leaves the operators' values.
+    run(&mut printed, &["up", "--yes", "--no-deploy"], 0);
+    let kept = read("techctl/techchallenge/service/payment").await;
+    for (k, v) in &operator {
+        assert_eq!(kept[*k].as_str(), Some(v.as_str()), "{k} kept by up");
+    }
+
     // Unset takes a value out again.
     let unset = run(
         &mut printed,
@@ -574,6 +641,18 @@ async fn values_operators_set_reach_their_service_alone_and_are_never_printed() 
         0,
     );
     assert!(unset.contains("Removed mercadopago_pos_id"), "{unset}");
+    run(
+        &mut printed,
+        &[
+            "secrets",
+            "unset",
+            "payment",
+            "mercadopago_collector_id",
+            "--output",
+            "json",
+        ],
+        0,
+    );
     assert!(
         read("techctl/techchallenge/service/payment")
             .await

@@ -9,7 +9,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -278,6 +278,57 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// `sql` run by psql in the local cluster, logged in as `(role, password)`.
+fn psql_as(dev: &Dev, (role, password): (&str, &str), database: &str, sql: &str) -> Output {
+    let psql = localkit::postgres::Binaries::locate()
+        .unwrap()
+        .dir
+        .join("psql");
+    Command::new(psql)
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &dev.state()["postgres_port"].to_string(),
+        ])
+        .args([
+            "-U",
+            role,
+            "-d",
+            database,
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
+        .env("PGPASSWORD", password)
+        .output()
+        .unwrap()
+}
+
+/// The addresses listening on TCP `port` on this machine.
+fn listening_on(port: u16) -> Vec<String> {
+    let mut found = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state)) = (fields.get(1), fields.get(3)) else {
+                continue;
+            };
+            let Some((address, hex_port)) = local.rsplit_once(':') else {
+                continue;
+            };
+            // 0A: LISTEN.
+            if *state == "0A" && u16::from_str_radix(hex_port, 16) == Ok(port) {
+                found.push(address.to_string());
+            }
+        }
+    }
+    found
+}
+
 #[test]
 fn the_whole_system_runs_locally_survives_a_crash_and_stops_cleanly() {
     let folder = tempfile::tempdir().unwrap();
@@ -332,6 +383,83 @@ fn the_whole_system_runs_locally_survives_a_crash_and_stops_cleanly() {
     // Others may at most pass through (as PostgreSQL's own user must when
     // root runs it), never list or read.
     assert_eq!(mode(&home) & 0o066, 0, "{:o}", mode(&home));
+    // The services listen on loopback alone (127.0.0.1: 0100007F).
+    for service in ["user", "product", "order", "payment", "production"] {
+        let url = dev.state()["services"][service]["url"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+        let addresses = listening_on(port);
+        assert!(
+            !addresses.is_empty() && addresses.iter().all(|a| a == "0100007F"),
+            "{service} listens on {addresses:?}"
+        );
+    }
+    // Every service logs in as its own role; the master role serves none.
+    let postgres = ("postgres", roles["postgres"].as_str().unwrap());
+    let logins = psql_as(
+        &dev,
+        postgres,
+        "postgres",
+        "SELECT DISTINCT usename || ' ' || coalesce(datname, '-') FROM pg_stat_activity \
+         WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() ORDER BY 1",
+    );
+    let logins = String::from_utf8_lossy(&logins.stdout).to_string();
+    let logins: Vec<&str> = logins.lines().collect();
+    assert!(
+        logins.contains(&"order_service order_service"),
+        "{logins:?}"
+    );
+    assert!(
+        logins.iter().all(|l| !l.starts_with("postgres ")),
+        "{logins:?}"
+    );
+    // Operators' values for techctl dev: set from standard input, listed
+    // by name alone, kept by the user alone, unset.
+    let secrets = |args: &[&str], input: &str| {
+        use std::io::Write;
+        let mut child = techctl(dir)
+            .args(["secrets"])
+            .args(args)
+            .arg("--local")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "secrets {args:?}: {text}");
+        text
+    };
+    let token = format!("local-token-{}", std::process::id());
+    secrets(
+        &["set", "payment", "mercadopago_access_token"],
+        &format!("{token}\n"),
+    );
+    let listed = secrets(&["list", "payment"], "");
+    assert!(listed.contains("mercadopago_access_token"), "{listed}");
+    assert!(!listed.contains(&token), "{listed}");
+    for file in ["secrets.json", "secrets.json.lock"] {
+        assert_eq!(mode(&home.join(file)), 0o600, "{file}");
+    }
+    secrets(&["unset", "payment", "mercadopago_access_token"], "");
+    assert!(
+        !std::fs::read_to_string(home.join("secrets.json"))
+            .unwrap()
+            .contains(&token)
+    );
 
     // A second techctl dev in the same folder says so and changes nothing.
     let second = techctl(dir)
@@ -600,34 +728,16 @@ fn the_whole_system_runs_locally_survives_a_crash_and_stops_cleanly() {
         }
     })
     .to_string();
-    let psql = localkit::postgres::Binaries::locate()
-        .unwrap()
-        .dir
-        .join("psql");
-    let inserted = Command::new(psql)
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &dev.state()["postgres_port"].to_string(),
-        ])
-        .args([
-            "-U",
-            "events",
-            "-d",
-            "events",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-        ])
-        .arg(format!(
+    let inserted = psql_as(
+        &dev,
+        ("events", roles["events"].as_str().unwrap()),
+        "events",
+        &format!(
             "INSERT INTO bus_dead_letters (id, queue, body, reason, receive_count, sent_at) VALUES \
              (900000001, 'production', $e${paid}$e$, 'a database outage', 70, now()), \
              (900000002, 'production', $e${paid}$e$, 'a database outage', 70, now())"
-        ))
-        .env("PGPASSWORD", roles["events"].as_str().unwrap())
-        .output()
-        .unwrap();
+        ),
+    );
     assert!(
         inserted.status.success(),
         "{}",

@@ -50,6 +50,20 @@ async fn retention(aws: &aws::Aws, stack: &str, service: &str) -> Option<i32> {
         .and_then(|g| g.retention_in_days())
 }
 
+/// The rate and burst the stack's API stage throttles every route at.
+async fn throttling(aws: &aws::Aws, stack: &str) -> (Option<f64>, Option<i32>) {
+    let api_id = secret_json(aws, stack).await.unwrap()["api_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let stages = aws.apigw.get_stages().api_id(api_id).send().await.unwrap();
+    let settings = stages.items()[0].default_route_settings().unwrap();
+    (
+        settings.throttling_rate_limit(),
+        settings.throttling_burst_limit(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn environments_are_stacks_of_their_own_and_one_s_down_leaves_the_other() {
     let h = Harness::start().await;
@@ -103,6 +117,9 @@ async fn environments_are_stacks_of_their_own_and_one_s_down_leaves_the_other() 
     );
     assert_eq!(retention(&aws, STAGING, "order").await, Some(7));
     assert_eq!(retention(&aws, PROD, "order").await, Some(30));
+    // The API stage throttles as each environment's blueprint says.
+    assert_eq!(throttling(&aws, STAGING).await, (Some(20.0), Some(40)));
+    assert_eq!(throttling(&aws, PROD).await, (Some(100.0), Some(200)));
     for stack in [STAGING, PROD] {
         assert!(
             secret_json(&aws, stack).await.is_some(),

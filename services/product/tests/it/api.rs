@@ -683,7 +683,12 @@ async fn the_menu_is_served_from_memory_and_no_write_is_ever_hidden() {
     let put = router::call(&b, "PUT", &one, Some(&staff), Some(repriced)).await;
     assert_eq!(put.status, StatusCode::OK, "{}", put.body);
     assert_eq!(price_at(&b, "/products").await, 2990);
-    until("A's menu price", || price_at(&a, "/products"), |p| *p == 2990).await;
+    until(
+        "A's menu price",
+        || price_at(&a, "/products"),
+        |p| *p == 2990,
+    )
+    .await;
     until("A's cached product", || price_at(&a, &one), |p| *p == 2990).await;
 
     // Taken off the menu through A; and a write by hand in the database,
@@ -723,7 +728,11 @@ async fn a_replica_sees_its_own_writes_at_once_and_prices_from_the_database() {
     repriced["price_cents"] = json!(2990);
     let put = router::call(&deaf, "PUT", &one, Some(&staff), Some(repriced)).await;
     assert_eq!(put.status, StatusCode::OK, "{}", put.body);
-    assert_eq!(price_at(&deaf, "/products").await, 2990, "repriced, in the menu");
+    assert_eq!(
+        price_at(&deaf, "/products").await,
+        2990,
+        "repriced, in the menu"
+    );
     assert_eq!(price_at(&deaf, &one).await, 2990, "repriced, the product");
 
     let off = router::call(&deaf, "DELETE", &one, Some(&staff), None).await;

@@ -577,3 +577,56 @@ async fn sign_ins_are_limited_per_client_and_wrong_passwords_per_account() {
     .await;
     assert_eq!(malformed.status, StatusCode::TOO_MANY_REQUESTS);
 }
+
+/// `POST /auth/guest` from `peer`, naming `forwarded_for` as the client.
+async fn guest_from(app: &App, peer: &str, forwarded_for: &str) -> StatusCode {
+    use axum::extract::ConnectInfo;
+    let request = axum::http::Request::post("/auth/guest")
+        .header("x-forwarded-for", forwarded_for)
+        .extension(ConnectInfo(peer.parse::<std::net::SocketAddr>().unwrap()))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    router::send(&app.router, request).await.status
+}
+
+#[tokio::test]
+async fn only_the_gateway_may_say_who_the_client_is() {
+    use service_kit::limit::{Rate, TrustedProxies};
+    use user_service::limits::LimitSettings;
+    let app = App::start_limited(
+        &TestSigner::new("key-proxies"),
+        LimitSettings {
+            per_client: Rate {
+                per_minute: 1,
+                burst: 2,
+            },
+            trusted: TrustedProxies::parse("10.0.0.0/16").unwrap(),
+            ..LimitSettings::off()
+        },
+    )
+    .await;
+    // Behind the gateway (a trusted peer), each client has its own limit.
+    for client in ["198.51.100.1", "198.51.100.2", "198.51.100.3"] {
+        for _ in 0..2 {
+            let status = guest_from(&app, "10.0.3.7:40000", client).await;
+            assert_eq!(status, StatusCode::OK, "{client}");
+        }
+    }
+    assert_eq!(
+        guest_from(&app, "10.0.3.7:40000", "198.51.100.1").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // A caller reaching the service directly cannot name itself anew to
+    // escape its limit: its own address counts.
+    for (n, status) in [
+        StatusCode::OK,
+        StatusCode::OK,
+        StatusCode::TOO_MANY_REQUESTS,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let named = format!("203.0.113.{n}");
+        assert_eq!(guest_from(&app, "192.0.2.9:5000", &named).await, status);
+    }
+}
