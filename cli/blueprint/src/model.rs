@@ -20,6 +20,9 @@ pub struct Blueprint {
     pub tokens: Tokens,
     /// The system's first admin, made by the user service on its start.
     pub admin: Option<Admin>,
+    /// The kiosks, each a Mercado Pago point of sale.
+    #[serde(default)]
+    pub kiosks: Kiosks,
     pub services: Spanned<BTreeMap<Spanned<String>, Service>>,
     /// The environment this blueprint was read for (`--env`), if any.
     #[serde(skip)]
@@ -32,6 +35,26 @@ pub struct Admin {
     /// Their e-mail; the password is set with `techctl secrets set user
     /// admin_password`, never written in the blueprint.
     pub email: Spanned<String>,
+}
+
+/// The self-service kiosks: each is a Mercado Pago point of sale, and an
+/// order placed at one is paid with a QR made for it there.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kiosks {
+    /// The points of sale's external ids, as made in Mercado Pago.
+    #[serde(default)]
+    pub points_of_sale: Vec<Spanned<String>>,
+}
+
+impl Kiosks {
+    /// The external ids, in the blueprint's order.
+    pub fn points_of_sale(&self) -> Vec<String> {
+        self.points_of_sale
+            .iter()
+            .map(|p| p.get_ref().clone())
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -743,3 +743,30 @@ fn an_environment_cannot_be_the_stack_of_the_base_or_of_another() {
         );
     }
 }
+
+#[test]
+fn a_kiosk_is_a_point_of_sale_mercado_pago_would_take() {
+    let text = with(
+        "points_of_sale = [\"TOTEM01\", \"TOTEM02\", \"TOTEM03\", \"TOTEM04\"]",
+        "points_of_sale = [\"TOTEM-01\", \"TOTEM02\", \"TOTEM02\"]",
+    );
+    let err = problems(&text);
+    let found: Vec<(&str, &str)> = err
+        .problems
+        .iter()
+        .map(|p| (p.field.as_str(), p.message.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "kiosks.points_of_sale",
+                "\"TOTEM-01\" is not a Mercado Pago point of sale's external id"
+            ),
+            ("kiosks.points_of_sale", "\"TOTEM02\" is listed twice"),
+        ]
+    );
+    assert_eq!(err.problems[0].line, line_of(&text, "TOTEM-01"));
+    let shipped = parse(Path::new("techchallenge.toml"), SHIPPED).unwrap();
+    assert_eq!(shipped.kiosks.points_of_sale().len(), 4);
+}

@@ -36,6 +36,7 @@ pub(super) fn check(bp: &Blueprint, text: &str) -> Vec<Problem> {
     c.database(bp);
     c.gateway(bp);
     c.scalars(bp);
+    c.kiosks(bp);
     c.services(bp);
     c.events(bp);
     c.problems.sort_by_key(|p| (p.line, p.column));
@@ -484,6 +485,30 @@ impl Checker<'_> {
                     "admin.email",
                     format!("{email:?} is not an e-mail address"),
                     "an address such as gerente@example.com",
+                );
+            }
+        }
+    }
+
+    /// Mercado Pago's rule for a point of sale's external id: letters and
+    /// digits, under 40; and no kiosk twice.
+    fn kiosks(&mut self, bp: &Blueprint) {
+        let mut seen = std::collections::HashSet::new();
+        for pos in &bp.kiosks.points_of_sale {
+            let id = pos.get_ref();
+            if id.is_empty() || id.len() >= 40 || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+                self.report(
+                    pos.span(),
+                    "kiosks.points_of_sale",
+                    format!("{id:?} is not a Mercado Pago point of sale's external id"),
+                    "letters and digits, fewer than 40, such as TOTEM01",
+                );
+            } else if !seen.insert(id.clone()) {
+                self.report(
+                    pos.span(),
+                    "kiosks.points_of_sale",
+                    format!("{id:?} is listed twice"),
+                    "each kiosk once",
                 );
             }
         }

@@ -41,7 +41,8 @@ use image::build;
 /// How long the services have, once started, to answer `/health/ready`.
 const READY_WITHIN: Duration = Duration::from_secs(120);
 /// The sandbox's point of sale and collector, as a Mercado Pago account has.
-const COLLECTOR_ID: &str = "1234567890";
+const COLLECTOR_ID: &str = localkit::mercadopago::USER_ID;
+/// Where orders that name no kiosk are paid (the kiosks are the blueprint's).
 const POS_ID: &str = "CAIXA01";
 
 #[derive(Debug, Clone)]
@@ -319,6 +320,11 @@ impl System<'_> {
             &self.credentials.mercadopago_webhook_secret,
             Some(Arc::new(move |line: &str| sandbox_sink.line(line))),
         );
+        // As the application's webhook is set in Mercado Pago's panel.
+        sandbox.notify_to(&format!("{}/webhooks/mercadopago", self.gateway_url()));
+        for kiosk in self.blueprint.kiosks.points_of_sale() {
+            sandbox.add_point_of_sale(&kiosk);
+        }
 
         let state = Arc::new(Mutex::new(State {
             pid: std::process::id(),
@@ -501,8 +507,14 @@ impl System<'_> {
                     credentials.employee_password.clone(),
                 ),
             ]),
-            "order" if self.ports.services.contains_key("product") => {
-                env.push(("PRODUCT_SERVICE_URL".into(), self.service_url("product")));
+            "order" => {
+                if self.ports.services.contains_key("product") {
+                    env.push(("PRODUCT_SERVICE_URL".into(), self.service_url("product")));
+                }
+                env.push((
+                    "POINTS_OF_SALE".into(),
+                    self.blueprint.kiosks.points_of_sale().join(","),
+                ));
             }
             "payment" => env.extend([
                 ("MERCADOPAGO_BASE_URL".into(), sandbox_url.to_string()),
@@ -516,10 +528,6 @@ impl System<'_> {
                 ),
                 ("MERCADOPAGO_COLLECTOR_ID".into(), COLLECTOR_ID.into()),
                 ("MERCADOPAGO_POS_ID".into(), POS_ID.into()),
-                (
-                    "PAYMENT_NOTIFICATION_URL".into(),
-                    format!("{}/webhooks/mercadopago", self.gateway_url()),
-                ),
             ]),
             _ => {}
         }

@@ -46,6 +46,12 @@ pub struct OrderCreated {
     pub amount_cents: i64,
     pub customer: Customer,
     pub items: Vec<OrderedItem>,
+    /// The Mercado Pago point of sale (its external id) of the kiosk the
+    /// order was placed at; none for orders from elsewhere (an app), paid
+    /// at the payment service's default point of sale. Added within
+    /// version 1: older messages have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub point_of_sale: Option<String>,
 }
 event!(OrderCreated, "order.created", 1);
 
@@ -252,6 +258,7 @@ mod tests {
                     name: Some("Ana Souza".into()),
                 },
                 items: vec![],
+                point_of_sale: Some("TOTEM01".into()),
             },
         )
         .to_json();
@@ -278,5 +285,17 @@ mod tests {
                 .contains("Order #7")
         );
         assert_eq!(without_customer_name("not json", order_id, 7), None);
+    }
+
+    #[test]
+    fn an_order_created_before_kiosks_reads_as_placed_elsewhere() {
+        let older = serde_json::json!({
+            "order_id": Uuid::now_v7(), "number": 1, "amount_cents": 100,
+            "customer": {"id": null, "name": null}, "items": [],
+        });
+        let read: OrderCreated = serde_json::from_value(older).unwrap();
+        assert_eq!(read.point_of_sale, None);
+        let written = serde_json::to_value(&read).unwrap();
+        assert!(written.get("point_of_sale").is_none(), "{written}");
     }
 }

@@ -35,6 +35,8 @@ pub struct Config {
     pub common: Common,
     /// Where the product service answers (its batch lookup prices orders).
     pub product_url: String,
+    /// The kiosks' Mercado Pago points of sale an order may name.
+    pub points_of_sale: Vec<String>,
     pub events: messaging::Settings,
 }
 
@@ -47,6 +49,17 @@ impl Config {
                 "http://127.0.0.1:4002".to_string(),
                 "the base URL of the product service, such as http://product.internal",
             )?,
+            points_of_sale: env
+                .parsed_or::<String>(
+                    "POINTS_OF_SALE",
+                    String::new(),
+                    "the kiosks' Mercado Pago points of sale, separated by commas, such as TOTEM01,TOTEM02",
+                )?
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect(),
             events: messaging::Settings::from_env(env)?,
         })
     }
@@ -58,6 +71,8 @@ pub struct AppState {
     pub pool: PgPool,
     pub verifier: Arc<Verifier>,
     pub catalog: Catalog,
+    /// The kiosks' points of sale an order may name.
+    pub points_of_sale: Arc<Vec<String>>,
     pub relay: Relay,
 }
 
@@ -104,6 +119,7 @@ pub async fn run(config: Config, keys: KeySource) -> anyhow::Result<()> {
         pool: base.pool,
         verifier: base.verifier,
         catalog: Catalog::new(&config.product_url),
+        points_of_sale: Arc::new(config.points_of_sale.clone()),
         relay: Relay::default(),
     };
     let (app, _workers) = assemble(state, base.transport, &config.events);

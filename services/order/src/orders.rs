@@ -37,6 +37,10 @@ pub fn routes() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct NewOrder {
     pub items: Vec<NewItem>,
+    /// The Mercado Pago point of sale of the kiosk placing the order (one
+    /// of `POINTS_OF_SALE`); none for an order from elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub point_of_sale: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -60,6 +64,8 @@ pub struct OrderView {
     /// it; erased with the customer.
     pub customer_name: Option<String>,
     pub total_cents: i64,
+    /// The kiosk's point of sale, when a kiosk placed it.
+    pub point_of_sale: Option<String>,
     pub items: Vec<ItemView>,
     /// The QR code to pay with, once the payment service made it.
     pub payment: Option<PaymentView>,
@@ -104,6 +110,7 @@ struct OrderRow {
     status: String,
     customer_name: Option<String>,
     total_cents: i64,
+    point_of_sale: Option<String>,
     payment_id: Option<Uuid>,
     qr_data: Option<String>,
     payment_expires_at: Option<OffsetDateTime>,
@@ -111,7 +118,7 @@ struct OrderRow {
     updated_at: OffsetDateTime,
 }
 
-const SELECT_ORDER: &str = "SELECT id, number, status, customer_name, total_cents, \
+const SELECT_ORDER: &str = "SELECT id, number, status, customer_name, total_cents, point_of_sale, \
      payment_id, qr_data, payment_expires_at, created_at, updated_at FROM orders";
 
 /// Places an order. Names and prices come from the catalog, never from the
@@ -139,7 +146,7 @@ pub async fn place_order(
     {
         return Ok(replay);
     }
-    check_lines(&request)?;
+    check_order(&state, &request)?;
     let lines = price(&state, &request).await?;
     let total_cents: i64 = lines
         .iter()
@@ -174,13 +181,14 @@ pub async fn place_order(
     }
     let id = Uuid::now_v7();
     let number: i64 = sqlx::query_scalar(
-        "INSERT INTO orders (id, customer_id, status, total_cents) \
-         VALUES ($1, $2, $3, $4) RETURNING number",
+        "INSERT INTO orders (id, customer_id, status, total_cents, point_of_sale) \
+         VALUES ($1, $2, $3, $4, $5) RETURNING number",
     )
     .bind(id)
     .bind(&caller.subject)
     .bind(Status::AwaitingPayment.as_str())
     .bind(total_cents)
+    .bind(&request.point_of_sale)
     .fetch_one(&mut *tx)
     .await?;
     for (position, line) in lines.iter().enumerate() {
@@ -208,6 +216,7 @@ pub async fn place_order(
             name: None,
         },
         items: lines,
+        point_of_sale: request.point_of_sale.clone(),
     };
     outbox::add(&mut tx, SERVICE, &event).await?;
     let view = load(&mut tx, id).await?.expect("the order just written");
@@ -299,8 +308,21 @@ async fn replayed(
 }
 
 /// The checks that need no catalog.
-fn check_lines(request: &NewOrder) -> ApiResult<()> {
+fn check_order(state: &AppState, request: &NewOrder) -> ApiResult<()> {
     let mut errors = Vec::new();
+    if let Some(pos) = &request.point_of_sale
+        && !state.points_of_sale.iter().any(|known| known == pos)
+    {
+        let known = if state.points_of_sale.is_empty() {
+            "none is configured (POINTS_OF_SALE): leave point_of_sale out".to_string()
+        } else {
+            format!("one of {}", state.points_of_sale.join(", "))
+        };
+        errors.push(FieldError::new(
+            "point_of_sale",
+            format!("{pos:?} is no kiosk's point of sale: {known}"),
+        ));
+    }
     if request.items.is_empty() {
         errors.push(FieldError::new("items", "an order needs at least one item"));
     }
@@ -437,6 +459,7 @@ fn view(row: OrderRow, items: Vec<ItemView>, history: Vec<HistoryEntry>) -> Orde
         status_label: status.label().to_string(),
         customer_name: row.customer_name,
         total_cents: row.total_cents,
+        point_of_sale: row.point_of_sale,
         items,
         payment: match (row.payment_id, row.qr_data) {
             (Some(payment_id), Some(qr_data)) => Some(PaymentView {

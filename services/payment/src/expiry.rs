@@ -1,6 +1,6 @@
 //! Payments nobody paid: a PENDING payment past its expiry is checked with
-//! Mercado Pago once more (a webhook may have been lost), then settled from
-//! that answer or EXPIRED.
+//! Mercado Pago once more (its order read by id: a notification may have
+//! been lost), then settled from that answer or EXPIRED.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::Payments;
 use crate::ledger::{self, Settled};
+use crate::mercadopago::MpError;
 use service_messaging::Relay;
 
 const BATCH: i64 = 20;
@@ -40,22 +41,26 @@ pub fn spawn(
 
 /// Settles the payments past their expiry; returns how many changed.
 pub async fn sweep(pool: &PgPool, payments: &Payments) -> anyhow::Result<usize> {
-    let due: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT order_id FROM payments WHERE status = 'PENDING' AND expires_at < now() \
+    let due: Vec<(Uuid, Option<String>)> = sqlx::query_as(
+        "SELECT order_id, provider_order_id FROM payments WHERE status = 'PENDING' AND expires_at < now() \
          ORDER BY expires_at LIMIT $1",
     )
     .bind(BATCH)
     .fetch_all(pool)
     .await?;
     let mut changed = 0;
-    for order_id in due {
+    for (order_id, provider_order) in due {
         // Ask Mercado Pago first, outside any lock.
-        let reported = match payments.mp.payments_for(&order_id.to_string()).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(%order_id, error = %e, "cannot check an expired payment; next sweep");
-                continue;
-            }
+        let reported = match provider_order.as_deref().map(|id| payments.mp.order(id)) {
+            None => None,
+            Some(read) => match read.await {
+                Ok(order) => Some(order),
+                Err(MpError::NotFound) => None,
+                Err(e) => {
+                    tracing::warn!(%order_id, error = %e, "cannot check an expired payment; next sweep");
+                    continue;
+                }
+            },
         };
         let mut tx = pool.begin().await?;
         let Some(payment) = ledger::lock_for_order(&mut tx, order_id).await? else {
@@ -64,17 +69,8 @@ pub async fn sweep(pool: &PgPool, payments: &Payments) -> anyhow::Result<usize> 
         if payment.status != "PENDING" {
             continue; // A webhook settled it meanwhile.
         }
-        // An approval wins over anything else Mercado Pago reports.
-        let decisive = reported
-            .iter()
-            .find(|p| p.status == "approved")
-            .or_else(|| {
-                reported
-                    .iter()
-                    .find(|p| p.status == "rejected" || p.status == "cancelled")
-            });
-        let settled = match decisive {
-            Some(p) => ledger::settle(&mut tx, &payments.mp, &payment, p).await?,
+        let settled = match &reported {
+            Some(order) => ledger::settle(&mut tx, &payments.mp, &payment, order).await?,
             None => Settled::Unchanged,
         };
         if settled == Settled::Unchanged {

@@ -1,8 +1,8 @@
 //! The payment's status machine, applied from what Mercado Pago says.
 //!
 //! PENDING → APPROVED | REJECTED | EXPIRED | CANCELLED | FAILED, and
-//! APPROVED → REFUNDED. Mercado Pago's word is only ever taken from a
-//! payment read back from its API, never from a notification's body.
+//! APPROVED → REFUNDED. Mercado Pago's word is only ever taken from an
+//! order read back from its API, never from a notification's body.
 
 use contracts::events::{PaymentApproved, PaymentEnded, PaymentExpired, PaymentRejected};
 use serde::Serialize;
@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::SERVICE;
-use crate::mercadopago::{MercadoPago, MpError, MpPayment};
+use crate::mercadopago::{MercadoPago, MpError, MpOrder, Outcome};
 
 #[derive(Debug, Clone, FromRow, Serialize, utoipa::ToSchema)]
 pub struct Payment {
@@ -98,25 +98,22 @@ pub enum SettleError {
     MercadoPago(#[from] MpError),
 }
 
-fn cents(amount: f64) -> i64 {
-    (amount * 100.0).round() as i64
-}
-
-/// Applies Mercado Pago's view of a payment to ours (locked by the caller).
+/// Applies Mercado Pago's view of an order to our payment (locked by the
+/// caller).
 pub async fn settle(
     tx: &mut PgConnection,
     mp: &MercadoPago,
     payment: &Payment,
-    reported: &MpPayment,
+    reported: &MpOrder,
 ) -> Result<Settled, SettleError> {
     let mismatched = mismatches(mp, payment, reported);
-    match (reported.status.as_str(), payment.status.as_str()) {
-        ("approved", "PENDING") if !mismatched.is_empty() => {
+    match (reported.outcome(), payment.status.as_str()) {
+        (Outcome::Approved, "PENDING") if !mismatched.is_empty() => {
             // Not this order's payment: the money goes back and the order
             // is cancelled, nothing reaches the kitchen.
             refund(tx, mp, payment, reported).await?;
             let reason = format!(
-                "Mercado Pago payment {} does not match the order ({}); refunded",
+                "Mercado Pago order {} does not match the payment ({}); refunded",
                 reported.id,
                 mismatched.join(", ")
             );
@@ -125,13 +122,17 @@ pub async fn settle(
             outbox::add(tx, SERVICE, &PaymentRejected(ended(payment, reason))).await?;
             Ok(Settled::Refunded)
         }
-        ("approved", "PENDING") => {
-            record_provider_payment(tx, payment, &reported.id).await?;
+        (Outcome::Approved, "PENDING") => {
+            let paid = reported.payment_id().unwrap_or(&reported.id).to_string();
+            record_provider_payment(tx, payment, &paid).await?;
             set_status(
                 tx,
                 payment,
                 "APPROVED",
-                &format!("Mercado Pago approved payment {}", reported.id),
+                &format!(
+                    "Mercado Pago processed order {} (payment {paid})",
+                    reported.id
+                ),
             )
             .await?;
             outbox::add(
@@ -140,8 +141,8 @@ pub async fn settle(
                 &PaymentApproved {
                     order_id: payment.order_id,
                     payment_id: payment.id,
-                    provider_payment_id: reported.id.clone(),
-                    amount_cents: cents(reported.transaction_amount),
+                    provider_payment_id: paid,
+                    amount_cents: reported.paid_cents().unwrap_or(payment.amount_cents),
                     approved_at: OffsetDateTime::now_utc(),
                 },
             )
@@ -149,18 +150,22 @@ pub async fn settle(
             Ok(Settled::Approved)
         }
         // Money for an order that will not be served: give it back.
-        ("approved", "REJECTED" | "EXPIRED" | "CANCELLED" | "FAILED") => {
+        (Outcome::Approved, "REJECTED" | "EXPIRED" | "CANCELLED" | "FAILED") => {
             refund(tx, mp, payment, reported).await?;
             let cause = format!(
-                "payment {} approved after the payment was {}; refunded",
+                "order {} paid after the payment was {}; refunded",
                 reported.id,
                 payment.status.to_lowercase()
             );
             set_status(tx, payment, "REFUNDED", &cause).await?;
             Ok(Settled::Refunded)
         }
-        ("rejected" | "cancelled", "PENDING") => {
-            let reason = format!("Mercado Pago {} payment {}", reported.status, reported.id);
+        (Outcome::Rejected, "PENDING") => {
+            let reason = format!(
+                "Mercado Pago payment rejected on order {} ({})",
+                reported.id,
+                reported.status_detail.as_deref().unwrap_or("no detail")
+            );
             set_status(tx, payment, "REJECTED", &reason).await?;
             outbox::add(tx, SERVICE, &PaymentRejected(ended(payment, reason))).await?;
             Ok(Settled::Rejected)
@@ -169,15 +174,17 @@ pub async fn settle(
     }
 }
 
-/// Gives the money of `reported` back and records which payment it was.
+/// Gives the money of `reported` back, by the order's id, and records
+/// which payment it was.
 async fn refund(
     tx: &mut PgConnection,
     mp: &MercadoPago,
     payment: &Payment,
-    reported: &MpPayment,
+    reported: &MpOrder,
 ) -> Result<(), SettleError> {
-    mp.refund(&reported.id).await?;
-    record_provider_payment(tx, payment, &reported.id).await?;
+    mp.refund_order(&reported.id).await?;
+    let paid = reported.payment_id().unwrap_or(&reported.id);
+    record_provider_payment(tx, payment, paid).await?;
     Ok(())
 }
 
@@ -194,29 +201,35 @@ async fn record_provider_payment(
         .map(drop)
 }
 
-/// How an approved payment differs from what the order's QR asked for:
-/// its amount, its currency (reais only) and the account it was paid to.
-fn mismatches(mp: &MercadoPago, payment: &Payment, reported: &MpPayment) -> Vec<String> {
+/// How a paid order differs from what this payment's QR asked for: the
+/// order itself, the amount paid, its currency (reais only, when stated)
+/// and the account it was paid to (when stated).
+fn mismatches(mp: &MercadoPago, payment: &Payment, reported: &MpOrder) -> Vec<String> {
     let mut found = Vec::new();
-    let paid = cents(reported.transaction_amount);
-    if paid != payment.amount_cents {
+    if payment.provider_order_id.as_deref() != Some(reported.id.as_str()) {
         found.push(format!(
-            "paid {paid} cents, the order is {} cents",
-            payment.amount_cents
+            "order {} is not the payment's {}",
+            reported.id,
+            payment.provider_order_id.as_deref().unwrap_or("(none)")
         ));
     }
-    match reported.currency_id.as_deref() {
-        Some("BRL") => {}
-        other => found.push(format!(
-            "currency {} instead of BRL",
-            other.unwrap_or("unknown")
+    match reported.paid_cents() {
+        Some(paid) if paid == payment.amount_cents => {}
+        paid => found.push(format!(
+            "paid {} cents, the order is {} cents",
+            paid.map_or("an unknown amount of".into(), |p| p.to_string()),
+            payment.amount_cents
         )),
     }
-    match reported.collector_id.as_deref() {
+    match reported.currency.as_deref() {
+        None | Some("BRL") => {}
+        Some(other) => found.push(format!("currency {other} instead of BRL")),
+    }
+    match reported.user_id.as_deref() {
+        None => {}
         Some(collector) if collector == mp.collector_id() => {}
-        other => found.push(format!(
-            "paid to collector {} instead of {}",
-            other.unwrap_or("unknown"),
+        Some(other) => found.push(format!(
+            "paid to collector {other} instead of {}",
             mp.collector_id()
         )),
     }

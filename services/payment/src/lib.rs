@@ -43,10 +43,9 @@ pub struct MercadoPagoConfig {
     pub base_url: String,
     pub access_token: Secret,
     pub collector_id: String,
+    /// The point of sale of orders that name no kiosk's.
     pub pos_id: String,
     pub webhook_secret: Secret,
-    /// The public URL of `POST /webhooks/mercadopago`, sent with each QR order.
-    pub notification_url: String,
     /// How long a QR code can be paid.
     pub expiry: Duration,
     /// How often PENDING payments past their expiry are looked at.
@@ -67,16 +66,18 @@ impl MercadoPagoConfig {
                 "MERCADOPAGO_ACCESS_TOKEN",
                 "the access token of the Mercado Pago application",
             )?),
-            collector_id: env.required("MERCADOPAGO_COLLECTOR_ID", "the Mercado Pago user id that collects payments")?,
-            pos_id: env.required("MERCADOPAGO_POS_ID", "the external id of the point of sale")?,
+            collector_id: env.required(
+                "MERCADOPAGO_COLLECTOR_ID",
+                "the Mercado Pago user id that collects payments",
+            )?,
+            pos_id: env.required(
+                "MERCADOPAGO_POS_ID",
+                "the external id of the point of sale of orders that name no kiosk's",
+            )?,
             webhook_secret: Secret::new(env.required(
                 "MERCADOPAGO_WEBHOOK_SECRET",
                 "the secret signature key of the application's webhooks",
             )?),
-            notification_url: env.required(
-                "PAYMENT_NOTIFICATION_URL",
-                "the public URL of POST /webhooks/mercadopago, such as https://api.example.com/webhooks/mercadopago",
-            )?,
             expiry: Duration::from_secs(env.parsed_or(
                 "PAYMENT_EXPIRY_SECONDS",
                 900,
@@ -109,7 +110,6 @@ impl Config {
 /// Mercado Pago and what the service needs to talk with it.
 pub struct Payments {
     pub mp: MercadoPago,
-    pub notification_url: String,
     pub webhook_secret: Secret,
     pub expiry: Duration,
     pub webhook_max_age: Duration,
@@ -124,7 +124,6 @@ impl Payments {
                 &config.collector_id,
                 &config.pos_id,
             ),
-            notification_url: config.notification_url.clone(),
             webhook_secret: config.webhook_secret.clone(),
             expiry: config.expiry,
             webhook_max_age: config.webhook_max_age,

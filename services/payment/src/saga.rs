@@ -12,11 +12,10 @@ use service_messaging::consumer::Attempt;
 use service_messaging::{BoxFuture, HandleError, Handler, Transport, outbox};
 use sqlx::PgConnection;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use crate::ledger;
-use crate::mercadopago::MpError;
+use crate::mercadopago::{MpError, amount};
 use crate::{Payments, SERVICE};
 
 /// The payments, and the transport whose messages an erasure scrubs.
@@ -53,35 +52,40 @@ impl Handler for PaymentSaga {
     }
 }
 
-fn reais(cents: i64) -> f64 {
-    cents as f64 / 100.0
-}
-
 /// The QR order Mercado Pago is asked for: the order id as reference, one
-/// item per line, totals that add up.
-fn qr_order_body(payments: &Payments, order: &OrderCreated, expires_at: OffsetDateTime) -> Value {
+/// item per line, amounts as strings that add up, a QR of its own (dynamic
+/// mode) at the kiosk's point of sale, open as long as the payment is.
+fn qr_order_body(payments: &Payments, order: &OrderCreated) -> Value {
     let items: Vec<Value> = order
         .items
         .iter()
         .map(|i| {
             json!({
-                "sku_number": i.product_id.to_string(),
-                "category": "food",
                 "title": i.name,
-                "unit_price": reais(i.unit_price_cents),
+                "unit_price": amount(i.unit_price_cents),
                 "quantity": i.quantity,
                 "unit_measure": "unit",
-                "total_amount": reais(i.unit_price_cents * i64::from(i.quantity)),
+                "external_code": i.product_id.to_string(),
             })
         })
         .collect();
+    let total = amount(order.amount_cents);
+    let pos = order
+        .point_of_sale
+        .as_deref()
+        .unwrap_or(payments.mp.default_pos());
+    // Mercado Pago keeps an order open 30 s at least; a shorter expiry is
+    // ours to enforce (the expiry sweep).
+    let seconds = payments.expiry.as_secs().max(30);
     json!({
+        "type": "qr",
         "external_reference": order.order_id.to_string(),
-        "title": format!("Pedido {}", order.number),
         "description": format!("Pedido {} da lanchonete", order.number),
-        "notification_url": payments.notification_url,
-        "total_amount": reais(order.amount_cents),
-        "expiration_date": expires_at.format(&Rfc3339).unwrap_or_default(),
+        "total_amount": total,
+        "expiration_time": format!("PT{seconds}S"),
+        "processing_mode": "automatic",
+        "config": {"qr": {"external_pos_id": pos, "mode": "dynamic"}},
+        "transactions": {"payments": [{"amount": total}]},
         "items": items,
     })
 }
@@ -97,11 +101,18 @@ async fn open(
     }
     let id = Uuid::now_v7();
     let expires_at = OffsetDateTime::now_utc() + payments.expiry;
-    let body = qr_order_body(payments, &order, expires_at);
+    let body = qr_order_body(payments, &order);
     // The same key on every attempt: Mercado Pago answers a retry with the
-    // QR order it already made.
+    // order it already made.
     let key = format!("qr-{}", order.order_id);
-    let created = payments.mp.create_qr_order(&key, &body).await;
+    let created = payments.mp.create_order(&key, &body).await;
+    let created = created.and_then(|o| match o.type_response.qr_data.clone() {
+        Some(qr_data) => Ok((o.id, qr_data)),
+        None => Err(MpError::Unavailable(format!(
+            "order {} came without its QR",
+            o.id
+        ))),
+    });
     let (status, qr) = match created {
         Ok(qr) => ("PENDING", Some(qr)),
         Err(MpError::Unavailable(e)) if !attempt.is_last() => {
@@ -123,21 +134,22 @@ async fn open(
     .bind(&order.customer.id)
     .bind(order.amount_cents)
     .bind(status)
-    .bind(qr.as_ref().map(|q| &q.in_store_order_id))
-    .bind(qr.as_ref().map(|q| &q.qr_data))
+    .bind(qr.as_ref().map(|(order, _)| order))
+    .bind(qr.as_ref().map(|(_, qr_data)| qr_data))
     .bind(expires_at)
     .execute(&mut *tx)
     .await?;
     match qr {
-        Some(qr) => {
-            ledger::history(tx, id, status, "QR order created at Mercado Pago").await?;
+        Some((provider_order, qr_data)) => {
+            let cause = format!("QR order {provider_order} created at Mercado Pago");
+            ledger::history(tx, id, status, &cause).await?;
             outbox::add(
                 tx,
                 SERVICE,
                 &PaymentCreated {
                     order_id: order.order_id,
                     payment_id: id,
-                    qr_data: qr.qr_data,
+                    qr_data,
                     expires_at,
                 },
             )
@@ -177,9 +189,8 @@ async fn close(
     }
     if payment.status == "APPROVED" {
         // The order was cancelled although its payment went through.
-        // An approved payment always has Mercado Pago's id (see ledger::settle).
-        let paid = payment.provider_payment_id.as_deref().unwrap_or_default();
-        let refunded = payments.mp.refund(paid).await;
+        let paid = payment.provider_order_id.as_deref().unwrap_or_default();
+        let refunded = payments.mp.refund_order(paid).await;
         refunded.map_err(|e| HandleError::Retry(e.to_string()))?;
         ledger::set_status(
             tx,
@@ -190,18 +201,38 @@ async fn close(
         .await?;
         return Ok(());
     }
-    if payment.qr_cancelled_at.is_none() && payment.provider_order_id.is_some() {
-        payments
-            .mp
-            .cancel_qr_order()
-            .await
-            .map_err(|e| HandleError::Retry(format!("cannot cancel the QR order: {e}")))?;
-        sqlx::query(
-            "UPDATE payments SET qr_cancelled_at = now(), updated_at = now() WHERE id = $1",
-        )
-        .bind(payment.id)
-        .execute(&mut *tx)
-        .await?;
+    let Some(provider_order) = payment.provider_order_id.as_deref() else {
+        return Ok(());
+    };
+    if payment.qr_cancelled_at.is_some() {
+        return Ok(());
     }
-    Ok(())
+    // This order's QR alone: cancelled by its own id.
+    match payments.mp.cancel_order(provider_order).await {
+        Ok(()) | Err(MpError::NotFound) => {
+            sqlx::query(
+                "UPDATE payments SET qr_cancelled_at = now(), updated_at = now() WHERE id = $1",
+            )
+            .bind(payment.id)
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
+        }
+        // Being paid, or paid, meanwhile: the approval's notification
+        // brings the money back (ledger::settle refunds it).
+        Err(MpError::Refused { code, .. }) => {
+            let cause = format!("the QR order {provider_order} could not be withdrawn ({code})");
+            tracing::warn!(order_id = %cancelled.order_id, %cause, "QR left to its notification");
+            let now = if payment.status == "PENDING" {
+                "CANCELLED"
+            } else {
+                payment.status.as_str()
+            };
+            ledger::history(tx, payment.id, now, &cause).await?;
+            Ok(())
+        }
+        Err(e) => Err(HandleError::Retry(format!(
+            "cannot cancel the QR order: {e}"
+        ))),
+    }
 }

@@ -1,10 +1,12 @@
-//! `POST /webhooks/mercadopago`: Mercado Pago's payment notifications.
+//! `POST /webhooks/mercadopago`: Mercado Pago's order notifications (topic
+//! `order`; configure the webhook for the event "Order (Mercado Pago)").
 //!
 //! A notification is only a hint. It is accepted when its `x-signature`
 //! (`ts=…,v1=…`) is the HMAC-SHA256, under the webhook secret, of
-//! `id:<data.id>;request-id:<x-request-id>;ts:<ts>;` and `ts` is recent;
-//! then the payment is read back from Mercado Pago and only that answer is
-//! applied. The answer is 5xx only when Mercado Pago should send it again.
+//! `id:<data.id>;request-id:<x-request-id>;ts:<ts>;` (an alphanumeric id in
+//! lower case) and `ts` is recent; then the order is read back from
+//! Mercado Pago by its id and only that answer is applied. The answer is
+//! 5xx only when Mercado Pago should send it again.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -121,11 +123,7 @@ async fn notification(
         .cloned()
         .or_else(|| body["type"].as_str().map(str::to_string))
         .unwrap_or_default();
-    let Some(data_id) = query
-        .get("data.id")
-        .or_else(|| query.get("id"))
-        .map(|id| manifest_id(id))
-    else {
+    let Some(data_id) = query.get("data.id").or_else(|| query.get("id")).cloned() else {
         return Err(ApiError::BadRequest(
             "the notification names no data.id in its query string".into(),
         ));
@@ -135,7 +133,7 @@ async fn notification(
         payments.webhook_secret.expose().as_bytes(),
         header("x-signature"),
         header("x-request-id"),
-        &data_id,
+        &manifest_id(&data_id),
         SystemTime::now(),
         payments.webhook_max_age,
     )
@@ -151,9 +149,9 @@ async fn notification(
     .bind(&data_id)
     .execute(&state.pool)
     .await?;
-    if kind != "payment" {
+    if kind != "order" {
         return Ok(Json(
-            json!({"outcome": "ignored", "detail": format!("not a payment notification ({kind:?})")}),
+            json!({"outcome": "ignored", "detail": format!("not an order notification ({kind:?})")}),
         ));
     }
     let outcome = settle_reported(&state, &data_id).await?;
@@ -165,13 +163,13 @@ async fn notification(
     Ok(Json(json!({ "outcome": outcome })))
 }
 
-/// Reads the payment back from Mercado Pago and applies it.
+/// Reads the order back from Mercado Pago and applies it.
 async fn settle_reported(state: &AppState, data_id: &str) -> ApiResult<String> {
     let payments = &state.payments;
-    let reported = match payments.mp.payment(data_id).await {
-        Ok(p) => p,
+    let reported = match payments.mp.order(data_id).await {
+        Ok(o) => o,
         Err(MpError::NotFound) => {
-            return Ok("ignored: Mercado Pago does not know this payment".into());
+            return Ok("ignored: Mercado Pago does not know this order".into());
         }
         Err(e) => return Err(retry_later(e.to_string())),
     };
@@ -180,7 +178,7 @@ async fn settle_reported(state: &AppState, data_id: &str) -> ApiResult<String> {
         .as_deref()
         .and_then(|r| Uuid::parse_str(r).ok())
     else {
-        return Ok("ignored: not a payment of this system".into());
+        return Ok("ignored: not an order of this system".into());
     };
     let mut tx = state.pool.begin().await?;
     let Some(payment) = ledger::lock_for_order(&mut tx, order_id).await? else {

@@ -142,7 +142,7 @@ async fn run_one(
     let id = order["id"].as_str().expect("an id").to_string();
     poll_until(system, &id, |o| o["payment"]["qr_data"].is_string()).await;
     let paid = system.mp.pay(&id, "approved");
-    assert_eq!(system.mp.notify(paid, Signature::Valid).await, 200);
+    assert_eq!(system.mp.notify(&paid, Signature::Valid).await, 200);
     poll_until(system, &id, |o| o["status"] == "RECEIVED").await;
     (id, posted)
 }

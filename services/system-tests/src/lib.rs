@@ -26,6 +26,10 @@ pub const MP_SECRET: &str = "webhook-signing-secret";
 pub const ADMIN_EMAIL: &str = "admin@system.test";
 pub const ADMIN_PASSWORD: &str = "admin-password-1";
 /// How often the services reread the user service's revocation list here.
+/// The kiosks' points of sale (the sandbox knows them, and `CAIXA01`, the
+/// payment service's default).
+pub const KIOSKS: [&str; 4] = ["TOTEM01", "TOTEM02", "TOTEM03", "TOTEM04"];
+
 pub const REVOCATIONS_REFRESH: Duration = Duration::from_millis(300);
 
 /// Wraps a service's transport (to make it fail or duplicate, say).
@@ -127,6 +131,9 @@ impl System {
         for service in SERVICES {
             system.start_service(service).await;
         }
+        // The application's webhook, as configured in Mercado Pago's panel.
+        let webhook = format!("{}/webhooks/mercadopago", system.urls["payment"]);
+        system.mp.notify_to(&webhook);
         system
     }
 
@@ -262,6 +269,7 @@ impl System {
                     pool: self.pool(service, &order_service::MIGRATOR).await,
                     verifier: self.verifier().await,
                     catalog: order_service::Catalog::new(&self.urls["product"]),
+                    points_of_sale: Arc::new(KIOSKS.iter().map(|k| k.to_string()).collect()),
                     relay: Relay::default(),
                 };
                 let (app, workers) =
@@ -275,7 +283,6 @@ impl System {
                     collector_id: "123456789".into(),
                     pos_id: "CAIXA01".into(),
                     webhook_secret: service_kit::config::Secret::new(MP_SECRET),
-                    notification_url: format!("{}/webhooks/mercadopago", self.urls["payment"]),
                     expiry: self.options.payment_expiry,
                     expiry_check: self.options.expiry_check,
                     webhook_max_age: Duration::from_secs(300),

@@ -80,11 +80,14 @@ async fn an_order_goes_from_payment_to_the_counter() {
     let order = system.wait_qr(&id).await;
     let qr = system.mp.qr_order(&id).expect("a QR order at Mercado Pago");
     assert_eq!(order["payment"]["qr_data"], qr.qr_data.as_str());
-    assert_eq!(qr.total_amount, 63.8);
+    assert_eq!(qr.total_cents, 6380);
+    assert_eq!(qr.body["total_amount"], "63.80");
     assert_eq!(qr.body["items"].as_array().unwrap().len(), 2);
-    assert!(qr.body["expiration_date"].is_string());
-    assert!(qr.notification_url.ends_with("/webhooks/mercadopago"));
-    let creations = system.mp.requests_to("POST", "/instore/orders/qr/");
+    assert!(qr.body["expiration_time"].is_string());
+    // A QR of its own (dynamic mode), at the default point of sale: this
+    // order named no kiosk.
+    assert_eq!((qr.mode.as_str(), qr.pos.as_str()), ("dynamic", "CAIXA01"));
+    let creations = system.mp.requests_to("POST", "/v1/orders");
     assert_eq!(
         creations[0].idempotency_key.as_deref(),
         Some(format!("qr-{id}").as_str())
@@ -103,7 +106,7 @@ async fn an_order_goes_from_payment_to_the_counter() {
 
     // Mercado Pago approves, and says so in a signed webhook.
     let paid = system.mp.pay(&id, "approved");
-    assert_eq!(system.mp.notify(paid, Signature::Valid).await, 200);
+    assert_eq!(system.mp.notify(&paid, Signature::Valid).await, 200);
     system.wait_status(&id, "RECEIVED").await;
     assert_eq!(system.payment_of(&id).await["status"], "APPROVED");
 
@@ -409,7 +412,7 @@ async fn a_rejected_payment_cancels_the_order_and_its_qr_code() {
     let id = place(&system, &token, &menu.burger, 1).await;
     system.wait_qr(&id).await;
     let attempt = system.mp.pay(&id, "rejected");
-    assert_eq!(system.mp.notify(attempt, Signature::Valid).await, 200);
+    assert_eq!(system.mp.notify(&attempt, Signature::Valid).await, 200);
     let order = system.wait_status(&id, "CANCELLED").await;
     assert!(
         order["history"][1]["cause"]
@@ -420,11 +423,13 @@ async fn a_rejected_payment_cancels_the_order_and_its_qr_code() {
     );
     system.quiesce().await;
     assert_eq!(system.payment_of(&id).await["status"], "REJECTED");
-    assert!(
-        system.mp.qr_order(&id).unwrap().cancelled,
-        "the QR code was withdrawn"
-    );
-    assert_eq!(system.mp.requests_to("DELETE", "/instore/qr/").len(), 1);
+    // A failed order is closed at Mercado Pago: nothing to withdraw, and
+    // the one cancel asked is answered so.
+    let cancels = system
+        .mp
+        .requests_to("POST", &format!("/v1/orders/{attempt}/cancel"));
+    assert_eq!(cancels.len(), 1);
+    assert_eq!(system.mp.qr_order(&id).unwrap().status, "failed");
 }
 
 #[tokio::test]
@@ -435,19 +440,19 @@ async fn an_approval_that_is_not_the_order_s_is_refunded_and_cancels_the_order()
     // currency, the account it was paid to.
     for (field, value, said) in [
         (
-            "transaction_amount",
-            json!(1.0),
+            "amount",
+            json!("1.00"),
             "paid 100 cents, the order is 2590 cents",
         ),
-        ("currency_id", json!("USD"), "currency USD instead of BRL"),
-        ("collector_id", json!(999), "paid to collector 999"),
+        ("currency", json!("USD"), "currency USD instead of BRL"),
+        ("user_id", json!(999), "paid to collector 999"),
     ] {
         let token = system.guest_token().await;
         let id = place(&system, &token, &menu.burger, 1).await;
         system.wait_qr(&id).await;
         let paid = system.mp.pay(&id, "approved");
-        system.mp.alter_payment(paid, field, value);
-        assert_eq!(system.mp.notify(paid, Signature::Valid).await, 200);
+        system.mp.alter_order(&paid, field, value);
+        assert_eq!(system.mp.notify(&paid, Signature::Valid).await, 200);
         let order = system.wait_status(&id, "CANCELLED").await;
         assert!(
             order["history"][1]["cause"]
@@ -462,10 +467,11 @@ async fn an_approval_that_is_not_the_order_s_is_refunded_and_cancels_the_order()
         assert!(
             !system
                 .mp
-                .requests_to("POST", &format!("/v1/payments/{paid}/refunds"))
+                .requests_to("POST", &format!("/v1/orders/{paid}/refund"))
                 .is_empty(),
             "{field}: the money went back"
         );
+        assert_eq!(system.mp.order(&paid).unwrap()["status"], "refunded");
         // Nothing reached the kitchen.
         let (_, tickets) = system
             .call(
@@ -507,34 +513,115 @@ async fn an_unpaid_code_expires_and_a_late_approval_is_refunded() {
     system.quiesce().await;
     let payment = system.payment_of(&id).await;
     assert_eq!(payment["status"], "EXPIRED");
-    // It was checked with Mercado Pago once more before expiring.
+    // It was checked with Mercado Pago once more, by its order's id,
+    // before expiring; then that order, and no other, was cancelled.
+    let qr = system.mp.qr_order(&id).unwrap();
+    let path = format!("/v1/orders/{}", qr.id);
+    assert_eq!(system.mp.requests_to("GET", &path).len(), 1);
+    assert!(qr.cancelled);
+    assert_eq!(system.mp.requests_to("POST", "/v1/orders/").len(), 1);
     assert_eq!(
-        system
-            .mp
-            .requests_to(
-                "GET",
-                &format!("/v1/payments/search?external_reference={id}")
-            )
-            .len(),
-        1
+        system.mp.requests_to("POST", &format!("{path}/cancel"))[0]
+            .idempotency_key
+            .as_deref(),
+        Some(format!("cancel-{}", qr.id).as_str())
     );
-    assert!(system.mp.qr_order(&id).unwrap().cancelled);
+    payment_raced_the_cancel(&system, &menu).await;
+}
 
-    // The customer pays anyway: the money goes back.
+/// A customer paying while the order expires: Mercado Pago refuses the
+/// cancel (the payment is under way), the approval comes after the
+/// payment expired, and the money goes back by the order's id.
+async fn payment_raced_the_cancel(system: &System, menu: &Menu) {
+    let token = system.guest_token().await;
+    let id = place(system, &token, &menu.fries, 1).await;
+    system.wait_qr(&id).await;
+    system.mp.start_paying(&id);
+    let order = system.wait_status(&id, "CANCELLED").await;
+    system.quiesce().await;
+    assert_eq!(system.payment_of(&id).await["status"], "EXPIRED", "{order}");
     let late = system.mp.pay(&id, "approved");
-    assert_eq!(system.mp.notify(late, Signature::Valid).await, 200);
+    assert_eq!(system.mp.notify(&late, Signature::Valid).await, 200);
     let payment = system.payment_of(&id).await;
     assert_eq!(payment["status"], "REFUNDED", "{payment}");
-    assert_eq!(system.mp.payment(late).unwrap()["status"], "refunded");
+    assert_eq!(system.mp.order(&late).unwrap()["status"], "refunded");
     assert_eq!(
         system
             .mp
-            .requests_to("POST", &format!("/v1/payments/{late}/refunds"))
+            .requests_to("POST", &format!("/v1/orders/{late}/refund"))
             .len(),
         1
     );
     system.quiesce().await;
     assert_eq!(system.get_order(&id).await["status"], "CANCELLED");
+}
+
+/// Places an order of one burger at `kiosk`; its id.
+async fn place_at(system: &System, menu: &Menu, kiosk: &str) -> String {
+    let token = system.guest_token().await;
+    let body = json!({
+        "items": [{"product_id": menu.burger, "quantity": 1}],
+        "point_of_sale": kiosk,
+    });
+    let (status, placed) = system.try_order(Some(&token), body).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    assert_eq!(placed["point_of_sale"], kiosk);
+    placed["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn two_kiosks_paying_at_once_never_touch_each_other_s_qr() {
+    let mut options = Options::new();
+    options.payment_expiry = Duration::from_secs(2);
+    let system = System::start(options).await;
+    let menu = menu(&system).await;
+    // A kiosk the system does not know is refused, naming those it knows.
+    let token = system.guest_token().await;
+    let body = json!({
+        "items": [{"product_id": menu.burger, "quantity": 1}],
+        "point_of_sale": "TOTEM99",
+    });
+    let (status, refused) = system.try_order(Some(&token), body).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(refused["errors"][0]["field"], "point_of_sale");
+    assert!(refused.to_string().contains("TOTEM01"), "{refused}");
+
+    // Two customers at two kiosks, each with a QR of its own there.
+    let (expiring, paying) = (
+        place_at(&system, &menu, "TOTEM01").await,
+        place_at(&system, &menu, "TOTEM02").await,
+    );
+    system.wait_qr(&expiring).await;
+    system.wait_qr(&paying).await;
+    let (qr_a, qr_b) = (
+        system.mp.qr_order(&expiring).unwrap(),
+        system.mp.qr_order(&paying).unwrap(),
+    );
+    assert_eq!(
+        (qr_a.pos.as_str(), qr_b.pos.as_str()),
+        ("TOTEM01", "TOTEM02")
+    );
+    assert_ne!(qr_a.qr_data, qr_b.qr_data);
+
+    // One pays; the other lets its code expire.
+    let paid = system.mp.pay(&paying, "approved");
+    assert_eq!(system.mp.notify(&paid, Signature::Valid).await, 200);
+    system.wait_status(&paying, "RECEIVED").await;
+    system.wait_status(&expiring, "CANCELLED").await;
+    system.quiesce().await;
+    // The expired order's QR was cancelled by its own id; the paid one's
+    // was never touched.
+    let cancels: Vec<String> = system
+        .mp
+        .requests_to("POST", "/v1/orders/")
+        .into_iter()
+        .map(|r| r.path)
+        .filter(|p| p.ends_with("/cancel"))
+        .collect();
+    assert_eq!(cancels, [format!("/v1/orders/{}/cancel", qr_a.id)]);
+    assert!(system.mp.qr_order(&expiring).unwrap().cancelled);
+    let kept = system.mp.qr_order(&paying).unwrap();
+    assert_eq!((kept.status.as_str(), kept.cancelled), ("processed", false));
 }
 
 #[tokio::test]
@@ -544,29 +631,30 @@ async fn forged_stale_unsigned_and_repeated_webhooks_change_nothing() {
     let token = system.guest_token().await;
     let id = place(&system, &token, &menu.burger, 1).await;
     system.wait_qr(&id).await;
-    let paid = system.mp.pay(&id, "approved");
+    // Paid, but said by forged, stale and unsigned notifications.
+    let paid = system.mp.pay(&id, "pending");
     for signature in [Signature::Forged, Signature::Stale, Signature::Missing] {
         assert_eq!(
-            system.mp.notify(paid, signature).await,
+            system.mp.notify(&paid, signature).await,
             401,
             "{signature:?}"
         );
     }
     // None of them was even looked up.
-    assert!(system.mp.requests_to("GET", "/v1/payments/").is_empty());
+    assert!(system.mp.requests_to("GET", "/v1/orders/").is_empty());
     system.quiesce().await;
     assert_eq!(system.get_order(&id).await["status"], "AWAITING_PAYMENT");
     assert_eq!(system.payment_of(&id).await["status"], "PENDING");
 
-    // A pending payment stays pending.
-    let pending = system.mp.pay(&id, "pending");
-    assert_eq!(system.mp.notify(pending, Signature::Valid).await, 200);
+    // A payment in process leaves the payment pending.
+    assert_eq!(system.mp.notify(&paid, Signature::Valid).await, 200);
     system.quiesce().await;
     assert_eq!(system.payment_of(&id).await["status"], "PENDING");
 
-    // The real one, twice.
-    assert_eq!(system.mp.notify(paid, Signature::Valid).await, 200);
-    assert_eq!(system.mp.notify(paid, Signature::Valid).await, 200);
+    // Approved: the real one, twice.
+    assert_eq!(system.mp.pay(&id, "approved"), paid);
+    assert_eq!(system.mp.notify(&paid, Signature::Valid).await, 200);
+    assert_eq!(system.mp.notify(&paid, Signature::Valid).await, 200);
     system.wait_status(&id, "RECEIVED").await;
     system.quiesce().await;
     let payment = system.payment_of(&id).await;
@@ -669,7 +757,7 @@ async fn every_event_delivered_twice_changes_nothing() {
     let id = place(&system, &token, &menu.burger, 1).await;
     system.wait_qr(&id).await;
     let paid = system.mp.pay(&id, "approved");
-    assert_eq!(system.mp.notify(paid, Signature::Valid).await, 200);
+    assert_eq!(system.mp.notify(&paid, Signature::Valid).await, 200);
     let ticket = system.ticket_of(&id).await;
     let ticket_id = ticket["id"].as_str().unwrap();
     for step in ["started", "completed", "delivered"] {
@@ -778,7 +866,7 @@ async fn a_poison_message_is_dead_lettered_and_the_queue_keeps_flowing() {
     // The rest flows: the order gets its QR code, and can be paid.
     system.wait_qr(&id).await;
     let paid = system.mp.pay(&id, "approved");
-    assert_eq!(system.mp.notify(paid, Signature::Valid).await, 200);
+    assert_eq!(system.mp.notify(&paid, Signature::Valid).await, 200);
     system.wait_status(&id, "RECEIVED").await;
     system.quiesce().await;
 
@@ -813,7 +901,7 @@ async fn mercado_pago_down_is_retried_and_the_order_still_gets_its_code() {
     let token = system.guest_token().await;
     let id = place(&system, &token, &menu.burger, 1).await;
     system.wait_qr(&id).await;
-    let attempts = system.mp.requests_to("POST", "/instore/orders/qr/");
+    let attempts = system.mp.requests_to("POST", "/v1/orders");
     assert_eq!(attempts.len(), 3);
     assert!(
         attempts
@@ -1168,7 +1256,7 @@ async fn an_erased_customer_s_name_leaves_every_service_and_their_tokens_stop() 
     let order = place(&system, &token, &menu.burger, 1).await;
     system.wait_qr(&order).await;
     let paid = system.mp.pay(&order, "approved");
-    assert_eq!(system.mp.notify(paid, Signature::Valid).await, 200);
+    assert_eq!(system.mp.notify(&paid, Signature::Valid).await, 200);
     system.wait_status(&order, "RECEIVED").await;
     system.ticket_of(&order).await;
     system.quiesce().await;

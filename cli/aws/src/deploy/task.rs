@@ -251,12 +251,12 @@ pub fn task_spec(
                 "PRODUCT_SERVICE_URL".into(),
                 format!("http://{}", facts.text(out::ALB_DNS_NAME)?),
             );
+            environment.insert(
+                "POINTS_OF_SALE".into(),
+                blueprint.kiosks.points_of_sale().join(","),
+            );
         }
         "payment" => {
-            environment.insert(
-                "PAYMENT_NOTIFICATION_URL".into(),
-                format!("{}/webhooks/mercadopago", facts.text(out::API_ENDPOINT)?),
-            );
             facts.require(service, &MERCADO_PAGO_KEYS)?;
             for (variable, key, _) in MERCADO_PAGO_KEYS {
                 secrets.insert(variable.into(), facts.value_from(service, key)?);
@@ -527,9 +527,12 @@ mod tests {
             spec.secrets["MERCADOPAGO_ACCESS_TOKEN"],
             format!("{}:mercadopago_access_token::", service_secret("payment"))
         );
+        // Mercado Pago's webhook URL is the application's, set in its panel.
+        assert!(!spec.environment.contains_key("PAYMENT_NOTIFICATION_URL"));
+        let order = task_spec(&blueprint(), "order", &ready, "x", Architecture::Amd64).unwrap();
         assert_eq!(
-            spec.environment["PAYMENT_NOTIFICATION_URL"],
-            "https://abc.execute-api.us-east-1.amazonaws.com/webhooks/mercadopago"
+            order.environment["POINTS_OF_SALE"],
+            "TOTEM01,TOTEM02,TOTEM03,TOTEM04"
         );
     }
 
