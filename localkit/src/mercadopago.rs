@@ -163,6 +163,8 @@ struct Books {
     /// Where notifications go: the webhook URL the application configured.
     webhook_url: Option<String>,
     failures_left: u32,
+    /// Until then, every API call answers 500.
+    down_until: Option<std::time::Instant>,
     delay: Duration,
 }
 
@@ -384,6 +386,12 @@ impl Sandbox {
         self.books().failures_left = n;
     }
 
+    /// Mercado Pago has an incident: for `how_long`, every API call
+    /// answers 500 (notifications can still be sent from here).
+    pub fn fail_all_for(&self, how_long: Duration) {
+        self.books().down_until = Some(std::time::Instant::now() + how_long);
+    }
+
     /// Mercado Pago goes down: its API stops answering (notifications can
     /// still be sent from here).
     pub fn go_down(&self) {
@@ -553,7 +561,7 @@ async fn admit(
         .and_then(|v| v.to_str().ok())
         .filter(|k| !k.is_empty())
         .map(str::to_string);
-    let delay = {
+    let (delay, down) = {
         let mut books = shared.books();
         books.requests.push(Recorded {
             method: method.to_string(),
@@ -561,9 +569,19 @@ async fn admit(
             idempotency_key: key.clone(),
             body,
         });
-        books.delay
+        let down = books
+            .down_until
+            .is_some_and(|until| std::time::Instant::now() < until);
+        (books.delay, down)
     };
     tokio::time::sleep(delay).await;
+    if down {
+        return Err(answer(problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "internal server error",
+        )));
+    }
     let authorized = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())

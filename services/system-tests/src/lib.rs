@@ -505,6 +505,44 @@ impl System {
         }
     }
 
+    /// The system's databases (every service's and the event transport's)
+    /// go away, as in a failover: new connections refused, open ones cut.
+    pub async fn databases_down(&self) {
+        self.allow_connections(false).await;
+    }
+
+    /// They come back.
+    pub async fn databases_up(&self) {
+        self.allow_connections(true).await;
+    }
+
+    async fn allow_connections(&self, allowed: bool) {
+        let name = |url: &str| url.rsplit('/').next().unwrap_or_default().to_string();
+        let bus = name(&self.bus_url);
+        let admin_url = self.bus_url.replace(&format!("/{bus}"), "/postgres");
+        let admin = PgPool::connect(&admin_url).await.expect("the cluster");
+        let mut names: Vec<String> = self.databases.values().map(|u| name(u)).collect();
+        names.push(bus);
+        for database in &names {
+            sqlx::query(&format!(
+                "ALTER DATABASE \"{database}\" ALLOW_CONNECTIONS {allowed}"
+            ))
+            .execute(&admin)
+            .await
+            .expect("alter the database");
+        }
+        if !allowed {
+            sqlx::query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ANY($1)",
+            )
+            .bind(&names)
+            .execute(&admin)
+            .await
+            .expect("cut the connections");
+        }
+        admin.close().await;
+    }
+
     /// Lets in-flight events settle: waits until no queue holds a message
     /// and no outbox an unpublished event, twice in a row.
     pub async fn quiesce(&self) {
