@@ -21,6 +21,7 @@ use josekit::jws::RS256;
 use josekit::jws::alg::rsassa::RsassaJwsVerifier;
 use josekit::jwt;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
 
@@ -255,10 +256,19 @@ pub struct Verifier {
     leeway: u64,
     revocations: std::sync::OnceLock<Box<dyn RevocationSource>>,
     revoked: RwLock<Revoked>,
+    /// Tokens whose signature and claims passed, by their SHA-256, while
+    /// the key set that passed them holds.
+    verified: RwLock<HashMap<[u8; 32], Caller>>,
 }
+
+/// Verified tokens remembered at most; past it, all are forgotten at once.
+const VERIFIED_KEPT: usize = 10_000;
 
 struct KeyCache {
     by_kid: HashMap<String, Arc<RsassaJwsVerifier>>,
+    /// The installed keys as published, sorted: what tells a new set from
+    /// the same one.
+    published: Vec<String>,
     /// When the last fetch started.
     fetched_at: Option<Instant>,
 }
@@ -289,6 +299,7 @@ impl Verifier {
             source,
             keys: RwLock::new(KeyCache {
                 by_kid: HashMap::new(),
+                published: Vec::new(),
                 fetched_at: None,
             }),
             leeway: 30,
@@ -296,6 +307,7 @@ impl Verifier {
             fetches: std::sync::atomic::AtomicU64::new(0),
             revocations: std::sync::OnceLock::new(),
             revoked: RwLock::new(Revoked::new()),
+            verified: RwLock::new(HashMap::new()),
         });
         verifier.refresh().await?;
         Ok(verifier)
@@ -373,6 +385,11 @@ impl Verifier {
         self.fetches
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let jwks = fetched?;
+        let mut published: Vec<String> = jwks
+            .iter()
+            .map(|jwk| serde_json::Value::Object(jwk.as_ref().clone()).to_string())
+            .collect();
+        published.sort();
         let mut by_kid = HashMap::new();
         for jwk in jwks {
             let Some(kid) = jwk.key_id().map(str::to_string) else {
@@ -388,7 +405,18 @@ impl Verifier {
             }
         }
         let count = by_kid.len();
-        self.keys.write().unwrap_or_else(|p| p.into_inner()).by_kid = by_kid;
+        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        let same_keys = keys.published == published;
+        keys.by_kid = by_kid;
+        keys.published = published;
+        drop(keys);
+        // A key retired (or swapped under its kid) takes its tokens along.
+        if !same_keys {
+            self.verified
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+        }
         Ok(count)
     }
 
@@ -443,7 +471,51 @@ impl Verifier {
             .is_none_or(|t| t.elapsed() >= REFETCH_AT_MOST_EVERY)
     }
 
+    /// The caller `token` stands for: its signature and claims checked
+    /// once (then remembered while the key set holds, so a kiosk polling
+    /// with its token costs no RSA verification each time), its expiry and
+    /// any revocation checked on every call.
     pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let remembered = self
+            .verified
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&digest)
+            .cloned();
+        let caller = match remembered {
+            Some(caller) => caller,
+            None => {
+                let caller = self.check_signature_and_claims(token).await?;
+                let mut verified = self.verified.write().unwrap_or_else(|p| p.into_inner());
+                if verified.len() >= VERIFIED_KEPT {
+                    verified.clear();
+                }
+                verified.insert(digest, caller.clone());
+                caller
+            }
+        };
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if caller.expires_at + self.leeway < now {
+            return Err(AuthError::Expired);
+        }
+        let not_before = self
+            .revoked
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&caller.subject)
+            .copied();
+        if not_before.is_some_and(|not_before| caller.issued_at < not_before) {
+            return Err(AuthError::Revoked);
+        }
+        Ok(caller)
+    }
+
+    /// The token's signature against the key set, and the claims that do
+    /// not change with time.
+    async fn check_signature_and_claims(&self, token: &str) -> Result<Caller, AuthError> {
         let header = jwt::decode_header(token).map_err(|_| AuthError::Malformed)?;
         let alg = header
             .claim("alg")
@@ -478,17 +550,11 @@ impl Verifier {
         let (payload, _) =
             jwt::decode_with_verifier(token, key.as_ref()).map_err(|_| AuthError::Signature)?;
 
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
         let exp = payload
             .expires_at()
             .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
             .map(|d| d.as_secs())
             .ok_or(AuthError::Claim("exp"))?;
-        if exp + self.leeway < now {
-            return Err(AuthError::Expired);
-        }
         if payload.issuer() != Some(self.issuer.as_str()) {
             return Err(AuthError::Issuer(self.issuer.clone()));
         }
@@ -507,19 +573,10 @@ impl Verifier {
             .and_then(|r| serde_json::from_value::<Role>(r.clone()).ok())
             .ok_or(AuthError::Claim("role"))?;
         let token_id = payload.jwt_id().ok_or(AuthError::Claim("jti"))?.to_string();
-        let not_before = self
-            .revoked
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&subject)
-            .copied();
         let issued = payload
             .issued_at()
             .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_secs());
-        if not_before.is_some_and(|not_before| issued < not_before) {
-            return Err(AuthError::Revoked);
-        }
         Ok(Caller {
             subject,
             role,
@@ -757,6 +814,46 @@ mod tests {
         }
         assert_eq!(junk.await.unwrap(), Err(AuthError::UnknownKey));
         assert_eq!(reads.load(Ordering::SeqCst), 2, "one read for all of them");
+    }
+
+    #[tokio::test]
+    async fn a_remembered_token_is_refused_once_its_key_is_retired_or_its_subject_revoked() {
+        let (old, new) = (TestSigner::new("old"), TestSigner::new("new"));
+        let source = Scripted {
+            answers: Mutex::new(vec![
+                Some(vec![old.public_jwk(), new.public_jwk()]),
+                Some(vec![new.public_jwk()]),
+            ]),
+            calls: Arc::new(AtomicUsize::new(0)),
+        };
+        let verifier = Verifier::new("techchallenge", "techchallenge", Box::new(source))
+            .await
+            .unwrap();
+        let (retiring, staying) = (old.token("7", "customer"), new.token("8", "customer"));
+        for _ in 0..2 {
+            assert!(verifier.verify(&retiring).await.is_ok());
+            assert!(verifier.verify(&staying).await.is_ok());
+        }
+        assert_eq!(verifier.verified.read().unwrap().len(), 2, "both remembered");
+        // The old key is retired: its remembered token goes with it.
+        verifier.refresh().await.unwrap();
+        assert_eq!(
+            verifier.verify(&retiring).await,
+            Err(AuthError::UnknownKey)
+        );
+        assert!(verifier.verify(&staying).await.is_ok());
+        // A revocation counts on every call, remembered or not.
+        let later = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 60;
+        verifier
+            .revoked
+            .write()
+            .unwrap()
+            .insert("8".to_string(), later);
+        assert_eq!(verifier.verify(&staying).await, Err(AuthError::Revoked));
     }
 
     #[tokio::test]
