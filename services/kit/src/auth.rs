@@ -834,13 +834,14 @@ mod tests {
             assert!(verifier.verify(&retiring).await.is_ok());
             assert!(verifier.verify(&staying).await.is_ok());
         }
-        assert_eq!(verifier.verified.read().unwrap().len(), 2, "both remembered");
+        assert_eq!(
+            verifier.verified.read().unwrap().len(),
+            2,
+            "both remembered"
+        );
         // The old key is retired: its remembered token goes with it.
         verifier.refresh().await.unwrap();
-        assert_eq!(
-            verifier.verify(&retiring).await,
-            Err(AuthError::UnknownKey)
-        );
+        assert_eq!(verifier.verify(&retiring).await, Err(AuthError::UnknownKey));
         assert!(verifier.verify(&staying).await.is_ok());
         // A revocation counts on every call, remembered or not.
         let later = SystemTime::now()

@@ -19,6 +19,10 @@ use sqlx::PgPool;
 use testkit::FakeMercadoPago;
 use testkit::jwt::TestSigner;
 
+mod sns_sqs;
+
+pub use sns_sqs::SnsSqs;
+
 pub const ISSUER: &str = "techchallenge";
 pub const MP_TOKEN: &str = "APP_USR-test-token";
 pub const MP_SECRET: &str = "webhook-signing-secret";
@@ -41,6 +45,8 @@ pub struct Options {
     pub payment_expiry: Duration,
     pub expiry_check: Duration,
     pub wrap: Option<TransportWrap>,
+    /// Events on SNS/SQS in moto instead of the PostgreSQL transport.
+    pub sns_sqs: Option<Arc<SnsSqs>>,
 }
 
 impl Options {
@@ -53,6 +59,7 @@ impl Options {
             payment_expiry: Duration::from_secs(900),
             expiry_check: Duration::from_millis(200),
             wrap: None,
+            sns_sqs: None,
         }
     }
 }
@@ -204,7 +211,10 @@ impl System {
     }
 
     async fn transport(&self, service: &str) -> Arc<dyn Transport> {
-        let transport: Arc<dyn Transport> = Arc::new(self.bus(service).await);
+        let transport: Arc<dyn Transport> = match &self.options.sns_sqs {
+            Some(broker) => Arc::new(broker.transport(service, &self.options.events)),
+            None => Arc::new(self.bus(service).await),
+        };
         match &self.options.wrap {
             Some(wrap) => wrap(service, transport),
             None => transport,
@@ -550,10 +560,13 @@ impl System {
         let bus = PgPool::connect(&self.bus_url).await.expect("bus");
         let mut calm = 0;
         while calm < 2 {
-            let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM bus_messages")
-                .fetch_one(&bus)
-                .await
-                .expect("count");
+            let queued: i64 = match &self.options.sns_sqs {
+                Some(broker) => broker.backlog().await.0,
+                None => sqlx::query_scalar("SELECT count(*) FROM bus_messages")
+                    .fetch_one(&bus)
+                    .await
+                    .expect("count"),
+            };
             let mut pending = 0;
             for service in ["user", "order", "payment", "production"] {
                 let pool = self.service_pool(service).await;
