@@ -92,6 +92,7 @@ pub struct System {
     pub bus_url: String,
     running: HashMap<&'static str, Running>,
     ports: HashMap<&'static str, u16>,
+    staff_token: String,
     key_file: std::path::PathBuf,
 }
 
@@ -123,7 +124,9 @@ impl System {
         options.events.transport = messaging::TransportSettings::Postgres {
             url: bus_url.clone(),
         };
+        let staff_token = signer.token("employee-1", "employee");
         let mut system = System {
+            staff_token,
             mp: FakeMercadoPago::start(MP_TOKEN, MP_SECRET).await,
             http: HttpClient::new(Duration::from_secs(10)),
             signer,
@@ -364,8 +367,10 @@ impl System {
         )
     }
 
+    /// An employee's token, signed once: RSA signing costs milliseconds,
+    /// and the tests and the benchmark read as staff all the time.
     pub fn employee_token(&self) -> String {
-        self.signer.token("employee-1", "employee")
+        self.staff_token.clone()
     }
 
     /// Registers a customer with this CPF and returns their token.
