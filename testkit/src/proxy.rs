@@ -489,4 +489,15 @@ impl StrictAws {
     pub fn url(&self) -> &str {
         &self.proxy.url
     }
+
+    /// An SDK configuration that sends every call through the proxy, in
+    /// `us-east-1`, with moto's test credentials.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(self.url())
+            .region(aws_config::Region::new("us-east-1"))
+            .test_credentials()
+            .load()
+            .await
+    }
 }

@@ -311,3 +311,100 @@ impl Transport for SqsTransport {
         })
     }
 }
+
+/// Makes, directly, the topics and queues `techctl up` makes for the
+/// saga: a topic per producer (`{prefix}-{service}-events`), a queue and a
+/// dead-letter queue per consumer with a redrive policy that allows
+/// `max_receive` receives, and raw subscriptions filtered on
+/// `event_name`. For tests and local runs against an emulator in
+/// `region` and `account`; every service's queues, by name.
+pub async fn wire(
+    config: &aws_config::SdkConfig,
+    prefix: &str,
+    max_receive: u32,
+    (region, account): (&str, &str),
+) -> anyhow::Result<std::collections::HashMap<&'static str, Queues>> {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let (sns, sqs) = (
+        aws_sdk_sns::Client::new(config),
+        aws_sdk_sqs::Client::new(config),
+    );
+    let producers: std::collections::BTreeSet<&'static str> = contracts::CONSUMERS
+        .iter()
+        .flat_map(|(_, events)| events.iter().map(|e| contracts::producer_of(e)))
+        .chain(contracts::CONSUMERS.iter().map(|(consumer, _)| *consumer))
+        .collect();
+    let mut queues = std::collections::HashMap::new();
+    for producer in producers {
+        let topic = sns
+            .create_topic()
+            .name(format!("{prefix}-{producer}-events"))
+            .send()
+            .await
+            .context("create a topic")?;
+        queues.insert(
+            producer,
+            Queues {
+                topic_arn: topic.topic_arn.unwrap_or_default(),
+                queue_url: String::new(),
+                dead_letter_queue_url: String::new(),
+            },
+        );
+    }
+    let arn_of = |url: &str| {
+        let name = url.rsplit('/').next().unwrap_or_default();
+        format!("arn:aws:sqs:{region}:{account}:{name}")
+    };
+    for (consumer, events) in contracts::CONSUMERS {
+        let mut urls = Vec::new();
+        for name in [
+            format!("{prefix}-{consumer}-dlq"),
+            format!("{prefix}-{consumer}"),
+        ] {
+            let made = sqs.create_queue().queue_name(name).send().await;
+            urls.push(
+                made.context("create a queue")?
+                    .queue_url
+                    .unwrap_or_default(),
+            );
+        }
+        let (dlq, queue) = (urls[0].clone(), urls[1].clone());
+        let redrive = serde_json::json!({
+            "deadLetterTargetArn": arn_of(&dlq),
+            "maxReceiveCount": max_receive + 1,
+        });
+        sqs.set_queue_attributes()
+            .queue_url(&queue)
+            .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+            .send()
+            .await
+            .context("set the redrive policy")?;
+        let mut by_producer: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+        for event in *events {
+            by_producer
+                .entry(contracts::producer_of(event))
+                .or_default()
+                .push(event);
+        }
+        for (producer, names) in by_producer {
+            sns.subscribe()
+                .topic_arn(&queues[producer].topic_arn)
+                .protocol("sqs")
+                .endpoint(arn_of(&queue))
+                .attributes("RawMessageDelivery", "true")
+                .attributes(
+                    "FilterPolicy",
+                    serde_json::json!({ EVENT_NAME_ATTRIBUTE: names }).to_string(),
+                )
+                .send()
+                .await
+                .context("subscribe a queue")?;
+        }
+        let own = queues
+            .get_mut(consumer)
+            .expect("every consumer has its topic");
+        own.queue_url = queue;
+        own.dead_letter_queue_url = dlq;
+    }
+    Ok(queues)
+}

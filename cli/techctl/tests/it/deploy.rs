@@ -371,23 +371,9 @@ fn set_secret(endpoint: &str, service: &str, name: &str, value: &str) -> Output 
 
 /// `techctl ARGS` with `value` on its standard input.
 fn set_secret_with(endpoint: &str, args: &[&str], value: &str) -> Output {
-    use std::io::Write;
-    let mut child = techctl_at(endpoint)
-        .args(args)
-        .arg("--blueprint")
-        .arg(blueprint_path())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{value}\n").as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    let mut command = techctl_at(endpoint);
+    command.args(args).arg("--blueprint").arg(blueprint_path());
+    crate::common::output_with_input(command, &format!("{value}\n"))
 }
 
 /// The secret `name` as JSON, read as the console would.

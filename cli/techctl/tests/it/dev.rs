@@ -418,28 +418,10 @@ fn the_whole_system_runs_locally_survives_a_crash_and_stops_cleanly() {
     // Operators' values for techctl dev: set from standard input, listed
     // by name alone, kept by the user alone, unset.
     let secrets = |args: &[&str], input: &str| {
-        use std::io::Write;
-        let mut child = techctl(dir)
-            .args(["secrets"])
-            .args(args)
-            .arg("--local")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut command = techctl(dir);
+        command.args(["secrets"]).args(args).arg("--local");
+        let out = crate::common::output_with_input(command, input);
+        let text = crate::common::said(&out);
         assert!(out.status.success(), "secrets {args:?}: {text}");
         text
     };

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use contracts::events::{OrderCancelled, OrderPaid};
-use contracts::{CONSUMERS, Envelope, Event};
+use contracts::{Envelope, Event};
 use service_messaging::consumer::Attempt;
 use service_messaging::postgres::PgTransport;
-use service_messaging::sqs::{Queues, SqsTransport};
+use service_messaging::sqs::SqsTransport;
 use service_messaging::{
     self as messaging, BoxFuture, HandleError, Handler, Relay, Settings, Transport, spawn_consumer,
 };
@@ -69,87 +69,15 @@ async fn postgres_buses(max_receive: u32) -> Buses {
 /// through the strict proxy so that what AWS refuses (a receive of more
 /// than ten, a batch over its limits) is refused here too.
 async fn sqs_buses(aws: &testkit::StrictAws, max_receive: u32) -> Buses {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(aws.url())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .load()
-        .await;
-    let sns = aws_sdk_sns::Client::new(&config);
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    let mut topics = HashMap::new();
-    for producer in ["user", "order", "payment", "production"] {
-        let arn = sns
-            .create_topic()
-            .name(format!("test-{producer}-events"))
-            .send()
+    let config = aws.sdk_config().await;
+    let queues =
+        service_messaging::sqs::wire(&config, "test", max_receive, ("us-east-1", "123456789012"))
             .await
             .unwrap();
-        topics.insert(producer, arn.topic_arn.unwrap());
-    }
     let mut buses: Buses = HashMap::new();
-    for (service, events) in CONSUMERS {
-        let dlq = sqs
-            .create_queue()
-            .queue_name(format!("test-{service}-dlq"))
-            .send()
-            .await
-            .unwrap()
-            .queue_url
-            .unwrap();
-        let queue = sqs
-            .create_queue()
-            .queue_name(format!("test-{service}"))
-            .send()
-            .await
-            .unwrap()
-            .queue_url
-            .unwrap();
-        let arn_of = |url: &str| {
-            format!(
-                "arn:aws:sqs:us-east-1:123456789012:{}",
-                url.rsplit('/').next().unwrap()
-            )
-        };
-        sqs.set_queue_attributes()
-            .queue_url(&queue)
-            .attributes(
-                aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
-                serde_json::json!({"deadLetterTargetArn": arn_of(&dlq), "maxReceiveCount": max_receive + 1}).to_string(),
-            )
-            .send()
-            .await
-            .unwrap();
-        let mut by_producer: HashMap<&str, Vec<&str>> = HashMap::new();
-        for event in *events {
-            by_producer
-                .entry(contracts::producer_of(event))
-                .or_default()
-                .push(event);
-        }
-        for (producer, names) in by_producer {
-            sns.subscribe()
-                .topic_arn(&topics[producer])
-                .protocol("sqs")
-                .endpoint(arn_of(&queue))
-                .attributes("RawMessageDelivery", "true")
-                .attributes(
-                    "FilterPolicy",
-                    serde_json::json!({"event_name": names}).to_string(),
-                )
-                .send()
-                .await
-                .unwrap();
-        }
-        let queues = Queues {
-            topic_arn: topics.get(service).cloned().unwrap_or_default(),
-            queue_url: queue,
-            dead_letter_queue_url: dlq,
-        };
+    for (service, queues) in queues {
         buses.insert(
-            *service,
+            service,
             Arc::new(SqsTransport::new(
                 &config,
                 queues,

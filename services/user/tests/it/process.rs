@@ -21,12 +21,7 @@ impl Drop for Running {
 async fn signs_with_the_key_of_the_stack_secret() {
     let aws = testkit::StrictAws::start().await;
     let signer = TestSigner::new("stack-key");
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(aws.url())
-        .test_credentials()
-        .load()
-        .await;
+    let config = aws.sdk_config().await;
     aws_sdk_secretsmanager::Client::new(&config)
         .create_secret()
         .name("techctl/test")

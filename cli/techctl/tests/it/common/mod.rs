@@ -206,6 +206,23 @@ pub async fn output_off_runtime(mut command: std::process::Command) -> std::proc
         .expect("the command's thread")
 }
 
+/// Runs `command` with `input` on its standard input, as an operator
+/// piping a value in.
+pub fn output_with_input(mut command: std::process::Command, input: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run techctl");
+    let mut stdin = child.stdin.take().expect("its standard input");
+    stdin.write_all(input.as_bytes()).expect("write its input");
+    drop(stdin);
+    child.wait_with_output().expect("its output")
+}
+
 /// Everything a run printed, stdout then stderr.
 pub fn said(out: &std::process::Output) -> String {
     format!(
