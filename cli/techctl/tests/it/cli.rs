@@ -327,3 +327,50 @@ fn shells_complete_man_documents_and_every_command_shows_examples() {
         assert!(help.contains("Examples:\n  techctl "), "{command}: {help}");
     }
 }
+
+/// `secrets set` on a terminal asks for the value without showing it: run
+/// under `script`, which gives it a pseudo-terminal, the value typed after
+/// the prompt never comes back in what the terminal shows.
+#[test]
+fn a_value_typed_at_the_prompt_is_not_echoed() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let command = format!(
+        "{} --blueprint {} secrets set payment mercadopago_access_token --local",
+        env!("CARGO_BIN_EXE_techctl"),
+        blueprint_path().display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .current_dir(dir.path())
+        .env_remove("TECHCTL_ENV")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) gives techctl a terminal");
+    let mut shown = child.stdout.take().unwrap();
+    // Type only once the prompt is up (and the echo off).
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !String::from_utf8_lossy(&seen).contains("(not shown): ") {
+        let n = shown.read(&mut byte).unwrap();
+        assert!(n > 0, "no prompt: {}", String::from_utf8_lossy(&seen));
+        seen.push(byte[0]);
+    }
+    let typed = "typed-token-4f1c9";
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{typed}").unwrap();
+    shown.read_to_end(&mut seen).unwrap();
+    drop(stdin);
+    let status = child.wait().unwrap();
+    let shown = String::from_utf8_lossy(&seen);
+    assert!(status.success(), "{shown}");
+    assert!(
+        shown.contains("payment mercadopago_access_token (not shown): "),
+        "{shown}"
+    );
+    assert!(!shown.contains(typed), "the value was echoed: {shown}");
+    let kept = std::fs::read_to_string(dir.path().join(".techctl/secrets.json")).unwrap();
+    assert!(kept.contains(typed), "the value was kept");
+}
