@@ -211,9 +211,7 @@ fn settable(blueprint: &Blueprint, service: &str, name: &str) -> Result<(), CliE
 fn read_value(service: &str, name: &str) -> Result<String, CliError> {
     let stdin = std::io::stdin();
     let value = if stdin.is_terminal() {
-        eprint!("{service} {name} (not shown): ");
-        let _ = std::io::stderr().flush();
-        read_hidden_line()?
+        read_hidden_line(&format!("{service} {name} (not shown): "))?
     } else {
         let mut text = String::new();
         stdin.lock().read_to_string(&mut text).map_err(|e| {
@@ -231,8 +229,9 @@ fn read_value(service: &str, name: &str) -> Result<String, CliError> {
 }
 
 /// One line from the terminal with echo off, restored afterwards whatever
-/// happens.
-fn read_hidden_line() -> Result<String, CliError> {
+/// happens. The prompt comes only once the echo is off: what is typed (or
+/// pasted) the moment it shows is never shown.
+fn read_hidden_line(prompt: &str) -> Result<String, CliError> {
     use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
     let stdin = std::io::stdin();
     let before = tcgetattr(&stdin).map_err(|e| {
@@ -245,6 +244,8 @@ fn read_hidden_line() -> Result<String, CliError> {
     quiet.local_modes.insert(LocalModes::ECHONL);
     tcsetattr(&stdin, OptionalActions::Now, &quiet)
         .map_err(|e| CliError::User(format!("cannot turn the terminal's echo off: {e}")))?;
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
     let mut line = String::new();
     let read = stdin.read_line(&mut line);
     let _ = tcsetattr(&stdin, OptionalActions::Now, &before);
