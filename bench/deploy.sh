@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 repo=$(pwd)
 command -v docker-registry >/dev/null || { echo "needs docker-registry: apt-get install docker-registry" >&2; exit 1; }
 . scripts/moto.sh
-start_moto
+start_aws
 
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -25,7 +25,7 @@ http: {addr: 127.0.0.1:$port}
 YML
 docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
 registry_pid=$!
-trap 'kill $MOTO_PID $registry_pid 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill $AWS_PIDS $registry_pid 2>/dev/null || true; rm -rf "$work"' EXIT
 until curl -fs "http://127.0.0.1:$port/v2/" >/dev/null; do sleep 0.1; done
 registry="http://127.0.0.1:$port"
 

@@ -16,16 +16,9 @@ scale=${1:-0.1}
 
 . scripts/moto.sh
 build_techctl
-cargo build --quiet --profile "${PROFILE:-release}" --bin aws-clock-proxy
-proxy_bin="$(dirname "$TECHCTL")/aws-clock-proxy"
-start_moto
-
 out=$(mktemp -d)
-"$proxy_bin" "$AWS_ENDPOINT_URL" "$scale" >"$out/proxy.url" 2>"$out/proxy.log" &
-PROXY_PID=$!
-trap 'kill $PROXY_PID $MOTO_PID 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do [ -s "$out/proxy.url" ] && break; sleep 0.1; done
-export AWS_ENDPOINT_URL=$(head -1 "$out/proxy.url") TECHCTL_AWS_CLOCK_SCALE=$scale
+AWS_PROXY_LOG="$out/proxy.log" start_aws "$scale"
+export TECHCTL_AWS_CLOCK_SCALE=$scale
 
 run() {
   local name=$1; shift

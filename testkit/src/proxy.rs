@@ -19,6 +19,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
+use crate::cbor;
 use crate::strict::{Call, Refusal, Strict, Strictness};
 
 /// What the proxy does with one request.
@@ -222,6 +223,30 @@ struct Logged {
 }
 
 async fn handle(req: Request<Incoming>, shared: Shared) -> Result<Response<Full<Bytes>>, Dropped> {
+    let (mut parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    // RPC v2 CBOR goes to moto, and through every check, as AWS JSON.
+    let Some(json) = cbor::request_to_json(parts.uri.path(), &parts.headers, &body) else {
+        return answer(parts, body, shared).await;
+    };
+    parts.headers = json.headers;
+    parts.uri = json.path.parse().map_err(|_| Dropped)?;
+    let (mut answer_parts, answer_body) = answer(parts, json.body, shared).await?.into_parts();
+    let body = answer_body.collect().await.map_err(|_| Dropped)?.to_bytes();
+    let body = cbor::response_to_cbor(&mut answer_parts.headers, &body);
+    Ok(Response::from_parts(answer_parts, Full::new(body)))
+}
+
+/// Checks, logs and answers one request: in moto's place, or by moto.
+async fn answer(
+    parts: hyper::http::request::Parts,
+    body: Bytes,
+    shared: Shared,
+) -> Result<Response<Full<Bytes>>, Dropped> {
     let Shared {
         log,
         policy,
@@ -229,12 +254,6 @@ async fn handle(req: Request<Incoming>, shared: Shared) -> Result<Response<Full<
         client,
         target,
     } = shared;
-    let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
     let json_protocol = parts.headers.contains_key("x-amz-target");
     let operation = operation_of(&parts.method, parts.uri.path(), &parts.headers, &body);
     let call = Call {

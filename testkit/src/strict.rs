@@ -171,6 +171,7 @@ enum Service {
     Logs,
     Ecr,
     ApiGatewayV2,
+    CloudWatch,
     Other,
 }
 
@@ -208,6 +209,9 @@ impl<'a> Request<'a> {
                 prefix if prefix.starts_with("AmazonEC2ContainerServiceV") => Service::Ecs,
                 prefix if prefix.starts_with("AmazonEC2ContainerRegistry") => Service::Ecr,
                 prefix if prefix.starts_with("Logs_") => Service::Logs,
+                // CloudWatch's JSON protocol (the proxy's rendering of the
+                // SDK's RPC v2 CBOR).
+                "GraniteServiceVersion20100801" => Service::CloudWatch,
                 _ => Service::Other,
             },
             None if call.path.starts_with("/v2/") => Service::ApiGatewayV2,
@@ -424,6 +428,46 @@ impl Strict {
                         ),
                         "API Gateway's quota per region is 10,000 requests a second, bursts of 5,000"
                             .to_string(),
+                    )
+                })
+            }
+            (Service::Iam, "PutRolePolicy") => {
+                // A role's inline policies hold 10,240 characters at most,
+                // white space not counted.
+                let size = request
+                    .form("PolicyDocument")?
+                    .chars()
+                    .filter(|c| !c.is_whitespace())
+                    .count();
+                (size > 10_240).then(|| {
+                    Verdict::new(
+                        "LimitExceeded",
+                        format!(
+                            "Maximum policy size of 10240 bytes exceeded for role {}",
+                            request.form("RoleName").unwrap_or_default()
+                        ),
+                        format!("an inline policy of {size} characters"),
+                    )
+                })
+            }
+            (Service::CloudWatch, "PutMetricAlarm") => metric_alarm_refusal(&request.json),
+            (Service::CloudWatch, "DescribeAlarms") => {
+                let records = request.json["MaxRecords"].as_i64().unwrap_or(50);
+                (!(1..=100).contains(&records)).then(|| {
+                    Verdict::new(
+                        "InvalidParameterValue",
+                        format!("The parameter MaxRecords must be between 1 and 100, not {records}."),
+                        "DescribeAlarms answers 1 to 100 alarms a page".to_string(),
+                    )
+                })
+            }
+            (Service::CloudWatch, "DeleteAlarms") => {
+                let names = request.json["AlarmNames"].as_array().map_or(0, Vec::len);
+                (names > 100).then(|| {
+                    Verdict::new(
+                        "InvalidParameterValue",
+                        format!("The collection AlarmNames must not have more than 100 items, not {names}."),
+                        "DeleteAlarms deletes up to 100 alarms a call".to_string(),
                     )
                 })
             }
@@ -783,6 +827,7 @@ fn answer(service: Service, verdict: &Verdict) -> Response<Full<Bytes>> {
         | Service::ApplicationAutoScaling
         | Service::Logs
         | Service::Ecr
+        | Service::CloudWatch
         | Service::Other => error_response(
             StatusCode::BAD_REQUEST,
             "application/x-amz-json-1.1",
@@ -790,4 +835,56 @@ fn answer(service: Service, verdict: &Verdict) -> Response<Full<Bytes>> {
             &json!({ "__type": code, "message": verdict.message }).to_string(),
         ),
     }
+}
+
+/// What CloudWatch's PutMetricAlarm refuses of a plain metric alarm: a
+/// period other than 10, 20, 30 or a multiple of 60 seconds, no evaluation
+/// period, both a statistic and an extended one (or neither), a way of
+/// treating missing data it does not know, more than 50 tags.
+fn metric_alarm_refusal(json: &Value) -> Option<Verdict> {
+    let refuse = |message: String, reason: &str| {
+        Some(Verdict::new(
+            "InvalidParameterValue",
+            message,
+            reason.to_string(),
+        ))
+    };
+    if json["Metrics"].is_array() {
+        return None;
+    }
+    let period = json["Period"].as_i64().unwrap_or(0);
+    if !(matches!(period, 10 | 20 | 30) || (period > 0 && period % 60 == 0)) {
+        return refuse(
+            format!("The parameter Period must be 10, 20, 30 or a multiple of 60, not {period}."),
+            "an alarm's period is 10, 20, 30 or a multiple of 60 seconds",
+        );
+    }
+    if json["EvaluationPeriods"].as_i64().unwrap_or(0) < 1 {
+        return refuse(
+            "The parameter EvaluationPeriods must be at least 1.".to_string(),
+            "an alarm evaluates at least one period",
+        );
+    }
+    if json["Statistic"].is_string() == json["ExtendedStatistic"].is_string() {
+        return refuse(
+            "Exactly one of Statistic and ExtendedStatistic must be given.".to_string(),
+            "a metric alarm has one statistic",
+        );
+    }
+    if let Some(treat) = json["TreatMissingData"].as_str()
+        && !matches!(treat, "breaching" | "notBreaching" | "ignore" | "missing")
+    {
+        return refuse(
+            format!(
+                "The parameter TreatMissingData must be breaching, notBreaching, ignore or missing, not {treat}."
+            ),
+            "unknown TreatMissingData",
+        );
+    }
+    let tags = json["Tags"].as_array().map_or(0, Vec::len);
+    (tags > 50).then_some(())?;
+    refuse(
+        format!("An alarm takes at most 50 tags, not {tags}."),
+        "at most 50 tags",
+    )
 }

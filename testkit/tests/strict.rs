@@ -1604,3 +1604,42 @@ async fn a_batch_read_of_secrets_outside_its_bounds_is_refused() {
         .expect_ok("BatchGetSecretValue of two");
     assert_eq!(both.json()["SecretValues"].as_array().unwrap().len(), 2);
 }
+
+/// IAM refuses a trust policy naming an OIDC provider the account lacks;
+/// moto would take it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_may_trust_only_an_oidc_provider_that_exists() {
+    let (_moto, proxy, aws) = strict(settled()).await;
+    let provider = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com";
+    let trust = json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": { "Federated": provider },
+            "Action": "sts:AssumeRoleWithWebIdentity",
+        }],
+    })
+    .to_string();
+    let create = [
+        ("RoleName", "deploy"),
+        ("AssumeRolePolicyDocument", trust.as_str()),
+    ];
+    aws.query("iam", "2010-05-08", "CreateRole", &create)
+        .await
+        .expect_refused(400, "MalformedPolicyDocument");
+    assert_eq!(proxy.strict_refusals()[0].operation, "CreateRole");
+    aws.query(
+        "iam",
+        "2010-05-08",
+        "CreateOpenIDConnectProvider",
+        &[
+            ("Url", "https://token.actions.githubusercontent.com"),
+            ("ClientIDList.member.1", "sts.amazonaws.com"),
+        ],
+    )
+    .await
+    .expect_ok("CreateOpenIDConnectProvider");
+    aws.query("iam", "2010-05-08", "CreateRole", &create)
+        .await
+        .expect_ok("a role trusting a provider that exists");
+}

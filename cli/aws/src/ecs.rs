@@ -13,8 +13,9 @@ use serde_json::{Value, json};
 
 use super::{Aws, AwsError, all_pages, in_stack, observed, policy, tag_map};
 use crate::{Ctx, RetryInUse, Step};
+use engine::plan::expand::deploy::deploy_role_path;
 use engine::plan::expand::role_path;
-use engine::plan::resource::{Output, Statement};
+use engine::plan::resource::{Output, Statement, Trust};
 use engine::plan::{Observed, Resource, Spec};
 
 const DRAINED_DEADLINE: Duration = Duration::from_secs(20 * 60);
@@ -142,13 +143,45 @@ fn statements_of(document: &str) -> BTreeSet<Statement> {
         .collect()
 }
 
-fn trusted_service(document: &str) -> String {
+/// GitHub Actions' token issuer, as IAM names its OIDC provider.
+const GITHUB_ISSUER: &str = "token.actions.githubusercontent.com";
+/// The audience GitHub's tokens carry for AWS.
+const GITHUB_AUDIENCE: &str = "sts.amazonaws.com";
+
+/// Who a trust policy lets assume the role, as the engine writes it.
+fn trust_of_document(document: &str) -> Trust {
     let doc: Value = serde_json::from_str(&url_decode(document)).unwrap_or(Value::Null);
-    policy::statements(&doc)
-        .first()
-        .and_then(|s| s.pointer("/Principal/Service"))
-        .map(|v| policy::strings(Some(v)).join(","))
-        .unwrap_or_default()
+    let first = policy::statements(&doc).into_iter().next();
+    let federated = first
+        .and_then(|s| s.pointer("/Principal/Federated"))
+        .and_then(Value::as_str)
+        .filter(|p| p.ends_with(&format!("oidc-provider/{GITHUB_ISSUER}")));
+    match (federated, first) {
+        (Some(_), Some(s)) => {
+            let equals = s.pointer("/Condition/StringEquals");
+            let claim = |name: &str| {
+                equals
+                    .and_then(|e| e.get(format!("{GITHUB_ISSUER}:{name}")))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            // Any other audience is not what the engine writes: it shows
+            // as a difference and is put right.
+            let subject = if claim("aud") == GITHUB_AUDIENCE {
+                claim("sub")
+            } else {
+                String::new()
+            };
+            Trust::GitHub { subject }
+        }
+        _ => Trust::Service(
+            first
+                .and_then(|s| s.pointer("/Principal/Service"))
+                .map(|v| policy::strings(Some(v)).join(","))
+                .unwrap_or_default(),
+        ),
+    }
 }
 
 /// Whether the trust policy lets only one account's tasks assume the role.
@@ -162,9 +195,9 @@ fn has_account_guard(document: &str) -> bool {
     })
 }
 
-async fn observe_roles(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> {
-    let prefix = role_path(stack);
-    let names = all_pages(|marker| {
+/// The names of the roles under an IAM path.
+async fn roles_under(aws: &Aws, prefix: String) -> Result<Vec<String>, AwsError> {
+    all_pages(|marker| {
         let prefix = prefix.clone();
         async move {
             let page = sdk!(
@@ -188,7 +221,14 @@ async fn observe_roles(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError
             ))
         }
     })
-    .await?;
+    .await
+}
+
+async fn observe_roles(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> {
+    let mut names = Vec::new();
+    for prefix in [role_path(stack), deploy_role_path(stack)] {
+        names.extend(roles_under(aws, prefix).await?);
+    }
     let mut out = Vec::new();
     for name in names {
         let role = match sdk!("GetRole", aws.iam.get_role().role_name(&name).send()) {
@@ -215,7 +255,7 @@ async fn observe_roles(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError
         };
         let spec = Spec::Role {
             name: name.clone(),
-            trusted_service: trusted_service(role.assume_role_policy_document().unwrap_or("{}")),
+            trust: trust_of_document(role.assume_role_policy_document().unwrap_or("{}")),
             account_guard: has_account_guard(role.assume_role_policy_document().unwrap_or("{}")),
             policy,
         };
@@ -314,14 +354,95 @@ fn trust_document(service: &str, partition: &str, region: &str, account: &str) -
     .to_string()
 }
 
-async fn trust_of(aws: &Aws, service: &str) -> Result<String, AwsError> {
+/// The ARN of this account's GitHub Actions OIDC provider.
+fn github_provider_arn(partition: &str, account: &str) -> String {
+    format!("arn:{partition}:iam::{account}:oidc-provider/{GITHUB_ISSUER}")
+}
+
+/// The trust policy of a role GitHub Actions assumes: a token for AWS
+/// whose subject is exactly one repository's branch, compared whole
+/// (`StringEquals`: no wildcard widens it to other branches or forks).
+fn github_trust_document(provider_arn: &str, subject: &str) -> String {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": { "Federated": provider_arn },
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {
+                "StringEquals": {
+                    format!("{GITHUB_ISSUER}:aud"): GITHUB_AUDIENCE,
+                    format!("{GITHUB_ISSUER}:sub"): subject,
+                },
+            },
+        }],
+    })
+    .to_string()
+}
+
+async fn trust_policy(aws: &Aws, trust: &Trust) -> Result<String, AwsError> {
     let account = aws.account_id().await?;
-    Ok(trust_document(
-        service,
-        super::partition(&aws.region),
-        &aws.region,
-        &account,
-    ))
+    let partition = super::partition(&aws.region);
+    Ok(match trust {
+        Trust::Service(service) => trust_document(service, partition, &aws.region, &account),
+        Trust::GitHub { subject } => {
+            github_trust_document(&github_provider_arn(partition, &account), subject)
+        }
+    })
+}
+
+/// Makes the account's GitHub Actions OIDC provider unless it exists, and
+/// gives its ARN. It
+/// is the account's, not the stack's: every stack deployed from GitHub
+/// trusts the same one, so `down` leaves it. IAM fetches GitHub's signing
+/// keys itself; no thumbprint is pinned.
+async fn ensure_github_provider(aws: &Aws) -> Result<String, AwsError> {
+    let account = aws.account_id().await?;
+    let arn = github_provider_arn(super::partition(&aws.region), &account);
+    match sdk!(
+        "GetOpenIDConnectProvider",
+        aws.iam
+            .get_open_id_connect_provider()
+            .open_id_connect_provider_arn(&arn)
+            .send()
+    ) {
+        Ok(_) => return Ok(arn),
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(e),
+    }
+    let created = sdk!(
+        "CreateOpenIDConnectProvider",
+        aws.iam
+            .create_open_id_connect_provider()
+            .url(format!("https://{GITHUB_ISSUER}"))
+            .client_id_list(GITHUB_AUDIENCE)
+            .tags(
+                aws_sdk_iam::types::Tag::builder()
+                    .key("techctl:shared")
+                    .value("github-actions")
+                    .build()
+                    .map_err(|e| AwsError::new("CreateOpenIDConnectProvider", e.to_string()))?,
+            )
+            .send()
+    );
+    match created {
+        Ok(_) => {
+            aws.made.mark(&arn);
+            Ok(arn)
+        }
+        // Made meanwhile by another stack's `up`.
+        Err(e) if e.is_already_exists() => Ok(arn),
+        Err(e) => Err(e),
+    }
+}
+
+/// Where a role lives in IAM: the stack's roles under the stack's path,
+/// its deploy role apart.
+fn path_of(stack: &str, trust: &Trust) -> String {
+    match trust {
+        Trust::Service(_) => role_path(stack),
+        Trust::GitHub { .. } => deploy_role_path(stack),
+    }
 }
 
 pub async fn create(ctx: &Ctx<'_>, step: &Step, resource: &Resource) -> Result<String, AwsError> {
@@ -356,23 +477,33 @@ pub async fn create(ctx: &Ctx<'_>, step: &Step, resource: &Resource) -> Result<S
                 .and_then(|c| c.cluster_arn().map(str::to_string))
                 .ok_or_else(|| AwsError::new("CreateCluster", "no cluster ARN in the answer"))
         }
-        Spec::Role {
-            name,
-            trusted_service,
-            ..
-        } => {
-            let trust = trust_of(aws, trusted_service).await?;
-            let created = sdk!(
-                "CreateRole",
-                aws.iam
-                    .create_role()
-                    .role_name(name)
-                    .path(role_path(&ctx.stack))
-                    .assume_role_policy_document(&trust)
-                    .description(format!("techctl stack {}: {}", ctx.stack, resource.id))
-                    .set_tags(Some(iam_tags(&tags)))
-                    .send()
-            );
+        Spec::Role { name, trust, .. } => {
+            let provider = match trust {
+                Trust::GitHub { .. } => Some(ensure_github_provider(aws).await?),
+                Trust::Service(_) => None,
+            };
+            let path = path_of(&ctx.stack, trust);
+            let trust = trust_policy(aws, trust).await?;
+            // IAM may not know a provider it made a moment ago, and then
+            // refuses the trust policy that names it.
+            let provider_pending = |e: &AwsError| {
+                e.code.as_deref() == Some("MalformedPolicyDocument")
+                    && provider.as_deref().is_some_and(|p| aws.made.is_fresh(p))
+            };
+            let created = super::retry_passing(super::PROPAGATION, provider_pending, || async {
+                sdk!(
+                    "CreateRole",
+                    aws.iam
+                        .create_role()
+                        .role_name(name)
+                        .path(&path)
+                        .assume_role_policy_document(&trust)
+                        .description(format!("techctl stack {}: {}", ctx.stack, resource.id))
+                        .set_tags(Some(iam_tags(&tags)))
+                        .send()
+                )
+            })
+            .await;
             let arn = match created {
                 Ok(answer) => {
                     // IAM is eventually consistent too: the next calls
@@ -485,12 +616,8 @@ pub async fn update(
             )
             .map(|_| ())
         }
-        Spec::Role {
-            policy,
-            trusted_service,
-            ..
-        } => {
-            let trust = trust_of(aws, trusted_service).await?;
+        Spec::Role { policy, trust, .. } => {
+            let trust = trust_policy(aws, trust).await?;
             let document = policy_document(ctx, policy)?;
             sdk_settled!(
                 aws,
@@ -726,7 +853,21 @@ mod tests {
             "us-east-1",
             "123456789012",
         );
-        assert_eq!(trusted_service(&trust), "ecs-tasks.amazonaws.com");
+        assert_eq!(
+            trust_of_document(&trust),
+            Trust::Service("ecs-tasks.amazonaws.com".into())
+        );
+        let github = github_trust_document(
+            &github_provider_arn("aws", "123456789012"),
+            "repo:lanchonete/techchallenge:ref:refs/heads/main",
+        );
+        assert_eq!(
+            trust_of_document(&github),
+            Trust::GitHub {
+                subject: "repo:lanchonete/techchallenge:ref:refs/heads/main".into()
+            }
+        );
+        assert!(!has_account_guard(&github));
         assert!(has_account_guard(&trust));
         let unguarded = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
         assert!(!has_account_guard(unguarded));

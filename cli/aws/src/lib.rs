@@ -30,6 +30,7 @@ macro_rules! no_retry {
     };
 }
 
+pub mod alarms;
 pub mod alb;
 pub mod batch;
 pub mod database;
@@ -150,6 +151,7 @@ pub struct Aws {
     pub ecs: aws_sdk_ecs::Client,
     pub iam: aws_sdk_iam::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub rds: aws_sdk_rds::Client,
     pub ecr: aws_sdk_ecr::Client,
     pub sns: aws_sdk_sns::Client,
@@ -219,13 +221,21 @@ pub struct RegionMismatch {
     pub source_hint: &'static str,
 }
 
+/// Why the clients could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Region(#[from] RegionMismatch),
+    #[error(
+        "cannot add to the call log {path} ({reason})\n  set TECHCTL_CALL_LOG to a file that can be written, or unset it"
+    )]
+    CallLog { path: String, reason: String },
+}
+
 /// Builds the clients. The region is `--region`, else the configuration
 /// chain's, else the blueprint's; it must be the blueprint's in the end,
 /// because the availability zones named there belong to that region.
-pub async fn connect(
-    settings: &AwsSettings,
-    blueprint_region: &str,
-) -> Result<Aws, RegionMismatch> {
+pub async fn connect(settings: &AwsSettings, blueprint_region: &str) -> Result<Aws, ConnectError> {
     let max_attempts = settings.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS).max(1);
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .retry_config(
@@ -264,14 +274,17 @@ pub async fn connect(
         }
     };
     if region != blueprint_region {
-        return Err(RegionMismatch {
+        return Err(ConnectError::Region(RegionMismatch {
             blueprint: blueprint_region.to_string(),
             configured: region,
             source_hint,
-        });
+        }));
     }
     let config = loader.region(Region::new(region.clone())).load().await;
-    let calls = CallLog::default();
+    let calls = CallLog::from_env().map_err(|e| ConnectError::CallLog {
+        path: std::env::var(CALL_LOG_ENV).unwrap_or_default(),
+        reason: e.to_string(),
+    })?;
     // The SDK's default retry quota stops retrying after a burst of
     // throttling, which would fail a long `up` half way; the attempt cap
     // and the backoff above bound the retries instead.
@@ -297,6 +310,7 @@ pub async fn connect(
         ecs: client!(aws_sdk_ecs),
         iam: client!(aws_sdk_iam),
         logs: client!(aws_sdk_cloudwatchlogs),
+        cloudwatch: client!(aws_sdk_cloudwatch),
         rds: client!(aws_sdk_rds),
         ecr: client!(aws_sdk_ecr),
         sns: client!(aws_sdk_sns),
@@ -334,9 +348,26 @@ impl Call {
 /// the summary counts calls and how tests check the order of deletes that
 /// moto itself does not enforce.
 #[derive(Clone, Debug, Default)]
-pub struct CallLog(Arc<Mutex<Vec<Call>>>);
+pub struct CallLog(Arc<Mutex<Vec<Call>>>, Option<Arc<Mutex<std::fs::File>>>);
+
+/// The environment variable naming a file every AWS call of a run is
+/// added to, a `service:Operation` line each: the rights a run used, for
+/// an audit or an IAM policy.
+pub const CALL_LOG_ENV: &str = "TECHCTL_CALL_LOG";
 
 impl CallLog {
+    /// A log that also adds each call to the file `TECHCTL_CALL_LOG` names.
+    pub fn from_env() -> std::io::Result<CallLog> {
+        let Some(path) = std::env::var_os(CALL_LOG_ENV) else {
+            return Ok(CallLog::default());
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(CallLog(Arc::default(), Some(Arc::new(Mutex::new(file)))))
+    }
+
     pub fn snapshot(&self) -> Vec<Call> {
         self.0.lock().map(|c| c.clone()).unwrap_or_default()
     }
@@ -388,6 +419,12 @@ impl Intercept for CallLog {
                 operation: meta.name().to_string(),
                 at: Instant::now(),
             });
+            if let Some(Ok(mut file)) = self.1.as_ref().map(|f| f.lock()) {
+                use std::io::Write;
+                // One write per line: runs appending at once never mix lines.
+                let line = format!("{}:{}\n", meta.service(), meta.name());
+                file.write_all(line.as_bytes())?;
+            }
         }
         Ok(())
     }
@@ -628,16 +665,7 @@ pub fn tag_map<'a>(
         .collect()
 }
 
-/// The ARN partition of a region.
-pub fn partition(region: &str) -> &'static str {
-    if region.starts_with("cn-") {
-        "aws-cn"
-    } else if region.starts_with("us-gov-") {
-        "aws-us-gov"
-    } else {
-        "aws"
-    }
-}
+pub use blueprint::names::partition;
 
 impl Aws {
     /// The id of the account the credentials belong to.

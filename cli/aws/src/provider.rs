@@ -11,8 +11,8 @@ use engine::plan::resource::Output;
 use engine::plan::{Kind, Observed, Resource};
 
 use crate::{
-    Aws, AwsError, Step, alb, backoff, database, ecs, gateway, messaging, network, registry,
-    secrets,
+    Aws, AwsError, Step, alarms, alb, backoff, database, ecs, gateway, messaging, network,
+    registry, secrets,
 };
 
 /// What an AWS operation on one resource sees: the clients, and the engine's
@@ -161,6 +161,7 @@ fn area(kind: Kind) -> Area {
         Kind::DbSubnetGroup | Kind::DbInstance => Area::Database,
         Kind::Repository => Area::Registry,
         Kind::Topic | Kind::Queue | Kind::Subscription => Area::Messaging,
+        Kind::Alarm => Area::Alarms,
         Kind::StackSecret | Kind::StackOutputs | Kind::Secret => Area::Secrets,
     }
 }
@@ -173,6 +174,7 @@ enum Area {
     Database,
     Registry,
     Messaging,
+    Alarms,
     Secrets,
 }
 
@@ -186,6 +188,7 @@ pub async fn create(ctx: &Ctx<'_>, step: &Step, resource: &Resource) -> Result<S
         Area::Database => Box::pin(database::create(ctx, step, resource)).await,
         Area::Registry => Box::pin(registry::create(ctx, step, resource)).await,
         Area::Messaging => Box::pin(messaging::create(ctx, step, resource)).await,
+        Area::Alarms => Box::pin(alarms::create(ctx, step, resource)).await,
         Area::Secrets => Box::pin(secrets::converge(ctx, step, resource)).await,
     }
 }
@@ -205,6 +208,7 @@ pub async fn update(
         Area::Database => Box::pin(database::update(ctx, step, resource, physical)).await,
         Area::Registry => Box::pin(registry::update(ctx, step, resource, physical)).await,
         Area::Messaging => Box::pin(messaging::update(ctx, step, resource, physical)).await,
+        Area::Alarms => Box::pin(alarms::update(ctx, step, resource, physical)).await,
         Area::Secrets => Box::pin(secrets::converge(ctx, step, resource))
             .await
             .map(|_| ()),
@@ -221,6 +225,7 @@ pub async fn delete(ctx: &Ctx<'_>, step: &Step, observed: &Observed) -> Result<(
         Area::Database => Box::pin(database::delete(ctx, step, observed)).await,
         Area::Registry => Box::pin(registry::delete(ctx, step, observed)).await,
         Area::Messaging => Box::pin(messaging::delete(ctx, step, observed)).await,
+        Area::Alarms => Box::pin(alarms::delete(ctx, step, observed)).await,
         Area::Secrets => Box::pin(secrets::delete(ctx, observed)).await,
     }
 }
@@ -228,9 +233,9 @@ pub async fn delete(ctx: &Ctx<'_>, step: &Step, observed: &Observed) -> Result<(
 /// Everything in AWS tagged with the stack, with the physical ids and ARNs
 /// that resources hold of each other turned into logical references.
 pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> {
-    // Boxed: the SDK's futures are large, and eight side by side would
+    // Boxed: the SDK's futures are large, and nine side by side would
     // overflow a worker thread's stack.
-    let (network, alb, gateway, ecs, database, registry, messaging, secrets) = tokio::try_join!(
+    let (network, alb, gateway, ecs, database, registry, messaging, alarms, secrets) = tokio::try_join!(
         Box::pin(network::observe(aws, stack)),
         Box::pin(alb::observe(aws, stack)),
         Box::pin(gateway::observe(aws, stack)),
@@ -238,10 +243,11 @@ pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> 
         Box::pin(database::observe(aws, stack)),
         Box::pin(registry::observe(aws, stack)),
         Box::pin(messaging::observe(aws, stack)),
+        Box::pin(alarms::observe(aws, stack)),
         Box::pin(secrets::observe(aws, stack)),
     )?;
     let mut all: Vec<Observed> = [
-        network, alb, gateway, ecs, database, registry, messaging, secrets,
+        network, alb, gateway, ecs, database, registry, messaging, alarms, secrets,
     ]
     .into_iter()
     .flatten()

@@ -24,6 +24,8 @@ pub struct Blueprint {
     #[serde(default)]
     pub kiosks: Kiosks,
     pub services: Spanned<BTreeMap<Spanned<String>, Service>>,
+    /// GitHub Actions may deploy this stack on a push to one branch.
+    pub deploy_on_push: Option<DeployOnPush>,
     /// The environment this blueprint was read for (`--env`), if any.
     #[serde(skip)]
     pub environment: Option<crate::environment::Environment>,
@@ -54,6 +56,30 @@ impl Kiosks {
             .iter()
             .map(|p| p.get_ref().clone())
             .collect()
+    }
+}
+
+/// A GitHub repository whose workflow may deploy the stack: `up` makes a
+/// role that GitHub's OIDC tokens for pushes to `branch` of `repository`
+/// alone can assume, with the rights `techctl` uses and no others.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployOnPush {
+    /// `OWNER/REPO`, as GitHub spells it.
+    pub repository: Spanned<String>,
+    /// The branch whose pushes deploy, such as `main`.
+    pub branch: Spanned<String>,
+}
+
+impl DeployOnPush {
+    /// The `sub` claim of GitHub's token for a job run by a push to the
+    /// branch (a job without a GitHub environment).
+    pub fn subject(&self) -> String {
+        format!(
+            "repo:{}:ref:refs/heads/{}",
+            self.repository.get_ref(),
+            self.branch.get_ref()
+        )
     }
 }
 

@@ -28,6 +28,17 @@ pub fn db_subnet_group(stack: &str) -> String {
     format!("{stack}-private")
 }
 
+/// The ARN partition of a region.
+pub fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
 /// A consuming service's queue.
 pub fn queue(stack: &str, service: &str) -> String {
     format!("{stack}-{service}")
@@ -36,6 +47,11 @@ pub fn queue(stack: &str, service: &str) -> String {
 /// A consuming service's dead-letter queue.
 pub fn dead_letter_queue(stack: &str, service: &str) -> String {
     format!("{stack}-{service}-dlq")
+}
+
+/// The CloudWatch alarm on a consuming service's dead-letter queue.
+pub fn dead_letter_alarm(stack: &str, service: &str) -> String {
+    format!("{stack}-{service}-dead-letters")
 }
 
 /// The role ECS starts every task with.
@@ -53,6 +69,11 @@ pub fn service_database(service: &str) -> String {
 /// may read the master password.
 pub fn db_init_role(stack: &str) -> String {
     format!("{stack}-db-init-execution")
+}
+
+/// The role GitHub Actions assumes to deploy the stack (`deploy_on_push`).
+pub fn deploy_role(stack: &str) -> String {
+    format!("{stack}-deploy")
 }
 
 /// The role a service's tasks run as.
@@ -159,6 +180,15 @@ pub const QUEUE: NameRule = NameRule {
             })
         })
     },
+};
+
+/// CloudWatch `PutMetricAlarm`, `AlarmName`: 1 to 255 characters, "only
+/// UTF-8 characters, and can't contain ASCII control characters".
+pub const ALARM: NameRule = NameRule {
+    what: "alarm name",
+    api: "PutMetricAlarm",
+    rule: "1 to 255 characters, no control characters",
+    check: |name| length(name, 255).or_else(|| only(name, |c| !c.is_ascii_control())),
 };
 
 /// IAM `CreateRole`, `RoleName`: length 1 to 64, pattern `[\w+=,.@-]+`.

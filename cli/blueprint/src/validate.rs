@@ -37,6 +37,7 @@ pub(super) fn check(bp: &Blueprint, text: &str) -> Vec<Problem> {
     c.gateway(bp);
     c.scalars(bp);
     c.kiosks(bp);
+    c.deploy_on_push(bp);
     c.services(bp);
     c.events(bp);
     c.problems.sort_by_key(|p| (p.line, p.column));
@@ -129,6 +130,7 @@ impl Checker<'_> {
                 (&names::DB_SUBNET_GROUP, names::db_subnet_group(stack)),
                 (&names::ROLE, names::execution_role(stack)),
                 (&names::ROLE, names::db_init_role(stack)),
+                (&names::ROLE, names::deploy_role(stack)),
             ] {
                 self.aws_name(rule, &made, name.span(), "stack.name", "stack.name");
             }
@@ -514,6 +516,62 @@ impl Checker<'_> {
         }
     }
 
+    /// GitHub's rules for an owner (letters, digits, single hyphens, up to
+    /// 39) and a repository (letters, digits, `.`, `_`, `-`, up to 100),
+    /// and git's for a branch. The trust policy compares the token's
+    /// subject exactly: a wildcard would only ever match itself.
+    fn deploy_on_push(&mut self, bp: &Blueprint) {
+        let Some(deploy) = &bp.deploy_on_push else {
+            return;
+        };
+        let repository = deploy.repository.get_ref();
+        let owner_ok = |o: &str| {
+            (1..=39).contains(&o.len())
+                && o.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !o.starts_with('-')
+                && !o.ends_with('-')
+                && !o.contains("--")
+        };
+        let repo_ok = |r: &str| {
+            (1..=100).contains(&r.len())
+                && r.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                && r != "."
+                && r != ".."
+        };
+        let valid = repository
+            .split_once('/')
+            .is_some_and(|(owner, repo)| owner_ok(owner) && repo_ok(repo));
+        if !valid {
+            self.report(
+                deploy.repository.span(),
+                "deploy_on_push.repository",
+                format!("{repository:?} is not a GitHub repository"),
+                "OWNER/REPO, such as lanchonete/techchallenge",
+            );
+        }
+        let branch = deploy.branch.get_ref();
+        let branch_ok = !branch.is_empty()
+            && branch.len() <= 255
+            && !branch.starts_with(['/', '-', '.'])
+            && !branch.ends_with(['/', '.'])
+            && !branch.ends_with(".lock")
+            && !branch.contains("..")
+            && !branch.contains("//")
+            && !branch.contains("@{")
+            && !branch
+                .chars()
+                .any(|c| c.is_control() || " ~^:?*[\\".contains(c));
+        if !branch_ok {
+            self.report(
+                deploy.branch.span(),
+                "deploy_on_push.branch",
+                format!("{branch:?} is not a branch name"),
+                "one branch, such as main, with no wildcard, space or \"..\"",
+            );
+        }
+    }
+
     fn services(&mut self, bp: &Blueprint) {
         if bp.services.get_ref().is_empty() {
             self.report(
@@ -626,6 +684,7 @@ impl Checker<'_> {
         if !svc.consumes.is_empty() {
             made.push((&names::QUEUE, names::queue(stack, service)));
             made.push((&names::QUEUE, names::dead_letter_queue(stack, service)));
+            made.push((&names::ALARM, names::dead_letter_alarm(stack, service)));
         }
         for (rule, made) in made {
             self.aws_name(

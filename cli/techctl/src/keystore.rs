@@ -31,7 +31,7 @@ pub enum KeyStore {
     /// service's) and `techctl/<stack>/public-keys` (the public set, every
     /// other service's).
     Stack {
-        aws: Aws,
+        aws: Box<Aws>,
         name: String,
         public: String,
     },

@@ -37,6 +37,12 @@ pub(super) async fn check(strict: &Strict, request: &Request<'_>) -> Option<Verd
             cluster(strict, request, request.json_str("cluster")?).await
         }
         (Service::Elbv2, "CreateLoadBalancer") => load_balancer_subnets(strict, request).await,
+        (Service::Iam, "CreateRole") => {
+            federated_principal(strict, request, request.form("AssumeRolePolicyDocument")?).await
+        }
+        (Service::Iam, "UpdateAssumeRolePolicy") => {
+            federated_principal(strict, request, request.form("PolicyDocument")?).await
+        }
         (Service::ApiGatewayV2, "DeleteVpcLink") => {
             vpc_link(
                 strict,
@@ -47,6 +53,48 @@ pub(super) async fn check(strict: &Strict, request: &Request<'_>) -> Option<Verd
         }
         _ => None,
     }
+}
+
+/// CreateRole and UpdateAssumeRolePolicy: IAM refuses a trust policy whose
+/// federated principal is an OIDC provider the account does not have.
+async fn federated_principal(
+    strict: &Strict,
+    request: &Request<'_>,
+    document: &str,
+) -> Option<Verdict> {
+    let document: Value = serde_json::from_str(document).ok()?;
+    let statements = match &document["Statement"] {
+        Value::Array(items) => items.clone(),
+        single => vec![single.clone()],
+    };
+    for statement in statements {
+        let Some(provider) = statement["Principal"]["Federated"].as_str() else {
+            continue;
+        };
+        if !provider.contains(":oidc-provider/") {
+            continue;
+        }
+        let listed = strict
+            .query(
+                request,
+                "iam",
+                &[
+                    ("Action", "ListOpenIDConnectProviders"),
+                    ("Version", "2010-05-08"),
+                ],
+            )
+            .await?;
+        if !listed.texts("Arn").contains(&provider) {
+            return Some(Verdict::new(
+                "MalformedPolicyDocument",
+                format!("Invalid principal in policy: \"Federated\":\"{provider}\""),
+                format!(
+                    "the trust policy names the OIDC provider {provider}, which does not exist"
+                ),
+            ));
+        }
+    }
+    None
 }
 
 /// DeleteSubnet: EC2 answers `DependencyViolation` while a NAT gateway

@@ -38,6 +38,7 @@ pub(super) fn check(request: &Request<'_>) -> Option<Verdict> {
         (Service::ApiGatewayV2, "CreateVpcLink") => {
             api_gateway_name("VPC link", request.json_str("name")?)
         }
+        (Service::CloudWatch, "PutMetricAlarm") => alarm_name(request.json_str("AlarmName")?),
         (Service::Ecs, "CreateCluster") => {
             ecs_name("Cluster name", request.json_str("clusterName")?)
         }
@@ -158,6 +159,19 @@ fn queue_name(name: &str, fifo: bool) -> Option<Verdict> {
         "Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length"
     };
     refuse("InvalidParameterValue", message.to_string())
+}
+
+/// PutMetricAlarm, `AlarmName`: 1 to 255 characters, "only UTF-8
+/// characters, and can't contain ASCII control characters".
+fn alarm_name(name: &str) -> Option<Verdict> {
+    let length = name.chars().count();
+    if (1..=255).contains(&length) && !name.chars().any(|c| c.is_ascii_control()) {
+        return None;
+    }
+    refuse(
+        "InvalidParameterValue",
+        format!("The alarm name must be 1 to 255 characters with no control characters: {name:?}"),
+    )
 }
 
 /// Whether CreateTopic asks for a FIFO topic: an `Attributes.entry.N.key`

@@ -97,6 +97,7 @@ pub fn evaluate(snapshot: &Snapshot) -> Report {
     flows.push(roles_only_for_tasks(s));
     flows.push(no_foreign_messaging(s));
     flows.push(secrets_only_where_needed(s));
+    flows.extend(super::deploy_role::flows(s));
 
     Report {
         stack: s.stack.clone(),

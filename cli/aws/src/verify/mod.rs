@@ -12,6 +12,7 @@
 //! blocked) or what should not be there (something open that nothing
 //! needs).
 
+mod deploy_role;
 mod flows;
 pub mod iam;
 pub mod network;

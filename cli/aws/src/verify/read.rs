@@ -119,6 +119,7 @@ pub async fn snapshot(aws: &Aws, stack: &str) -> Result<Snapshot, AwsError> {
         .flatten()
         .collect();
     snap.roles = read_roles(aws, stack, &referenced).await?;
+    snap.deploy_role = read_role(aws, &blueprint::names::deploy_role(stack)).await?;
     Ok(snap)
 }
 
@@ -1014,10 +1015,23 @@ async fn read_roles(
     );
     let mut roles = Vec::new();
     for name in names {
+        roles.extend(read_role(aws, &name).await?);
+    }
+    Ok(roles)
+}
+
+/// One role with its trust policy and every inline and attached policy;
+/// `None` if it does not exist.
+pub async fn read_role(aws: &Aws, name: &str) -> Result<Option<Role>, AwsError> {
+    let iam = &aws.iam;
+    let name = name.to_string();
+    {
         let Some(answer) = absent(sdk!("GetRole", iam.get_role().role_name(&name).send()))? else {
-            continue;
+            return Ok(None);
         };
-        let Some(role) = answer.role() else { continue };
+        let Some(role) = answer.role() else {
+            return Ok(None);
+        };
         let mut policies = Vec::new();
         let inline = all_pages(|marker| {
             let name = name.clone();
@@ -1094,7 +1108,7 @@ async fn read_roles(
                     .unwrap_or(Value::Null),
             });
         }
-        roles.push(Role {
+        Ok(Some(Role {
             name: role.role_name().to_string(),
             arn: role.arn().to_string(),
             path: role.path().to_string(),
@@ -1103,9 +1117,8 @@ async fn read_roles(
                 .map(decode)
                 .unwrap_or(Value::Null),
             policies,
-        });
+        }))
     }
-    Ok(roles)
 }
 
 #[cfg(test)]

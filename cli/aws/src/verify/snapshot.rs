@@ -37,6 +37,11 @@ pub struct Snapshot {
     /// The role the database set-up task starts with: the only one that
     /// may read the master password.
     pub db_init_role_arn: Option<String>,
+    /// The role GitHub Actions deploys with, if there is one.
+    pub deploy_role: Option<Role>,
+    /// The GitHub token subject the blueprint lets deploy
+    /// (`repo:OWNER/REPO:ref:refs/heads/BRANCH`), if it lets one.
+    pub deploy_subject: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

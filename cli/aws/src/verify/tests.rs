@@ -322,6 +322,8 @@ fn stack() -> Snapshot {
         signing_keys_arn: Some(SIGNING_KEYS.into()),
         public_keys_arn: Some(PUBLIC_KEYS.into()),
         db_init_role_arn: Some(role_arn("shop-db-init-execution")),
+        deploy_role: None,
+        deploy_subject: None,
     }
 }
 

@@ -23,6 +23,7 @@ struct Prices {
     fargate: FargatePrices,
     rds: RdsPrices,
     secrets_manager: SecretsPrices,
+    cloudwatch: CloudWatchPrices,
     usage: BTreeMap<String, f64>,
 }
 
@@ -53,6 +54,11 @@ struct RdsPrices {
 #[derive(Debug, Deserialize)]
 struct SecretsPrices {
     secret_month: f64,
+}
+
+#[derive(Debug, Deserialize)]
+struct CloudWatchPrices {
+    alarm_month: f64,
 }
 
 /// One line of the estimate.
@@ -151,6 +157,22 @@ pub fn estimate(bp: &Blueprint) -> Estimate {
         monthly_usd: Some(secrets as f64 * prices.secrets_manager.secret_month),
     });
 
+    // One alarm on each consuming service's dead-letter queue.
+    let alarms = bp
+        .services()
+        .filter(|(_, s)| !s.consumes.is_empty())
+        .count();
+    if alarms > 0 {
+        lines.push(Line {
+            item: "CloudWatch alarms".into(),
+            detail: format!(
+                "{alarms} dead-letter alarm(s) × ${:.2}/month",
+                prices.cloudwatch.alarm_month
+            ),
+            monthly_usd: Some(alarms as f64 * prices.cloudwatch.alarm_month),
+        });
+    }
+
     let monthly_usd = lines.iter().filter_map(|l| l.monthly_usd).sum();
     Estimate {
         prices_region: prices.region,
@@ -194,6 +216,8 @@ mod tests {
         // 7 tasks of 0.25 vCPU and 0.5 GB.
         let fargate = (1.75 * 0.04048 + 3.5 * 0.004445) * 730.0;
         assert!((item("Fargate tasks") - fargate).abs() < 0.01);
+        // Order, payment and production consume events.
+        assert!((item("CloudWatch alarms") - 0.30).abs() < 1e-9);
         let sum: f64 = estimate.lines.iter().filter_map(|l| l.monthly_usd).sum();
         assert!((estimate.monthly_usd - sum).abs() < 1e-9);
     }

@@ -4,6 +4,7 @@
 //! stack secret and its outputs).
 
 mod data;
+pub mod deploy;
 mod platform;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -89,6 +90,9 @@ pub mod ids {
     pub fn db_init_log_group() -> LogicalId {
         LogicalId::new(&["logs", "group", "db-init"])
     }
+    pub fn deploy_role() -> LogicalId {
+        LogicalId::new(&["iam", "role", "deploy"])
+    }
     pub fn task_role(service: &str) -> LogicalId {
         LogicalId::new(&["iam", "role", &format!("task-{service}")])
     }
@@ -112,6 +116,9 @@ pub mod ids {
     }
     pub fn dead_letter_queue(service: &str) -> LogicalId {
         LogicalId::new(&["messaging", "dead-letter-queue", service])
+    }
+    pub fn dead_letter_alarm(service: &str) -> LogicalId {
+        LogicalId::new(&["messaging", "dead-letter-alarm", service])
     }
     pub fn subscription(consumer: &str, producer: &str) -> LogicalId {
         LogicalId::new(&[
@@ -309,6 +316,7 @@ pub fn desired(bp: &Blueprint) -> Vec<Resource> {
     out.extend(data::messaging(bp));
     out.extend(data::secret(bp, &zones, &nat_zones));
     out.extend(data::secrets(bp));
+    out.extend(deploy::role(bp));
     out
 }
 
@@ -424,6 +432,7 @@ mod tests {
                 Spec::DbSubnetGroup { name, .. } => Some(("db subnet group", name)),
                 Spec::Queue { name, .. } => Some(("queue", name)),
                 Spec::Role { name, .. } => Some(("role", name)),
+                Spec::Alarm { name, .. } => Some(("alarm", name)),
                 _ => None,
             })
             .collect();
@@ -440,6 +449,7 @@ mod tests {
             if !definition.consumes.is_empty() {
                 checked.insert(("queue", names::queue(stack, service)));
                 checked.insert(("queue", names::dead_letter_queue(stack, service)));
+                checked.insert(("alarm", names::dead_letter_alarm(stack, service)));
             }
         }
         assert_eq!(given, checked);

@@ -107,6 +107,7 @@ kinds! {
     Topic => "SNS topic",
     Queue => "SQS queue",
     Subscription => "SNS subscription",
+    Alarm => "CloudWatch alarm",
     StackSecret => "stack secret",
     StackOutputs => "stack outputs",
     Secret => "secret",
@@ -133,7 +134,7 @@ impl Kind {
             Kind::ApiRoute => field == "integration",
             Kind::ApiStage => matches!(field, "auto_deploy" | "throttle"),
             Kind::Cluster => field == "container_insights",
-            Kind::Role => matches!(field, "policy" | "account_guard"),
+            Kind::Role => matches!(field, "trust" | "policy" | "account_guard"),
             Kind::LogGroup => field == "retention_days",
             Kind::DbSubnetGroup => field == "subnets",
             Kind::DbInstance => matches!(
@@ -151,6 +152,8 @@ impl Kind {
                 "visibility_timeout_seconds" | "retention_seconds" | "dead_letter" | "senders"
             ),
             Kind::Subscription => matches!(field, "events" | "raw_delivery"),
+            // PutMetricAlarm replaces the whole alarm but its name.
+            Kind::Alarm => field != "name",
             Kind::StackSecret => field != "name",
             Kind::StackOutputs => field == "outputs",
             Kind::Secret => matches!(field, "complete" | "scheduled_for_deletion"),
@@ -241,6 +244,7 @@ impl Kind {
                 Repository,
                 Topic,
                 Queue,
+                Alarm,
             ],
             Cluster
             | Repository
@@ -248,6 +252,7 @@ impl Kind {
             | ApiStage
             | ListenerRule
             | Subscription
+            | Alarm
             | RouteTableAssociation
             | SecurityGroupRules
             | NatGateway
@@ -416,6 +421,17 @@ pub struct Statement {
     pub resources: BTreeSet<Output>,
 }
 
+/// Who may assume a role.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trust {
+    /// An AWS service, on this account's behalf (`ecs-tasks.amazonaws.com`).
+    Service(String),
+    /// GitHub Actions, with an OIDC token for the audience
+    /// `sts.amazonaws.com` whose subject is exactly this.
+    GitHub { subject: String },
+}
+
 /// Where a queue sends what it failed to deliver.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DeadLetter {
@@ -522,8 +538,8 @@ pub enum Spec {
     },
     Role {
         name: String,
-        /// The AWS service allowed to assume the role.
-        trusted_service: String,
+        /// Who may assume the role.
+        trust: Trust,
         /// Only this account's tasks may assume it (the `aws:SourceAccount`
         /// and `aws:SourceArn` conditions: AWS's guard against a confused
         /// deputy).
@@ -577,6 +593,15 @@ pub enum Spec {
         /// The queue gets the message as published, not wrapped in SNS's
         /// envelope.
         raw_delivery: bool,
+    },
+    /// Raised while a queue holds visible messages: on a dead-letter queue,
+    /// a parked event an operator must look at (`techctl events`).
+    Alarm {
+        name: String,
+        /// The watched queue's name (the metric's `QueueName` dimension).
+        queue_name: String,
+        /// Seconds per evaluated data point.
+        period_seconds: u32,
     },
     StackSecret {
         name: String,
@@ -644,6 +669,7 @@ impl Spec {
             Spec::Topic { .. } => Kind::Topic,
             Spec::Queue { .. } => Kind::Queue,
             Spec::Subscription { .. } => Kind::Subscription,
+            Spec::Alarm { .. } => Kind::Alarm,
             Spec::StackSecret { .. } => Kind::StackSecret,
             Spec::StackOutputs { .. } => Kind::StackOutputs,
             Spec::Secret { .. } => Kind::Secret,
@@ -689,6 +715,7 @@ impl Spec {
             | Spec::Repository { .. }
             | Spec::Topic { .. }
             | Spec::Queue { .. }
+            | Spec::Alarm { .. }
             | Spec::StackSecret { .. }
             | Spec::Secret { .. } => vec![],
         }

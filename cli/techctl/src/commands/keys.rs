@@ -46,7 +46,7 @@ async fn open(
     let (blueprint, aws) = prepare(settings).await?;
     let stack = blueprint.stack_name();
     let store = KeyStore::Stack {
-        aws,
+        aws: Box::new(aws),
         name: engine::plan::expand::signing_keys_name(stack),
         public: engine::plan::expand::public_keys_name(stack),
     };

@@ -2,6 +2,7 @@
 //! the stack outputs with secrets masked.
 
 use std::collections::HashMap;
+use std::fmt::Write;
 use std::process::ExitCode;
 
 use console::Style;
@@ -12,7 +13,7 @@ use crate::error::CliError;
 use crate::printer::Printer;
 use crate::stack;
 use crate::table::Table;
-use engine::plan::Action;
+use engine::plan::{Action, Observed, Spec};
 
 pub async fn exec(settings: &Settings, printer: &Printer) -> Result<ExitCode, CliError> {
     let (blueprint, aws) = prepare(settings).await?;
@@ -50,9 +51,12 @@ pub async fn exec(settings: &Settings, printer: &Printer) -> Result<ExitCode, Cl
         })
         .collect();
     let in_sync = !plan.has_changes();
+    let alarms = dead_letter_alarms(&plan.observed);
     printer.json(&json!({
         "stack": plan.stack, "region": plan.region, "in_sync": in_sync,
         "resources": rows, "outputs": outputs,
+        "dead_letter_alarms": alarms,
+        "alarms_raised": alarms.iter().filter(|a| a.raised()).count(),
     }));
 
     let existing = plan
@@ -85,6 +89,7 @@ pub async fn exec(settings: &Settings, printer: &Printer) -> Result<ExitCode, Cl
         ]);
     }
     text.push_str(&table.render());
+    text.push_str(&alarm_text(&alarms, printer));
     match &outputs {
         Some(map) => {
             text.push_str("\nOutputs (stack secret):\n");
@@ -102,4 +107,72 @@ pub async fn exec(settings: &Settings, printer: &Printer) -> Result<ExitCode, Cl
     }
     printer.text(&text);
     Ok(ExitCode::SUCCESS)
+}
+
+/// One dead-letter queue's alarm as CloudWatch holds it.
+#[derive(serde::Serialize)]
+struct DeadLetterAlarm {
+    service: String,
+    alarm: String,
+    queue: String,
+    /// `OK`, `ALARM` or `INSUFFICIENT_DATA`.
+    state: String,
+}
+
+impl DeadLetterAlarm {
+    fn raised(&self) -> bool {
+        self.state == "ALARM"
+    }
+}
+
+fn dead_letter_alarms(observed: &[Observed]) -> Vec<DeadLetterAlarm> {
+    let mut alarms: Vec<DeadLetterAlarm> = observed
+        .iter()
+        .filter_map(|o| match &o.spec {
+            Spec::Alarm {
+                name, queue_name, ..
+            } => Some(DeadLetterAlarm {
+                service: o
+                    .id
+                    .as_str()
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+                alarm: name.clone(),
+                queue: queue_name.clone(),
+                state: o.state.clone().unwrap_or_else(|| "unknown".into()),
+            }),
+            _ => None,
+        })
+        .collect();
+    alarms.sort_by(|a, b| a.service.cmp(&b.service));
+    alarms
+}
+
+/// The alarms, a raised one in red with what to do about it.
+fn alarm_text(alarms: &[DeadLetterAlarm], printer: &Printer) -> String {
+    if alarms.is_empty() {
+        return String::new();
+    }
+    let mut text = String::from("\nDead-letter alarms:\n");
+    for alarm in alarms {
+        let state = match alarm.state.as_str() {
+            "ALARM" => printer.paint(Style::new().red().bold(), "ALARM"),
+            "OK" => printer.paint(Style::new().green(), "OK"),
+            // A new alarm, before CloudWatch has evaluated it.
+            "INSUFFICIENT_DATA" => "no data yet".to_string(),
+            other => other.to_string(),
+        };
+        let _ = write!(text, "  {:<12} {state}", alarm.service);
+        if alarm.raised() {
+            let _ = write!(
+                text,
+                ": events are parked in {}; `techctl events list {}` shows them and why",
+                alarm.queue, alarm.service
+            );
+        }
+        text.push('\n');
+    }
+    text
 }

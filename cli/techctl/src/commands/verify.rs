@@ -21,7 +21,8 @@ pub async fn check(
     aws: &Aws,
     blueprint: &Blueprint,
 ) -> Result<ExitCode, CliError> {
-    let snapshot = aws::verify::read::snapshot(aws, blueprint.stack_name()).await?;
+    let mut snapshot = aws::verify::read::snapshot(aws, blueprint.stack_name()).await?;
+    snapshot.deploy_subject = blueprint.deploy_on_push.as_ref().map(|d| d.subject());
     let report = aws::verify::evaluate(&snapshot);
     printer.json(&report.to_json());
     printer.text(&report.to_text());

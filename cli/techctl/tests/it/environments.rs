@@ -143,6 +143,23 @@ async fn environments_are_stacks_of_their_own_and_one_s_down_leaves_the_other() 
     )
     .await;
     assert_eq!(down.status.code(), Some(0), "{}", said(&down));
+    // Staging's deploy role goes with it; the account's GitHub OIDC
+    // provider stays for every other stack that trusts it.
+    assert!(
+        aws.iam
+            .get_role()
+            .role_name("techchallenge-staging-deploy")
+            .send()
+            .await
+            .is_err()
+    );
+    let providers = aws
+        .iam
+        .list_open_id_connect_providers()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(providers.open_id_connect_provider_list().len(), 1);
     let staging = count_tagged(&aws, STAGING).await;
     assert!(staging.values().all(|n| *n == 0), "{staging:?}");
     assert_eq!(instance_class(&aws, STAGING).await, None);

@@ -401,7 +401,7 @@ async fn a_rotation_that_loses_the_race_is_redone_on_the_winners_version() {
         let kid = key.kid.clone();
         let task = tokio::task::spawn_blocking(move || {
             let store = KeyStore::Stack {
-                aws,
+                aws: Box::new(aws),
                 name: SECRET.into(),
                 public: PUBLIC.into(),
             };

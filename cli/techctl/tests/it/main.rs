@@ -10,6 +10,7 @@ mod clock;
 mod common;
 mod contracts;
 mod deploy;
+mod deploy_on_push;
 mod dev;
 mod down;
 mod environments;

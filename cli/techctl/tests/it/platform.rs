@@ -43,6 +43,8 @@ fn full_platform() -> BTreeMap<&'static str, usize> {
         ("sns-subscription", 5),
         // A queue and a dead-letter queue per consuming service.
         ("sqs-queue", 6),
+        // An alarm on each dead-letter queue.
+        ("cloudwatch-alarm", 3),
     ])
 }
 
@@ -600,6 +602,51 @@ async fn up_creates_every_platform_resource_with_its_attributes() {
         filters["techchallenge-production"]["event_name"],
         serde_json::json!(["order.anonymized", "order.paid"])
     );
+
+    // Each dead-letter queue has its alarm: raised by one visible message,
+    // the maximum over a minute, quiet when the queue sends no data.
+    let alarms = aws
+        .cloudwatch
+        .describe_alarms()
+        .alarm_name_prefix("techchallenge-")
+        .send()
+        .await
+        .unwrap();
+    let watched: BTreeMap<&str, &str> = alarms
+        .metric_alarms()
+        .iter()
+        .map(|a| {
+            assert_eq!(a.namespace(), Some("AWS/SQS"));
+            assert_eq!(a.metric_name(), Some("ApproximateNumberOfMessagesVisible"));
+            assert_eq!(a.statistic().map(|s| s.as_str()), Some("Maximum"));
+            assert_eq!((a.period(), a.evaluation_periods()), (Some(60), Some(1)));
+            assert_eq!(a.threshold(), Some(0.0));
+            assert_eq!(
+                a.comparison_operator().map(|c| c.as_str()),
+                Some("GreaterThanThreshold")
+            );
+            assert_eq!(a.treat_missing_data(), Some("notBreaching"));
+            let queue = a.dimensions()[0].value().unwrap();
+            (a.alarm_name().unwrap(), queue)
+        })
+        .collect();
+    assert_eq!(
+        watched,
+        BTreeMap::from([
+            (
+                "techchallenge-order-dead-letters",
+                "techchallenge-order-dlq"
+            ),
+            (
+                "techchallenge-payment-dead-letters",
+                "techchallenge-payment-dlq"
+            ),
+            (
+                "techchallenge-production-dead-letters",
+                "techchallenge-production-dlq"
+            ),
+        ])
+    );
 }
 
 type Statements = Vec<(BTreeSet<String>, BTreeSet<String>)>;
@@ -722,7 +769,14 @@ async fn an_up_cut_off_while_waiting_for_the_database_converges_on_rerun() {
 
     h.proxy.set_policy(|_| Fault::Pass);
     assert_done(&h.up(&bp).await.0);
-    assert!(!h.plan(&bp).await.has_changes());
+    let after = h.plan(&bp).await;
+    let left: Vec<_> = after
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::NoOp)
+        .map(|c| (c.id.to_string(), c.action, c.reason.clone()))
+        .collect();
+    assert!(left.is_empty(), "the rerun left changes: {left:?}");
     assert_eq!(count_platform(&direct, STACK).await, full_platform());
     let out = secret_json(&direct, STACK).await.unwrap();
     assert_eq!(
@@ -733,7 +787,7 @@ async fn an_up_cut_off_while_waiting_for_the_database_converges_on_rerun() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plan_states_the_monthly_cost_and_status_masks_the_secrets() {
+async fn plan_states_the_monthly_cost_and_status_masks_the_secrets_and_shows_alarms() {
     let h = Harness::start().await;
     // From nothing, the plan's critical path is the database's.
     let fresh = techctl_at(&h.proxy.url).args(["plan"]).output().unwrap();
@@ -781,6 +835,42 @@ async fn plan_states_the_monthly_cost_and_status_masks_the_secrets() {
             .unwrap()
             .starts_with("https://")
     );
+    assert_eq!(json["alarms_raised"], 0);
+    assert_eq!(json["dead_letter_alarms"].as_array().unwrap().len(), 3);
+
+    // A parked payment event: CloudWatch raises the payment queue's alarm,
+    // and status says so and what to run.
+    h.direct()
+        .await
+        .cloudwatch
+        .set_alarm_state()
+        .alarm_name("techchallenge-payment-dead-letters")
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .state_reason("Threshold Crossed: 1 datapoint [1.0] was greater than the threshold (0.0).")
+        .send()
+        .await
+        .unwrap();
+    let raised = techctl_at(&h.proxy.url).args(["status"]).output().unwrap();
+    let text = String::from_utf8_lossy(&raised.stdout);
+    assert!(raised.status.success(), "{text}");
+    assert!(
+        text.contains(
+            "payment      ALARM: events are parked in techchallenge-payment-dlq; \
+             `techctl events list payment` shows them and why"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("order        OK"), "{text}");
+    let json: Value = serde_json::from_slice(
+        &techctl_at(&h.proxy.url)
+            .args(["status", "--output", "json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(json["alarms_raised"], 1);
+
     let raw = String::from_utf8_lossy(&status.stdout);
     let password = secret_json(&h.direct().await, STACK).await.unwrap()["db_password"]
         .as_str()

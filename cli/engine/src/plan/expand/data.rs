@@ -21,6 +21,9 @@ pub const DATABASE_NAME: &str = "techctl";
 /// How long a dead-letter queue keeps a message: SQS's longest, 14 days,
 /// so a poison message outlives a long weekend.
 const DEAD_LETTER_RETENTION_SECONDS: u32 = 14 * 24 * 3600;
+/// SQS sends its metrics to CloudWatch once a minute: a finer period would
+/// only see gaps.
+const DEAD_LETTER_ALARM_PERIOD_SECONDS: u32 = 60;
 /// How long a queue keeps a message nobody handled: 4 days, SQS's default.
 const QUEUE_RETENTION_SECONDS: u32 = 4 * 24 * 3600;
 
@@ -116,6 +119,14 @@ pub fn messaging(bp: &Blueprint) -> Vec<Resource> {
                 retention_seconds: DEAD_LETTER_RETENTION_SECONDS,
                 dead_letter: None,
                 senders: BTreeSet::new(),
+            },
+        ));
+        out.push(Resource::new(
+            ids::dead_letter_alarm(name),
+            Spec::Alarm {
+                name: names::dead_letter_alarm(stack, name),
+                queue_name: names::dead_letter_queue(stack, name),
+                period_seconds: DEAD_LETTER_ALARM_PERIOD_SECONDS,
             },
         ));
         out.push(Resource::new(

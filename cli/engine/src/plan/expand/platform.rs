@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::plan::outputs::Own;
-use crate::plan::resource::{Cors, Output, Resource, Spec, Statement, Throttle};
+use crate::plan::resource::{Cors, Output, Resource, Spec, Statement, Throttle, Trust};
 use blueprint::{Blueprint, names};
 
 use super::{ALB_LISTENER_PORT, ids, private_subnets};
@@ -182,7 +182,7 @@ fn pull_and_log<'a>(
 fn ecs_role(name: String, policy: BTreeSet<Statement>) -> Spec {
     Spec::Role {
         name,
-        trusted_service: "ecs-tasks.amazonaws.com".into(),
+        trust: Trust::Service("ecs-tasks.amazonaws.com".into()),
         account_guard: true,
         policy,
     }

@@ -47,8 +47,12 @@ impl Reporter for Quiet {
 }
 
 pub struct Harness {
-    pub moto: Moto,
+    /// Kept for its lifetime: moto stops when it is dropped.
+    _moto: Moto,
     pub proxy: FaultProxy,
+    /// A proxy that only passes requests on: moto reads CloudWatch in a
+    /// protocol other than the SDK's, and the proxy translates.
+    plain: FaultProxy,
 }
 
 impl Harness {
@@ -62,7 +66,12 @@ impl Harness {
             .await
             .expect("start moto");
         let proxy = FaultProxy::start_strict(&moto.url, strictness).await;
-        Harness { moto, proxy }
+        let plain = FaultProxy::start(&moto.url).await;
+        Harness {
+            _moto: moto,
+            proxy,
+            plain,
+        }
     }
 
     /// The operations the strict layer refused, as `operation code`.
@@ -79,9 +88,10 @@ impl Harness {
         connect(&self.proxy.url).await
     }
 
-    /// Clients that talk to moto directly: for checks and for "by hand" edits.
+    /// Clients that reach moto past the strict layer: for checks and for
+    /// "by hand" edits.
     pub async fn direct(&self) -> Aws {
-        connect(&self.moto.url).await
+        connect(&self.plain.url).await
     }
 
     pub async fn plan(&self, bp: &Blueprint) -> Plan {
@@ -327,10 +337,14 @@ pub async fn count_tagged(aws: &Aws, stack: &str) -> BTreeMap<&'static str, usiz
     ])
 }
 
-fn tagged_with(pairs: Vec<(String, String)>, stack: &str) -> bool {
+/// Whether tags, as (key, value) pairs, carry the stack tag of `stack`.
+fn tagged_with<'a>(
+    pairs: impl IntoIterator<Item = (Option<&'a str>, Option<&'a str>)>,
+    stack: &str,
+) -> bool {
     pairs
-        .iter()
-        .any(|(k, v)| k == "techctl:stack" && v == stack)
+        .into_iter()
+        .any(|(k, v)| k == Some("techctl:stack") && v == Some(stack))
 }
 
 /// The same for services that answer tags as a map (CloudWatch Logs, SQS).
@@ -368,16 +382,7 @@ pub async fn count_platform(aws: &Aws, stack: &str) -> BTreeMap<&'static str, us
             .await
             .unwrap();
         for d in tags.tag_descriptions() {
-            let pairs = d
-                .tags()
-                .iter()
-                .map(|t| {
-                    (
-                        t.key().unwrap_or_default().into(),
-                        t.value().unwrap_or_default().into(),
-                    )
-                })
-                .collect();
+            let pairs = d.tags().iter().map(|t| (t.key(), t.value()));
             if tagged_with(pairs, stack) {
                 tagged_arns.push(d.resource_arn().unwrap_or_default().to_string());
             }
@@ -501,20 +506,7 @@ pub async fn count_platform(aws: &Aws, stack: &str) -> BTreeMap<&'static str, us
             .clusters()
             .iter()
             .filter(|c| c.status() == Some("ACTIVE"))
-            .filter(|c| {
-                tagged_with(
-                    c.tags()
-                        .iter()
-                        .map(|t| {
-                            (
-                                t.key().unwrap_or_default().into(),
-                                t.value().unwrap_or_default().into(),
-                            )
-                        })
-                        .collect(),
-                    stack,
-                )
-            })
+            .filter(|c| tagged_with(c.tags().iter().map(|t| (t.key(), t.value())), stack))
             .count()
     };
     counts.insert("ecs-cluster", described);
@@ -529,11 +521,7 @@ pub async fn count_platform(aws: &Aws, stack: &str) -> BTreeMap<&'static str, us
             .send()
             .await
             .unwrap();
-        let pairs = tags
-            .tags()
-            .iter()
-            .map(|t| (t.key().to_string(), t.value().to_string()))
-            .collect();
+        let pairs = tags.tags().iter().map(|t| (Some(t.key()), Some(t.value())));
         if tagged_with(pairs, stack) || role.path().starts_with(&format!("/techctl/{stack}/")) {
             our_roles += 1;
         }
@@ -562,20 +550,7 @@ pub async fn count_platform(aws: &Aws, stack: &str) -> BTreeMap<&'static str, us
         instances
             .db_instances()
             .iter()
-            .filter(|d| {
-                tagged_with(
-                    d.tag_list()
-                        .iter()
-                        .map(|t| {
-                            (
-                                t.key().unwrap_or_default().into(),
-                                t.value().unwrap_or_default().into(),
-                            )
-                        })
-                        .collect(),
-                    stack,
-                )
-            })
+            .filter(|d| tagged_with(d.tag_list().iter().map(|t| (t.key(), t.value())), stack))
             .count(),
     );
     let subnet_groups = aws.rds.describe_db_subnet_groups().send().await.unwrap();
@@ -588,16 +563,7 @@ pub async fn count_platform(aws: &Aws, stack: &str) -> BTreeMap<&'static str, us
             .send()
             .await
             .unwrap();
-        let pairs = tags
-            .tag_list()
-            .iter()
-            .map(|t| {
-                (
-                    t.key().unwrap_or_default().into(),
-                    t.value().unwrap_or_default().into(),
-                )
-            })
-            .collect();
+        let pairs = tags.tag_list().iter().map(|t| (t.key(), t.value()));
         if tagged_with(pairs, stack) {
             our_groups += 1;
         }
@@ -614,11 +580,7 @@ pub async fn count_platform(aws: &Aws, stack: &str) -> BTreeMap<&'static str, us
             .send()
             .await
             .unwrap();
-        let pairs = tags
-            .tags()
-            .iter()
-            .map(|t| (t.key().to_string(), t.value().to_string()))
-            .collect();
+        let pairs = tags.tags().iter().map(|t| (Some(t.key()), Some(t.value())));
         if tagged_with(pairs, stack) {
             our_repositories += 1;
         }
@@ -636,11 +598,7 @@ pub async fn count_platform(aws: &Aws, stack: &str) -> BTreeMap<&'static str, us
             .send()
             .await
             .unwrap();
-        let pairs = tags
-            .tags()
-            .iter()
-            .map(|t| (t.key().to_string(), t.value().to_string()))
-            .collect();
+        let pairs = tags.tags().iter().map(|t| (Some(t.key()), Some(t.value())));
         if tagged_with(pairs, stack) {
             our_topics.push(arn.to_string());
         }
@@ -678,6 +636,23 @@ pub async fn count_platform(aws: &Aws, stack: &str) -> BTreeMap<&'static str, us
         }
     }
     counts.insert("sqs-queue", our_queues);
+
+    let alarms = aws.cloudwatch.describe_alarms().send().await.unwrap();
+    let mut our_alarms = 0;
+    for alarm in alarms.metric_alarms() {
+        let tags = aws
+            .cloudwatch
+            .list_tags_for_resource()
+            .resource_arn(alarm.alarm_arn().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let pairs = tags.tags().iter().map(|t| (t.key(), t.value()));
+        if tagged_with(pairs, stack) {
+            our_alarms += 1;
+        }
+    }
+    counts.insert("cloudwatch-alarm", our_alarms);
     counts
 }
 
