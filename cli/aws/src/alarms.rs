@@ -137,25 +137,16 @@ async fn put(ctx: &Ctx<'_>, resource: &Resource, tags: Option<Vec<Tag>>) -> Resu
     .map(|_| ())
 }
 
-/// The alarm's ARN, for tagging; asked of AWS when this run did not see it.
-async fn arn(ctx: &Ctx<'_>, resource: &Resource, name: &str) -> Result<String, AwsError> {
-    if let Ok(arn) = ctx.attribute(&resource.id, "arn") {
-        return Ok(arn);
-    }
-    let answer = sdk!(
-        "DescribeAlarms",
-        ctx.aws
-            .cloudwatch
-            .describe_alarms()
-            .alarm_names(name)
-            .send()
-    )?;
-    answer
-        .metric_alarms()
-        .iter()
-        .find_map(|a| a.alarm_arn())
-        .map(str::to_string)
-        .ok_or_else(|| AwsError::new("DescribeAlarms", format!("alarm {name} not found")))
+/// The alarm's ARN, for tagging: made from its name rather than asked of
+/// CloudWatch, which may not list an alarm put a moment ago.
+async fn arn(ctx: &Ctx<'_>, name: &str) -> Result<String, AwsError> {
+    let aws = ctx.aws;
+    Ok(format!(
+        "arn:{}:cloudwatch:{}:{}:alarm:{name}",
+        super::partition(&aws.region),
+        aws.region,
+        aws.account_id().await?
+    ))
 }
 
 pub async fn create(ctx: &Ctx<'_>, _step: &Step, resource: &Resource) -> Result<String, AwsError> {
@@ -169,7 +160,7 @@ pub async fn create(ctx: &Ctx<'_>, _step: &Step, resource: &Resource) -> Result<
         Some(cloudwatch_tags(&ctx.tags(&resource.id))),
     )
     .await?;
-    let arn = arn(ctx, resource, name).await?;
+    let arn = arn(ctx, name).await?;
     ctx.remember_attribute(&resource.id, "arn", &arn);
     Ok(name.clone())
 }
@@ -181,7 +172,10 @@ pub async fn update(
     physical: &str,
 ) -> Result<(), AwsError> {
     put(ctx, resource, None).await?;
-    let arn = arn(ctx, resource, physical).await?;
+    let arn = match ctx.attribute(&resource.id, "arn") {
+        Ok(arn) => arn,
+        Err(_) => arn(ctx, physical).await?,
+    };
     sdk!(
         "TagResource",
         ctx.aws

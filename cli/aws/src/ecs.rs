@@ -144,7 +144,7 @@ fn statements_of(document: &str) -> BTreeSet<Statement> {
 }
 
 /// GitHub Actions' token issuer, as IAM names its OIDC provider.
-const GITHUB_ISSUER: &str = "token.actions.githubusercontent.com";
+pub(crate) const GITHUB_ISSUER: &str = "token.actions.githubusercontent.com";
 /// The audience GitHub's tokens carry for AWS.
 const GITHUB_AUDIENCE: &str = "sts.amazonaws.com";
 

@@ -7,9 +7,8 @@ use serde_json::Value;
 use super::iam::{self, Decision, Patterns};
 use super::snapshot::{Role, Snapshot};
 use super::{Flow, Trace};
+use crate::ecs::GITHUB_ISSUER;
 use engine::plan::expand::deploy;
-
-const GITHUB_ISSUER: &str = "token.actions.githubusercontent.com";
 
 /// The flows of the deploy role: needed when the blueprint asks for one,
 /// and the role held to what it needs whenever it exists.
