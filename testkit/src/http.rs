@@ -64,10 +64,24 @@ pub fn send(
     read_answer(&mut stream)
 }
 
-/// Reads an answer from a connection the caller wrote the request on.
+/// Reads an answer from a connection the caller wrote the request on: to
+/// its `Content-Length` when it has one (some servers, chromedriver among
+/// them, keep the connection open after answering), else to the end.
 pub fn read_answer(stream: &mut TcpStream) -> std::io::Result<Answer> {
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        if let Some(length) = whole_length(&raw)
+            && raw.len() >= length
+        {
+            break;
+        }
+        let read = stream.read(&mut chunk)?;
+        if read == 0 {
+            break;
+        }
+        raw.extend_from_slice(&chunk[..read]);
+    }
     let text = String::from_utf8_lossy(&raw).to_string();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
@@ -84,6 +98,21 @@ pub fn read_answer(stream: &mut TcpStream) -> std::io::Result<Answer> {
         status,
         headers,
         body: body.to_string(),
+    })
+}
+
+/// The length of the whole answer in `raw` (head and body), once its head
+/// is in and names a `Content-Length`.
+fn whole_length(raw: &[u8]) -> Option<usize> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = std::str::from_utf8(&raw[..end]).ok()?;
+    head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| value.trim().parse::<usize>().ok())
+            .flatten()
+            .map(|body| end + body)
     })
 }
 

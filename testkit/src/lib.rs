@@ -6,6 +6,7 @@
 //! Nothing here is a mock of our own code: moto answers the real AWS APIs,
 //! and the proxy speaks plain HTTP to both sides.
 
+pub mod browser;
 mod cbor;
 pub mod http;
 pub mod jwt;

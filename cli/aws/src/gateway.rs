@@ -1,7 +1,7 @@
 //! The HTTP API in front of the system: the API with its CORS answer, the
 //! VPC link into the private subnets, the integration that proxies every
-//! request over the link to the ALB listener, the route `ANY /{proxy+}`
-//! and the auto-deployed `$default` stage.
+//! request over the link to the ALB listener, the route `$default` (every
+//! path, the root included) and the auto-deployed `$default` stage.
 //!
 //! Integrations and routes carry no tags; they are known by the API they
 //! live in. Their physical ids are `API_ID/ID`.
@@ -15,14 +15,13 @@ use aws_sdk_apigatewayv2 as apigw;
 use super::{Aws, AwsError, all_pages, in_stack, observed};
 use crate::{Ctx, RetryInUse, Step};
 use engine::clock::AwsClock;
-use engine::plan::expand::ids;
+use engine::plan::expand::{API_ROUTE_KEY, LEGACY_API_ROUTE_KEY, ids};
 use engine::plan::resource::{Cors, Throttle};
 use engine::plan::{Kind, LogicalId, Observed, Resource, Spec};
 
 const AVAILABLE_DEADLINE: Duration = Duration::from_secs(20 * 60);
 const GONE_DEADLINE: Duration = Duration::from_secs(20 * 60);
 const IN_USE_DEADLINE: Duration = Duration::from_secs(5 * 60);
-const PROXY_ROUTE: &str = "ANY /{proxy+}";
 const DEFAULT_STAGE: &str = "$default";
 
 fn tag_map(tags: Option<&HashMap<String, String>>) -> BTreeMap<String, String> {
@@ -163,7 +162,7 @@ async fn observe_inside(aws: &Aws, api_id: &str) -> Result<Vec<Observed>, AwsErr
     for r in routes.items() {
         let Some(id) = r.route_id() else { continue };
         let key = r.route_key().unwrap_or_default();
-        let logical = if key == PROXY_ROUTE {
+        let logical = if key == API_ROUTE_KEY || key == LEGACY_API_ROUTE_KEY {
             ids::api_route()
         } else {
             untracked("route", id)

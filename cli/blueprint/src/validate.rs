@@ -638,7 +638,7 @@ impl Checker<'_> {
                         path.span(),
                         &field,
                         format!("{p:?} is not a path prefix"),
-                        "a path starting with '/', without a trailing '/', '*' or '?', such as \"/orders\"",
+                        "a path starting with '/', without a trailing '/', '*' or '?', such as \"/orders\" (or \"/\" alone, for the root only)",
                     );
                 } else if let Some(other) = paths.insert(p.clone(), name_str.clone()) {
                     self.report(
@@ -799,7 +799,12 @@ fn is_region(s: &str) -> bool {
         && parts[parts.len() - 1].parse::<u8>().is_ok()
 }
 
+/// A prefix routes itself and everything below it; `/` routes the root
+/// alone (the gateway's own address), never every path.
 fn is_path_prefix(p: &str) -> bool {
+    if p == "/" {
+        return true;
+    }
     p.starts_with('/')
         && p.len() > 1
         && !p.ends_with('/')

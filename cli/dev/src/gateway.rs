@@ -64,7 +64,10 @@ impl Routes {
             .flat_map(|(name, service)| {
                 let port = port_of(name);
                 service.paths.get_ref().iter().map(move |prefix| Route {
-                    prefix: prefix.get_ref().trim_end_matches('/').to_string(),
+                    prefix: match prefix.get_ref().trim_end_matches('/') {
+                        "" => "/".to_string(),
+                        trimmed => trimmed.to_string(),
+                    },
                     service: name.to_string(),
                     port,
                 })
@@ -74,13 +77,15 @@ impl Routes {
         Routes(routes)
     }
 
-    /// The route of `path`: its prefix, or anything below the prefix.
+    /// The route of `path`: its prefix, or anything below the prefix (the
+    /// root `/` routes itself alone, as the ALB's pattern `/`).
     pub fn find(&self, path: &str) -> Option<&Route> {
         self.0.iter().find(|r| {
             path == r.prefix
-                || path
-                    .strip_prefix(&r.prefix)
-                    .is_some_and(|rest| rest.starts_with('/'))
+                || r.prefix != "/"
+                    && path
+                        .strip_prefix(&r.prefix)
+                        .is_some_and(|rest| rest.starts_with('/'))
         })
     }
 
@@ -433,7 +438,10 @@ mod tests {
             service("/production/1/started").as_deref(),
             Some("production")
         );
-        assert_eq!(service("/"), None);
+        // The root routes itself alone: the kiosk opens there.
+        assert_eq!(service("/").as_deref(), Some("product"));
+        assert_eq!(service("/screens/kiosk").as_deref(), Some("product"));
+        assert_eq!(service("/nowhere"), None);
     }
 
     #[test]

@@ -545,7 +545,7 @@ impl System<'_> {
         let logs = self.home.logs();
         let mut text = format!(
             "\ntechctl dev is up in {:.1}s: the ordering system on this machine.\n\n  \
-             gateway    {gateway}   (GET / lists the routes)\n  \
+             gateway    {gateway}   (the APIs, and the screens below)\n  \
              sandbox    http://127.0.0.1:{}   Mercado Pago: GET /sandbox/orders\n  \
              postgres   {}<database>   (one per service, each its own role's, and {EVENTS_DATABASE}; passwords in .techctl/postgres-roles.json)\n  \
              logs       {}\n",
@@ -559,6 +559,7 @@ impl System<'_> {
                 "  catalog    {added} products added to the empty menu\n"
             ));
         }
+        text.push_str(&screens(&gateway, &self.blueprint.kiosks.points_of_sale()));
         text.push_str("\n  API docs\n");
         for name in self.binaries.keys() {
             text.push_str(&format!("    {name:<12}{}/docs\n", self.service_url(name)));
@@ -587,6 +588,32 @@ impl System<'_> {
         ));
         text
     }
+}
+
+/// The screens people use, as the gateway serves them: a kiosk for each
+/// point of sale (the first at the gateway's own address too).
+pub fn screens(gateway: &str, points_of_sale: &[String]) -> String {
+    let mut text = String::from("\n  Screens\n");
+    match points_of_sale {
+        [] => text.push_str(&format!("    kiosk       {gateway}/screens/kiosk\n")),
+        kiosks => {
+            for pos in kiosks {
+                text.push_str(&format!(
+                    "    kiosk       {gateway}/screens/kiosk?pos={pos}\n"
+                ));
+            }
+        }
+    }
+    for (name, page, what) in [
+        ("kitchen", "kitchen", "employee login"),
+        ("pickup", "pickup", "the board customers watch"),
+        ("admin", "admin", "the menu; employee login"),
+    ] {
+        text.push_str(&format!(
+            "    {name:<12}{gateway}/screens/{page}   ({what})\n"
+        ));
+    }
+    text
 }
 
 /// How the person started `techctl dev`, to show commands they can type

@@ -13,6 +13,7 @@ pub mod config;
 pub mod db;
 pub mod docs;
 pub mod error;
+pub mod etag;
 pub mod extract;
 pub mod health;
 pub mod http_client;

@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use service_kit::auth::StaffCaller;
 use service_kit::error::{ApiError, ApiResult, FieldError, unique_violation};
+use service_kit::etag::already_has;
 use service_kit::extract::{Json, Paging, Path, Query};
 use sqlx::FromRow;
 use time::OffsetDateTime;
@@ -43,6 +44,7 @@ pub fn routes() -> Router<AppState> {
         .route("/categories", get(list_categories))
         .route("/products", get(list_products).post(create_product))
         .route("/products/lookup", post(lookup))
+        .route("/products/inactive", get(list_inactive))
         .route(
             "/products/{id}",
             get(get_product)
@@ -131,18 +133,6 @@ pub(crate) const SELECT_PRODUCT: &str = "SELECT p.id, p.name, p.description, c.n
      p.preparation_minutes, p.active, p.created_at, p.updated_at \
      FROM products p JOIN categories c ON c.id = p.category_id";
 
-/// Whether `If-None-Match` names `etag` (weak comparison, as RFC 9110
-/// asks of it; `*` names any).
-fn already_has(headers: &HeaderMap, etag: &str) -> bool {
-    headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|tag| tag.trim())
-        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
-}
-
 /// A menu answer: `304` when the client has it, else `body`, both with
 /// the snapshot's `ETag` and the menu's `Cache-Control`.
 fn menu_answer(headers: &HeaderMap, snapshot: &Snapshot, body: impl FnOnce() -> Bytes) -> Response {
@@ -226,6 +216,27 @@ pub async fn list_products(
         per_page,
     };
     Ok(menu_answer(&headers, &snapshot, || snapshot.page(key)))
+}
+
+/// The most products off the menu one answer lists.
+const INACTIVE_MAX: i64 = 500;
+
+/// Products taken off the menu (employees), by category and name: what
+/// the menu admin can put back.
+#[utoipa::path(
+    get, path = "/products/inactive", security(("bearer" = [])),
+    responses((status = 200, body = [Product]), (status = 401, body = service_kit::error::Problem), (status = 403, body = service_kit::error::Problem))
+)]
+pub async fn list_inactive(
+    State(state): State<AppState>,
+    _: StaffCaller,
+) -> ApiResult<Json<Vec<Product>>> {
+    let products = sqlx::query_as::<_, Product>(&format!(
+        "{SELECT_PRODUCT} WHERE NOT p.active ORDER BY c.position, p.name LIMIT {INACTIVE_MAX}"
+    ))
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(Json(products))
 }
 
 /// One product, active or not.

@@ -80,6 +80,7 @@ impl FromRef<AppState> for Arc<Verifier> {
     paths(
         catalog::list_categories,
         catalog::list_products,
+        catalog::list_inactive,
         catalog::get_product,
         catalog::create_product,
         catalog::update_product,
@@ -91,9 +92,12 @@ impl FromRef<AppState> for Arc<Verifier> {
 )]
 struct ApiDoc;
 
-/// The whole service as a router: its routes, health, docs and the shared edge.
+/// The whole service as a router: its routes, the screens (served by the
+/// catalog's owner: see the README), health, docs and the shared edge.
 pub fn router(state: AppState) -> Router {
-    let routes = catalog::routes().with_state(state.clone());
+    let routes = catalog::routes()
+        .with_state(state.clone())
+        .merge(screens::routes());
     service_kit::server::service(routes, state.pool, ApiDoc::openapi())
 }
 

@@ -53,7 +53,7 @@ impl FromRef<AppState> for Arc<Verifier> {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Production service", description = "The kitchen's tickets, from paid to delivered."),
-    paths(tickets::list_tickets, tickets::get_ticket, tickets::start, tickets::complete, tickets::deliver),
+    paths(tickets::list_tickets, tickets::board, tickets::get_ticket, tickets::start, tickets::complete, tickets::deliver),
     components(schemas(service_kit::error::Problem)),
     modifiers(&BearerAuth, &ProblemResponses),
 )]

@@ -2,6 +2,8 @@
 
 use axum::Router;
 use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
 use axum::routing::{get, put};
 use std::sync::Arc;
 
@@ -25,6 +27,7 @@ use crate::{AppState, SERVICE};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/production", get(list_tickets))
+        .route("/production/board", get(board))
         .route("/production/{id}", get(get_ticket))
         .route("/production/{id}/started", put(start))
         .route("/production/{id}/completed", put(complete))
@@ -140,17 +143,23 @@ pub struct ListQuery {
     pub status: Option<String>,
 }
 
-/// The kitchen's queue, oldest first (staff).
+/// The kitchen's queue, oldest first (staff). The kitchen display polls
+/// it: with `If-None-Match` it gets `304` until the queue changes.
 #[utoipa::path(
     get, path = "/production", params(ListQuery),
-    responses((status = 200, body = [Ticket]), (status = 422, body = service_kit::error::Problem)),
+    responses(
+        (status = 200, body = [Ticket]),
+        (status = 304, description = "The queue is as the ETag named"),
+        (status = 422, body = service_kit::error::Problem),
+    ),
     security(("bearer" = []))
 )]
 pub async fn list_tickets(
     State(state): State<AppState>,
     _: StaffCaller,
+    headers: HeaderMap,
     Query(query): Query<ListQuery>,
-) -> ApiResult<Json<Vec<Ticket>>> {
+) -> ApiResult<Response> {
     let statuses: Vec<&str> = match query.status.as_deref() {
         Some(s) => vec![
             TicketStatus::parse(&s.to_uppercase())
@@ -170,7 +179,40 @@ pub async fn list_tickets(
     .bind(&statuses)
     .fetch_all(&state.pool)
     .await?;
-    Ok(Json(tickets))
+    Ok(service_kit::etag::json(&headers, &tickets))
+}
+
+/// What the pickup board shows: order numbers only, never a name (LGPD).
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Board {
+    /// Paid and not yet ready (received or being made), oldest first.
+    pub preparing: Vec<i64>,
+    /// Ready at the counter, first ready first.
+    pub ready: Vec<i64>,
+}
+
+/// The pickup board (public, no token): the numbers being prepared and
+/// the ones ready. With `If-None-Match`, `304` until one moves.
+#[utoipa::path(
+    get, path = "/production/board",
+    responses((status = 200, body = Board), (status = 304, description = "The board is as the ETag named"))
+)]
+pub async fn board(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT order_number, status FROM tickets WHERE status IN ('RECEIVED', 'IN_PREPARATION', 'READY') \
+         ORDER BY coalesce(ready_at, created_at), id LIMIT 200",
+    )
+    .fetch_all(&state.pool)
+    .await?;
+    let (ready, preparing): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(_, s)| s == "READY");
+    let numbers = |rows: Vec<(i64, String)>| rows.into_iter().map(|(n, _)| n).collect();
+    Ok(service_kit::etag::json(
+        &headers,
+        &Board {
+            preparing: numbers(preparing),
+            ready: numbers(ready),
+        },
+    ))
 }
 
 /// One ticket (staff).

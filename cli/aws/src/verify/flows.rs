@@ -9,7 +9,7 @@ use super::snapshot::{Listener, ListenerRule, Peer, Service, Snapshot};
 use super::{Flow, Report, Trace};
 
 /// The route the API sends every request through.
-const PROXY_ROUTE: &str = "ANY /{proxy+}";
+const PROXY_ROUTE: &str = engine::plan::expand::API_ROUTE_KEY;
 /// The order service calls `http://<ALB DNS name>` (`PRODUCT_SERVICE_URL`),
 /// so on the listener's plain HTTP port.
 const HTTP_PORT: u16 = 80;

@@ -292,7 +292,7 @@ fn stack() -> Snapshot {
             id: "api1".into(),
             routes: vec![ApiRoute {
                 id: "r1".into(),
-                key: "ANY /{proxy+}".into(),
+                key: "$default".into(),
                 target: Some("integrations/i1".into()),
             }],
             integrations: vec![Integration {
@@ -916,7 +916,7 @@ fn verify_follows_the_api_route_to_the_listener() {
     s.api.as_mut().unwrap().routes[0].key = "GET /".into();
     assert_problem(
         flow(&evaluate(&s), &["client", "order :4003"]),
-        "API api1 has no route ANY /{proxy+}",
+        "API api1 has no route $default",
     );
 }
 

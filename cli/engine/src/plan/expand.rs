@@ -20,6 +20,13 @@ pub const ANYWHERE: &str = "0.0.0.0/0";
 const HTTPS: u16 = 443;
 pub const ALB_LISTENER_PORT: u16 = 80;
 
+/// The API's one route: `$default` takes every request, the root `/`
+/// (where the kiosk opens) included, which `ANY /{proxy+}` does not.
+pub const API_ROUTE_KEY: &str = "$default";
+/// The route key stacks made before had; found under that key, the
+/// route is replaced by the one above.
+pub const LEGACY_API_ROUTE_KEY: &str = "ANY /{proxy+}";
+
 /// Logical ids of the resources other parts of the engine refer to by name.
 pub mod ids {
     use super::LogicalId;

@@ -14,8 +14,13 @@ use crate::common::{Harness, said, techctl_at};
 const SCALE: f64 = 1.0 / 60.0;
 
 fn timed(endpoint: &str, args: &[&str]) -> Output {
+    timed_at(SCALE, endpoint, args)
+}
+
+/// techctl on a clock `scale` times AWS's, as the proxy plays it.
+fn timed_at(scale: f64, endpoint: &str, args: &[&str]) -> Output {
     techctl_at(endpoint)
-        .env("TECHCTL_AWS_CLOCK_SCALE", SCALE.to_string())
+        .env("TECHCTL_AWS_CLOCK_SCALE", scale.to_string())
         .args(["--output", "json", "--yes"])
         .args(args)
         .stdin(Stdio::null())
@@ -227,12 +232,18 @@ async fn an_up_killed_during_the_database_wait_resumes_it_when_run_again() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nat_gateways_of_every_zone_are_polled_with_one_call_each_time() {
+    // Two waits share a call when they start within half a poll interval
+    // of each other: 15 s on AWS's clock, 250 ms at 1/60, which a busy
+    // machine's two `CreateNatGateway` answers can straddle. At 1/20 it is
+    // 750 ms.
+    const SCALE: f64 = 1.0 / 20.0;
     let h = Harness::start_with(Strictness::new().timed(SCALE)).await;
     let dir = tempfile::tempdir().unwrap();
     let blueprint = blueprint_file(dir.path(), "nat = \"single\"", "nat = \"per-az\"");
     let blueprint = blueprint.as_str();
 
-    let up = timed(
+    let up = timed_at(
+        SCALE,
         &h.proxy.url,
         &["--blueprint", blueprint, "up", "--no-deploy"],
     );

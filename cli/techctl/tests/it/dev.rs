@@ -18,10 +18,10 @@ use testkit::http::{Answer, send};
 
 /// The services' build may be cold on a fresh machine (it reuses the
 /// dependencies of the tests' debug build: see `techctl`).
-const START_WITHIN: Duration = Duration::from_secs(25 * 60);
+pub(crate) const START_WITHIN: Duration = Duration::from_secs(25 * 60);
 const PORTS: u16 = 8;
 
-fn repository() -> PathBuf {
+pub(crate) fn repository() -> PathBuf {
     testkit::workspace_root()
 }
 
@@ -29,7 +29,7 @@ fn repository() -> PathBuf {
 /// ephemeral range: a port there, freed when the test kills a service, can
 /// be handed to another process's outgoing connection (a database pool's,
 /// held for long) before the service is restarted on it.
-fn free_block() -> u16 {
+pub(crate) fn free_block() -> u16 {
     let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
@@ -45,7 +45,7 @@ fn free_block() -> u16 {
     panic!("no block of {PORTS} free ports");
 }
 
-struct Dev {
+pub(crate) struct Dev {
     child: Child,
     dir: PathBuf,
     base: u16,
@@ -53,7 +53,7 @@ struct Dev {
 }
 
 impl Dev {
-    fn start(dir: &Path, base: u16, extra: &[&str]) -> Dev {
+    pub(crate) fn start(dir: &Path, base: u16, extra: &[&str]) -> Dev {
         let mut child = techctl(dir)
             .args(["dev", "--base-port", &base.to_string()])
             .args(extra)
@@ -84,7 +84,7 @@ impl Dev {
         }
     }
 
-    fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         self.output.lock().unwrap().clone()
     }
 
@@ -117,7 +117,7 @@ impl Dev {
         }
     }
 
-    fn wait_output(&mut self, needle: &str, within: Duration) {
+    pub(crate) fn wait_output(&mut self, needle: &str, within: Duration) {
         self.poll(&format!("the line {needle:?}"), within, false, |dev| {
             dev.output().contains(needle).then_some(())
         });
@@ -151,7 +151,13 @@ impl Dev {
         )
     }
 
-    fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Answer {
+    pub(crate) fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
         let bearer = token.map(|t| format!("Bearer {t}"));
         let headers: Vec<(&str, &str)> = bearer
             .iter()
@@ -162,7 +168,13 @@ impl Dev {
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
-    fn ok(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Value {
+    pub(crate) fn ok(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Value {
         let answer = self.call(method, path, token, body);
         assert!(
             (200..300).contains(&answer.status),
@@ -201,7 +213,22 @@ impl Drop for Dev {
     }
 }
 
-fn techctl(dir: &Path) -> Command {
+/// `techctl dev pay ORDER_ID VERDICT` (`--approve`, `--reject`): what it
+/// said, once it succeeded.
+pub(crate) fn pay(dir: &Path, order_id: &str, verdict: &str) -> String {
+    let paid = techctl(dir)
+        .args(["dev", "pay", order_id, verdict])
+        .output()
+        .unwrap();
+    assert!(
+        paid.status.success(),
+        "techctl dev pay {verdict}: {}",
+        String::from_utf8_lossy(&paid.stderr)
+    );
+    String::from_utf8_lossy(&paid.stdout).into_owned()
+}
+
+pub(crate) fn techctl(dir: &Path) -> Command {
     let repo = repository();
     let mut command = Command::new(env!("CARGO_BIN_EXE_techctl"));
     // The debug profile shares the dependencies the tests were built with;
@@ -540,16 +567,7 @@ fn the_whole_system_runs_locally_survives_a_crash_and_stops_cleanly() {
     // The kitchen's service crashes while the order is being paid.
     let victim = dev.pid_of("production").expect("production runs");
     signal("KILL", victim);
-    let paid = techctl(dir)
-        .args(["dev", "pay", &order_id, "--approve"])
-        .output()
-        .unwrap();
-    assert!(
-        paid.status.success(),
-        "techctl dev pay: {}",
-        String::from_utf8_lossy(&paid.stderr)
-    );
-    let said = String::from_utf8_lossy(&paid.stdout);
+    let said = pay(dir, &order_id, "--approve");
     assert!(said.contains("approved"), "{said}");
     assert!(
         said.contains("took Mercado Pago's signed webhook (200)"),

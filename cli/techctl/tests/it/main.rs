@@ -21,5 +21,6 @@ mod keys;
 mod lock;
 mod logs;
 mod platform;
+mod screens;
 mod up;
 mod verify;

@@ -20,8 +20,10 @@ fn full_platform() -> BTreeMap<&'static str, usize> {
         ("load-balancer", 1),
         ("target-group", 5),
         ("listener", 1),
-        // The user service has three prefixes: six patterns, two rules.
-        ("listener-rule", 6),
+        // The user service has four prefixes (eight patterns) and the
+        // product service four (the root is one pattern: seven): two rules
+        // each.
+        ("listener-rule", 7),
         ("http-api", 1),
         ("api-integration", 1),
         ("api-route", 1),
@@ -245,6 +247,23 @@ async fn up_creates_every_platform_resource_with_its_attributes() {
         routed[&text("payment_target_group_arn")],
         BTreeSet::from(["/payments", "/payments/*", "/webhooks", "/webhooks/*"].map(String::from))
     );
+    // The root alone (where the kiosk opens), not `/*`, which would take
+    // every path from the other services.
+    assert_eq!(
+        routed[&text("product_target_group_arn")],
+        BTreeSet::from(
+            [
+                "/products",
+                "/products/*",
+                "/categories",
+                "/categories/*",
+                "/screens",
+                "/screens/*",
+                "/"
+            ]
+            .map(String::from)
+        )
+    );
 
     // API Gateway: HTTP API with the blueprint's CORS, a VPC link in the
     // private subnets, one proxy integration to the listener, one route,
@@ -310,7 +329,7 @@ async fn up_creates_every_platform_resource_with_its_attributes() {
         .await
         .unwrap();
     assert_eq!(routes.items().len(), 1);
-    assert_eq!(routes.items()[0].route_key(), Some("ANY /{proxy+}"));
+    assert_eq!(routes.items()[0].route_key(), Some("$default"));
     assert_eq!(
         routes.items()[0].target(),
         Some(format!("integrations/{}", integration.integration_id().unwrap()).as_str())

@@ -23,9 +23,13 @@ pub fn role_path(stack: &str) -> String {
     format!("/techctl/{stack}/")
 }
 
-/// The two path patterns a prefix stands for: itself and everything below.
-fn path_patterns(prefix: &str) -> [String; 2] {
-    [prefix.to_string(), format!("{prefix}/*")]
+/// The path patterns a prefix stands for: itself and everything below,
+/// or for the root `/`, the root alone (`/*` would take every path).
+fn path_patterns(prefix: &str) -> Vec<String> {
+    if prefix == "/" {
+        return vec![prefix.to_string()];
+    }
+    vec![prefix.to_string(), format!("{prefix}/*")]
 }
 
 pub fn load_balancing(bp: &Blueprint, zones: &[String]) -> Vec<Resource> {
@@ -124,7 +128,7 @@ pub fn gateway(bp: &Blueprint, zones: &[String]) -> Vec<Resource> {
             ids::api_route(),
             Spec::ApiRoute {
                 api: ids::api(),
-                route_key: "ANY /{proxy+}".to_string(),
+                route_key: super::API_ROUTE_KEY.to_string(),
                 integration: ids::integration(),
             },
         ),
