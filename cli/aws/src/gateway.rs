@@ -435,7 +435,14 @@ pub async fn update(
             )?;
             None
         }
-        Spec::ApiRoute { integration, .. } => {
+        Spec::ApiRoute {
+            integration,
+            route_key,
+            ..
+        } => {
+            // The key is changed in place (a stack made with
+            // `ANY /{proxy+}` gets `$default`): a replacement would leave
+            // the API without a route between the delete and the create.
             let (api_id, id) = split(physical);
             let target = format!("integrations/{}", split(&ctx.resolve(integration)?).1);
             sdk!(
@@ -443,6 +450,7 @@ pub async fn update(
                 gw.update_route()
                     .api_id(api_id)
                     .route_id(id)
+                    .route_key(route_key)
                     .target(target)
                     .send()
             )?;

@@ -7,6 +7,7 @@
 
 mod catalog;
 mod orders;
+mod qr;
 mod saga;
 mod status;
 
@@ -85,14 +86,16 @@ impl FromRef<AppState> for Arc<Verifier> {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Order service", description = "Orders priced from the catalog, paid by QR code, followed by the kitchen."),
-    paths(orders::place_order, orders::get_order, orders::list_orders, orders::active_orders),
+    paths(orders::place_order, orders::get_order, qr::order_qr, orders::list_orders, orders::active_orders),
     components(schemas(service_kit::error::Problem)),
     modifiers(&BearerAuth, &ProblemResponses),
 )]
 struct ApiDoc;
 
 pub fn router(state: AppState) -> Router {
-    let routes = orders::routes().with_state(state.clone());
+    let routes = orders::routes()
+        .route("/orders/{id}/qr.svg", axum::routing::get(qr::order_qr))
+        .with_state(state.clone());
     service_kit::server::service(routes, state.pool, ApiDoc::openapi())
 }
 

@@ -42,6 +42,8 @@ pub struct AppState {
     pub pool: PgPool,
     pub verifier: Arc<Verifier>,
     pub relay: Relay,
+    /// The pickup board as last read, for the screens polling it.
+    pub board: Arc<tickets::BoardCache>,
 }
 
 impl FromRef<AppState> for Arc<Verifier> {
@@ -86,6 +88,7 @@ pub async fn run(config: Config, keys: KeySource) -> anyhow::Result<()> {
         pool: base.pool,
         verifier: base.verifier,
         relay: Relay::default(),
+        board: Default::default(),
     };
     let (app, _workers) = assemble(state, base.transport, &config.events);
     service_kit::server::listen("production service", config.common.port, app).await

@@ -191,28 +191,54 @@ pub struct Board {
     pub ready: Vec<i64>,
 }
 
+/// The most numbers the board shows: the newest, when more are open.
+const BOARD_MAX: i64 = 200;
+/// How long one reading of the board serves every screen that polls it.
+const BOARD_FRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The last board read, shared by the screens polling within a second.
+#[derive(Default)]
+pub struct BoardCache(std::sync::Mutex<Option<(std::time::Instant, Arc<Board>)>>);
+
 /// The pickup board (public, no token): the numbers being prepared and
-/// the ones ready. With `If-None-Match`, `304` until one moves.
+/// the ones ready. With `If-None-Match`, `304` until one moves. Read from
+/// the database at most once a second, however many screens poll it.
 #[utoipa::path(
     get, path = "/production/board",
     responses((status = 200, body = Board), (status = 304, description = "The board is as the ETag named"))
 )]
 pub async fn board(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
-    let rows: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT order_number, status FROM tickets WHERE status IN ('RECEIVED', 'IN_PREPARATION', 'READY') \
-         ORDER BY coalesce(ready_at, created_at), id LIMIT 200",
-    )
-    .fetch_all(&state.pool)
-    .await?;
-    let (ready, preparing): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(_, s)| s == "READY");
-    let numbers = |rows: Vec<(i64, String)>| rows.into_iter().map(|(n, _)| n).collect();
-    Ok(service_kit::etag::json(
-        &headers,
-        &Board {
-            preparing: numbers(preparing),
-            ready: numbers(ready),
-        },
-    ))
+    let cached = {
+        let last = state.board.0.lock().unwrap_or_else(|p| p.into_inner());
+        last.as_ref()
+            .filter(|(at, _)| at.elapsed() < BOARD_FRESH)
+            .map(|(_, board)| board.clone())
+    };
+    let board = match cached {
+        Some(board) => board,
+        None => {
+            let rows: Vec<(i64, String)> = sqlx::query_as(&format!(
+                "SELECT order_number, status FROM ( \
+                   SELECT order_number, status, coalesce(ready_at, created_at) AS at, id FROM tickets \
+                   WHERE status IN ('RECEIVED', 'IN_PREPARATION', 'READY') \
+                   ORDER BY coalesce(ready_at, created_at) DESC, id DESC LIMIT {BOARD_MAX} \
+                 ) newest ORDER BY at, id"
+            ))
+            .fetch_all(&state.pool)
+            .await?;
+            let (ready, preparing): (Vec<_>, Vec<_>) =
+                rows.into_iter().partition(|(_, s)| s == "READY");
+            let numbers = |rows: Vec<(i64, String)>| rows.into_iter().map(|(n, _)| n).collect();
+            let board = Arc::new(Board {
+                preparing: numbers(preparing),
+                ready: numbers(ready),
+            });
+            *state.board.0.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((std::time::Instant::now(), board.clone()));
+            board
+        }
+    };
+    Ok(service_kit::etag::json(&headers, &*board))
 }
 
 /// One ticket (staff).

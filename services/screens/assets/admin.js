@@ -2,7 +2,7 @@
 // edit (price included), take off the menu and put back. What the product
 // service refuses is shown next to the field it names.
 
-import { $, Problem, call, el, explain, money, staffSession } from './common.js';
+import { $, Problem, call, el, explain, keepingFocus, money, staffSession } from './common.js';
 
 const FIELDS = ['name', 'category', 'price_cents', 'preparation_minutes', 'description', 'image_url'];
 let session = null;
@@ -29,6 +29,10 @@ async function load() {
 }
 
 function render() {
+  keepingFocus(draw);
+}
+
+function draw() {
   $('#f-category').replaceChildren(...categories.map((c) => el('option', { value: c, text: c })));
   $('#catalog').replaceChildren(...categories.map((category) => {
     const mine = products.filter((p) => p.category === category)
@@ -55,12 +59,19 @@ function row(p) {
     el('td', { text: money(p.price_cents) }),
     el('td', p.active ? { text: 'No cardápio' } : { class: 'off', text: 'Fora do cardápio' }),
     el('td', { class: 'row-actions' },
-      el('button', { type: 'button', class: 'secondary', 'aria-label': `Editar: ${p.name}`, onclick: () => edit(p), text: 'Editar' }),
+      el('button', { type: 'button', id: `edit-${p.id}`, class: 'secondary', 'aria-label': `Editar: ${p.name}`, onclick: () => edit(p), text: 'Editar' }),
       p.active
-        ? el('button', { type: 'button', 'aria-label': `Tirar do cardápio: ${p.name}`, onclick: () => setActive(p, false), text: 'Tirar do cardápio' })
-        : el('button', { type: 'button', class: 'go', 'aria-label': `Voltar ao cardápio: ${p.name}`, onclick: () => setActive(p, true), text: 'Voltar ao cardápio' }),
+        ? el('button', { type: 'button', id: `toggle-${p.id}`, 'aria-label': `Tirar do cardápio: ${p.name}`, onclick: () => setActive(p, false), text: 'Tirar do cardápio' })
+        : el('button', { type: 'button', id: `toggle-${p.id}`, class: 'go', 'aria-label': `Voltar ao cardápio: ${p.name}`, onclick: () => setActive(p, true), text: 'Voltar ao cardápio' }),
     ),
   );
+}
+
+/** Closes the form and gives the focus back to what opened it. */
+function close() {
+  $('#product-form').hidden = true;
+  const opener = editing && document.getElementById(`edit-${editing.id}`);
+  (opener || $('#new')).focus();
 }
 
 function clearErrors() {
@@ -140,9 +151,9 @@ async function save(event) {
   try {
     if (editing) await call(`/products/${editing.id}`, { method: 'PUT', token: session.token, body });
     else await call('/products', { method: 'POST', token: session.token, body });
-    $('#product-form').hidden = true;
     $('#done').textContent = `${body.name} salvo.`;
     await load();
+    close();
   } catch (e) {
     if (e instanceof Problem && e.status === 401) return session.end('Sua sessão expirou. Entre de novo.');
     showErrors(e);
@@ -162,14 +173,17 @@ async function setActive(p, active) {
   }
 }
 
-session = staffSession('admin-token', $('#admin'), (s) => {
-  session = s;
-  load().catch((e) => {
-    if (e instanceof Problem && (e.status === 401 || e.status === 403)) return s.end('Esta conta não pode editar o cardápio.');
-    $('#error').textContent = explain(e);
-  });
+session = staffSession('admin-token', $('#admin'), {
+  start(s) {
+    session = s;
+    load().catch((e) => {
+      if (e instanceof Problem && e.status === 401) return s.end('Sua sessão expirou. Entre de novo.');
+      if (e instanceof Problem && e.status === 403) return s.end('Esta conta não pode editar o cardápio.');
+      $('#error').textContent = explain(e);
+    });
+  },
 });
 $('#new').addEventListener('click', () => edit(null));
-$('#cancel').addEventListener('click', () => { $('#product-form').hidden = true; });
+$('#cancel').addEventListener('click', close);
 $('#product-form').addEventListener('submit', save);
 $('#logout').addEventListener('click', () => session.end());

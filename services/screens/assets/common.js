@@ -73,6 +73,19 @@ export function $(selector) {
   return document.querySelector(selector);
 }
 
+/**
+ * Runs `render`, which may replace the focused element, and gives the focus
+ * back to the element with the same id: a keyboard user stays where they
+ * were when a screen refreshes.
+ */
+export function keepingFocus(render) {
+  const id = document.activeElement && document.activeElement.id;
+  render();
+  if (!id) return;
+  const again = document.getElementById(id);
+  if (again && again !== document.activeElement) again.focus();
+}
+
 /** Minutes since `iso`, as a cook reads it. */
 export function age(iso, now = Date.now()) {
   const minutes = Math.max(0, Math.floor((now - Date.parse(iso)) / 60000));
@@ -103,22 +116,17 @@ export function every(everyMs, tick) {
   return { now: run, stop() { stopped = true; clearTimeout(timer); } };
 }
 
-/** Seconds left in a JWT, from its `exp` (0 when unreadable). */
-function secondsLeft(token) {
-  try {
-    const payload = JSON.parse(atob(token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')));
-    return payload.exp - Date.now() / 1000;
-  } catch {
-    return 0;
-  }
-}
+/** The longest a browser timer may wait. */
+const TIMER_MAX = 2 ** 31 - 1;
 
 /**
  * An employee's session: the token lives in this tab only (sessionStorage)
- * and is dropped when it expires or the API refuses it. `start(token)` runs
- * once logged in.
+ * with the moment it expires, measured from when it arrived (so the
+ * device's clock may be wrong), and is dropped then or when the API
+ * refuses it. `start(session)` runs once logged in, `stop()` when the
+ * session ends.
  */
-export function staffSession(key, root, start) {
+export function staffSession(key, root, { start, stop = () => {} }) {
   const login = el('form', { class: 'login', novalidate: true });
   const email = el('input', { id: 'login-email', type: 'email', autocomplete: 'username', required: true });
   const password = el('input', { id: 'login-password', type: 'password', autocomplete: 'current-password', required: true });
@@ -130,16 +138,30 @@ export function staffSession(key, root, start) {
     error,
     el('div', { class: 'actions' }, el('button', { type: 'submit', text: 'Entrar' })),
   );
+  let expiry = null;
   const session = {
     token: null,
     end(message) {
+      clearTimeout(expiry);
+      const was = session.token;
       sessionStorage.removeItem(key);
       session.token = null;
+      if (was) stop();
       root.hidden = true;
       login.hidden = false;
       error.textContent = message || '';
       email.focus();
     },
+  };
+  const begin = (token, until) => {
+    sessionStorage.setItem(key, JSON.stringify({ token, until }));
+    session.token = token;
+    login.hidden = true;
+    root.hidden = false;
+    clearTimeout(expiry);
+    expiry = setTimeout(() => session.end('Sua sessão expirou. Entre de novo.'),
+      Math.min(Math.max(until - Date.now(), 0), TIMER_MAX));
+    start(session);
   };
   login.addEventListener('submit', async (event) => {
     event.preventDefault();
@@ -149,29 +171,42 @@ export function staffSession(key, root, start) {
         method: 'POST', body: { email: email.value, password: password.value },
       });
       password.value = '';
-      begin(data.access_token);
+      begin(data.access_token, Date.now() + data.expires_in * 1000);
     } catch (e) {
-      error.textContent = e instanceof Offline ? 'Sem conexão com o sistema. Tente de novo.'
-        : e.status === 401 ? 'E-mail ou senha incorretos.' : e.message;
+      error.textContent = e instanceof Problem && e.status === 401 ? 'E-mail ou senha incorretos.'
+        : e instanceof Problem && e.status === 403 ? 'Esta conta está desativada: fale com o gerente.'
+          : explain(e);
     }
   });
-  const begin = (token) => {
-    sessionStorage.setItem(key, token);
-    session.token = token;
-    login.hidden = true;
-    root.hidden = false;
-    setTimeout(() => session.end('Sua sessão expirou. Entre de novo.'), secondsLeft(token) * 1000);
-    start(session);
-  };
   root.before(login);
-  const saved = sessionStorage.getItem(key);
-  if (saved && secondsLeft(saved) > 30) begin(saved);
+  let saved = null;
+  try {
+    saved = JSON.parse(sessionStorage.getItem(key));
+  } catch {
+    saved = null;
+  }
+  if (saved && typeof saved.token === 'string' && saved.until - Date.now() > 30_000) begin(saved.token, saved.until);
   else session.end();
   return session;
 }
 
-/** What to tell a person about a failed call. */
+const SAID = {
+  401: 'Sua sessão expirou. Entre de novo.',
+  403: 'Esta conta não tem permissão para isso.',
+  404: 'Não encontrado: talvez já tenha sido removido.',
+  409: 'Outra pessoa alterou isto agora há pouco. A tela foi atualizada.',
+  422: 'Alguns dados não foram aceitos: confira e tente de novo.',
+  429: 'Muitas tentativas seguidas. Aguarde um pouco e tente de novo.',
+};
+
+/** What to tell a person about a failed call, in their words; the API's
+ * own text is for developers (and the browser's console). */
 export function explain(e) {
   if (e instanceof Offline) return 'Sem conexão com o sistema. Tentando de novo…';
-  return e.message;
+  if (e instanceof Problem) {
+    console.warn(`API ${e.status}: ${e.message}`);
+    return SAID[e.status] || 'O sistema falhou. Tente de novo em instantes.';
+  }
+  console.error(e);
+  return 'Algo deu errado nesta tela. Recarregue a página.';
 }

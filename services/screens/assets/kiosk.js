@@ -2,7 +2,7 @@
 // QR code with its countdown, and the order number once paid. The token
 // lives in this page's memory only and is forgotten with the order.
 
-import { $, Offline, Problem, call, el, explain, money } from './common.js';
+import { $, Offline, Problem, call, el, explain, keepingFocus, money } from './common.js';
 import * as cpf from './cpf.js';
 
 /** The Mercado Pago point of sale this kiosk is (`?pos=TOTEM01`). */
@@ -12,9 +12,17 @@ const POINT_OF_SALE = (() => {
 })();
 const IDLE_MS = 90_000;
 const PAID_IDLE_MS = 20_000;
+/** How long the "still there?" question waits before the order is dropped. */
+const WARNING_MS = 15_000;
+/** After a QR code's expiry, how long the kiosk waits for the saga to say
+ * so before it starts over by itself. */
+const PAST_EXPIRY_MS = 60_000;
 const POLL_MS = 1_500;
 const PAID = new Set(['RECEIVED', 'IN_PREPARATION', 'READY', 'FINISHED']);
 const SECTIONS = ['start', 'menu', 'identify', 'confirm', 'pay', 'paid', 'ended'];
+
+/** A call made for a customer who is gone: the kiosk started over. */
+class Abandoned extends Error {}
 
 let state;
 function fresh() {
@@ -30,12 +38,13 @@ function fresh() {
     drawn: false,
     poll: null,
     countdown: null,
+    expiry: null,
   };
 }
 
 function show(id) {
   for (const s of SECTIONS) $(`#${s}`).hidden = s !== id;
-  $('#restart').hidden = id === 'start' || id === 'pay' || id === 'paid';
+  $('#restart').hidden = id === 'start' || id === 'paid';
   $('#error').textContent = '';
   const title = $(`#${id} h2`);
   title.setAttribute('tabindex', '-1');
@@ -43,63 +52,106 @@ function show(id) {
   idle.arm(id);
 }
 
-/** Back to the start when nobody touches the screen for a while. */
+/** Back to the start when nobody touches the screen for a while, after
+ * asking whether anyone is still there. The payment screen waits for the
+ * payment instead (see `drawQr`). */
 const idle = {
-  timer: null,
+  timers: [],
   screen: 'start',
   arm(screen = this.screen) {
     this.screen = screen;
-    clearTimeout(this.timer);
+    this.timers.forEach(clearTimeout);
+    this.timers = [];
+    if (!$('#idle').hidden) overlay('#idle', false);
     if (screen === 'start' || screen === 'pay') return;
-    this.timer = setTimeout(reset, screen === 'paid' ? PAID_IDLE_MS : IDLE_MS);
+    if (screen === 'paid') {
+      this.timers.push(setTimeout(reset, PAID_IDLE_MS));
+      return;
+    }
+    this.timers.push(
+      setTimeout(() => overlay('#idle', true, '#idle-stay'), IDLE_MS - WARNING_MS),
+      setTimeout(reset, IDLE_MS),
+    );
   },
 };
 for (const kind of ['pointerdown', 'keydown']) {
   document.addEventListener(kind, () => idle.arm(), { passive: true });
 }
 
+/** Shows or hides a dialog over the kiosk: what is behind it cannot be
+ * reached, by touch or by keyboard, and the focus comes back after. */
+let focusBefore = null;
+function overlay(selector, on, focus = `${selector} h2`) {
+  const dialog = $(selector);
+  if (dialog.hidden === !on) return;
+  dialog.hidden = !on;
+  const anyOpen = !$('#idle').hidden || !$('#offline').hidden;
+  $('header').inert = anyOpen;
+  $('main').inert = anyOpen;
+  $('#error').inert = anyOpen;
+  if (on) {
+    focusBefore = focusBefore || document.activeElement;
+    $(focus).focus();
+  } else if (!anyOpen && focusBefore) {
+    focusBefore.focus();
+    focusBefore = null;
+  }
+}
+
+/** Starts over for the next customer: nothing of this one stays on the
+ * screen, and whatever was still on its way for them is dropped. */
 function reset() {
   if (state) {
     state.poll?.stop();
     clearInterval(state.countdown);
+    clearTimeout(state.expiry);
     const qr = $('#qr');
     if (qr.src.startsWith('blob:')) URL.revokeObjectURL(qr.src);
   }
   state = fresh();
   $('#qr').hidden = true;
   $('#qr').removeAttribute('src');
-  $('#cpf').value = '';
-  $('#cpf-error').textContent = '';
+  $('#countdown').textContent = '';
+  for (const field of ['#cpf', '#register-name', '#register-email']) {
+    $(field).value = '';
+    $(field).removeAttribute('aria-invalid');
+  }
+  for (const error of ['#cpf-error', '#register-name-error', '#register-email-error', '#register-cpf-error']) {
+    $(error).textContent = '';
+  }
   $('#cpf-submit').disabled = true;
   $('#register-form').hidden = true;
-  offline(false);
+  overlay('#offline', false);
+  overlay('#idle', false);
   show('start');
 }
 
-function offline(on) {
-  $('#offline').hidden = !on;
-}
-
 /** A call whose failure to reach the system shows the offline screen and
- * is tried again until it gets through. */
+ * is tried again until it gets through; Abandoned once the kiosk started
+ * over for someone else. */
 async function steady(path, options) {
+  const mine = state;
   for (let wait = 1000; ; wait = Math.min(wait * 2, 10_000)) {
+    if (state !== mine) throw new Abandoned();
     try {
       const answer = await call(path, options);
-      offline(false);
+      if (state !== mine) throw new Abandoned();
+      overlay('#offline', false);
       return answer;
     } catch (e) {
+      if (e instanceof Abandoned) throw e;
       if (!(e instanceof Offline)) {
-        offline(false);
+        overlay('#offline', false);
         throw e;
       }
-      offline(true);
+      overlay('#offline', true);
       await new Promise((r) => setTimeout(r, wait));
     }
   }
 }
 
 function fail(e) {
+  if (e instanceof Abandoned) return;
   $('#error').textContent = explain(e);
 }
 
@@ -116,17 +168,25 @@ async function loadMenu() {
   state.categories = categories.map((c) => c.name);
   state.products = products.filter((p) => p.active);
   if (!state.categories.includes(state.category)) state.category = state.categories[0];
-  // What the menu no longer offers leaves the cart.
-  for (const id of state.cart.keys()) {
-    if (!state.products.some((p) => p.id === id)) state.cart.delete(id);
+  // What the menu no longer offers leaves the cart; the rest takes the
+  // menu's current name and price.
+  for (const [id, line] of state.cart) {
+    const now = state.products.find((p) => p.id === id);
+    if (now) line.product = now;
+    else state.cart.delete(id);
   }
   renderMenu();
   renderCart();
 }
 
 function renderMenu() {
-  $('#categories').replaceChildren(...state.categories.map((name) => el('button', {
+  keepingFocus(drawMenu);
+}
+
+function drawMenu() {
+  $('#categories').replaceChildren(...state.categories.map((name, i) => el('button', {
     type: 'button',
+    id: `category-${i}`,
     'aria-pressed': String(name === state.category),
     onclick: () => { state.category = name; renderMenu(); },
     text: name,
@@ -138,6 +198,7 @@ function renderMenu() {
     el('span', { class: 'price', text: money(p.price_cents) }),
     el('button', {
       type: 'button',
+      id: `add-${p.id}`,
       'aria-label': `Adicionar ${p.name}`,
       onclick: () => add(p),
       text: 'Adicionar',
@@ -159,22 +220,27 @@ function total() {
 }
 
 function renderCart() {
+  keepingFocus(drawCart);
+}
+
+function drawCart() {
   const lines = [...state.cart.values()];
   $('#cart-empty').hidden = lines.length > 0;
-  $('#cart-items').replaceChildren(...lines.map((line, i) => {
+  $('#cart-items').replaceChildren(...lines.map((line) => {
     const name = line.product.name;
     const setQuantity = (q) => {
       if (q <= 0) state.cart.delete(line.product.id);
       else line.quantity = Math.min(q, 20);
       renderCart();
     };
-    const noteId = `note-${i}`;
+    const id = line.product.id;
+    const noteId = `note-${id}`;
     return el('li', {},
       el('strong', { text: name }),
       el('div', { class: 'qty' },
-        el('button', { type: 'button', class: 'secondary', 'aria-label': `Menos ${name}`, onclick: () => setQuantity(line.quantity - 1), text: '−' }),
+        el('button', { type: 'button', id: `less-${id}`, class: 'secondary', 'aria-label': `Menos ${name}`, onclick: () => setQuantity(line.quantity - 1), text: '−' }),
         el('output', { 'aria-label': `Quantidade de ${name}`, text: line.quantity }),
-        el('button', { type: 'button', class: 'secondary', 'aria-label': `Mais ${name}`, onclick: () => setQuantity(line.quantity + 1), text: '+' }),
+        el('button', { type: 'button', id: `more-${id}`, class: 'secondary', 'aria-label': `Mais ${name}`, onclick: () => setQuantity(line.quantity + 1), text: '+' }),
         el('span', { text: money(line.product.price_cents * line.quantity) }),
       ),
       el('label', { for: noteId, text: `Observação (${name})` }),
@@ -215,6 +281,7 @@ async function byCpf(event) {
   try {
     await withToken(steady('/auth/token', { method: 'POST', body: { cpf: cpf.digits(value) } }), 'identified');
   } catch (e) {
+    if (e instanceof Abandoned) return;
     if (e instanceof Problem && e.status === 404) {
       $('#register-form').hidden = false;
       $('#register-name').focus();
@@ -233,7 +300,15 @@ async function register(event) {
   try {
     await steady('/users', { method: 'POST', body });
   } catch (e) {
-    if (!(e instanceof Problem) || e.status !== 409) {
+    if (e instanceof Abandoned) return;
+    const knownCpf = e instanceof Problem && e.status === 409 && /cpf/i.test(e.message);
+    if (e instanceof Problem && e.status === 409 && !knownCpf) {
+      $('#register-email-error').textContent = 'Este e-mail já está cadastrado com outro CPF.';
+      $('#register-email').setAttribute('aria-invalid', 'true');
+      $('#register-email').focus();
+      return;
+    }
+    if (!knownCpf) {
       if (e.errors?.length) {
         for (const { field, message } of e.errors) {
           const target = $(`#register-${field}-error`);
@@ -249,7 +324,7 @@ async function register(event) {
   try {
     await withToken(steady('/auth/token', { method: 'POST', body: { cpf: body.cpf } }), 'identified');
   } catch (e) {
-    $('#register-cpf-error').textContent = explain(e);
+    if (!(e instanceof Abandoned)) $('#register-cpf-error').textContent = explain(e);
   }
 }
 
@@ -297,14 +372,15 @@ async function place() {
     show('pay');
     state.poll = watch();
   } catch (e) {
+    if (e instanceof Abandoned) return;
     if (e instanceof Problem && e.status === 401) {
       show('identify');
       $('#cpf-error').textContent = 'Sua identificação expirou: identifique-se de novo.';
     } else if (e instanceof Problem && e.status === 422) {
       // A product left the menu meanwhile: show the menu as it is now.
-      await loadMenu();
+      await loadMenu().catch(fail);
       show('menu');
-      fail(e);
+      $('#error').textContent = 'Um item do seu pedido acabou de sair do cardápio: confira o pedido.';
     } else {
       fail(e);
     }
@@ -321,10 +397,11 @@ function watch() {
     try {
       const { data } = await steady(`/orders/${state.order.id}`, { token: state.token });
       if (stopped) return;
-      if (data.payment && !state.drawn) await drawQr(data.payment);
       if (PAID.has(data.status)) return paid(data);
       if (data.status === 'CANCELLED') return ended(data);
+      if (data.payment && !state.drawn) await drawQr(data).catch(fail);
     } catch (e) {
+      if (e instanceof Abandoned) return;
       fail(e);
     }
     setTimeout(tick, POLL_MS);
@@ -333,8 +410,9 @@ function watch() {
   return { stop() { stopped = true; } };
 }
 
-async function drawQr(payment) {
-  const { data } = await steady('/screens/qr.svg', { method: 'POST', body: payment.qr_data });
+async function drawQr(order) {
+  const { payment } = order;
+  const { data } = await steady(`/orders/${order.id}/qr.svg`, { token: state.token });
   const img = $('#qr');
   img.src = URL.createObjectURL(new Blob([data], { type: 'image/svg+xml' }));
   img.hidden = false;
@@ -350,11 +428,15 @@ async function drawQr(payment) {
     };
     tick();
     state.countdown = setInterval(tick, 1000);
+    // Should the saga never say how it ended, the kiosk does not stay
+    // stuck on a dead code.
+    state.expiry = setTimeout(reset, Math.max(expires - Date.now(), 0) + PAST_EXPIRY_MS);
   }
 }
 
 function paid(order) {
   clearInterval(state.countdown);
+  clearTimeout(state.expiry);
   $('#order-number').textContent = String(order.number);
   show('paid');
 }
@@ -368,6 +450,7 @@ const ENDINGS = [
 
 function ended(order) {
   clearInterval(state.countdown);
+  clearTimeout(state.expiry);
   const cause = order.history.at(-1)?.cause || '';
   const [, title, text] = ENDINGS.find(([prefix]) => cause.startsWith(prefix))
     || [null, 'Pedido cancelado', 'O pedido foi cancelado. Nada foi cobrado.'];
@@ -381,6 +464,7 @@ async function retry() {
   state.drawn = false;
   $('#qr').hidden = true;
   $('#countdown').textContent = '';
+  $('#pay-waiting').textContent = 'Gerando o QR code…';
   await loadMenu().catch(fail);
   if (state.cart.size === 0) show('menu');
   else toConfirm();
@@ -405,4 +489,5 @@ $('#paid-done').addEventListener('click', reset);
 $('#ended-done').addEventListener('click', reset);
 $('#retry').addEventListener('click', retry);
 $('#restart').addEventListener('click', reset);
+$('#idle-stay').addEventListener('click', () => idle.arm());
 reset();

@@ -6,20 +6,19 @@
 //! Every page answers with a strict Content-Security-Policy: scripts,
 //! styles, images and requests from this origin only, no inline code, no
 //! framing. Assets are gzipped once at start and revalidated with their
-//! `ETag`. The kiosk's QR code is drawn here as SVG from the payment's
-//! `qr_data`, so no outside service ever sees it.
+//! `ETag`. The kiosk's QR code comes from the order service, drawn as SVG
+//! (`GET /orders/{id}/qr.svg`), so no outside service ever sees it.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::LazyLock;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
-use service_kit::error::{ApiError, FieldError};
+use axum::routing::get;
+use service_kit::error::ApiError;
 use service_kit::etag::already_has;
 use sha2::{Digest, Sha256};
 
@@ -35,11 +34,6 @@ pub const PAGES: [&str; 4] = ["kiosk", "kitchen", "pickup", "admin"];
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self'; img-src 'self' blob:; connect-src 'self'; base-uri 'none'; \
      form-action 'none'; frame-ancestors 'none'";
-
-/// A Pix "copia e cola" is a couple of hundred characters; this is room
-/// to spare, and keeps what an anonymous caller can make the service draw
-/// (and send back) small.
-const QR_DATA_MAX: usize = 512;
 
 struct Asset {
     content_type: &'static str,
@@ -108,7 +102,6 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route(PREFIX, get(to_kiosk))
         .route("/screens/{page}", get(page))
         .route("/screens/assets/{file}", get(asset))
-        .route("/screens/qr.svg", post(qr_svg))
 }
 
 async fn to_kiosk(RawQuery(query): RawQuery) -> Redirect {
@@ -212,48 +205,6 @@ fn protect(h: &mut HeaderMap) {
         "permissions-policy",
         HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=()"),
     );
-}
-
-/// The QR code of a payment's `qr_data` (the body, as text), as SVG.
-async fn qr_svg(body: Bytes) -> Response {
-    let invalid = |message: &str| ApiError::invalid(vec![FieldError::new("body", message)]);
-    if body.is_empty() || body.len() > QR_DATA_MAX {
-        return invalid(&format!(
-            "send the payment's qr_data as the body: 1 to {QR_DATA_MAX} bytes"
-        ))
-        .into_response();
-    }
-    let Ok(text) = std::str::from_utf8(&body) else {
-        return invalid("qr_data is text (UTF-8)").into_response();
-    };
-    match draw(text) {
-        Some(svg) => {
-            let mut response = svg.into_response();
-            let h = response.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("image/svg+xml"),
-            );
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            protect(h);
-            response
-        }
-        None => invalid("qr_data does not fit in a QR code").into_response(),
-    }
-}
-
-/// `text` as a QR code in SVG: black on white with the quiet zone, medium
-/// error correction (what Pix readers expect).
-pub fn draw(text: &str) -> Option<String> {
-    let code = qrcode::QrCode::with_error_correction_level(text, qrcode::EcLevel::M).ok()?;
-    Some(
-        code.render::<qrcode::render::svg::Color<'_>>()
-            .min_dimensions(240, 240)
-            .quiet_zone(true)
-            .dark_color(qrcode::render::svg::Color("#000000"))
-            .light_color(qrcode::render::svg::Color("#ffffff"))
-            .build(),
-    )
 }
 
 /// Each asset's size as served compressed: what a first load costs.

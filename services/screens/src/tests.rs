@@ -127,41 +127,6 @@ fn the_kiosk_s_first_load_is_within_its_budget() {
     assert!(total <= 100 * 1024, "{total} bytes");
 }
 
-#[tokio::test]
-async fn a_payment_s_qr_is_drawn_as_svg_and_nonsense_is_refused() {
-    let post = |body: Vec<u8>| async move {
-        routes::<()>()
-            .oneshot(
-                Request::post("/screens/qr.svg")
-                    .body(Body::from(body))
-                    .unwrap(),
-            )
-            .await
-            .unwrap()
-    };
-    let pix = "00020101021243650016COM.MERCADOLIBRE02013063638f1192a-5fd1-4180-a180-8bcae3556bc35204000053039865802BR5925IZABEL AAAA DE MELO6007BARUERI62070503***63040B6D";
-    let drawn = post(pix.as_bytes().to_vec()).await;
-    assert_eq!(drawn.status(), StatusCode::OK);
-    assert_eq!(drawn.headers()[header::CONTENT_TYPE], "image/svg+xml");
-    let svg = String::from_utf8(body(drawn).await).unwrap();
-    assert!(
-        svg.starts_with("<?xml") && svg.contains("<svg"),
-        "{svg:.80}"
-    );
-    assert_eq!(
-        post(Vec::new()).await.status(),
-        StatusCode::UNPROCESSABLE_ENTITY
-    );
-    assert_eq!(
-        post(vec![b'a'; QR_DATA_MAX + 1]).await.status(),
-        StatusCode::UNPROCESSABLE_ENTITY
-    );
-    assert_eq!(
-        post(vec![0xff, 0xfe]).await.status(),
-        StatusCode::UNPROCESSABLE_ENTITY
-    );
-}
-
 #[test]
 fn gzip_is_taken_unless_refused() {
     let with = |value: &str| {

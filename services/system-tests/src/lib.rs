@@ -319,6 +319,7 @@ impl System {
                     pool: self.pool(service, &production_service::MIGRATOR).await,
                     verifier: self.verifier().await,
                     relay: Relay::default(),
+                    board: Default::default(),
                 };
                 let (app, workers) =
                     production_service::assemble(state, self.transport(service).await, events);

@@ -131,7 +131,7 @@ impl Kind {
             Kind::ListenerRule => matches!(field, "paths" | "target_group"),
             Kind::HttpApi => field == "cors",
             Kind::Integration => matches!(field, "vpc_link" | "listener"),
-            Kind::ApiRoute => field == "integration",
+            Kind::ApiRoute => matches!(field, "integration" | "route_key"),
             Kind::ApiStage => matches!(field, "auto_deploy" | "throttle"),
             Kind::Cluster => field == "container_insights",
             Kind::Role => matches!(field, "trust" | "policy" | "account_guard"),

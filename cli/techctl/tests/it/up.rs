@@ -859,3 +859,72 @@ async fn secrets_not_listed_yet_are_found_by_name_and_never_made_twice() {
         .len();
     assert_eq!(listed, 8);
 }
+
+/// A stack made when the API's route was `ANY /{proxy+}` (which does not
+/// take the root, where the kiosk opens) gets `$default` by `UpdateRoute`:
+/// a replacement would leave the API without a route for a moment.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_old_route_key_is_changed_in_place() {
+    let h = Harness::start().await;
+    let bp = blueprint_with(&[]);
+    assert_done(&h.up(&bp).await.0);
+    let aws = h.direct().await;
+    let api = aws.apigw.get_apis().send().await.unwrap().items()[0]
+        .api_id()
+        .unwrap()
+        .to_string();
+    let routes = |api: String| {
+        let apigw = aws.apigw.clone();
+        async move {
+            apigw
+                .get_routes()
+                .api_id(api)
+                .send()
+                .await
+                .unwrap()
+                .items()
+                .iter()
+                .map(|r| {
+                    (
+                        r.route_id().unwrap().to_string(),
+                        r.route_key().unwrap().to_string(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let before = routes(api.clone()).await;
+    assert_eq!(before.len(), 1);
+    assert_eq!(before[0].1, "$default");
+    aws.apigw
+        .update_route()
+        .api_id(&api)
+        .route_id(&before[0].0)
+        .route_key("ANY /{proxy+}")
+        .send()
+        .await
+        .unwrap();
+
+    let plan = h.plan(&bp).await;
+    let route = plan
+        .changes
+        .iter()
+        .find(|c| c.id.as_str() == "gateway/route")
+        .unwrap();
+    assert_eq!(route.action, Action::Update);
+    assert_eq!(route.fields[0].field, "route_key");
+    let made_before = h.proxy.operations().len();
+    assert_done(&h.up(&bp).await.0);
+    let calls = h.proxy.operations()[made_before..].to_vec();
+    assert!(calls.iter().any(|op| op == "UpdateRoute"), "{calls:?}");
+    assert!(
+        !calls
+            .iter()
+            .any(|op| op == "DeleteRoute" || op == "CreateRoute"),
+        "{calls:?}"
+    );
+    assert_eq!(
+        routes(api).await,
+        vec![(before[0].0.clone(), "$default".to_string())]
+    );
+}
