@@ -431,6 +431,18 @@ impl Strict {
                     )
                 })
             }
+            (Service::ApiGatewayV2, "CreateRoute" | "UpdateRoute") => {
+                let key = request.json_str("routeKey")?;
+                (!is_route_key(key)).then(|| {
+                    Verdict::new(
+                        "BadRequestException",
+                        format!("Unable to create route {key}: the route key is not valid"),
+                        "an HTTP API's route key is $default, or a method and a path (a greedy variable last)"
+                            .to_string(),
+                    )
+                })
+            }
+            (Service::Elbv2, "CreateRule" | "ModifyRule") => path_patterns_refusal(request),
             (Service::Iam, "PutRolePolicy") => {
                 // A role's inline policies hold 10,240 characters at most,
                 // white space not counted.
@@ -741,6 +753,56 @@ impl Strict {
 
 /// Whether an EC2 operation writes (reads never see the propagation delay
 /// in this layer).
+/// What an HTTP API takes as a route key: `$default`, or a method and a
+/// path such as `GET /pets/{id}`, a greedy variable (`{proxy+}`) last.
+fn is_route_key(key: &str) -> bool {
+    const METHODS: [&str; 8] = [
+        "ANY", "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS",
+    ];
+    if key == "$default" {
+        return true;
+    }
+    let Some((method, path)) = key.split_once(' ') else {
+        return false;
+    };
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    METHODS.contains(&method)
+        && path.starts_with('/')
+        && !path.contains(' ')
+        && segments
+            .iter()
+            .enumerate()
+            .all(|(i, s)| !s.ends_with("+}") || i + 1 == segments.len())
+}
+
+/// A listener rule's conditions hold five values at most in all; a path
+/// pattern is 1 to 128 of the characters the ALB matches on.
+fn path_patterns_refusal(request: &Request<'_>) -> Option<Verdict> {
+    let values: Vec<&str> = request
+        .params
+        .iter()
+        .filter(|(k, _)| k.starts_with("Conditions.member.") && k.contains(".Values.member."))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if values.len() > 5 {
+        return Some(Verdict::new(
+            "ValidationError",
+            "A rule can only have '5' condition values".to_string(),
+            format!("a rule with {} condition values", values.len()),
+        ));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "_-.$/~\"'@:+&*?".contains(c);
+    let bad = values
+        .iter()
+        .find(|v| v.is_empty() || v.len() > 128 || !v.chars().all(allowed))?;
+    Some(Verdict::new(
+        "ValidationError",
+        format!("Condition value '{bad}' is not valid"),
+        "a path pattern is 1 to 128 characters of A-Z a-z 0-9 _ - . $ / ~ \" ' @ : + & * ?"
+            .to_string(),
+    ))
+}
+
 fn writes(operation: &str) -> bool {
     !["Describe", "Get", "List"]
         .iter()

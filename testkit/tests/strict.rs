@@ -1643,3 +1643,78 @@ async fn a_role_may_trust_only_an_oidc_provider_that_exists() {
         .await
         .expect_ok("a role trusting a provider that exists");
 }
+
+#[tokio::test]
+async fn route_keys_and_path_patterns_aws_refuses_are_refused() {
+    let (_moto, proxy, aws) = strict(Strictness::new()).await;
+    let api = aws
+        .api_gateway(
+            Method::POST,
+            "/v2/apis",
+            Some(json!({"name": "stack", "protocolType": "HTTP"})),
+        )
+        .await
+        .expect_ok("CreateApi");
+    let id = api.json()["apiId"].as_str().unwrap().to_string();
+    for key in ["GET pets", "FETCH /pets", "ANY /{proxy+}/more", "$defaults"] {
+        aws.api_gateway(
+            Method::POST,
+            &format!("/v2/apis/{id}/routes"),
+            Some(json!({ "routeKey": key })),
+        )
+        .await
+        .expect_refused(400, "BadRequestException");
+    }
+    for key in ["$default", "ANY /{proxy+}", "GET /pets/{id}"] {
+        aws.api_gateway(
+            Method::POST,
+            &format!("/v2/apis/{id}/routes"),
+            Some(json!({ "routeKey": key })),
+        )
+        .await
+        .expect_ok("CreateRoute with a valid key");
+    }
+
+    // Five condition values a rule at most; each pattern of the ALB's
+    // characters. (Refused before the listener is even looked up.)
+    let listener = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/lb/1/2";
+    let rule = |patterns: &[&str]| {
+        let mut params = vec![
+            ("ListenerArn".to_string(), listener.to_string()),
+            ("Priority".to_string(), "10".to_string()),
+            (
+                "Actions.member.1.Type".to_string(),
+                "fixed-response".to_string(),
+            ),
+            (
+                "Conditions.member.1.Field".to_string(),
+                "path-pattern".to_string(),
+            ),
+        ];
+        for (n, p) in patterns.iter().enumerate() {
+            params.push((
+                format!(
+                    "Conditions.member.1.PathPatternConfig.Values.member.{}",
+                    n + 1
+                ),
+                p.to_string(),
+            ));
+        }
+        params
+    };
+    for patterns in [
+        &["/a", "/a/*", "/b", "/b/*", "/c", "/c/*"][..],
+        &["/with space"][..],
+        &[""][..],
+    ] {
+        let params = rule(patterns);
+        let params: Vec<(&str, &str)> = params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        aws.elb("CreateRule", &params)
+            .await
+            .expect_refused(400, "ValidationError");
+    }
+    assert_eq!(proxy.strict_refusals().len(), 7);
+}
