@@ -751,8 +751,6 @@ impl Strict {
     }
 }
 
-/// Whether an EC2 operation writes (reads never see the propagation delay
-/// in this layer).
 /// What an HTTP API takes as a route key: `$default`, or a method and a
 /// path such as `GET /pets/{id}`, a greedy variable (`{proxy+}`) last.
 fn is_route_key(key: &str) -> bool {
@@ -803,6 +801,8 @@ fn path_patterns_refusal(request: &Request<'_>) -> Option<Verdict> {
     ))
 }
 
+/// Whether an EC2 operation writes (reads never see the propagation delay
+/// in this layer).
 fn writes(operation: &str) -> bool {
     !["Describe", "Get", "List"]
         .iter()
