@@ -5,7 +5,8 @@
 //! poll that comes a little later reads the answer already fetched rather
 //! than making its own. Waits that started a moment apart (a busy machine,
 //! one gateway's address allocated later) share as well as those that
-//! started together.
+//! started together. Such waits also keep one schedule ([`Batch::origin`]),
+//! so their polls on the approach to AWS's typical time land together too.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -46,6 +47,8 @@ struct State<V> {
     gathering: Option<Arc<Round<V>>>,
     /// Each id polled lately, with the time of its last poll.
     watched: HashMap<String, Instant>,
+    /// Each wait begun lately, with the origin of its schedule.
+    origins: HashMap<String, Instant>,
     last: Option<Answered<V>>,
 }
 
@@ -60,6 +63,7 @@ impl<V> Default for Batch<V> {
             state: Mutex::new(State {
                 gathering: None,
                 watched: HashMap::new(),
+                origins: HashMap::new(),
                 last: None,
             }),
         }
@@ -73,6 +77,26 @@ impl<V> std::fmt::Debug for Batch<V> {
 }
 
 impl<V: Clone> Batch<V> {
+    /// Where the schedule of a wait for `id` that begins now starts: the
+    /// origin of a wait begun no more than `within` ago, so that the two
+    /// poll at the same moments, or now.
+    pub fn origin(&self, id: &str, within: Duration) -> Instant {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        state
+            .origins
+            .retain(|_, origin| now.duration_since(*origin) < WATCHED);
+        let origin = state
+            .origins
+            .values()
+            .copied()
+            .filter(|origin| now.duration_since(*origin) <= within)
+            .min()
+            .unwrap_or(now);
+        state.origins.insert(id.to_string(), origin);
+        origin
+    }
+
     /// `id`'s value: from the last call if that named `id` and is no older
     /// than `fresh`, else from a call `fetch` makes for every id polled
     /// within the same moment or still being waited for. `None` when the
@@ -195,6 +219,18 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_wait_begun_soon_after_another_keeps_its_schedule_and_a_late_one_its_own() {
+        let batch: Batch<String> = Batch::default();
+        let within = Duration::from_millis(200);
+        let a = batch.origin("nat-a", within);
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(batch.origin("nat-b", within), a);
+        std::thread::sleep(within + Duration::from_millis(20));
+        let c = batch.origin("nat-c", within);
+        assert!(c > a + within, "{c:?} {a:?}");
     }
 
     #[tokio::test]

@@ -307,7 +307,8 @@ pub enum KeysAction {
     /// the one given): services refuse their tokens from then on
     Retire {
         /// Retire this key now, even if tokens it signed may still be alive
-        #[arg(long, value_name = "KID")]
+        // A kid is a base64url thumbprint, which may begin with `-`.
+        #[arg(long, value_name = "KID", allow_hyphen_values = true)]
         kid: Option<String>,
         #[command(flatten)]
         store: KeyStoreArgs,
@@ -401,4 +402,18 @@ pub struct Decision {
     /// Mercado Pago rejects the payment
     #[arg(long)]
     pub reject: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kid_that_begins_with_a_hyphen_is_read_as_the_kid() {
+        let cli = Cli::try_parse_from(["techctl", "keys", "retire", "--kid", "-8Qx_z"]).unwrap();
+        let Command::Keys(KeysAction::Retire { kid, .. }) = cli.command else {
+            panic!("{cli:?}");
+        };
+        assert_eq!(kid.as_deref(), Some("-8Qx_z"));
+    }
 }

@@ -577,7 +577,10 @@ async fn wait_nat_available(ctx: &Ctx<'_>, step: &Step, nat_id: &str) -> Result<
         AwsClock::typical().create(Kind::NatGateway),
         NAT_AVAILABLE_DEADLINE,
     );
-    step.wait_until(
+    // A gateway begun soon after another's (one per zone) polls with it.
+    let origin = ctx.aws.polls.nat_gateways.origin(nat_id, pace.expected / 4);
+    step.wait_until_from(
+        origin,
         "the NAT gateway to become available, so private subnets can route through it",
         pace,
         || async {

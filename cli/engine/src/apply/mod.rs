@@ -204,8 +204,23 @@ impl Step {
 
     /// Polls `check` at `pace` until it yields a value, saying what it
     /// waits for, and gives up with a clear error at the pace's deadline.
-    pub async fn wait_until<T, E, F, Fut>(
+    pub async fn wait_until<T, E, F, Fut>(&self, what: &str, pace: Pace, check: F) -> Result<T, E>
+    where
+        E: From<GaveUp>,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Option<T>, E>>,
+    {
+        self.wait_until_from(Instant::now(), what, pace, check)
+            .await
+    }
+
+    /// Like [`Step::wait_until`], on a schedule that began at `origin`
+    /// rather than now: that of another wait of the same kind, so the two
+    /// poll at the same moments and can share their calls. The deadline
+    /// still counts from now.
+    pub async fn wait_until_from<T, E, F, Fut>(
         &self,
+        origin: Instant,
         what: &str,
         pace: Pace,
         mut check: F,
@@ -215,7 +230,7 @@ impl Step {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Option<T>, E>>,
     {
-        self.wait_for_state(what, pace, || {
+        self.wait_from(origin, what, pace, || {
             let polled = check();
             async move { polled.await.map(|v| v.ok_or(None)) }
         })
@@ -226,6 +241,21 @@ impl Step {
     /// the resource is not there yet, so the state is shown while waiting.
     pub async fn wait_for_state<T, E, F, Fut>(
         &self,
+        what: &str,
+        pace: Pace,
+        check: F,
+    ) -> Result<T, E>
+    where
+        E: From<GaveUp>,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Result<T, Option<String>>, E>>,
+    {
+        self.wait_from(Instant::now(), what, pace, check).await
+    }
+
+    async fn wait_from<T, E, F, Fut>(
+        &self,
+        origin: Instant,
         what: &str,
         pace: Pace,
         mut check: F,
@@ -272,7 +302,7 @@ impl Step {
                 .into());
             }
             self.waiting_in(what, elapsed, state);
-            let pause = pace.pause(polls, elapsed);
+            let pause = pace.pause(polls, origin.elapsed());
             tokio::time::sleep(pause.min(pace.deadline.saturating_sub(elapsed))).await;
         }
     }
@@ -861,6 +891,29 @@ mod tests {
         let events = recorder.0.lock().unwrap();
         assert!(events.len() >= 3, "each poll reports progress");
         assert!(events.iter().all(|e| matches!(&e.status, Status::Waiting { what, .. } if what == "the NAT gateway to become available")));
+    }
+
+    #[tokio::test]
+    async fn a_wait_from_an_earlier_origin_polls_on_that_schedule() {
+        // A two-minute wait at 1/100: its approach polls land 0.6, 0.96 and
+        // 1.21 s after the origin, here half a second before the wait.
+        let pace = Pace::expecting(Duration::from_secs(120), Duration::from_secs(3600))
+            .scaled(1.0 / 100.0);
+        let origin = Instant::now() - Duration::from_millis(500);
+        let polled = Mutex::new(Vec::new());
+        step(Arc::default())
+            .wait_until_from(origin, "it", pace, || {
+                let mut polled = polled.lock().unwrap();
+                polled.push(origin.elapsed().as_secs_f64());
+                let ready = polled.len() == 3;
+                async move { Ok::<_, GaveUp>(ready.then_some(())) }
+            })
+            .await
+            .unwrap();
+        let polled = polled.into_inner().unwrap();
+        assert!(polled[0] < 0.6, "{polled:?}");
+        assert!((0.6..0.85).contains(&polled[1]), "{polled:?}");
+        assert!((0.96..1.2).contains(&polled[2]), "{polled:?}");
     }
 
     #[tokio::test]

@@ -232,10 +232,10 @@ async fn an_up_killed_during_the_database_wait_resumes_it_when_run_again() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nat_gateways_of_every_zone_are_polled_with_one_call_each_time() {
-    // Two waits share a call when they start within half a poll interval
-    // of each other: 15 s on AWS's clock, 250 ms at 1/60, which a busy
-    // machine's two `CreateNatGateway` answers can straddle. At 1/20 it is
-    // 750 ms.
+    // The second gateway's wait keeps the first's schedule when it begins
+    // within a quarter of AWS's typical time of it: 30 s on AWS's clock,
+    // 1.5 s at 1/20, more than a busy machine puts between the two
+    // `CreateNatGateway` answers (at 1/60 it would be 0.5 s).
     const SCALE: f64 = 1.0 / 20.0;
     let h = Harness::start_with(Strictness::new().timed(SCALE)).await;
     let dir = tempfile::tempdir().unwrap();
