@@ -84,6 +84,7 @@ pub(crate) fn present(value: &Map<String, Value>, fields: &[&str]) -> bool {
 
 /// What a secret holds now.
 pub struct Current {
+    pub name: String,
     pub arn: String,
     pub tags: BTreeMap<String, String>,
     pub scheduled_for_deletion: bool,
@@ -121,6 +122,7 @@ pub(crate) async fn read(aws: &Aws, name: &str) -> Result<Option<Current>, AwsEr
         })
     };
     Ok(Some(Current {
+        name: described.name().unwrap_or(name).to_string(),
         arn: described.arn().unwrap_or(name).to_string(),
         tags,
         scheduled_for_deletion,
@@ -393,20 +395,35 @@ async fn replace(
 
 /// Every secret of the stack, with the stack secret's outputs.
 pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> {
-    let (mut found, split) =
-        tokio::try_join!(observe_stack_secret(aws, stack), split::observe(aws, stack))?;
-    found.extend(split);
+    let (mut found, recorded) = observe_stack_secret(aws, stack).await?;
+    found.extend(split::observe(aws, stack, &recorded).await?);
     Ok(found)
 }
 
-/// The stack secret and its outputs, if there is a secret. Outputs are
-/// read as text; the observation of the whole stack turns the ids and ARNs
-/// among them back into references.
-async fn observe_stack_secret(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> {
+/// The stack secret and its outputs, if there is a secret, with the ARNs
+/// of the other secrets its outputs record. Outputs are read as text; the
+/// observation of the whole stack turns the ids and ARNs among them back
+/// into references.
+async fn observe_stack_secret(
+    aws: &Aws,
+    stack: &str,
+) -> Result<(Vec<Observed>, Vec<String>), AwsError> {
     let name = secret_name(stack);
     let Some(current) = read(aws, &name).await? else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     };
+    // The signing and public key secrets' and each service's
+    // (`…_secret_arn`): what a listing that lags may not show yet.
+    let recorded = current
+        .value
+        .iter()
+        .flat_map(|value| {
+            owned_outputs(value).into_iter().filter_map(|k| {
+                let arn = value.get(&k)?.as_str()?;
+                (k.ends_with("_secret_arn") && !arn.is_empty()).then(|| arn.to_string())
+            })
+        })
+        .collect();
     let state = |ok: bool| {
         if ok {
             KeysState::Present
@@ -448,7 +465,7 @@ async fn observe_stack_secret(aws: &Aws, stack: &str) -> Result<Vec<Observed>, A
             attributes: BTreeMap::new(),
         });
     }
-    Ok(found)
+    Ok((found, recorded))
 }
 
 /// The outputs are not a resource of their own in AWS; they are known by

@@ -59,8 +59,16 @@ fn description(stack: &str, holds: &SecretHolds) -> String {
 }
 
 /// Every secret of the stack under its prefix, with whether what `up`
-/// makes for it is there.
-pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> {
+/// makes for it is there. ListSecrets is eventually consistent (AWS: it
+/// may miss changes of the last minutes), so each of `recorded` (ARNs the
+/// stack secret's outputs name) that it does not list yet is described by
+/// ARN, which is current: a `plan` right after `up` must not offer to make
+/// the secrets `up` just made.
+pub async fn observe(
+    aws: &Aws,
+    stack: &str,
+    recorded: &[String],
+) -> Result<Vec<Observed>, AwsError> {
     let prefix = secret_prefix(stack);
     let listed = crate::all_pages(|token| {
         let prefix = prefix.clone();
@@ -88,18 +96,46 @@ pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> 
         }
     })
     .await?;
-    // The stack's own, with what each holds; their values in one read.
-    let ours: Vec<_> = listed
+    let mut seen: Vec<Seen> = listed
         .iter()
         .filter_map(|entry| {
-            let (name, arn) = (entry.name()?, entry.arn()?);
-            let tags: BTreeMap<String, String> = entry
-                .tags()
-                .iter()
-                .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
-                .collect();
-            let holds = holds(stack, name).filter(|_| in_stack(&tags, stack))?;
-            Some((name, arn, tags, holds, entry.deleted_date().is_some()))
+            Some(Seen {
+                name: entry.name()?.to_string(),
+                arn: entry.arn()?.to_string(),
+                tags: entry
+                    .tags()
+                    .iter()
+                    .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+                    .collect(),
+                scheduled: entry.deleted_date().is_some(),
+            })
+        })
+        .collect();
+    for arn in recorded {
+        if seen.iter().any(|s| &s.arn == arn) {
+            continue;
+        }
+        if let Some(current) = super::read(aws, arn).await? {
+            seen.push(Seen {
+                name: current.name,
+                arn: current.arn,
+                tags: current.tags,
+                scheduled: current.scheduled_for_deletion,
+            });
+        }
+    }
+    // The stack's own, with what each holds; their values in one read.
+    let ours: Vec<_> = seen
+        .iter()
+        .filter_map(|s| {
+            let holds = holds(stack, &s.name).filter(|_| in_stack(&s.tags, stack))?;
+            Some((
+                s.name.as_str(),
+                s.arn.as_str(),
+                s.tags.clone(),
+                holds,
+                s.scheduled,
+            ))
         })
         .collect();
     // A secret scheduled for deletion cannot be read until it is restored.
@@ -155,6 +191,14 @@ pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> 
         }
     }
     Ok(found)
+}
+
+/// A secret as ListSecrets or DescribeSecret shows it.
+struct Seen {
+    name: String,
+    arn: String,
+    tags: BTreeMap<String, String>,
+    scheduled: bool,
 }
 
 fn state(ok: bool) -> KeysState {
