@@ -33,6 +33,21 @@ async fn strict(strictness: Strictness) -> (Moto, FaultProxy, Aws) {
     (moto, proxy, aws)
 }
 
+/// A new HTTP API's id.
+async fn http_api(aws: &Aws, name: &str) -> String {
+    aws.api_gateway(
+        Method::POST,
+        "/v2/apis",
+        Some(json!({ "name": name, "protocolType": "HTTP" })),
+    )
+    .await
+    .expect_ok("CreateApi")
+    .json()["apiId"]
+        .as_str()
+        .expect("api id")
+        .to_string()
+}
+
 /// Strictness with the EC2 propagation window off, for tests about
 /// something else that build EC2 resources step by step.
 fn settled() -> Strictness {
@@ -960,18 +975,7 @@ async fn a_vpc_link_is_not_deleted_while_an_integration_uses_it() {
         .as_str()
         .expect("link id")
         .to_string();
-    let api = aws
-        .api_gateway(
-            Method::POST,
-            "/v2/apis",
-            Some(json!({ "name": "shop", "protocolType": "HTTP" })),
-        )
-        .await
-        .expect_ok("CreateApi")
-        .json()["apiId"]
-        .as_str()
-        .expect("api id")
-        .to_string();
+    let api = http_api(&aws, "shop").await;
     let integration = aws
         .api_gateway(
             Method::POST,
@@ -1326,15 +1330,7 @@ async fn a_new_secret_is_missing_from_list_secrets_for_a_while() {
 #[tokio::test]
 async fn a_stage_asking_for_more_than_the_account_s_throttling_quota_is_refused() {
     let (_moto, proxy, aws) = strict(Strictness::new()).await;
-    let api = aws
-        .api_gateway(
-            Method::POST,
-            "/v2/apis",
-            Some(json!({"name": "stack", "protocolType": "HTTP"})),
-        )
-        .await
-        .expect_ok("CreateApi");
-    let id = api.json()["apiId"].as_str().unwrap().to_string();
+    let id = http_api(&aws, "stack").await;
     let stage = |burst: i64| {
         json!({"stageName": "$default", "defaultRouteSettings": {
             "throttlingRateLimit": 100.0, "throttlingBurstLimit": burst}})
@@ -1647,15 +1643,7 @@ async fn a_role_may_trust_only_an_oidc_provider_that_exists() {
 #[tokio::test]
 async fn route_keys_and_path_patterns_aws_refuses_are_refused() {
     let (_moto, proxy, aws) = strict(Strictness::new()).await;
-    let api = aws
-        .api_gateway(
-            Method::POST,
-            "/v2/apis",
-            Some(json!({"name": "stack", "protocolType": "HTTP"})),
-        )
-        .await
-        .expect_ok("CreateApi");
-    let id = api.json()["apiId"].as_str().unwrap().to_string();
+    let id = http_api(&aws, "stack").await;
     for key in ["GET pets", "FETCH /pets", "ANY /{proxy+}/more", "$defaults"] {
         aws.api_gateway(
             Method::POST,

@@ -84,35 +84,56 @@ pub(crate) fn present(value: &Map<String, Value>, fields: &[&str]) -> bool {
 
 /// What a secret holds now.
 pub struct Current {
-    pub name: String,
     pub arn: String,
     pub tags: BTreeMap<String, String>,
     pub scheduled_for_deletion: bool,
     pub value: Option<Map<String, Value>>,
 }
 
-pub(crate) async fn read(aws: &Aws, name: &str) -> Result<Option<Current>, AwsError> {
-    let described = match sdk!(
-        "DescribeSecret",
-        aws.secrets.describe_secret().secret_id(name).send()
-    ) {
-        Ok(d) => d,
-        Err(e) if e.is_not_found() => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let scheduled_for_deletion = described.deleted_date().is_some();
-    let tags = described
-        .tags()
-        .iter()
+/// A secret as DescribeSecret or a ListSecrets entry shows it.
+pub(crate) struct Described {
+    pub name: String,
+    pub arn: String,
+    pub tags: BTreeMap<String, String>,
+    pub scheduled_for_deletion: bool,
+}
+
+/// A secret's tags as a map.
+pub(crate) fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
+    tags.iter()
         .filter_map(|t| {
             Some((
                 t.key()?.to_string(),
                 t.value().unwrap_or_default().to_string(),
             ))
         })
-        .collect();
+        .collect()
+}
+
+/// The secret `id` (a name or an ARN) as DescribeSecret, which is current
+/// where ListSecrets may lag, shows it; `None` when it does not exist.
+pub(crate) async fn described(aws: &Aws, id: &str) -> Result<Option<Described>, AwsError> {
+    match sdk!(
+        "DescribeSecret",
+        aws.secrets.describe_secret().secret_id(id).send()
+    ) {
+        Ok(d) => Ok(Some(Described {
+            name: d.name().unwrap_or(id).to_string(),
+            arn: d.arn().unwrap_or(id).to_string(),
+            tags: tag_map(d.tags()),
+            scheduled_for_deletion: d.deleted_date().is_some(),
+        })),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+pub(crate) async fn read(aws: &Aws, name: &str) -> Result<Option<Current>, AwsError> {
+    let Some(described) = described(aws, name).await? else {
+        return Ok(None);
+    };
     // A secret scheduled for deletion cannot be read until it is restored.
-    let value = if scheduled_for_deletion {
+    let value = if described.scheduled_for_deletion {
         None
     } else {
         // Created without a value yet (an interrupted create): empty.
@@ -122,10 +143,9 @@ pub(crate) async fn read(aws: &Aws, name: &str) -> Result<Option<Current>, AwsEr
         })
     };
     Ok(Some(Current {
-        name: described.name().unwrap_or(name).to_string(),
-        arn: described.arn().unwrap_or(name).to_string(),
-        tags,
-        scheduled_for_deletion,
+        arn: described.arn,
+        tags: described.tags,
+        scheduled_for_deletion: described.scheduled_for_deletion,
         value,
     }))
 }

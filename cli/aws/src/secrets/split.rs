@@ -13,12 +13,13 @@
 //!
 //! `up` makes what each lacks and never touches anything else in them.
 
-use std::collections::BTreeMap;
-
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 use serde_json::{Map, Value, json};
 
-use super::{DATABASE_PASSWORD, KEY_FIELDS, current_version, new_password, parse, present, update};
+use super::{
+    DATABASE_PASSWORD, Described, KEY_FIELDS, current_version, new_password, parse, present,
+    tag_map, update,
+};
 use crate::{Aws, AwsError, Ctx, Step, in_stack};
 use engine::plan::expand::{secret_name, secret_prefix, signing_keys_name};
 use engine::plan::resource::{KeysState, SecretHolds};
@@ -96,32 +97,22 @@ pub async fn observe(
         }
     })
     .await?;
-    let mut seen: Vec<Seen> = listed
+    let mut seen: Vec<Described> = listed
         .iter()
         .filter_map(|entry| {
-            Some(Seen {
+            Some(Described {
                 name: entry.name()?.to_string(),
                 arn: entry.arn()?.to_string(),
-                tags: entry
-                    .tags()
-                    .iter()
-                    .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
-                    .collect(),
-                scheduled: entry.deleted_date().is_some(),
+                tags: tag_map(entry.tags()),
+                scheduled_for_deletion: entry.deleted_date().is_some(),
             })
         })
         .collect();
     for arn in recorded {
-        if seen.iter().any(|s| &s.arn == arn) {
-            continue;
-        }
-        if let Some(current) = super::read(aws, arn).await? {
-            seen.push(Seen {
-                name: current.name,
-                arn: current.arn,
-                tags: current.tags,
-                scheduled: current.scheduled_for_deletion,
-            });
+        if !seen.iter().any(|s| &s.arn == arn)
+            && let Some(found) = super::described(aws, arn).await?
+        {
+            seen.push(found);
         }
     }
     // The stack's own, with what each holds; their values in one read.
@@ -134,7 +125,7 @@ pub async fn observe(
                 s.arn.as_str(),
                 s.tags.clone(),
                 holds,
-                s.scheduled,
+                s.scheduled_for_deletion,
             ))
         })
         .collect();
@@ -191,14 +182,6 @@ pub async fn observe(
         }
     }
     Ok(found)
-}
-
-/// A secret as ListSecrets or DescribeSecret shows it.
-struct Seen {
-    name: String,
-    arn: String,
-    tags: BTreeMap<String, String>,
-    scheduled: bool,
 }
 
 fn state(ok: bool) -> KeysState {
