@@ -7,7 +7,8 @@
 #   TECHCTL_ENV=staging bash examples/ci/deploy.sh
 #
 # TECHCTL: a techctl binary to use instead of building one.
-# TECHCTL_DEPLOY_ARGS: more arguments for `techctl deploy`.
+# TECHCTL_DEPLOY_ARGS: more arguments for `techctl deploy` (the workflow
+# passes --no-build: it built everything before it had AWS credentials).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 : "${TECHCTL_ENV:?set TECHCTL_ENV to the environment to deploy, such as staging}"

@@ -8,6 +8,7 @@
 
 pub mod browser;
 mod cbor;
+pub mod github;
 pub mod http;
 pub mod jwt;
 pub mod moto;

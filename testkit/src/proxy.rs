@@ -138,6 +138,17 @@ impl FaultProxy {
         }
     }
 
+    /// The task starts ECS would fail because the task definition's
+    /// execution role may not read a secret it names, pull its image or
+    /// write its logs (RunTask's tasks stop with the reason; a service's
+    /// tasks would never start), in order.
+    pub fn task_start_failures(&self) -> Vec<String> {
+        self.strict
+            .as_ref()
+            .map(|strict| strict.start_failures())
+            .unwrap_or_default()
+    }
+
     /// The requests the strict layer answered in moto's place, in order
     /// (none for a proxy from `start`).
     pub fn strict_refusals(&self) -> Vec<Refusal> {

@@ -14,8 +14,11 @@
 mod clock;
 mod depends;
 mod engines;
+mod iam;
 mod names;
 mod wire;
+
+pub use iam::ASSUMED_BY;
 
 pub use clock::typical;
 pub use engines::POSTGRES_VERSIONS;
@@ -72,6 +75,10 @@ pub struct Strictness {
     /// slow resources pass through their intermediate states for the
     /// times of `cli/engine/aws-clock.toml`. `None`: ready at once.
     pub clock: Option<f64>,
+    /// Authorize requests made with credentials moto's STS issued against
+    /// the role's policies and boundary, and check the trust policy of
+    /// every role taken (see `strict/iam.rs`).
+    pub iam: bool,
 }
 
 impl Strictness {
@@ -90,6 +97,7 @@ impl Strictness {
             secret_list_lag: window,
             one_off_init_failures: 0,
             clock: None,
+            iam: true,
         }
     }
 
@@ -115,6 +123,7 @@ impl Strictness {
             secret_list_lag: Duration::ZERO,
             one_off_init_failures: 0,
             clock: None,
+            iam: false,
         }
     }
 
@@ -172,6 +181,7 @@ enum Service {
     Ecr,
     ApiGatewayV2,
     CloudWatch,
+    Sts,
     Other,
 }
 
@@ -223,6 +233,7 @@ impl<'a> Request<'a> {
                     Some("2014-10-31") => Service::Rds,
                     Some("2010-05-08") => Service::Iam,
                     Some("2010-03-31") => Service::Sns,
+                    Some("2011-06-15") => Service::Sts,
                     _ => Service::Other,
                 }
             }
@@ -279,12 +290,20 @@ struct Memory {
     linked_role_refusals_left: u32,
     deleted_queues: Vec<(String, Instant)>,
     deleted_secrets: Vec<(String, Instant)>,
-    /// Tasks started by RunTask, when, and whether ECS fails to start it.
-    one_off_tasks: Vec<(String, Instant, bool)>,
+    /// Tasks started by RunTask, when, and why ECS fails to start it, if
+    /// it does.
+    one_off_tasks: Vec<(String, Instant, Option<String>)>,
+    /// Why tasks of a task definition would fail to start (its execution
+    /// role may not read a secret it names, or pull its image), by the
+    /// task definition a RunTask named.
+    start_denials: Vec<(String, String)>,
+    /// Every task start the execution role would fail, in order.
+    start_failures: Vec<String>,
     /// Secrets made by CreateSecret, by name, and when.
     new_secrets: Vec<(String, Instant)>,
     refusals: Vec<Refusal>,
     clock: Option<clock::Clock>,
+    iam: iam::Sessions,
 }
 
 impl Memory {
@@ -340,14 +359,29 @@ impl Strict {
         self.memory().refusals.clone()
     }
 
+    /// Every task start ECS would fail for its execution role's rights.
+    pub(crate) fn start_failures(&self) -> Vec<String> {
+        self.memory().start_failures.clone()
+    }
+
     /// AWS's answer when real AWS would refuse the request; `None` lets it
     /// through to the fault policy and moto.
     pub(crate) async fn refuse(&self, call: &Call<'_>) -> Option<Response<Full<Bytes>>> {
         let request = Request::new(call);
-        if let Some(stand_in) = engines::answer(&request) {
+        // IAM first: AWS authorizes a request before it looks at it.
+        let denied = match self.rules.iam {
+            true => self.authorize(&request).await,
+            false => None,
+        };
+        if self.rules.iam && denied.is_none() {
+            self.check_task_start(&request).await;
+        }
+        if denied.is_none()
+            && let Some(stand_in) = engines::answer(&request)
+        {
             return Some(stand_in);
         }
-        let verdict = match self.refuse_from_memory(&request) {
+        let verdict = match denied.or_else(|| self.refuse_from_memory(&request)) {
             Some(verdict) => verdict,
             None if self.rules.dependency_checks => depends::check(self, &request).await?,
             None => return None,
@@ -459,6 +493,21 @@ impl Strict {
                             request.form("RoleName").unwrap_or_default()
                         ),
                         format!("an inline policy of {size} characters"),
+                    )
+                })
+            }
+            (Service::Iam, "CreatePolicy" | "CreatePolicyVersion") => {
+                // A managed policy holds 6,144 characters at most.
+                let size = request
+                    .form("PolicyDocument")?
+                    .chars()
+                    .filter(|c| !c.is_whitespace())
+                    .count();
+                (size > 6_144).then(|| {
+                    Verdict::new(
+                        "LimitExceeded",
+                        "Cannot exceed quota for PolicySize: 6144".to_string(),
+                        format!("a managed policy of {size} characters"),
                     )
                 })
             }
@@ -603,6 +652,7 @@ impl Strict {
         if let Some(clock) = self.memory().clock.as_mut() {
             clock.observe(&request, answer);
         }
+        self.observe_iam(&request, answer);
         match (request.service, request.operation) {
             (Service::Ec2, operation) => {
                 let Some((tag, code, noun)) = ec2_created(operation) else {
@@ -632,8 +682,18 @@ impl Strict {
                 let mut memory = self.memory();
                 for task in started {
                     if let Some(arn) = task["taskArn"].as_str() {
-                        let fails =
-                            (memory.one_off_tasks.len() as u32) < self.rules.one_off_init_failures;
+                        let denied = request.json_str("taskDefinition").and_then(|definition| {
+                            memory
+                                .start_denials
+                                .iter()
+                                .rev()
+                                .find(|(d, _)| d == definition)
+                                .map(|(_, why)| why.clone())
+                        });
+                        let fails = denied.or_else(|| {
+                            ((memory.one_off_tasks.len() as u32) < self.rules.one_off_init_failures)
+                                .then(|| "AccessDeniedException".to_string())
+                        });
                         memory.one_off_tasks.push((arn.to_string(), now, fails));
                     }
                 }
@@ -724,14 +784,13 @@ impl Strict {
             changed = true;
             task["lastStatus"] = json!("STOPPED");
             task["desiredStatus"] = json!("STOPPED");
-            if *fails {
-                // What ECS says when the execution role cannot be used yet.
+            if let Some(why) = fails {
+                // What ECS says when the execution role cannot be used (yet).
                 task["stopCode"] = json!("TaskFailedToStart");
-                task["stoppedReason"] = json!(
+                task["stoppedReason"] = json!(format!(
                     "ResourceInitializationError: unable to pull secrets or registry auth: \
-                     execution resource retrieval failed: unable to retrieve secret from asm: \
-                     AccessDeniedException"
-                );
+                     execution resource retrieval failed: unable to retrieve secret from asm: {why}"
+                ));
                 for container in task["containers"].as_array_mut().into_iter().flatten() {
                     container["lastStatus"] = json!("STOPPED");
                     if let Some(fields) = container.as_object_mut() {
@@ -831,9 +890,17 @@ fn ec2_created(operation: &str) -> Option<(&'static str, &'static str, &'static 
 /// The error answer of `service`'s protocol, shaped as AWS shapes it.
 fn answer(service: Service, verdict: &Verdict) -> Response<Full<Bytes>> {
     let (code, message) = (verdict.code, xml_escape(&verdict.message));
+    // AWS answers a refusal of IAM's with 403, everything else here 400.
+    let status = match code {
+        "AccessDenied"
+        | "AccessDeniedException"
+        | "AuthorizationError"
+        | "UnauthorizedOperation" => StatusCode::FORBIDDEN,
+        _ => StatusCode::BAD_REQUEST,
+    };
     let query_error = |namespace: &str| {
         error_response(
-            StatusCode::BAD_REQUEST,
+            status,
             "text/xml",
             None,
             &format!(
@@ -844,7 +911,7 @@ fn answer(service: Service, verdict: &Verdict) -> Response<Full<Bytes>> {
     };
     match service {
         Service::Ec2 => error_response(
-            StatusCode::BAD_REQUEST,
+            status,
             "text/xml",
             None,
             &format!(
@@ -856,6 +923,7 @@ fn answer(service: Service, verdict: &Verdict) -> Response<Full<Bytes>> {
         Service::Rds => query_error("http://rds.amazonaws.com/doc/2014-10-31/"),
         Service::Iam => query_error("https://iam.amazonaws.com/doc/2010-05-08/"),
         Service::Sns => query_error("http://sns.amazonaws.com/doc/2010-03-31/"),
+        Service::Sts => query_error("https://sts.amazonaws.com/doc/2011-06-15/"),
         // SQS speaks JSON but keeps its query-protocol codes: the SDK reads
         // the code from `x-amzn-query-error`, `__type` names the shape.
         Service::Sqs => {
@@ -865,7 +933,7 @@ fn answer(service: Service, verdict: &Verdict) -> Response<Full<Bytes>> {
                 "message": verdict.message,
             });
             Response::builder()
-                .status(StatusCode::BAD_REQUEST)
+                .status(status)
                 .header("content-type", "application/x-amz-json-1.0")
                 .header("x-amzn-query-error", format!("{code};Sender"))
                 .body(Full::new(Bytes::from(body.to_string())))
@@ -875,7 +943,7 @@ fn answer(service: Service, verdict: &Verdict) -> Response<Full<Bytes>> {
             let status = if code == "ConflictException" {
                 StatusCode::CONFLICT
             } else {
-                StatusCode::BAD_REQUEST
+                status
             };
             error_response(
                 status,
@@ -891,7 +959,7 @@ fn answer(service: Service, verdict: &Verdict) -> Response<Full<Bytes>> {
         | Service::Ecr
         | Service::CloudWatch
         | Service::Other => error_response(
-            StatusCode::BAD_REQUEST,
+            status,
             "application/x-amz-json-1.1",
             Some(code),
             &json!({ "__type": code, "message": verdict.message }).to_string(),

@@ -62,6 +62,8 @@ fn settled() -> Strictness {
 struct Aws {
     client: Client<HttpConnector, Full<Bytes>>,
     url: String,
+    /// The access key requests are signed with.
+    key: String,
 }
 
 struct Answer {
@@ -130,10 +132,24 @@ impl Answer {
 
 impl Aws {
     fn new(url: &str) -> Aws {
+        Aws::with_key(url, "AKIDTESTING")
+    }
+
+    /// A client signing with `key` (credentials STS handed out).
+    fn with_key(url: &str, key: &str) -> Aws {
         Aws {
             client: Client::builder(TokioExecutor::new()).build_http(),
             url: url.to_string(),
+            key: key.to_string(),
         }
+    }
+
+    async fn iam(&self, action: &str, params: &[(&str, &str)]) -> Answer {
+        self.query("iam", "2010-05-08", action, params).await
+    }
+
+    async fn sts(&self, action: &str, params: &[(&str, &str)]) -> Answer {
+        self.query("sts", "2011-06-15", action, params).await
     }
 
     async fn send(
@@ -150,8 +166,9 @@ impl Aws {
             .header(
                 "authorization",
                 format!(
-                    "AWS4-HMAC-SHA256 Credential=AKIDTESTING/20240101/us-east-1/{service}/aws4_request, \
-                     SignedHeaders=host, Signature=0"
+                    "AWS4-HMAC-SHA256 Credential={}/20240101/us-east-1/{service}/aws4_request, \
+                     SignedHeaders=host, Signature=0",
+                    self.key
                 ),
             );
         for (name, value) in headers {
@@ -1705,4 +1722,417 @@ async fn route_keys_and_path_patterns_aws_refuses_are_refused() {
             .expect_refused(400, "ValidationError");
     }
     assert_eq!(proxy.strict_refusals().len(), 7);
+}
+
+/// A role on the stack's path: trusted by ECS's tasks of this account, its
+/// inline policy `policy`, bounded by `boundary` when given.
+async fn task_role(aws: &Aws, name: &str, policy: Value, boundary: Option<&str>) -> String {
+    let trust = json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow",
+        "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+        "Action": "sts:AssumeRole",
+        "Condition": {
+            "StringEquals": {"aws:SourceAccount": "123456789012"},
+            "ArnLike": {"aws:SourceArn": "arn:aws:ecs:us-east-1:123456789012:*"}
+        }
+    }]})
+    .to_string();
+    let mut params = vec![
+        ("RoleName", name),
+        ("Path", "/techctl/shop/"),
+        ("AssumeRolePolicyDocument", trust.as_str()),
+    ];
+    if let Some(boundary) = boundary {
+        params.push(("PermissionsBoundary", boundary));
+    }
+    let arn = aws
+        .iam("CreateRole", &params)
+        .await
+        .expect_ok("CreateRole")
+        .xml("Arn")
+        .expect("role arn");
+    let document = policy.to_string();
+    aws.iam(
+        "PutRolePolicy",
+        &[
+            ("RoleName", name),
+            ("PolicyName", "techctl"),
+            ("PolicyDocument", &document),
+        ],
+    )
+    .await
+    .expect_ok("PutRolePolicy");
+    arn
+}
+
+/// Credentials for a role, handed out as ECS hands a task its role; the
+/// answer as STS gives it.
+async fn as_task(aws: &Aws, role_arn: &str, service: &str) -> Answer {
+    let form = format!(
+        "Action=AssumeRole&Version=2011-06-15&RoleArn={}&RoleSessionName=task",
+        encode(role_arn)
+    );
+    aws.send(
+        Method::POST,
+        "/",
+        "sts",
+        &[
+            (
+                "content-type",
+                "application/x-www-form-urlencoded; charset=utf-8",
+            ),
+            (testkit::strict::ASSUMED_BY, service),
+        ],
+        form,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_s_credentials_do_what_its_policies_and_boundary_allow_and_nothing_else() {
+    let (_moto, proxy, console) = strict(settled()).await;
+    let order = console.queue("shop-order").await;
+    let payment = console.queue("shop-payment").await;
+    let queue_arn = |name: &str| format!("arn:aws:sqs:us-east-1:123456789012:{name}");
+    let boundary = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "sqs:*", "Resource": "arn:aws:sqs:*:*:shop-*"}
+    ]})
+    .to_string();
+    let boundary_arn = console
+        .iam(
+            "CreatePolicy",
+            &[
+                ("PolicyName", "shop-boundary"),
+                ("Path", "/techctl/shop/"),
+                ("PolicyDocument", &boundary),
+            ],
+        )
+        .await
+        .expect_ok("CreatePolicy")
+        .xml("Arn")
+        .expect("policy arn");
+    let role = task_role(
+        &console,
+        "shop-order-task",
+        json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["sqs:SendMessage", "sqs:ReceiveMessage"], "Resource": queue_arn("shop-order")},
+            {"Effect": "Allow", "Action": "sns:Publish", "Resource": "*"}
+        ]}),
+        Some(&boundary_arn),
+    )
+    .await;
+
+    // Nobody but ECS's tasks may take the role: not the console, not
+    // another service.
+    console
+        .sts(
+            "AssumeRole",
+            &[("RoleArn", &role), ("RoleSessionName", "me")],
+        )
+        .await
+        .expect_refused(403, "AccessDenied");
+    as_task(&console, &role, "lambda.amazonaws.com")
+        .await
+        .expect_refused(403, "AccessDenied");
+    let taken = as_task(&console, &role, "ecs-tasks.amazonaws.com")
+        .await
+        .expect_ok("AssumeRole by ECS's tasks");
+    let task = Aws::with_key(&proxy.url, &taken.xml("AccessKeyId").expect("a key"));
+
+    // Its own queue, as its policy says.
+    task.sqs(
+        "SendMessage",
+        json!({"QueueUrl": order, "MessageBody": "hello"}),
+    )
+    .await
+    .expect_ok("SendMessage to its own queue");
+    // Another service's queue: AccessDenied, naming the action, the
+    // resource and why, as AWS does.
+    let other = task
+        .sqs(
+            "SendMessage",
+            json!({"QueueUrl": payment, "MessageBody": "hello"}),
+        )
+        .await;
+    other.expect_refused(403, "AccessDenied");
+    assert!(
+        other.body.contains(&format!(
+            "is not authorized to perform: sqs:SendMessage on resource: {} because no identity-based policy allows the sqs:SendMessage action",
+            queue_arn("shop-payment")
+        )),
+        "{}",
+        other.body
+    );
+    // A listing is authorized against `*`, which the role is not granted.
+    task.sqs("ListQueues", json!({}))
+        .await
+        .expect_refused(403, "AccessDenied");
+    // Its policy allows sns:Publish; its boundary does not.
+    let publish = task
+        .query(
+            "sns",
+            "2010-03-31",
+            "Publish",
+            &[
+                (
+                    "TopicArn",
+                    "arn:aws:sns:us-east-1:123456789012:shop-order-events",
+                ),
+                ("Message", "hi"),
+            ],
+        )
+        .await;
+    publish.expect_refused(403, "AuthorizationError");
+    assert!(
+        publish
+            .body
+            .contains("because no permissions boundary allows the sns:Publish action"),
+        "{}",
+        publish.body
+    );
+    // A Deny put in later wins at once over the Allow.
+    let deny = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Action": "sqs:ReceiveMessage", "Resource": "*"}
+    ]})
+    .to_string();
+    console
+        .iam(
+            "PutRolePolicy",
+            &[
+                ("RoleName", "shop-order-task"),
+                ("PolicyName", "guard"),
+                ("PolicyDocument", &deny),
+            ],
+        )
+        .await
+        .expect_ok("PutRolePolicy");
+    let receive = task.sqs("ReceiveMessage", json!({"QueueUrl": order})).await;
+    receive.expect_refused(403, "AccessDenied");
+    assert!(
+        receive
+            .body
+            .contains("with an explicit deny in an identity-based policy"),
+        "{}",
+        receive.body
+    );
+    let refused: Vec<String> = proxy
+        .strict_refusals()
+        .iter()
+        .map(|r| r.operation.clone())
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            "AssumeRole",
+            "AssumeRole",
+            "SendMessage",
+            "ListQueues",
+            "Publish",
+            "ReceiveMessage"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_web_identity_takes_a_role_only_with_a_token_its_trust_policy_takes() {
+    let (_moto, _proxy, console) = strict(settled()).await;
+    let provider = console
+        .iam(
+            "CreateOpenIDConnectProvider",
+            &[
+                ("Url", "https://token.actions.githubusercontent.com"),
+                ("ClientIDList.member.1", "sts.amazonaws.com"),
+            ],
+        )
+        .await
+        .expect_ok("CreateOpenIDConnectProvider")
+        .xml("OpenIDConnectProviderArn")
+        .expect("provider arn");
+    let trust = json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow",
+        "Principal": {"Federated": provider},
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {"StringEquals": {
+            "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
+            "token.actions.githubusercontent.com:sub": "repo:lanchonete/techchallenge:environment:staging"
+        }}
+    }]})
+    .to_string();
+    let role = console
+        .iam(
+            "CreateRole",
+            &[
+                ("RoleName", "shop-deploy"),
+                ("Path", "/techctl-deploy/shop/"),
+                ("AssumeRolePolicyDocument", &trust),
+            ],
+        )
+        .await
+        .expect_ok("CreateRole")
+        .xml("Arn")
+        .expect("role arn");
+    let assume = |token: String| {
+        let role = role.clone();
+        let console = &console;
+        async move {
+            console
+                .sts(
+                    "AssumeRoleWithWebIdentity",
+                    &[
+                        ("RoleArn", &role),
+                        ("RoleSessionName", "ci"),
+                        ("WebIdentityToken", &token),
+                    ],
+                )
+                .await
+        }
+    };
+    let ok = assume(testkit::github::token(
+        "lanchonete/techchallenge",
+        "environment:staging",
+    ))
+    .await
+    .expect_ok("the staging environment's token");
+    assert!(ok.xml("AccessKeyId").is_some());
+    for (repository, tail) in [
+        ("someone/techchallenge", "environment:staging"),
+        ("lanchonete/techchallenge", "ref:refs/heads/main"),
+        ("lanchonete/techchallenge", "environment:prod"),
+        ("lanchonete/techchallenge", "pull_request"),
+    ] {
+        assume(testkit::github::token(repository, tail))
+            .await
+            .expect_refused(403, "AccessDenied");
+    }
+    let mut other_audience =
+        testkit::github::claims("lanchonete/techchallenge", "environment:staging");
+    other_audience.insert("aud".into(), json!("https://github.com/lanchonete"));
+    assume(testkit::github::sign(other_audience))
+        .await
+        .expect_refused(400, "InvalidIdentityToken");
+    let forged = testkit::jwt::TestSigner::new("github-actions-test").sign(
+        testkit::github::claims("lanchonete/techchallenge", "environment:staging"),
+    );
+    assume(forged)
+        .await
+        .expect_refused(400, "InvalidIdentityToken");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_whose_execution_role_may_not_read_its_secret_fails_to_start() {
+    let (_moto, proxy, aws) = strict(Strictness {
+        one_off_task_run: Duration::ZERO,
+        ecs_linked_role_refusals: 0,
+        ..settled()
+    })
+    .await;
+    let secret = aws
+        .secrets(
+            "CreateSecret",
+            json!({"Name": "shop/payment", "SecretString": "{}"}),
+        )
+        .await
+        .expect_ok("CreateSecret")
+        .json()["ARN"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other = aws
+        .secrets(
+            "CreateSecret",
+            json!({"Name": "shop/order", "SecretString": "{}"}),
+        )
+        .await
+        .expect_ok("CreateSecret")
+        .json()["ARN"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let execution = task_role(
+        &aws,
+        "shop-task-execution",
+        json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": other}
+        ]}),
+        None,
+    )
+    .await;
+    aws.ecs("CreateCluster", json!({"clusterName": "shop"}))
+        .await
+        .expect_ok("CreateCluster");
+    aws.ecs(
+        "RegisterTaskDefinition",
+        json!({"family": "shop-payment", "networkMode": "awsvpc", "executionRoleArn": execution,
+               "requiresCompatibilities": ["FARGATE"], "cpu": "256", "memory": "512",
+               "containerDefinitions": [{"name": "payment", "image": "x", "memory": 512,
+                   "secrets": [{"name": "MERCADOPAGO_ACCESS_TOKEN",
+                                "valueFrom": format!("{secret}:mercadopago_access_token::")}]}]}),
+    )
+    .await
+    .expect_ok("RegisterTaskDefinition");
+    let (vpc, subnets) = aws.network(1).await;
+    aws.ec2(
+        "ModifyVpcAttribute",
+        &[("VpcId", &vpc), ("EnableDnsHostnames.Value", "true")],
+    )
+    .await
+    .expect_ok("ModifyVpcAttribute");
+    let run = || {
+        aws.ecs(
+            "RunTask",
+            json!({"cluster": "shop", "taskDefinition": "shop-payment", "launchType": "FARGATE",
+                   "networkConfiguration": {"awsvpcConfiguration": {"subnets": [subnets[0]], "securityGroups": []}}}),
+        )
+    };
+    let stopped = |answer: Answer| {
+        let aws = &aws;
+        let arn = answer.json()["tasks"][0]["taskArn"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        async move {
+            aws.ecs("DescribeTasks", json!({"cluster": "shop", "tasks": [arn]}))
+                .await
+                .json()["tasks"][0]
+                .clone()
+        }
+    };
+    // ECS takes the task, then cannot hand it its secret: it stops before
+    // its container starts, saying why.
+    let first = stopped(run().await.expect_ok("RunTask")).await;
+    assert_eq!(first["stopCode"], "TaskFailedToStart", "{first}");
+    let reason = first["stoppedReason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("ResourceInitializationError")
+            && reason.contains("assumed-role/shop-task-execution/")
+            && reason.contains(&format!(
+                "secretsmanager:GetSecretValue on resource: {secret}"
+            )),
+        "{reason}"
+    );
+    let failures = proxy.task_start_failures();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(
+        failures[0].starts_with("RunTask of shop-payment"),
+        "{failures:?}"
+    );
+
+    // Given the secret, the role starts the next one.
+    let both = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": [other, secret]}
+    ]})
+    .to_string();
+    aws.iam(
+        "PutRolePolicy",
+        &[
+            ("RoleName", "shop-task-execution"),
+            ("PolicyName", "techctl"),
+            ("PolicyDocument", &both),
+        ],
+    )
+    .await
+    .expect_ok("PutRolePolicy");
+    let second = stopped(run().await.expect_ok("RunTask")).await;
+    assert_eq!(second["stopCode"], "EssentialContainerExited", "{second}");
+    assert_eq!(proxy.task_start_failures().len(), 1);
 }

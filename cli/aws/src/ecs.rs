@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 
 use super::{Aws, AwsError, all_pages, in_stack, observed, policy, tag_map};
 use crate::{Ctx, RetryInUse, Step};
-use engine::plan::expand::deploy::deploy_role_path;
+use engine::plan::expand::deploy::{GITHUB_ISSUER, deploy_role_path};
 use engine::plan::expand::role_path;
-use engine::plan::resource::{Output, Statement, Trust};
+use engine::plan::resource::{Effect, Output, Statement, Trust};
 use engine::plan::{Observed, Resource, Spec};
 
 const DRAINED_DEADLINE: Duration = Duration::from_secs(20 * 60);
@@ -128,23 +128,48 @@ fn url_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn statements_of(document: &str) -> BTreeSet<Statement> {
+/// The statements of a policy document as the engine states them; a
+/// statement it would never write (no effect it knows) reads as nothing,
+/// which shows as a difference and is put right.
+pub(crate) fn statements_of(document: &str) -> BTreeSet<Statement> {
     let doc: Value = serde_json::from_str(&url_decode(document)).unwrap_or(Value::Null);
     policy::statements(&doc)
         .into_iter()
-        .filter(|s| s.get("Effect").and_then(Value::as_str) == Some("Allow"))
-        .map(|s| Statement {
-            actions: policy::strings(s.get("Action")).into_iter().collect(),
-            resources: policy::strings(s.get("Resource"))
+        .filter_map(|s| {
+            let effect = match s.get("Effect").and_then(Value::as_str) {
+                Some("Allow") => Effect::Allow,
+                Some("Deny") => Effect::Deny,
+                _ => return None,
+            };
+            let mut conditions = BTreeMap::new();
+            for (operator, keys) in s
+                .get("Condition")
+                .and_then(Value::as_object)
                 .into_iter()
-                .map(Output::Text)
-                .collect(),
+                .flatten()
+            {
+                for (key, values) in keys.as_object().into_iter().flatten() {
+                    conditions
+                        .entry(operator.clone())
+                        .or_insert_with(BTreeMap::new)
+                        .insert(
+                            key.clone(),
+                            policy::strings(Some(values)).into_iter().collect(),
+                        );
+                }
+            }
+            Some(Statement {
+                effect,
+                actions: policy::strings(s.get("Action")).into_iter().collect(),
+                resources: policy::strings(s.get("Resource"))
+                    .into_iter()
+                    .map(Output::Text)
+                    .collect(),
+                conditions,
+            })
         })
         .collect()
 }
-
-/// GitHub Actions' token issuer, as IAM names its OIDC provider.
-pub(crate) const GITHUB_ISSUER: &str = "token.actions.githubusercontent.com";
 /// The audience GitHub's tokens carry for AWS.
 const GITHUB_AUDIENCE: &str = "sts.amazonaws.com";
 
@@ -258,6 +283,10 @@ async fn observe_roles(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError
             trust: trust_of_document(role.assume_role_policy_document().unwrap_or("{}")),
             account_guard: has_account_guard(role.assume_role_policy_document().unwrap_or("{}")),
             policy,
+            boundary: role
+                .permissions_boundary()
+                .and_then(|b| b.permissions_boundary_arn())
+                .map(|arn| Output::Text(arn.to_string())),
         };
         out.push(observed(&name, tags, spec, None).with_attribute("arn", role.arn()));
     }
@@ -314,24 +343,13 @@ async fn observe_log_groups(aws: &Aws, stack: &str) -> Result<Vec<Observed>, Aws
     Ok(out)
 }
 
-/// The policy document of a role, with every reference resolved to an ARN.
-fn policy_document(ctx: &Ctx<'_>, policy: &BTreeSet<Statement>) -> Result<String, AwsError> {
-    let statements = policy
-        .iter()
-        .map(|s| {
-            let resources = s
-                .resources
-                .iter()
-                .map(|r| ctx.output_text(r))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(json!({
-                "Effect": "Allow",
-                "Action": s.actions.iter().collect::<Vec<_>>(),
-                "Resource": resources,
-            }))
-        })
-        .collect::<Result<Vec<_>, AwsError>>()?;
-    Ok(json!({ "Version": "2012-10-17", "Statement": statements }).to_string())
+/// A policy document (a role's, or the boundary), with every reference
+/// resolved to an ARN.
+pub(crate) fn policy_document(
+    ctx: &Ctx<'_>,
+    policy: &BTreeSet<Statement>,
+) -> Result<String, AwsError> {
+    Ok(engine::plan::resource::policy_document(policy, |r| ctx.output_text(r))?.to_string())
 }
 
 /// The trust policy of a role the service assumes on behalf of this
@@ -477,7 +495,13 @@ pub async fn create(ctx: &Ctx<'_>, step: &Step, resource: &Resource) -> Result<S
                 .and_then(|c| c.cluster_arn().map(str::to_string))
                 .ok_or_else(|| AwsError::new("CreateCluster", "no cluster ARN in the answer"))
         }
-        Spec::Role { name, trust, .. } => {
+        Spec::Role {
+            name,
+            trust,
+            boundary,
+            ..
+        } => {
+            let boundary = boundary.as_ref().map(|b| ctx.output_text(b)).transpose()?;
             let provider = match trust {
                 Trust::GitHub { .. } => Some(ensure_github_provider(aws).await?),
                 Trust::Service(_) => None,
@@ -498,6 +522,7 @@ pub async fn create(ctx: &Ctx<'_>, step: &Step, resource: &Resource) -> Result<S
                         .role_name(name)
                         .path(&path)
                         .assume_role_policy_document(&trust)
+                        .set_permissions_boundary(boundary.clone())
                         .description(format!("techctl stack {}: {}", ctx.stack, resource.id))
                         .set_tags(Some(iam_tags(&tags)))
                         .send()
@@ -574,7 +599,7 @@ fn ecs_tags(tags: &BTreeMap<String, String>) -> Vec<EcsTag> {
         .collect()
 }
 
-fn iam_tags(tags: &BTreeMap<String, String>) -> Vec<aws_sdk_iam::types::Tag> {
+pub(crate) fn iam_tags(tags: &BTreeMap<String, String>) -> Vec<aws_sdk_iam::types::Tag> {
     tags.iter()
         .filter_map(|(k, v)| {
             aws_sdk_iam::types::Tag::builder()
@@ -616,9 +641,29 @@ pub async fn update(
             )
             .map(|_| ())
         }
-        Spec::Role { policy, trust, .. } => {
+        Spec::Role {
+            policy,
+            trust,
+            boundary,
+            ..
+        } => {
             let trust = trust_policy(aws, trust).await?;
             let document = policy_document(ctx, policy)?;
+            // The boundary first: a caller that may change only bounded
+            // roles (the deploy role) can then make the other changes.
+            if let Some(boundary) = boundary {
+                let boundary = ctx.output_text(boundary)?;
+                sdk_settled!(
+                    aws,
+                    [physical],
+                    "PutRolePermissionsBoundary",
+                    aws.iam
+                        .put_role_permissions_boundary()
+                        .role_name(physical)
+                        .permissions_boundary(&boundary)
+                        .send()
+                )?;
+            }
             sdk_settled!(
                 aws,
                 [physical],
@@ -859,12 +904,12 @@ mod tests {
         );
         let github = github_trust_document(
             &github_provider_arn("aws", "123456789012"),
-            "repo:lanchonete/techchallenge:ref:refs/heads/main",
+            "repo:lanchonete/techchallenge:environment:staging",
         );
         assert_eq!(
             trust_of_document(&github),
             Trust::GitHub {
-                subject: "repo:lanchonete/techchallenge:ref:refs/heads/main".into()
+                subject: "repo:lanchonete/techchallenge:environment:staging".into()
             }
         );
         assert!(!has_account_guard(&github));

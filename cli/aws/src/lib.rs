@@ -33,6 +33,7 @@ macro_rules! no_retry {
 pub mod alarms;
 pub mod alb;
 pub mod batch;
+pub mod boundary;
 pub mod database;
 pub mod dead_letters;
 pub mod deploy;

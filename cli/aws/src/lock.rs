@@ -103,7 +103,7 @@ impl Holder {
 
 /// The lock's secret name for `stack`.
 pub fn name(stack: &str) -> String {
-    format!("techctl-lock/{stack}")
+    engine::plan::expand::lock_secret_name(stack)
 }
 
 /// A lock this process holds; [`StackLock::release`] gives it back.

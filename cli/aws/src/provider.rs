@@ -11,8 +11,8 @@ use engine::plan::resource::Output;
 use engine::plan::{Kind, Observed, Resource};
 
 use crate::{
-    Aws, AwsError, Step, alarms, alb, backoff, database, ecs, gateway, messaging, network,
-    registry, secrets,
+    Aws, AwsError, Step, alarms, alb, backoff, boundary, database, ecs, gateway, messaging,
+    network, registry, secrets,
 };
 
 /// What an AWS operation on one resource sees: the clients, and the engine's
@@ -158,6 +158,7 @@ fn area(kind: Kind) -> Area {
             Area::Gateway
         }
         Kind::Cluster | Kind::Role | Kind::LogGroup => Area::Ecs,
+        Kind::ManagedPolicy => Area::Boundary,
         Kind::DbSubnetGroup | Kind::DbInstance => Area::Database,
         Kind::Repository => Area::Registry,
         Kind::Topic | Kind::Queue | Kind::Subscription => Area::Messaging,
@@ -171,6 +172,7 @@ enum Area {
     Alb,
     Gateway,
     Ecs,
+    Boundary,
     Database,
     Registry,
     Messaging,
@@ -185,6 +187,7 @@ pub async fn create(ctx: &Ctx<'_>, step: &Step, resource: &Resource) -> Result<S
         Area::Alb => Box::pin(alb::create(ctx, step, resource)).await,
         Area::Gateway => Box::pin(gateway::create(ctx, step, resource)).await,
         Area::Ecs => Box::pin(ecs::create(ctx, step, resource)).await,
+        Area::Boundary => Box::pin(boundary::create(ctx, step, resource)).await,
         Area::Database => Box::pin(database::create(ctx, step, resource)).await,
         Area::Registry => Box::pin(registry::create(ctx, step, resource)).await,
         Area::Messaging => Box::pin(messaging::create(ctx, step, resource)).await,
@@ -205,6 +208,7 @@ pub async fn update(
         Area::Alb => Box::pin(alb::update(ctx, step, resource, physical)).await,
         Area::Gateway => Box::pin(gateway::update(ctx, step, resource, physical)).await,
         Area::Ecs => Box::pin(ecs::update(ctx, step, resource, physical)).await,
+        Area::Boundary => Box::pin(boundary::update(ctx, step, resource, physical)).await,
         Area::Database => Box::pin(database::update(ctx, step, resource, physical)).await,
         Area::Registry => Box::pin(registry::update(ctx, step, resource, physical)).await,
         Area::Messaging => Box::pin(messaging::update(ctx, step, resource, physical)).await,
@@ -222,6 +226,7 @@ pub async fn delete(ctx: &Ctx<'_>, step: &Step, observed: &Observed) -> Result<(
         Area::Alb => Box::pin(alb::delete(ctx, step, observed)).await,
         Area::Gateway => Box::pin(gateway::delete(ctx, step, observed)).await,
         Area::Ecs => Box::pin(ecs::delete(ctx, step, observed)).await,
+        Area::Boundary => Box::pin(boundary::delete(ctx, step, observed)).await,
         Area::Database => Box::pin(database::delete(ctx, step, observed)).await,
         Area::Registry => Box::pin(registry::delete(ctx, step, observed)).await,
         Area::Messaging => Box::pin(messaging::delete(ctx, step, observed)).await,
@@ -235,11 +240,12 @@ pub async fn delete(ctx: &Ctx<'_>, step: &Step, observed: &Observed) -> Result<(
 pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> {
     // Boxed: the SDK's futures are large, and nine side by side would
     // overflow a worker thread's stack.
-    let (network, alb, gateway, ecs, database, registry, messaging, alarms, secrets) = tokio::try_join!(
+    let (network, alb, gateway, ecs, boundary, database, registry, messaging, alarms, secrets) = tokio::try_join!(
         Box::pin(network::observe(aws, stack)),
         Box::pin(alb::observe(aws, stack)),
         Box::pin(gateway::observe(aws, stack)),
         Box::pin(ecs::observe(aws, stack)),
+        Box::pin(boundary::observe(aws, stack)),
         Box::pin(database::observe(aws, stack)),
         Box::pin(registry::observe(aws, stack)),
         Box::pin(messaging::observe(aws, stack)),
@@ -247,7 +253,7 @@ pub async fn observe(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsError> 
         Box::pin(secrets::observe(aws, stack)),
     )?;
     let mut all: Vec<Observed> = [
-        network, alb, gateway, ecs, database, registry, messaging, alarms, secrets,
+        network, alb, gateway, ecs, boundary, database, registry, messaging, alarms, secrets,
     ]
     .into_iter()
     .flatten()

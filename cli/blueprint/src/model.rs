@@ -60,25 +60,34 @@ impl Kiosks {
 }
 
 /// A GitHub repository whose workflow may deploy the stack: `up` makes a
-/// role that GitHub's OIDC tokens for pushes to `branch` of `repository`
-/// alone can assume, with the rights `techctl` uses and no others.
+/// role that GitHub's OIDC tokens for jobs of `repository` running in the
+/// GitHub environment `environment` alone can assume, with the rights
+/// `techctl` uses and no others.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeployOnPush {
     /// `OWNER/REPO`, as GitHub spells it.
     pub repository: Spanned<String>,
-    /// The branch whose pushes deploy, such as `main`.
-    pub branch: Spanned<String>,
+    /// The GitHub environment the deploy job runs in, such as `staging`:
+    /// its token's subject names it, and its protection rules (the
+    /// branches that may deploy, reviewers) are GitHub's to enforce.
+    pub environment: Option<Spanned<String>>,
+    /// No longer names who may deploy (a job in an environment gets a
+    /// token naming the environment, not the branch); refused with the fix.
+    pub branch: Option<Spanned<String>>,
 }
 
 impl DeployOnPush {
-    /// The `sub` claim of GitHub's token for a job run by a push to the
-    /// branch (a job without a GitHub environment).
+    /// The `sub` claim of GitHub's token for a job of the repository that
+    /// runs in the environment.
     pub fn subject(&self) -> String {
         format!(
-            "repo:{}:ref:refs/heads/{}",
+            "repo:{}:environment:{}",
             self.repository.get_ref(),
-            self.branch.get_ref()
+            self.environment
+                .as_ref()
+                .map(|e| e.get_ref().as_str())
+                .unwrap_or_default()
         )
     }
 }

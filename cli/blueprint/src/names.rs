@@ -76,6 +76,11 @@ pub fn deploy_role(stack: &str) -> String {
     format!("{stack}-deploy")
 }
 
+/// The managed policy every role of the stack is bounded by.
+pub fn boundary_policy(stack: &str) -> String {
+    format!("{stack}-boundary")
+}
+
 /// The role a service's tasks run as.
 pub fn task_role(stack: &str, service: &str) -> String {
     format!("{stack}-{service}-task")

@@ -770,3 +770,22 @@ fn a_kiosk_is_a_point_of_sale_mercado_pago_would_take() {
     let shipped = parse(Path::new("techchallenge.toml"), SHIPPED).unwrap();
     assert_eq!(shipped.kiosks.points_of_sale().len(), 4);
 }
+
+#[test]
+fn deploy_on_push_names_a_github_environment_and_a_branch_is_refused_with_the_fix() {
+    let staging = for_environment(SHIPPED, "staging").expect("staging is valid");
+    assert_eq!(
+        staging.deploy_on_push.as_ref().unwrap().subject(),
+        "repo:lanchonete/techchallenge:environment:staging"
+    );
+    let old = with("environment = \"staging\"\n", "branch = \"main\"\n");
+    let refused = for_environment(&old, "staging").unwrap_err().to_string();
+    assert!(refused.contains("deploy_on_push.branch"), "{refused}");
+    assert!(refused.contains("environment = \"staging\""), "{refused}");
+    let spaced = with("environment = \"staging\"", "environment = \"stag ing\"");
+    let refused = for_environment(&spaced, "staging").unwrap_err().to_string();
+    assert!(
+        refused.contains("not a GitHub environment name"),
+        "{refused}"
+    );
+}

@@ -550,25 +550,43 @@ impl Checker<'_> {
                 "OWNER/REPO, such as lanchonete/techchallenge",
             );
         }
-        let branch = deploy.branch.get_ref();
-        let branch_ok = !branch.is_empty()
-            && branch.len() <= 255
-            && !branch.starts_with(['/', '-', '.'])
-            && !branch.ends_with(['/', '.'])
-            && !branch.ends_with(".lock")
-            && !branch.contains("..")
-            && !branch.contains("//")
-            && !branch.contains("@{")
-            && !branch
-                .chars()
-                .any(|c| c.is_control() || " ~^:?*[\\".contains(c));
-        if !branch_ok {
+        if let Some(branch) = &deploy.branch {
             self.report(
-                deploy.branch.span(),
+                branch.span(),
                 "deploy_on_push.branch",
-                format!("{branch:?} is not a branch name"),
-                "one branch, such as main, with no wildcard, space or \"..\"",
+                "a branch no longer says who may deploy: a job that runs in a GitHub \
+                 environment gets a token naming the environment, not the branch"
+                    .into(),
+                "environment = \"staging\" (the GitHub environment of the deploy job), and in \
+                 GitHub limit that environment's deployment branches to the branch",
             );
+        }
+        match &deploy.environment {
+            None if deploy.branch.is_none() => self.report(
+                deploy.repository.span(),
+                "deploy_on_push.environment",
+                "no GitHub environment names the deploy job".into(),
+                "environment = \"staging\": the GitHub environment the deploy job runs in",
+            ),
+            None => {}
+            Some(environment) => {
+                // GitHub's environment names: up to 255 characters; a colon
+                // or a wildcard would make the subject ambiguous.
+                let name = environment.get_ref();
+                let ok = !name.is_empty()
+                    && name.len() <= 255
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+                if !ok {
+                    self.report(
+                        environment.span(),
+                        "deploy_on_push.environment",
+                        format!("{name:?} is not a GitHub environment name techctl accepts"),
+                        "letters, digits, '-', '_' and '.', such as staging",
+                    );
+                }
+            }
         }
     }
 

@@ -102,7 +102,7 @@ pub async fn binaries(
         let binary = folder.join(package_of(service));
         if !binary.is_file() {
             return Err(BuildError(format!(
-                "{} is not built\n  run techctl dev without --no-build, or: cargo build --profile {} --bin {}",
+                "{} is not built\n  run without --no-build, or build it first: cargo build --profile {} --bin {}",
                 binary.display(),
                 profile.name(),
                 package_of(service)

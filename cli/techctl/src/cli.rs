@@ -345,6 +345,11 @@ pub struct DeployArgs {
     /// The repository holding the services' source
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub source: PathBuf,
+    /// Use the services' binaries as they are built, and build nothing: a
+    /// CI job builds them in a step that holds no AWS credentials, so no
+    /// build script ever runs with them
+    #[arg(long)]
+    pub no_build: bool,
     /// The cargo profile the services are built in (dev builds faster,
     /// unoptimised)
     #[arg(long, value_name = "NAME", default_value = "release", env = "TECHCTL_CARGO_PROFILE", value_parser = cargo_profile)]

@@ -61,6 +61,8 @@ pub struct Options {
     pub source: PathBuf,
     /// The cargo profile the services are built in.
     pub profile: image::build::Profile,
+    /// Build the services first (else use the binaries as they are).
+    pub build: bool,
 }
 
 /// The stack's outputs from the stack secret, and the names of what each
@@ -134,14 +136,16 @@ pub async fn run(
     let binaries = match options.image {
         Some(_) => Default::default(),
         None => {
-            printer.text(&format!(
-                "Building the services ({}; only what changed)…",
-                options.profile.name()
-            ));
+            if options.build {
+                printer.text(&format!(
+                    "Building the services ({}; only what changed)…",
+                    options.profile.name()
+                ));
+            }
             image::build::binaries(
                 &options.source,
                 &options.services,
-                true,
+                options.build,
                 &options.profile,
                 &|line| printer.text(&format!("  {line}")),
             )

@@ -434,7 +434,12 @@ async fn load_balancer_subnets(strict: &Strict, request: &Request<'_>) -> Option
 
 impl Strict {
     /// An ECS (JSON protocol) call to moto.
-    async fn ecs(&self, request: &Request<'_>, action: &str, body: Value) -> Option<Value> {
+    pub(super) async fn ecs(
+        &self,
+        request: &Request<'_>,
+        action: &str,
+        body: Value,
+    ) -> Option<Value> {
         let target = format!("AmazonEC2ContainerServiceV20141113.{action}");
         let answer = self
             .send(
@@ -493,7 +498,7 @@ impl Strict {
     }
 
     /// A query-protocol call to moto, as `service` in the request's region.
-    async fn query(
+    pub(super) async fn query(
         &self,
         request: &Request<'_>,
         service: &str,
@@ -532,7 +537,7 @@ impl Strict {
     }
 
     /// A call to moto with `headers` beside the authorization.
-    async fn send(
+    pub(super) async fn send(
         &self,
         request: &Request<'_>,
         service: &str,

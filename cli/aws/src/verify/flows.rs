@@ -95,6 +95,7 @@ pub fn evaluate(snapshot: &Snapshot) -> Report {
     flows.push(internet_egress_only_https(s));
     flows.push(no_wildcard_statements(s));
     flows.push(roles_only_for_tasks(s));
+    flows.push(roles_bounded(s));
     flows.push(no_foreign_messaging(s));
     flows.push(secrets_only_where_needed(s));
     flows.extend(super::deploy_role::flows(s));
@@ -411,6 +412,10 @@ fn may(
             Decision::Denied(by) => t.block(format!("{by} denies {action} on {label}")),
             Decision::NotAllowed => t.block(format!(
                 "{which} {} has no statement allowing {action} on {label}",
+                role.name
+            )),
+            Decision::OutsideBoundary(boundary) => t.block(format!(
+                "{which} {}'s boundary ({boundary}) does not allow {action} on {label}",
                 role.name
             )),
         }
@@ -815,9 +820,37 @@ fn internet_egress_only_https(s: &Snapshot) -> Flow {
     t.forbidden("anything but HTTPS from the services → the internet")
 }
 
+/// Every role of the stack holds the stack's permissions boundary, so
+/// that no change to one (by hand, or by the deploy role) can give it more
+/// than the stack's tasks need together.
+fn roles_bounded(s: &Snapshot) -> Flow {
+    let mut t = Trace::default();
+    let name = blueprint::names::boundary_policy(&s.stack);
+    for role in &s.roles {
+        match &role.boundary_arn {
+            Some(arn) if arn.ends_with(&format!("/{name}")) => {
+                t.allow(format!("role {} is bounded by {name}", role.name))
+            }
+            Some(arn) => t.block(format!(
+                "role {} is bounded by {arn}, not the stack's {name}",
+                role.name
+            )),
+            None => t.block(format!(
+                "role {} has no permissions boundary: `techctl up` sets {name}",
+                role.name
+            )),
+        }
+    }
+    t.needed(format!("the stack's roles → bounded by {name}"))
+}
+
 fn no_wildcard_statements(s: &Snapshot) -> Flow {
     let mut t = Trace::default();
     for role in &s.roles {
+        for problem in iam::unreadable(role) {
+            t.allow(problem.clone());
+            t.block(format!("{problem} (read as granting nothing)"));
+        }
         for (at, statement) in iam::role_statements(role) {
             let problems = iam::breadth(&statement);
             if !problems.is_empty() {

@@ -1,57 +1,36 @@
-//! IAM policy evaluation, as far as the stack's roles need it: identity
-//! policies only (inline and attached), Allow and Deny, `Action` or
-//! `NotAction` and `Resource` or `NotResource` as one string or a list,
-//! with the `*` and `?` wildcards. An explicit Deny wins over any Allow;
-//! nothing allowed is denied. Conditions are not evaluated: a statement
-//! with one is taken to apply, and results say so.
+//! The stack's roles as the `iam` crate evaluates them: the one evaluator
+//! that testkit's strict proxy enforces in tests. A role's identity
+//! policies (inline and attached) and its permissions boundary, `Action`
+//! or `NotAction`, `Resource` or `NotResource`, conditions evaluated in the
+//! context of the request being asked about; an explicit Deny wins, and
+//! nothing allowed is denied.
 
 use std::fmt;
 
 use serde_json::Value;
 
-use super::snapshot::{Policy, Role};
+pub use iam::{Context, Effect, Patterns, Statement, action_matches, glob, resource_matches};
 
-/// Actions AWS only grants on `Resource: "*"`: a statement allowing only
-/// these on `*` is as narrow as IAM lets it be.
-pub const ONLY_ON_ANY_RESOURCE: &[&str] = &[
-    "ecr:GetAuthorizationToken",
-    "sts:GetCallerIdentity",
-    "secretsmanager:GetRandomPassword",
-    "secretsmanager:ListSecrets",
-    "sqs:ListQueues",
-    "sns:ListTopics",
-    "logs:DescribeLogGroups",
-    "cloudwatch:PutMetricData",
-    "xray:PutTraceSegments",
-    "xray:PutTelemetryRecords",
-    // ECS Exec.
-    "ssmmessages:CreateControlChannel",
-    "ssmmessages:CreateDataChannel",
-    "ssmmessages:OpenControlChannel",
-    "ssmmessages:OpenDataChannel",
-];
+use super::snapshot::Role;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Effect {
-    Allow,
-    Deny,
+/// A field that holds a string or a list of strings.
+pub fn strings(value: Option<&Value>) -> Vec<String> {
+    iam::strings_of(value)
 }
 
-/// A list of patterns, or everything but them (`NotAction`, `NotResource`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Patterns {
-    Listed(Vec<String>),
-    AllBut(Vec<String>),
+/// The statements of a policy document, whether it holds one or a list.
+pub fn statement_values(document: &Value) -> Vec<&Value> {
+    iam::statement_values(document)
 }
 
-/// One statement of a policy document.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Statement {
-    pub effect: Effect,
-    pub sid: Option<String>,
-    pub actions: Patterns,
-    pub resources: Patterns,
-    pub conditional: bool,
+/// The statements of a policy document; one IAM would refuse (or this
+/// evaluator cannot evaluate) is `None`: it grants nothing.
+pub fn statements(document: &Value) -> Vec<Option<Statement>> {
+    statement_values(document)
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| Statement::parse(i + 1, s).ok())
+        .collect()
 }
 
 /// Where a statement lives, for results to name it.
@@ -62,7 +41,17 @@ pub struct StatementRef {
     /// 1-based, in document order.
     pub index: usize,
     pub sid: Option<String>,
-    pub conditional: bool,
+}
+
+impl StatementRef {
+    fn of(role: &str, at: iam::StatementRef) -> StatementRef {
+        StatementRef {
+            role: role.to_string(),
+            policy: at.policy,
+            index: at.index,
+            sid: at.sid,
+        }
+    }
 }
 
 impl fmt::Display for StatementRef {
@@ -74,9 +63,6 @@ impl fmt::Display for StatementRef {
         )?;
         if let Some(sid) = &self.sid {
             write!(f, " ({sid})")?;
-        }
-        if self.conditional {
-            write!(f, " [condition not evaluated]")?;
         }
         Ok(())
     }
@@ -91,6 +77,8 @@ pub enum Decision {
     Denied(StatementRef),
     /// No statement allows it.
     NotAllowed,
+    /// Its policies allow it; its permissions boundary (named) does not.
+    OutsideBoundary(String),
 }
 
 impl Decision {
@@ -99,165 +87,83 @@ impl Decision {
     }
 }
 
-/// A field that holds a string or a list of strings.
-pub fn strings(value: Option<&Value>) -> Vec<String> {
-    match value {
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_string)
-            .collect(),
-        _ => vec![],
-    }
+/// A role's identity policies and boundary, parsed.
+fn policies(role: &Role) -> (Vec<iam::Policy>, Option<iam::Policy>) {
+    let parse = |p: &super::snapshot::Policy| iam::Policy::parse_lenient(&p.name, &p.document).0;
+    (
+        role.policies.iter().map(parse).collect(),
+        role.boundary.as_ref().map(parse),
+    )
 }
 
-/// The statements of a policy document, whether it holds one or a list.
-pub fn statement_values(document: &Value) -> Vec<&Value> {
-    match document.get("Statement") {
-        Some(Value::Array(items)) => items.iter().collect(),
-        Some(single) => vec![single],
-        None => vec![],
-    }
-}
-
-fn patterns(statement: &Value, listed: &str, all_but: &str) -> Option<Patterns> {
-    if statement.get(listed).is_some() {
-        Some(Patterns::Listed(strings(statement.get(listed))))
-    } else if statement.get(all_but).is_some() {
-        Some(Patterns::AllBut(strings(statement.get(all_but))))
+/// The context a question about `action` is asked in when the caller
+/// states none: a role passed to ECS's tasks, as the stack passes them.
+pub fn context_for(action: &str) -> Context {
+    if action.eq_ignore_ascii_case("iam:PassRole") {
+        Context::new().with("iam:PassedToService", "ecs-tasks.amazonaws.com")
     } else {
-        None
+        Context::new()
     }
 }
 
-/// The statements of a policy document, whether it holds one or a list.
-/// A statement IAM itself would refuse (no effect, no action or resource)
-/// is left out: it grants nothing.
-pub fn statements(document: &Value) -> Vec<Option<Statement>> {
-    statement_values(document)
-        .into_iter()
-        .map(|s| {
-            let effect = match s.get("Effect").and_then(Value::as_str) {
-                Some("Allow") => Effect::Allow,
-                Some("Deny") => Effect::Deny,
-                _ => return None,
-            };
-            Some(Statement {
-                effect,
-                sid: s.get("Sid").and_then(Value::as_str).map(str::to_string),
-                actions: patterns(s, "Action", "NotAction")?,
-                resources: patterns(s, "Resource", "NotResource")?,
-                conditional: s
-                    .get("Condition")
-                    .is_some_and(|c| c.as_object().is_none_or(|o| !o.is_empty()) && !c.is_null()),
-            })
-        })
-        .collect()
+/// Whether the role may do `action` on `resource`, as the stack asks it.
+pub fn decide(role: &Role, action: &str, resource: &str) -> Decision {
+    decide_in(role, action, resource, &context_for(action))
 }
 
-/// Glob matching with `*` (any run) and `?` (one character). `star_spans`
-/// says whether the `*` at a pattern index may match a `:`.
-pub(super) fn glob(pattern: &[char], text: &[char], star_spans: &dyn Fn(usize) -> bool) -> bool {
-    // reachable[j]: the pattern so far can consume exactly text[..j].
-    let mut reachable = vec![false; text.len() + 1];
-    reachable[0] = true;
-    for (i, &p) in pattern.iter().enumerate() {
-        let mut next = vec![false; text.len() + 1];
-        match p {
-            '*' => {
-                let spans = star_spans(i);
-                for j in 0..=text.len() {
-                    if reachable[j] || (j > 0 && next[j - 1] && (spans || text[j - 1] != ':')) {
-                        next[j] = true;
-                    }
-                }
-            }
-            '?' => next[1..].copy_from_slice(&reachable[..text.len()]),
-            c => {
-                for j in 1..=text.len() {
-                    next[j] = reachable[j - 1] && text[j - 1] == c;
-                }
-            }
+/// Whether the role may do `action` on `resource` in `context`.
+pub fn decide_in(role: &Role, action: &str, resource: &str, context: &Context) -> Decision {
+    let (identity, boundary) = policies(role);
+    let request = iam::Request {
+        action,
+        resource,
+        context,
+    };
+    match iam::evaluate(&identity, boundary.as_ref(), &request) {
+        iam::Decision::Allowed(by) => Decision::Allowed(
+            by.into_iter()
+                .map(|at| StatementRef::of(&role.name, at))
+                .collect(),
+        ),
+        iam::Decision::Denied(iam::Denial::Explicit(at)) => {
+            Decision::Denied(StatementRef::of(&role.name, at))
         }
-        reachable = next;
-    }
-    reachable[text.len()]
-}
-
-/// Whether an action pattern (`sqs:*`, `*`, `ecr:Get*`) covers an action;
-/// actions are case-insensitive.
-pub fn action_matches(pattern: &str, action: &str) -> bool {
-    let p: Vec<char> = pattern.to_ascii_lowercase().chars().collect();
-    let t: Vec<char> = action.to_ascii_lowercase().chars().collect();
-    glob(&p, &t, &|_| true)
-}
-
-/// Whether a resource pattern covers an ARN. A wildcard stays within its
-/// colon-separated segment, except one that ends a segment (or the
-/// pattern), which IAM lets run on across colons.
-pub fn resource_matches(pattern: &str, resource: &str) -> bool {
-    if pattern == "*" {
-        return true;
-    }
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = resource.chars().collect();
-    glob(&p, &t, &|i| p.get(i + 1).is_none_or(|c| *c == ':'))
-}
-
-fn covers(patterns: &Patterns, value: &str, matches: fn(&str, &str) -> bool) -> bool {
-    match patterns {
-        Patterns::Listed(list) => list.iter().any(|p| matches(p, value)),
-        Patterns::AllBut(list) => !list.iter().any(|p| matches(p, value)),
-    }
-}
-
-impl Statement {
-    pub fn applies(&self, action: &str, resource: &str) -> bool {
-        covers(&self.actions, action, action_matches)
-            && covers(&self.resources, resource, resource_matches)
+        iam::Decision::Denied(iam::Denial::NoAllow) => Decision::NotAllowed,
+        iam::Decision::Denied(iam::Denial::OutsideBoundary(name)) => {
+            Decision::OutsideBoundary(name)
+        }
     }
 }
 
 /// Every statement of a role's policies, with where it lives.
 pub fn role_statements(role: &Role) -> Vec<(StatementRef, Statement)> {
-    let mut out = Vec::new();
-    for Policy { name, document } in &role.policies {
-        for (i, statement) in statements(document).into_iter().enumerate() {
-            if let Some(statement) = statement {
-                out.push((
-                    StatementRef {
-                        role: role.name.clone(),
-                        policy: name.clone(),
-                        index: i + 1,
-                        sid: statement.sid.clone(),
-                        conditional: statement.conditional,
-                    },
-                    statement,
-                ));
-            }
-        }
-    }
-    out
+    policies(role)
+        .0
+        .into_iter()
+        .flat_map(|policy| {
+            let name = policy.name.clone();
+            policy.statements.into_iter().map(move |s| {
+                let at = StatementRef {
+                    role: role.name.clone(),
+                    policy: name.clone(),
+                    index: s.position,
+                    sid: s.sid.clone(),
+                };
+                (at, s)
+            })
+        })
+        .collect()
 }
 
-/// Whether the role may do `action` on `resource` by its own policies.
-pub fn decide(role: &Role, action: &str, resource: &str) -> Decision {
-    let mut allowed = Vec::new();
-    for (at, statement) in role_statements(role) {
-        if !statement.applies(action, resource) {
-            continue;
-        }
-        match statement.effect {
-            Effect::Deny => return Decision::Denied(at),
-            Effect::Allow => allowed.push(at),
-        }
-    }
-    if allowed.is_empty() {
-        Decision::NotAllowed
-    } else {
-        Decision::Allowed(allowed)
-    }
+/// What in a role's policies the evaluator cannot read (and so treats as
+/// granting nothing).
+pub fn unreadable(role: &Role) -> Vec<String> {
+    role.policies
+        .iter()
+        .chain(&role.boundary)
+        .flat_map(|p| iam::Policy::parse_lenient(&p.name, &p.document).1)
+        .map(|e| format!("role {}: {e}", role.name))
+        .collect()
 }
 
 /// Whether a trust policy lets `service` assume the role, and what else
@@ -270,12 +176,7 @@ pub struct Trust {
 pub fn trust(document: &Value, service: &str) -> Trust {
     let mut trusts_service = false;
     let mut others = Vec::new();
-    let items: Vec<&Value> = match document.get("Statement") {
-        Some(Value::Array(items)) => items.iter().collect(),
-        Some(single) => vec![single],
-        None => vec![],
-    };
-    for (i, s) in items.into_iter().enumerate() {
+    for (i, s) in statement_values(document).into_iter().enumerate() {
         if s.get("Effect").and_then(Value::as_str) != Some("Allow") {
             continue;
         }
@@ -336,11 +237,19 @@ pub fn is_wildcard_action(pattern: &str) -> bool {
             .is_some_and(|(_, action)| action.chars().all(|c| c == '*'))
 }
 
+/// Whether AWS's Service Authorization Reference says `action` takes no
+/// resource type: a statement can grant it on `*` alone.
+pub fn takes_only_any_resource(action: &str) -> bool {
+    iam::reference::aws()
+        .action(action)
+        .is_some_and(|a| a.takes_only_any_resource())
+}
+
 /// What is too broad about an Allow statement, if anything: wildcard
 /// actions, `NotAction`/`NotResource`, or any resource for an action that
 /// takes a narrower one.
 pub fn breadth(statement: &Statement) -> Vec<String> {
-    if statement.effect != Effect::Allow {
+    if statement.effect != iam::Effect::Allow {
         return vec![];
     }
     let mut problems = Vec::new();
@@ -358,19 +267,15 @@ pub fn breadth(statement: &Statement) -> Vec<String> {
         problems.push(format!("Action {a}"));
     }
     match &statement.resources {
-        Patterns::AllBut(list) => problems.push(format!(
+        Some(Patterns::AllBut(list)) => problems.push(format!(
             "NotResource [{}] allows every other resource",
             list.join(", ")
         )),
-        Patterns::Listed(list) => {
+        Some(Patterns::Listed(list)) => {
             if let Some(any) = list.iter().find(|r| is_any_resource(r)) {
                 let narrowable: Vec<&String> = actions
                     .iter()
-                    .filter(|a| {
-                        !ONLY_ON_ANY_RESOURCE
-                            .iter()
-                            .any(|only| only.eq_ignore_ascii_case(a))
-                    })
+                    .filter(|a| !takes_only_any_resource(a))
                     .collect();
                 if !narrowable.is_empty() || actions.is_empty() {
                     let named = narrowable
@@ -382,6 +287,7 @@ pub fn breadth(statement: &Statement) -> Vec<String> {
                 }
             }
         }
+        None => {}
     }
     problems
 }

@@ -1088,26 +1088,18 @@ pub async fn read_role(aws: &Aws, name: &str) -> Result<Option<Role>, AwsError> 
             let Some(arn) = policy.policy_arn() else {
                 continue;
             };
-            let described = sdk!("GetPolicy", iam.get_policy().policy_arn(arn).send())?;
-            let Some(version) = described.policy().and_then(|p| p.default_version_id()) else {
-                continue;
-            };
-            let version = sdk!(
-                "GetPolicyVersion",
-                iam.get_policy_version()
-                    .policy_arn(arn)
-                    .version_id(version)
-                    .send()
-            )?;
-            policies.push(Policy {
-                name: format!("managed {arn}"),
-                document: version
-                    .policy_version()
-                    .and_then(|v| v.document())
-                    .map(decode)
-                    .unwrap_or(Value::Null),
-            });
+            if let Some(read) = managed_policy(aws, arn, "managed").await? {
+                policies.push(read);
+            }
         }
+        let boundary_arn = role
+            .permissions_boundary()
+            .and_then(|b| b.permissions_boundary_arn())
+            .map(str::to_string);
+        let boundary = match &boundary_arn {
+            Some(arn) => managed_policy(aws, arn, "boundary").await?,
+            None => None,
+        };
         Ok(Some(Role {
             name: role.role_name().to_string(),
             arn: role.arn().to_string(),
@@ -1117,8 +1109,38 @@ pub async fn read_role(aws: &Aws, name: &str) -> Result<Option<Role>, AwsError> 
                 .map(decode)
                 .unwrap_or(Value::Null),
             policies,
+            boundary,
+            boundary_arn,
         }))
     }
+}
+
+/// A managed policy's default version, named `<how> <arn>`; `None` when
+/// it is gone.
+async fn managed_policy(aws: &Aws, arn: &str, how: &str) -> Result<Option<Policy>, AwsError> {
+    let iam = &aws.iam;
+    let Some(described) = absent(sdk!("GetPolicy", iam.get_policy().policy_arn(arn).send()))?
+    else {
+        return Ok(None);
+    };
+    let Some(version) = described.policy().and_then(|p| p.default_version_id()) else {
+        return Ok(None);
+    };
+    let version = sdk!(
+        "GetPolicyVersion",
+        iam.get_policy_version()
+            .policy_arn(arn)
+            .version_id(version)
+            .send()
+    )?;
+    Ok(Some(Policy {
+        name: format!("{how} {arn}"),
+        document: version
+            .policy_version()
+            .and_then(|v| v.document())
+            .map(decode)
+            .unwrap_or(Value::Null),
+    }))
 }
 
 #[cfg(test)]

@@ -273,6 +273,10 @@ pub struct Role {
     pub trust_policy: Value,
     /// Inline and attached policies.
     pub policies: Vec<Policy>,
+    /// The permissions boundary, if the role has one (named `boundary
+    /// <arn>`), and its ARN.
+    pub boundary: Option<Policy>,
+    pub boundary_arn: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -86,8 +86,15 @@ fn role(name: &str, statements: Value) -> Role {
             name: "inline techctl".into(),
             document: json!({"Version": "2012-10-17", "Statement": statements}),
         }],
+        boundary: Some(Policy {
+            name: format!("boundary {BOUNDARY}"),
+            document: json!({"Statement": {"Effect": "Allow", "Action": "*", "Resource": "*"}}),
+        }),
+        boundary_arn: Some(BOUNDARY.into()),
     }
 }
+
+const BOUNDARY: &str = "arn:aws:iam::123456789012:policy/techctl/shop/shop-boundary";
 
 /// (name, port, publishes and consumes)
 const SERVICES: [(&str, u16, bool); 3] = [
@@ -1042,4 +1049,61 @@ fn verify_needs_each_task_to_reach_its_own_secret_and_its_keys() {
     let report = evaluate(&s);
     let f = flow(&report, &["order task → Secrets Manager"]);
     assert_problem(f, "GetSecretValue on the public keys");
+}
+
+#[test]
+fn verify_refuses_a_deploy_role_that_could_make_itself_more() {
+    let mut s = stack();
+    s.deploy_subject = Some("repo:o/r:environment:staging".into());
+    let stack_roles = format!("arn:aws:iam::{ACCOUNT}:role/techctl/shop/*");
+    let deploy = |statements: Value| {
+        let mut r = role("shop-deploy", statements);
+        r.arn = format!("arn:aws:iam::{ACCOUNT}:role/techctl-deploy/shop/shop-deploy");
+        r.boundary = None;
+        r.boundary_arn = None;
+        r
+    };
+    // Unconditioned: any role, passed to anything.
+    s.deploy_role = Some(deploy(json!([
+        {"Effect": "Allow", "Action": ["iam:CreateRole", "iam:PutRolePolicy", "iam:PassRole"], "Resource": stack_roles}
+    ])));
+    let report = evaluate(&s);
+    let wide = flow(&report, &["the deploy role"]);
+    assert_eq!(wide.status(), "open");
+    assert_problem(
+        wide,
+        "role shop-deploy may make a role without the stack's boundary",
+    );
+    assert_problem(
+        wide,
+        "may change the policy of a role without the stack's boundary",
+    );
+    assert_problem(
+        wide,
+        "may pass a stack role to a service other than ECS's tasks",
+    );
+
+    // Conditioned as the engine writes it: none of those.
+    s.deploy_role = Some(deploy(json!([
+        {"Effect": "Allow", "Action": ["iam:CreateRole", "iam:PutRolePolicy"], "Resource": stack_roles,
+         "Condition": {"StringLike": {"iam:PermissionsBoundary": BOUNDARY}}},
+        {"Effect": "Allow", "Action": "iam:PassRole", "Resource": stack_roles,
+         "Condition": {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}}
+    ])));
+    let report = evaluate(&s);
+    let bounded = flow(&report, &["the deploy role"]);
+    assert!(bounded.ok(), "{bounded:#?}");
+}
+
+#[test]
+fn verify_requires_every_role_to_hold_the_stack_s_boundary() {
+    let mut s = stack();
+    assert!(flow(&evaluate(&s), &["the stack's roles → bounded"]).ok());
+    let order = role_mut(&mut s, "shop-order-task");
+    order.boundary = None;
+    order.boundary_arn = None;
+    assert_problem(
+        flow(&evaluate(&s), &["the stack's roles → bounded"]),
+        "role shop-order-task has no permissions boundary",
+    );
 }

@@ -6,6 +6,7 @@
 mod data;
 pub mod deploy;
 mod platform;
+pub mod policies;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,7 +15,7 @@ use blueprint::{Blueprint, NatMode};
 use super::resource::{LogicalId, Peer, Resource, Rule, Spec};
 
 pub use data::{DATABASE_NAME, DATABASE_USER, service_database};
-pub use platform::{HEALTH_CHECK_PATH, log_group_name, role_path};
+pub use platform::{ECS_TASKS, HEALTH_CHECK_PATH, log_group_name, role_path, task_policy};
 
 pub const ANYWHERE: &str = "0.0.0.0/0";
 const HTTPS: u16 = 443;
@@ -96,6 +97,9 @@ pub mod ids {
     }
     pub fn db_init_log_group() -> LogicalId {
         LogicalId::new(&["logs", "group", "db-init"])
+    }
+    pub fn boundary() -> LogicalId {
+        LogicalId::new(&["iam", "policy", "boundary"])
     }
     pub fn deploy_role() -> LogicalId {
         LogicalId::new(&["iam", "role", "deploy"])
@@ -191,6 +195,13 @@ pub fn service_secret_name(stack: &str, service: &str) -> String {
 /// own name and a slash).
 pub fn secret_prefix(stack: &str) -> String {
     format!("techctl/{stack}/")
+}
+
+/// The secret that is the stack's lock (one `up`, `down`, `deploy` or
+/// `keys` at a time): outside the stack's prefix, so that `down` and the
+/// stack's own roles never touch it.
+pub fn lock_secret_name(stack: &str) -> String {
+    format!("techctl-lock/{stack}")
 }
 
 /// The short name of an availability zone within its region: `us-east-1a` → `a`.

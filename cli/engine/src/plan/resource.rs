@@ -100,6 +100,7 @@ kinds! {
     ApiStage => "API stage",
     Cluster => "ECS cluster",
     Role => "IAM role",
+    ManagedPolicy => "IAM managed policy",
     LogGroup => "log group",
     DbSubnetGroup => "DB subnet group",
     DbInstance => "RDS instance",
@@ -134,7 +135,8 @@ impl Kind {
             Kind::ApiRoute => matches!(field, "integration" | "route_key"),
             Kind::ApiStage => matches!(field, "auto_deploy" | "throttle"),
             Kind::Cluster => field == "container_insights",
-            Kind::Role => matches!(field, "trust" | "policy" | "account_guard"),
+            Kind::Role => matches!(field, "trust" | "policy" | "account_guard" | "boundary"),
+            Kind::ManagedPolicy => field == "policy",
             Kind::LogGroup => field == "retention_days",
             Kind::DbSubnetGroup => field == "subnets",
             Kind::DbInstance => matches!(
@@ -231,7 +233,9 @@ impl Kind {
             ],
             // Nothing needs a secret gone first; its readers' roles go
             // before it so that no policy names a secret that is gone.
-            Secret => &[Role],
+            Secret => &[Role, ManagedPolicy],
+            // IAM refuses to delete a policy a role holds as its boundary.
+            ManagedPolicy => &[Role],
             StackSecret => &[
                 StackOutputs,
                 Secret,
@@ -240,6 +244,7 @@ impl Kind {
                 TargetGroup,
                 DbSubnetGroup,
                 Role,
+                ManagedPolicy,
                 LogGroup,
                 Repository,
                 Topic,
@@ -414,11 +419,107 @@ pub struct Cors {
     pub max_age_seconds: i32,
 }
 
-/// One statement of an IAM policy: these actions on these resources.
+/// One statement of an IAM policy: these actions on these resources,
+/// allowed or denied, where the conditions hold.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct Statement {
+    #[serde(skip_serializing_if = "Effect::is_allow")]
+    pub effect: Effect,
     pub actions: BTreeSet<String>,
     pub resources: BTreeSet<Output>,
+    /// Operator → condition key → the values it accepts, as IAM writes
+    /// its `Condition` block.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub conditions: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
+}
+
+/// A policy document as IAM takes it, each reference rendered by `text`.
+pub fn policy_document<E>(
+    policy: &BTreeSet<Statement>,
+    text: impl Fn(&Output) -> Result<String, E>,
+) -> Result<serde_json::Value, E> {
+    let statements = policy
+        .iter()
+        .map(|s| {
+            let resources = s
+                .resources
+                .iter()
+                .map(&text)
+                .collect::<Result<Vec<_>, E>>()?;
+            let mut statement = serde_json::json!({
+                "Effect": s.effect.as_str(),
+                "Action": s.actions.iter().collect::<Vec<_>>(),
+                "Resource": resources,
+            });
+            if !s.conditions.is_empty() {
+                statement["Condition"] = serde_json::json!(s.conditions);
+            }
+            Ok(statement)
+        })
+        .collect::<Result<Vec<_>, E>>()?;
+    Ok(serde_json::json!({ "Version": "2012-10-17", "Statement": statements }))
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Effect {
+    #[default]
+    Allow,
+    Deny,
+}
+
+impl Effect {
+    fn is_allow(&self) -> bool {
+        *self == Effect::Allow
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effect::Allow => "Allow",
+            Effect::Deny => "Deny",
+        }
+    }
+}
+
+impl Statement {
+    /// Allows `actions` on `resources`, unconditionally.
+    pub fn allow<A: AsRef<str>>(
+        actions: impl IntoIterator<Item = A>,
+        resources: impl IntoIterator<Item = Output>,
+    ) -> Statement {
+        Statement {
+            effect: Effect::Allow,
+            actions: actions
+                .into_iter()
+                .map(|a| a.as_ref().to_string())
+                .collect(),
+            resources: resources.into_iter().collect(),
+            conditions: BTreeMap::new(),
+        }
+    }
+
+    /// The same, denied.
+    pub fn denied(self) -> Statement {
+        Statement {
+            effect: Effect::Deny,
+            ..self
+        }
+    }
+
+    /// The same, where `key` compared by `operator` is one of `values`.
+    pub fn when<V: AsRef<str>>(
+        mut self,
+        operator: &str,
+        key: &str,
+        values: impl IntoIterator<Item = V>,
+    ) -> Statement {
+        self.conditions
+            .entry(operator.to_string())
+            .or_default()
+            .entry(key.to_string())
+            .or_default()
+            .extend(values.into_iter().map(|v| v.as_ref().to_string()));
+        self
+    }
 }
 
 /// Who may assume a role.
@@ -546,6 +647,14 @@ pub enum Spec {
         account_guard: bool,
         /// The role's one inline policy: every right it has.
         policy: BTreeSet<Statement>,
+        /// The managed policy (its ARN) that bounds what the role can
+        /// ever be granted.
+        boundary: Option<Output>,
+    },
+    /// A customer managed policy: the stack's permissions boundary.
+    ManagedPolicy {
+        name: String,
+        policy: BTreeSet<Statement>,
     },
     LogGroup {
         name: String,
@@ -662,6 +771,7 @@ impl Spec {
             Spec::ApiStage { .. } => Kind::ApiStage,
             Spec::Cluster { .. } => Kind::Cluster,
             Spec::Role { .. } => Kind::Role,
+            Spec::ManagedPolicy { .. } => Kind::ManagedPolicy,
             Spec::LogGroup { .. } => Kind::LogGroup,
             Spec::DbSubnetGroup { .. } => Kind::DbSubnetGroup,
             Spec::DbInstance { .. } => Kind::DbInstance,
@@ -710,6 +820,7 @@ impl Spec {
             | Spec::HttpApi { .. }
             | Spec::Cluster { .. }
             | Spec::Role { .. }
+            | Spec::ManagedPolicy { .. }
             | Spec::LogGroup { .. }
             | Spec::DbSubnetGroup { .. }
             | Spec::Repository { .. }
@@ -745,7 +856,14 @@ impl Spec {
                 vpc_link, listener, ..
             } => vec![vpc_link, listener],
             Spec::ApiRoute { integration, .. } => vec![integration],
-            Spec::Role { policy, .. } => policy
+            Spec::Role {
+                policy, boundary, ..
+            } => policy
+                .iter()
+                .flat_map(|s| s.resources.iter().flat_map(Output::refs))
+                .chain(boundary.iter().flat_map(Output::refs))
+                .collect(),
+            Spec::ManagedPolicy { policy, .. } => policy
                 .iter()
                 .flat_map(|s| s.resources.iter().flat_map(Output::refs))
                 .collect(),
@@ -861,7 +979,21 @@ impl Spec {
         let one =
             |o: &mut Output| *o = std::mem::replace(o, Output::List(vec![])).rendered(resolve);
         match self {
-            Spec::Role { policy, .. } => {
+            Spec::Role {
+                policy, boundary, ..
+            } => {
+                *policy = std::mem::take(policy)
+                    .into_iter()
+                    .map(|mut s| {
+                        set(&mut s.resources);
+                        s
+                    })
+                    .collect();
+                if let Some(b) = boundary {
+                    one(b);
+                }
+            }
+            Spec::ManagedPolicy { policy, .. } => {
                 *policy = std::mem::take(policy)
                     .into_iter()
                     .map(|mut s| {

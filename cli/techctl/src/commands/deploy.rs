@@ -71,5 +71,6 @@ pub fn options(
         poll: POLL.mul_f64(clock_scale),
         source: how.source,
         profile: how.cargo_profile,
+        build: !how.no_build,
     }
 }

@@ -51,8 +51,21 @@ pub const CLOCK_SCALE_VAR: &str = "TECHCTL_AWS_CLOCK_SCALE";
 
 impl Settings {
     /// The blueprint, for the environment chosen with `--env`.
+    /// The blueprint, validated, and the IAM policies it makes checked
+    /// against IAM's quotas and AWS's actions before any call.
     pub fn load_blueprint(&self) -> Result<Blueprint, CliError> {
-        blueprint::load_in(&self.blueprint, self.environment.as_deref()).map_err(CliError::yours)
+        let bp = blueprint::load_in(&self.blueprint, self.environment.as_deref())
+            .map_err(CliError::yours)?;
+        let problems =
+            engine::plan::expand::policies::problems(&engine::plan::expand::desired(&bp));
+        if !problems.is_empty() {
+            return Err(CliError::User(format!(
+                "the blueprint {} would make IAM policies AWS refuses; nothing was sent to AWS:\n  {}\n  fix: fewer services or events on one role, or a known action",
+                self.blueprint.display(),
+                problems.join("\n  ")
+            )));
+        }
+        Ok(bp)
     }
 
     /// How fast the cloud's clock runs against AWS's: 1 unless an emulator

@@ -125,7 +125,7 @@ async fn plan_detailed_exitcode_and_down_confirmation() {
     assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
     assert!(
         text(&plan)
-            .contains("Plan: 90 to create, 0 to update, 0 to replace, 0 to delete, 0 unchanged."),
+            .contains("Plan: 91 to create, 0 to update, 0 to replace, 0 to delete, 0 unchanged."),
         "{}",
         text(&plan)
     );
@@ -180,7 +180,7 @@ async fn plan_detailed_exitcode_and_down_confirmation() {
     let json = run(&["plan", "--output", "json"]).await;
     let doc: serde_json::Value =
         serde_json::from_slice(&json.stdout).expect("plan --output json is JSON");
-    assert_eq!(doc["counts"]["unchanged"], 90);
+    assert_eq!(doc["counts"]["unchanged"], 91);
     assert!(
         doc["plan"]["changes"]
             .as_array()

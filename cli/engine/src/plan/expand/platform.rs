@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::plan::outputs::Own;
-use crate::plan::resource::{Cors, Output, Resource, Spec, Statement, Throttle, Trust};
+use crate::plan::resource::{Cors, Kind, Output, Resource, Spec, Statement, Throttle, Trust};
 use blueprint::{Blueprint, names};
 
 use super::{ALB_LISTENER_PORT, ids, private_subnets};
@@ -151,10 +151,7 @@ pub fn gateway(bp: &Blueprint, zones: &[String]) -> Vec<Resource> {
 }
 
 fn statement(actions: &[&str], resources: impl IntoIterator<Item = Output>) -> Statement {
-    Statement {
-        actions: actions.iter().map(|a| a.to_string()).collect(),
-        resources: resources.into_iter().collect(),
-    }
+    Statement::allow(actions, resources)
 }
 
 /// The log group of a stack's `name` (a service, or `db-init`).
@@ -183,13 +180,80 @@ fn pull_and_log<'a>(
     ])
 }
 
+/// The service that runs the stack's tasks, and that its roles trust.
+pub const ECS_TASKS: &str = "ecs-tasks.amazonaws.com";
+
 fn ecs_role(name: String, policy: BTreeSet<Statement>) -> Spec {
     Spec::Role {
         name,
-        trust: Trust::Service("ecs-tasks.amazonaws.com".into()),
+        trust: Trust::Service(ECS_TASKS.into()),
         account_guard: true,
         policy,
+        boundary: Some(Output::attr(ids::boundary(), "arn")),
     }
+}
+
+/// What a service's tasks may do at run time, and nothing else: read their
+/// token keys (`keys`), publish on their topic, and take, acknowledge,
+/// put back and dead-letter the messages of their queue (`queues`: the
+/// queue and its dead-letter queue). The same statements are what the
+/// system's tests run each service with, through the IAM-enforcing proxy.
+pub fn task_policy(
+    keys: Output,
+    topic: Option<Output>,
+    queues: Option<(Output, Output)>,
+) -> BTreeSet<Statement> {
+    let mut policy = BTreeSet::from([statement(&["secretsmanager:GetSecretValue"], [keys])]);
+    if let Some(topic) = topic {
+        policy.insert(statement(&["sns:Publish"], [topic]));
+    }
+    if let Some((queue, dead_letters)) = queues {
+        policy.insert(statement(
+            &[
+                "sqs:ChangeMessageVisibility",
+                "sqs:DeleteMessage",
+                "sqs:GetQueueAttributes",
+                "sqs:ReceiveMessage",
+            ],
+            [queue],
+        ));
+        // A malformed message is dead-lettered at once, with its reason;
+        // an erasure rewrites the dead letters holding a customer's name
+        // (SQS changes none in place: read, written anew, deleted).
+        policy.insert(statement(
+            &[
+                "sqs:ChangeMessageVisibility",
+                "sqs:DeleteMessage",
+                "sqs:ReceiveMessage",
+                "sqs:SendMessage",
+            ],
+            [dead_letters],
+        ));
+    }
+    policy
+}
+
+/// The stack's permissions boundary: every right any of the stack's task
+/// roles holds, and nothing else. Each role is made with it, so a role
+/// holds at most what its own policy and the boundary both allow; and a
+/// role made or changed by the deploy role, which may do so only with this
+/// boundary attached, can never hold more than the stack's tasks do.
+fn boundary(stack: &str, roles: &[Resource]) -> Resource {
+    let policy = roles
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::Role { policy, .. } => Some(policy.iter().cloned()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    Resource::new(
+        ids::boundary(),
+        Spec::ManagedPolicy {
+            name: names::boundary_policy(stack),
+            policy,
+        },
+    )
 }
 
 /// The cluster, the roles its tasks run with, and their log groups. Each
@@ -263,36 +327,16 @@ pub fn compute(bp: &Blueprint) -> Vec<Resource> {
         } else {
             ids::public_keys()
         };
-        let mut policy = BTreeSet::from([statement(
-            &["secretsmanager:GetSecretValue"],
-            [Output::Id(keys)],
-        )]);
-        if !service.publishes.is_empty() {
-            policy.insert(statement(&["sns:Publish"], [Output::Id(ids::topic(name))]));
-        }
-        if !service.consumes.is_empty() {
-            policy.insert(statement(
-                &[
-                    "sqs:ChangeMessageVisibility",
-                    "sqs:DeleteMessage",
-                    "sqs:GetQueueAttributes",
-                    "sqs:ReceiveMessage",
-                ],
-                [Output::attr(ids::queue(name), "arn")],
-            ));
-            // A malformed message is dead-lettered at once, with its reason;
-            // an erasure rewrites the dead letters holding a customer's name
-            // (SQS changes none in place: read, written anew, deleted).
-            policy.insert(statement(
-                &[
-                    "sqs:ChangeMessageVisibility",
-                    "sqs:DeleteMessage",
-                    "sqs:ReceiveMessage",
-                    "sqs:SendMessage",
-                ],
-                [Output::attr(ids::dead_letter_queue(name), "arn")],
-            ));
-        }
+        let policy = task_policy(
+            Output::Id(keys),
+            (!service.publishes.is_empty()).then(|| Output::Id(ids::topic(name))),
+            (!service.consumes.is_empty()).then(|| {
+                (
+                    Output::attr(ids::queue(name), "arn"),
+                    Output::attr(ids::dead_letter_queue(name), "arn"),
+                )
+            }),
+        );
         out.push(Resource::new(
             ids::task_role(name),
             ecs_role(names::task_role(stack, name), policy),
@@ -305,6 +349,12 @@ pub fn compute(bp: &Blueprint) -> Vec<Resource> {
             },
         ));
     }
+    let roles: Vec<Resource> = out
+        .iter()
+        .filter(|r| r.spec.kind() == Kind::Role)
+        .cloned()
+        .collect();
+    out.push(boundary(stack, &roles));
     out
 }
 
