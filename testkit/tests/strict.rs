@@ -2026,28 +2026,19 @@ async fn a_task_whose_execution_role_may_not_read_its_secret_fails_to_start() {
         ..settled()
     })
     .await;
-    let secret = aws
-        .secrets(
-            "CreateSecret",
-            json!({"Name": "shop/payment", "SecretString": "{}"}),
-        )
-        .await
-        .expect_ok("CreateSecret")
-        .json()["ARN"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let other = aws
-        .secrets(
-            "CreateSecret",
-            json!({"Name": "shop/order", "SecretString": "{}"}),
-        )
-        .await
-        .expect_ok("CreateSecret")
-        .json()["ARN"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let secret = |name: &'static str| {
+        let aws = &aws;
+        async move {
+            aws.secrets("CreateSecret", json!({"Name": name, "SecretString": "{}"}))
+                .await
+                .expect_ok("CreateSecret")
+                .json()["ARN"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let (secret, other) = (secret("shop/payment").await, secret("shop/order").await);
     let execution = task_role(
         &aws,
         "shop-task-execution",

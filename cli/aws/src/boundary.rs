@@ -146,17 +146,7 @@ pub async fn update(
             .min_by_key(|v| v.create_date().map(|d| d.secs()))
             .and_then(|v| v.version_id());
         if let Some(oldest) = oldest {
-            super::gone(
-                sdk!(
-                    "DeletePolicyVersion",
-                    aws.iam
-                        .delete_policy_version()
-                        .policy_arn(arn)
-                        .version_id(oldest)
-                        .send()
-                )
-                .map(|_| ()),
-            )?;
+            delete_version(aws, arn, oldest).await?;
         }
     }
     sdk!(
@@ -194,17 +184,7 @@ pub async fn delete(ctx: &Ctx<'_>, step: &Step, observed: &Observed) -> Result<(
     };
     for version in versions.iter().filter(|v| !v.is_default_version()) {
         if let Some(id) = version.version_id() {
-            super::gone(
-                sdk!(
-                    "DeletePolicyVersion",
-                    aws.iam
-                        .delete_policy_version()
-                        .policy_arn(arn)
-                        .version_id(id)
-                        .send()
-                )
-                .map(|_| ()),
-            )?;
+            delete_version(aws, arn, id).await?;
         }
     }
     step.retry_dependency(
@@ -221,4 +201,19 @@ pub async fn delete(ctx: &Ctx<'_>, step: &Step, observed: &Observed) -> Result<(
         },
     )
     .await
+}
+
+/// Deletes one version of the policy; one already gone counts as done.
+async fn delete_version(aws: &Aws, arn: &str, version: &str) -> Result<(), AwsError> {
+    super::gone(
+        sdk!(
+            "DeletePolicyVersion",
+            aws.iam
+                .delete_policy_version()
+                .policy_arn(arn)
+                .version_id(version)
+                .send()
+        )
+        .map(|_| ()),
+    )
 }

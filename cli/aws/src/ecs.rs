@@ -95,44 +95,11 @@ async fn observe_clusters(aws: &Aws, stack: &str) -> Result<Vec<Observed>, AwsEr
     Ok(out)
 }
 
-/// IAM hands policy documents back URL-encoded.
-fn url_decode(text: &str) -> String {
-    if text.trim_start().starts_with('{') {
-        return text.to_string();
-    }
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&text[i + 1..i + 3], 16) {
-                Ok(b) => {
-                    out.push(b);
-                    i += 3;
-                }
-                Err(_) => {
-                    out.push(b'%');
-                    i += 1;
-                }
-            },
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The statements of a policy document as the engine states them; a
 /// statement it would never write (no effect it knows) reads as nothing,
 /// which shows as a difference and is put right.
 pub(crate) fn statements_of(document: &str) -> BTreeSet<Statement> {
-    let doc: Value = serde_json::from_str(&url_decode(document)).unwrap_or(Value::Null);
+    let doc = iam::document_json(document);
     policy::statements(&doc)
         .into_iter()
         .filter_map(|s| {
@@ -175,7 +142,7 @@ const GITHUB_AUDIENCE: &str = "sts.amazonaws.com";
 
 /// Who a trust policy lets assume the role, as the engine writes it.
 fn trust_of_document(document: &str) -> Trust {
-    let doc: Value = serde_json::from_str(&url_decode(document)).unwrap_or(Value::Null);
+    let doc = iam::document_json(document);
     let first = policy::statements(&doc).into_iter().next();
     let federated = first
         .and_then(|s| s.pointer("/Principal/Federated"))
@@ -211,7 +178,7 @@ fn trust_of_document(document: &str) -> Trust {
 
 /// Whether the trust policy lets only one account's tasks assume the role.
 fn has_account_guard(document: &str) -> bool {
-    let doc: Value = serde_json::from_str(&url_decode(document)).unwrap_or(Value::Null);
+    let doc = iam::document_json(document);
     policy::statements(&doc).first().is_some_and(|s| {
         s.pointer("/Condition/StringEquals/aws:SourceAccount")
             .and_then(Value::as_str)

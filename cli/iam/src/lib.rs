@@ -34,8 +34,8 @@ pub use condition::{Condition, Operator};
 pub use evaluate::{Context, Decision, Denial, Principal, Request, evaluate, evaluate_trust};
 pub use pattern::{action_matches, glob, resource_matches};
 pub use policy::{
-    Effect, Patterns, Policy, PolicyError, Principals, Statement, StatementRef, statement_values,
-    strings_of,
+    Effect, Patterns, Policy, PolicyError, Principals, Statement, StatementRef, decode_document,
+    document_json, statement_values, strings_of,
 };
 
 #[cfg(test)]

@@ -185,6 +185,44 @@ fn statement(position: usize, s: &Value) -> Result<Statement, String> {
     })
 }
 
+/// A policy document as IAM answers it: URL-encoded (`%7B%22Version…`,
+/// `+` for a space) in its query API, plain where it is already JSON.
+pub fn decode_document(text: &str) -> String {
+    if text.trim_start().starts_with('{') {
+        return text.to_string();
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = (bytes[i] == b'%')
+            .then(|| text.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (hex, bytes[i]) {
+            (Some(b), _) => {
+                out.push(b);
+                i += 3;
+            }
+            (None, b'+') => {
+                out.push(b' ');
+                i += 1;
+            }
+            (None, b) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A policy document as IAM answers it, read as JSON (`Null` when it is
+/// not JSON).
+pub fn document_json(text: &str) -> Value {
+    serde_json::from_str(&decode_document(text)).unwrap_or(Value::Null)
+}
+
 /// The statements of a policy document, whether it holds one or a list.
 pub fn statement_values(document: &Value) -> Vec<&Value> {
     match document.get("Statement") {

@@ -43,18 +43,6 @@ fn statuses(order: &Value) -> Vec<String> {
         .collect()
 }
 
-async fn kitchen(system: &System, ticket: &str, step: &str) -> (StatusCode, Value) {
-    system
-        .call(
-            "production",
-            Method::PUT,
-            &format!("/production/{ticket}/{step}"),
-            Some(&system.employee_token()),
-            None,
-        )
-        .await
-}
-
 #[tokio::test]
 async fn an_order_goes_from_payment_to_the_counter() {
     let system = System::start(Options::new()).await;
@@ -156,7 +144,7 @@ async fn an_order_goes_from_payment_to_the_counter() {
         ("completed", "READY"),
         ("delivered", "FINISHED"),
     ] {
-        let (code, body) = kitchen(&system, ticket_id, step).await;
+        let (code, body) = system.kitchen_step(ticket_id, step).await;
         assert_eq!(code, StatusCode::OK, "{step}: {body}");
         system.wait_status(&id, status).await;
     }
@@ -196,7 +184,7 @@ async fn an_order_goes_from_payment_to_the_counter() {
     );
 
     // The kitchen cannot go back or skip.
-    let (code, body) = kitchen(&system, ticket_id, "started").await;
+    let (code, body) = system.kitchen_step(ticket_id, "started").await;
     assert_eq!(code, StatusCode::CONFLICT, "{body}");
     assert!(
         body["detail"].as_str().unwrap().contains("is DELIVERED"),
@@ -761,7 +749,7 @@ async fn every_event_delivered_twice_changes_nothing() {
     let ticket = system.ticket_of(&id).await;
     let ticket_id = ticket["id"].as_str().unwrap();
     for step in ["started", "completed", "delivered"] {
-        assert_eq!(kitchen(&system, ticket_id, step).await.0, StatusCode::OK);
+        assert_eq!(system.kitchen_step(ticket_id, step).await.0, StatusCode::OK);
     }
     system.wait_status(&id, "FINISHED").await;
     system.quiesce().await;

@@ -5,7 +5,6 @@
 //! queue, topic or secret is refused.
 
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
-use http::Method;
 use serde_json::json;
 use system_tests::{Options, SnsSqs, System};
 use testkit::mercadopago::Signature;
@@ -50,15 +49,7 @@ async fn each_service_runs_the_saga_with_its_own_role_and_reaches_nothing_else()
     let ticket = system.ticket_of(&id).await;
     let ticket = ticket["id"].as_str().unwrap().to_string();
     for step in ["started", "completed", "delivered"] {
-        let (status, body) = system
-            .call(
-                "production",
-                Method::PUT,
-                &format!("/production/{ticket}/{step}"),
-                Some(&system.employee_token()),
-                None,
-            )
-            .await;
+        let (status, body) = system.kitchen_step(&ticket, step).await;
         assert!(status.is_success(), "{step}: {status} {body}");
     }
     system.wait_status(&id, "FINISHED").await;

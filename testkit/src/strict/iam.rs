@@ -474,37 +474,7 @@ impl Strict {
 /// A policy document as IAM answers it (URL-encoded in the query
 /// protocol), parsed; what cannot be evaluated grants nothing.
 fn parse(name: &str, document: &Element) -> Policy {
-    let text = percent_decode(&document.text);
-    let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Policy::parse_lenient(name, &value).0
-}
-
-fn percent_decode(text: &str) -> String {
-    if text.trim_start().starts_with('{') {
-        return text.to_string();
-    }
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&text[i + 1..i + 3], 16) {
-                Ok(b) => {
-                    out.push(b);
-                    i += 3;
-                }
-                Err(_) => {
-                    out.push(b'%');
-                    i += 1;
-                }
-            },
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    Policy::parse_lenient(name, &iam::document_json(&document.text)).0
 }
 
 impl Strict {

@@ -943,35 +943,7 @@ async fn queue_arn(aws: &Aws, url: Option<String>) -> Result<Option<String>, Aws
 
 /// IAM hands policy documents back URL-encoded.
 fn decode(text: &str) -> Value {
-    let decoded = if text.trim_start().starts_with('{') {
-        text.to_string()
-    } else {
-        let bytes = text.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            let hex = (bytes[i] == b'%')
-                .then(|| text.get(i + 1..i + 3))
-                .flatten()
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
-            match (hex, bytes[i]) {
-                (Some(b), _) => {
-                    out.push(b);
-                    i += 3;
-                }
-                (None, b'+') => {
-                    out.push(b' ');
-                    i += 1;
-                }
-                (None, b) => {
-                    out.push(b);
-                    i += 1;
-                }
-            }
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    };
-    serde_json::from_str(&decoded).unwrap_or(Value::Null)
+    iam::document_json(text)
 }
 
 /// The stack's roles (by their IAM path) and any other role a service runs
