@@ -522,7 +522,7 @@ impl Strict {
     }
 
     /// A GET of API Gateway's REST API on moto.
-    async fn rest_get(&self, request: &Request<'_>, path: &str) -> Option<Value> {
+    pub(super) async fn rest_get(&self, request: &Request<'_>, path: &str) -> Option<Value> {
         let body = self
             .send(
                 request,

@@ -17,7 +17,7 @@
 //! service under the conditions ECS's request meets (`aws:SourceAccount`,
 //! `aws:SourceArn`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use iam::{Context, Decision, Denial, Policy, Principal};
@@ -678,17 +678,6 @@ impl Strict {
                 } else if let Some(id) = json_str("SecretId").or(json_str("Name")) {
                     named.push(self.secret_arn(request, id, region, account).await);
                 }
-                if let Some(tags) = json["Tags"].as_array() {
-                    tag_context(
-                        &mut context,
-                        tags.iter().filter_map(|t| {
-                            Some((
-                                t["Key"].as_str()?.to_string(),
-                                t["Value"].as_str()?.to_string(),
-                            ))
-                        }),
-                    );
-                }
             }
             Service::Logs => {
                 let group = json_str("logGroupName").or(json_str("logGroupIdentifier"));
@@ -840,24 +829,97 @@ impl Strict {
             return Err(unknown());
         }
         let reference = iam::reference::aws();
-        let resources: Vec<String> = if named.is_empty() {
-            vec!["*".into()]
-        } else {
-            named
-                .iter()
-                .map(|n| reference.authorized_against(&action, n).to_string())
-                .collect()
+        let takes = |key: &str| {
+            reference
+                .action(&action)
+                .is_some_and(|a| a.takes_condition(key))
         };
-        let mut out: Vec<Authorization> = resources
-            .into_iter()
-            .map(|resource| Authorization {
+        if takes("aws:RequestTag/k") {
+            tag_context(&mut context, request_tags(request).into_iter());
+        }
+        if named.is_empty() {
+            named.push("*".into());
+        }
+        let mut out = Vec::new();
+        for name in named {
+            let resource = reference.authorized_against(&action, &name).to_string();
+            let mut context = context.clone();
+            // What the resource is tagged with, where the action reads it.
+            if resource != "*" && takes("aws:ResourceTag/k") {
+                for (key, value) in self.resource_tags(request, &resource).await {
+                    context.set(&format!("aws:ResourceTag/{key}"), vec![value]);
+                }
+            }
+            out.push(Authorization {
                 action: action.clone(),
                 resource,
-                context: context.clone(),
-            })
-            .collect();
+                context,
+            });
+        }
         out.extend(extra);
         Ok(out)
+    }
+
+    /// The tags of a resource as moto holds them; none where the layer
+    /// cannot read them.
+    async fn resource_tags(&self, request: &Request<'_>, arn: &str) -> Vec<(String, String)> {
+        let pairs = |root: Option<Element>, key: &str, value: &str| -> Vec<(String, String)> {
+            let Some(root) = root else { return vec![] };
+            root.texts(key)
+                .into_iter()
+                .zip(root.texts(value))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let service = arn.split(':').nth(2).unwrap_or_default();
+        match service {
+            "ec2" => {
+                let id = arn.rsplit('/').next().unwrap_or_default();
+                let params = [
+                    ("Action", "DescribeTags"),
+                    ("Version", "2016-11-15"),
+                    ("Filter.1.Name", "resource-id"),
+                    ("Filter.1.Value.1", id),
+                ];
+                pairs(self.query(request, "ec2", &params).await, "key", "value")
+            }
+            "elasticloadbalancing" => {
+                let params = [
+                    ("Action", "DescribeTags"),
+                    ("Version", "2015-12-01"),
+                    ("ResourceArns.member.1", arn),
+                ];
+                let root = self.query(request, "elasticloadbalancing", &params).await;
+                pairs(root, "Key", "Value")
+            }
+            "rds" => {
+                let params = [
+                    ("Action", "ListTagsForResource"),
+                    ("Version", "2014-10-31"),
+                    ("ResourceName", arn),
+                ];
+                pairs(self.query(request, "rds", &params).await, "Key", "Value")
+            }
+            "ecs" => {
+                let answer = self
+                    .ecs(
+                        request,
+                        "ListTagsForResource",
+                        json!({ "resourceArn": arn }),
+                    )
+                    .await
+                    .unwrap_or_default();
+                json_tags(&answer["tags"])
+            }
+            "apigateway" => {
+                let answer = self
+                    .rest_get(request, &format!("/v2/tags/{}", encode_path(arn)))
+                    .await
+                    .unwrap_or_default();
+                json_tags(&answer["tags"])
+            }
+            _ => vec![],
+        }
     }
 
     /// A secret's ARN by its name or ARN; a secret that does not exist is
@@ -894,7 +956,7 @@ impl Strict {
     }
 
     /// The resources an IAM request names, and the context IAM gives it:
-    /// the boundary a role has or is given, the policy attached, the tags.
+    /// the boundary a role has or is given, the policy attached.
     async fn iam_names(
         &self,
         request: &Request<'_>,
@@ -959,21 +1021,55 @@ impl Strict {
                 "arn:aws:iam::{account}:role/aws-service-role/{service}/AWSServiceRole"
             ));
         }
-        let mut tags = BTreeMap::new();
-        for (key, value) in &request.params {
-            if let Some(n) = key
-                .strip_prefix("Tags.member.")
-                .and_then(|r| r.strip_suffix(".Key"))
-            {
-                let value_key = format!("Tags.member.{n}.Value");
-                tags.insert(
-                    value.clone(),
-                    request.form(&value_key).unwrap_or_default().to_string(),
-                );
-            }
-        }
-        tag_context(context, tags.into_iter());
     }
+}
+
+/// The tags a request puts on what it makes or tags: the query protocol's
+/// `…Tag(s).N.Key`/`.Value` (EC2's `TagSpecification.N.Tag.M`), or a JSON
+/// body's `tags`/`Tags`, as a list of `{key, value}` or a map.
+fn request_tags(request: &Request<'_>) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = request
+        .params
+        .iter()
+        .filter(|(k, _)| k.contains("Tag") && k.ends_with(".Key"))
+        .filter_map(|(k, v)| {
+            let value_key = format!("{}.Value", k.strip_suffix(".Key")?);
+            Some((
+                v.clone(),
+                request.form(&value_key).unwrap_or_default().to_string(),
+            ))
+        })
+        .collect();
+    for key in ["tags", "Tags"] {
+        out.extend(json_tags(&request.json[key]));
+    }
+    out
+}
+
+/// Tags in a JSON body: a list of `{key, value}` (any case) or a map.
+fn json_tags(tags: &Value) -> Vec<(String, String)> {
+    match tags {
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|t| {
+                let key = t.get("key").or(t.get("Key"))?.as_str()?;
+                let value = t.get("value").or(t.get("Value"))?.as_str()?;
+                Some((key.to_string(), value.to_string()))
+            })
+            .collect(),
+        Value::Object(map) => map
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+            .collect(),
+        _ => vec![],
+    }
+}
+
+/// An ARN as one segment of a URL path.
+fn encode_path(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace('/', "%2F")
+        .replace(':', "%3A")
 }
 
 /// `iam:PassRole` of `role` to `service`.

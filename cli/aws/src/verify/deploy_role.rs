@@ -367,6 +367,21 @@ fn escalations(s: &Snapshot, role: &Role) -> Vec<(String, Decision)> {
             ),
         ),
         (
+            "write to a resource tagged with another stack".into(),
+            iam::decide_in(
+                role,
+                "ec2:DeleteSecurityGroup",
+                &format!(
+                    "arn:{partition}:ec2:{}:{account}:security-group/sg-0",
+                    s.region
+                ),
+                &Context::new().with(
+                    "aws:ResourceTag/techctl:stack",
+                    format!("{}-other", s.stack),
+                ),
+            ),
+        ),
+        (
             "change the stack's boundary".into(),
             iam::decide_in(role, "iam:CreatePolicyVersion", &boundary, &unbounded),
         ),

