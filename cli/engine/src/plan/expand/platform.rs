@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::plan::outputs::Own;
-use crate::plan::resource::{Cors, Kind, Output, Resource, Spec, Statement, Throttle, Trust};
+use crate::plan::resource::{
+    Cors, Kind, LogicalId, Output, Resource, Spec, Statement, Throttle, Trust,
+};
 use blueprint::{Blueprint, names};
 
 use super::{ALB_LISTENER_PORT, ids, private_subnets};
@@ -238,14 +240,55 @@ pub fn task_policy(
 /// holds at most what its own policy and the boundary both allow; and a
 /// role made or changed by the deploy role, which may do so only with this
 /// boundary attached, can never hold more than the stack's tasks do.
-fn boundary(stack: &str, roles: &[Resource]) -> Resource {
-    let policy = roles
-        .iter()
-        .filter_map(|r| match &r.spec {
-            Spec::Role { policy, .. } => Some(policy.iter().cloned()),
-            _ => None,
-        })
-        .flatten()
+///
+/// A managed policy holds 6,144 characters at most, so the boundary names
+/// the stack's log groups, repositories and secrets below its own path
+/// (`/techctl/STACK/*`, `STACK/*`, `techctl/STACK/*`: a slash ends the
+/// stack's name, so no other stack's are named), each action once.
+fn boundary(bp: &Blueprint, resources: &[Resource]) -> Resource {
+    let stack = bp.stack_name();
+    let partition = names::partition(bp.region());
+    let under_stack = |id: &LogicalId| {
+        let kind = resources.iter().find(|r| &r.id == id)?.spec.kind();
+        let region = bp.region();
+        Some(Output::Text(match kind {
+            Kind::LogGroup => format!(
+                "arn:{partition}:logs:{region}:*:log-group:{}*",
+                log_group_name(stack, "")
+            ),
+            Kind::Repository => format!("arn:{partition}:ecr:{region}:*:repository/{stack}/*"),
+            Kind::Secret => format!(
+                "arn:{partition}:secretsmanager:{region}:*:secret:{}*",
+                super::secret_prefix(stack)
+            ),
+            _ => return None,
+        }))
+    };
+    let mut by_action: BTreeMap<&String, BTreeSet<Output>> = BTreeMap::new();
+    for role in resources.iter().filter(|r| r.spec.kind() == Kind::Role) {
+        if let Spec::Role { policy, .. } = &role.spec {
+            for statement in policy {
+                for action in &statement.actions {
+                    by_action
+                        .entry(action)
+                        .or_default()
+                        .extend(statement.resources.iter().map(|r| {
+                            r.refs()
+                                .first()
+                                .and_then(|id| under_stack(id))
+                                .unwrap_or_else(|| r.clone())
+                        }));
+                }
+            }
+        }
+    }
+    let mut by_resources: BTreeMap<BTreeSet<Output>, Vec<&String>> = BTreeMap::new();
+    for (action, resources) in by_action {
+        by_resources.entry(resources).or_default().push(action);
+    }
+    let policy = by_resources
+        .into_iter()
+        .map(|(resources, actions)| Statement::allow(actions, resources))
         .collect();
     Resource::new(
         ids::boundary(),
@@ -349,12 +392,7 @@ pub fn compute(bp: &Blueprint) -> Vec<Resource> {
             },
         ));
     }
-    let roles: Vec<Resource> = out
-        .iter()
-        .filter(|r| r.spec.kind() == Kind::Role)
-        .cloned()
-        .collect();
-    out.push(boundary(stack, &roles));
+    out.push(boundary(bp, &out));
     out
 }
 

@@ -3,25 +3,52 @@
 //! know, a role's inline policy over 10,240 characters, a managed policy
 //! (the boundary) over 6,144 (IAM's quotas, white space not counted).
 
-use crate::plan::resource::{Output, Resource, Spec, policy_document};
+use std::collections::BTreeSet;
+
+use crate::plan::resource::{Output, Resource, Spec, Statement, policy_document};
 
 /// IAM's quota on a role's inline policies, together.
 pub const INLINE_LIMIT: usize = 10_240;
 /// IAM's quota on a managed policy.
 pub const MANAGED_LIMIT: usize = 6_144;
-/// An ARN's length as the estimate puts it before AWS gives it: longer
-/// than any of the stack's (a secret's, with its suffix, is the longest).
-const ARN_ESTIMATE: usize = 120;
+/// An ARN's length before AWS gives it, beyond its resource's name: the
+/// longest partition, service, region and account part of the stack's
+/// ARNs (a secret's in `ap-southeast-1`, with the six characters AWS adds).
+const ARN_BEYOND_NAME: usize = 65;
+/// An ARN's length when not even the name is known.
+const ARN_UNKNOWN: usize = 120;
 
-/// The policy's size as IAM counts it, each ARN not known yet taken at
-/// [`ARN_ESTIMATE`] characters.
-pub fn estimated_size(
-    policy: &std::collections::BTreeSet<crate::plan::resource::Statement>,
-) -> usize {
+/// The name a resource's ARN ends in, where the spec holds one.
+fn name_of(spec: &Spec) -> Option<&str> {
+    match spec {
+        Spec::Queue { name, .. }
+        | Spec::Topic { name }
+        | Spec::Secret { name, .. }
+        | Spec::StackSecret { name, .. }
+        | Spec::LogGroup { name, .. }
+        | Spec::Repository { name, .. }
+        | Spec::Role { name, .. }
+        | Spec::ManagedPolicy { name, .. }
+        | Spec::Alarm { name, .. } => Some(name),
+        _ => None,
+    }
+}
+
+/// The policy's size as IAM counts it (white space aside), each ARN not
+/// known yet estimated from its resource's name in `resources`.
+pub fn estimated_size(policy: &BTreeSet<Statement>, resources: &[Resource]) -> usize {
     let document = policy_document(policy, |o| {
         Ok::<_, ()>(match o {
             Output::Text(text) => text.clone(),
-            _ => "a".repeat(ARN_ESTIMATE),
+            other => {
+                let length = other
+                    .refs()
+                    .first()
+                    .and_then(|id| resources.iter().find(|r| &r.id == *id))
+                    .and_then(|r| name_of(&r.spec))
+                    .map_or(ARN_UNKNOWN, |name| ARN_BEYOND_NAME + name.len());
+                "a".repeat(length)
+            }
         })
     })
     .unwrap_or_default();
@@ -55,7 +82,7 @@ pub fn problems(resources: &[Resource]) -> Vec<String> {
                 ));
             }
         }
-        let size = estimated_size(policy);
+        let size = estimated_size(policy, resources);
         if size > limit {
             out.push(format!(
                 "{what} {name}: its policy would be about {size} characters, over IAM's {limit}"
@@ -68,7 +95,7 @@ pub fn problems(resources: &[Resource]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::resource::Statement;
+    use crate::plan::resource::Effect;
 
     const SHIPPED: &str = include_str!("../../../../../blueprints/techchallenge.toml");
 
@@ -83,7 +110,19 @@ mod tests {
                 if let Spec::Role { name, policy, .. } | Spec::ManagedPolicy { name, policy } =
                     &r.spec
                 {
-                    eprintln!("{env:?} {name}: {} characters", estimated_size(policy));
+                    let allowed = policy.iter().filter(|s| s.effect == Effect::Allow);
+                    let actions: BTreeSet<&String> =
+                        allowed.clone().flat_map(|s| &s.actions).collect();
+                    let on_any: BTreeSet<&String> = allowed
+                        .filter(|s| s.resources.contains(&Output::Text("*".into())))
+                        .flat_map(|s| &s.actions)
+                        .collect();
+                    eprintln!(
+                        "{env:?} {name}: {} actions, {} on *, {} characters",
+                        actions.len(),
+                        on_any.len(),
+                        estimated_size(policy, &resources)
+                    );
                 }
             }
         }
