@@ -295,7 +295,7 @@ struct Memory {
     one_off_tasks: Vec<(String, Instant, Option<String>)>,
     /// Why tasks of a task definition would fail to start (its execution
     /// role may not read a secret it names, or pull its image), by the
-    /// task definition a RunTask named.
+    /// task definition a RunTask, CreateService or UpdateService named.
     start_denials: Vec<(String, String)>,
     /// Every task start the execution role would fail, in order.
     start_failures: Vec<String>,
@@ -744,6 +744,12 @@ impl Strict {
         {
             return self.young_secrets_unlisted(answer);
         }
+        if (request.service, request.operation) == (Service::Ecs, "DescribeServices")
+            && status.is_success()
+            && let Some(failed) = self.failed_starts_played(answer)
+        {
+            return Some(failed);
+        }
         self.memory()
             .clock
             .as_mut()
@@ -765,6 +771,59 @@ impl Strict {
         let before = listed.len();
         listed.retain(|s| !s["Name"].as_str().is_some_and(|n| young.contains(&n)));
         (listed.len() != before).then(|| (StatusCode::OK, Bytes::from(answer.to_string())))
+    }
+
+    /// A service whose task definition's execution role may not start its
+    /// tasks never gets one running: ECS's circuit breaker fails the
+    /// deployment, and the service's events say why. Moto shows it
+    /// running.
+    fn failed_starts_played(&self, answer: &[u8]) -> Option<(StatusCode, Bytes)> {
+        let mut answer: Value = serde_json::from_slice(answer).ok()?;
+        let memory = self.memory();
+        let denied = |definition: &str| {
+            memory.start_denials.iter().find_map(|(key, why)| {
+                (definition == key || definition.ends_with(&format!("/{key}"))).then(|| why.clone())
+            })
+        };
+        let mut changed = false;
+        for service in answer["services"].as_array_mut()? {
+            let name = service["serviceName"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let mut reason = None;
+            for deployment in service["deployments"].as_array_mut().into_iter().flatten() {
+                let definition = deployment["taskDefinition"].as_str().unwrap_or_default();
+                if deployment["status"] != "PRIMARY" {
+                    continue;
+                }
+                if let Some(why) = denied(definition) {
+                    let desired = deployment["desiredCount"].clone();
+                    deployment["rolloutState"] = json!("FAILED");
+                    deployment["rolloutStateReason"] =
+                        json!("ECS deployment circuit breaker: tasks failed to start.");
+                    deployment["runningCount"] = json!(0);
+                    deployment["failedTasks"] = desired;
+                    reason = Some(why);
+                }
+            }
+            if let Some(why) = reason {
+                changed = true;
+                service["runningCount"] = json!(0);
+                let event = json!({
+                    "id": "strict-proxy-start",
+                    "createdAt": 0,
+                    "message": format!(
+                        "(service {name}) failed to launch a task with (error ResourceInitializationError: unable to pull secrets or registry auth: {why})."
+                    ),
+                });
+                match service["events"].as_array_mut() {
+                    Some(events) => events.insert(0, event),
+                    None => service["events"] = json!([event]),
+                }
+            }
+        }
+        changed.then(|| (StatusCode::OK, Bytes::from(answer.to_string())))
     }
 
     /// Moto keeps a task RUNNING for ever; a one-off task on AWS runs its

@@ -2107,6 +2107,39 @@ async fn a_task_whose_execution_role_may_not_read_its_secret_fails_to_start() {
         failures[0].starts_with("RunTask of shop-payment"),
         "{failures:?}"
     );
+    // A service of it never gets a task running: the circuit breaker
+    // fails the deployment, and the service's events say why.
+    aws.ecs(
+        "CreateService",
+        json!({"cluster": "shop", "serviceName": "payment", "taskDefinition": "shop-payment",
+               "desiredCount": 1, "launchType": "FARGATE",
+               "networkConfiguration": {"awsvpcConfiguration": {"subnets": [subnets[0]], "securityGroups": []}}}),
+    )
+    .await
+    .expect_ok("CreateService");
+    let service = || async {
+        aws.ecs(
+            "DescribeServices",
+            json!({"cluster": "shop", "services": ["payment"]}),
+        )
+        .await
+        .json()["services"][0]
+            .clone()
+    };
+    let failed = service().await;
+    assert_eq!(
+        failed["deployments"][0]["rolloutState"], "FAILED",
+        "{failed}"
+    );
+    assert_eq!(failed["runningCount"], 0);
+    assert!(
+        failed["events"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("ResourceInitializationError")
+                && m.contains("secretsmanager:GetSecretValue")),
+        "{failed}"
+    );
+    assert_eq!(proxy.task_start_failures().len(), 2);
 
     // Given the secret, the role starts the next one.
     let both = json!({"Version": "2012-10-17", "Statement": [
@@ -2125,5 +2158,17 @@ async fn a_task_whose_execution_role_may_not_read_its_secret_fails_to_start() {
     .expect_ok("PutRolePolicy");
     let second = stopped(run().await.expect_ok("RunTask")).await;
     assert_eq!(second["stopCode"], "EssentialContainerExited", "{second}");
-    assert_eq!(proxy.task_start_failures().len(), 1);
+    aws.ecs(
+        "UpdateService",
+        json!({"cluster": "shop", "service": "payment", "taskDefinition": "shop-payment",
+               "forceNewDeployment": true}),
+    )
+    .await
+    .expect_ok("UpdateService");
+    let running = service().await;
+    assert_ne!(
+        running["deployments"][0]["rolloutState"], "FAILED",
+        "{running}"
+    );
+    assert_eq!(proxy.task_start_failures().len(), 2);
 }

@@ -573,9 +573,11 @@ impl System {
     }
 
     /// Lets in-flight events settle: waits until no queue holds a message
-    /// and no outbox an unpublished event, twice in a row.
+    /// and no outbox an unpublished event, twice in a row. A message whose
+    /// acknowledgement was lost (a broker outage) comes back only once its
+    /// visibility timeout has passed, so the wait covers one.
     pub async fn quiesce(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + self.options.events.visibility + Duration::from_secs(20);
         let bus = PgPool::connect(&self.bus_url).await.expect("bus");
         let mut calm = 0;
         while calm < 2 {
