@@ -780,10 +780,18 @@ impl Strict {
     fn failed_starts_played(&self, answer: &[u8]) -> Option<(StatusCode, Bytes)> {
         let mut answer: Value = serde_json::from_slice(answer).ok()?;
         let memory = self.memory();
+        // A task definition as a request names it (`family`, `family:3` or
+        // its ARN) against the ARN a deployment shows.
+        let named = |key: &str, arn: &str| {
+            let short = |d: &str| d.rsplit('/').next().unwrap_or(d).to_string();
+            let (key, arn) = (short(key), short(arn));
+            key == arn || (!key.contains(':') && arn.split(':').next() == Some(key.as_str()))
+        };
         let denied = |definition: &str| {
-            memory.start_denials.iter().find_map(|(key, why)| {
-                (definition == key || definition.ends_with(&format!("/{key}"))).then(|| why.clone())
-            })
+            memory
+                .start_denials
+                .iter()
+                .find_map(|(key, why)| named(key, definition).then(|| why.clone()))
         };
         let mut changed = false;
         for service in answer["services"].as_array_mut()? {
