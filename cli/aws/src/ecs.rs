@@ -477,9 +477,14 @@ pub async fn create(ctx: &Ctx<'_>, step: &Step, resource: &Resource) -> Result<S
             let trust = trust_policy(aws, trust).await?;
             // IAM may not know a provider it made a moment ago, and then
             // refuses the trust policy that names it.
+            // IAM may also not know the boundary policy made a moment ago
+            // (NoSuchEntity, or InvalidInput naming the boundary).
             let provider_pending = |e: &AwsError| {
-                e.code.as_deref() == Some("MalformedPolicyDocument")
-                    && provider.as_deref().is_some_and(|p| aws.made.is_fresh(p))
+                let fresh =
+                    |arn: &Option<String>| arn.as_deref().is_some_and(|a| aws.made.is_fresh(a));
+                (e.code.as_deref() == Some("MalformedPolicyDocument") && fresh(&provider))
+                    || ((e.is_not_found() || e.code.as_deref() == Some("InvalidInput"))
+                        && fresh(&boundary))
             };
             let created = super::retry_passing(super::PROPAGATION, provider_pending, || async {
                 sdk!(
@@ -622,7 +627,7 @@ pub async fn update(
                 let boundary = ctx.output_text(boundary)?;
                 sdk_settled!(
                     aws,
-                    [physical],
+                    [physical, boundary.as_str()],
                     "PutRolePermissionsBoundary",
                     aws.iam
                         .put_role_permissions_boundary()
