@@ -295,6 +295,19 @@ impl Aws {
         (vpc, ids)
     }
 
+    /// A subnet a Fargate task can run in: moto names a task's interface
+    /// only in a VPC with DNS host names.
+    async fn task_subnet(&self) -> String {
+        let (vpc, subnets) = self.network(1).await;
+        self.ec2(
+            "ModifyVpcAttribute",
+            &[("VpcId", &vpc), ("EnableDnsHostnames.Value", "true")],
+        )
+        .await
+        .expect_ok("ModifyVpcAttribute");
+        subnets[0].clone()
+    }
+
     /// A new queue's URL.
     async fn queue(&self, name: &str) -> String {
         self.sqs("CreateQueue", json!({ "QueueName": name }))
@@ -1396,15 +1409,7 @@ async fn a_one_off_task_runs_then_stops_and_may_fail_to_start() {
     )
     .await
     .expect_refused(400, "InvalidParameterException");
-    let (vpc, subnets) = aws.network(1).await;
-    // moto names a task's interface only in a VPC with DNS host names.
-    aws.ec2(
-        "ModifyVpcAttribute",
-        &[("VpcId", &vpc), ("EnableDnsHostnames.Value", "true")],
-    )
-    .await
-    .expect_ok("ModifyVpcAttribute");
-    let subnet = subnets[0].clone();
+    let subnet = aws.task_subnet().await;
     let run = || {
         aws.ecs(
             "RunTask",
@@ -2061,13 +2066,7 @@ async fn a_task_whose_execution_role_may_not_read_its_secret_fails_to_start() {
     )
     .await
     .expect_ok("RegisterTaskDefinition");
-    let (vpc, subnets) = aws.network(1).await;
-    aws.ec2(
-        "ModifyVpcAttribute",
-        &[("VpcId", &vpc), ("EnableDnsHostnames.Value", "true")],
-    )
-    .await
-    .expect_ok("ModifyVpcAttribute");
+    let subnets = [aws.task_subnet().await];
     let run = || {
         aws.ecs(
             "RunTask",

@@ -107,9 +107,9 @@ fn stack_resources(s: &Snapshot) -> Vec<String> {
 /// The deploy role writes only the stack's roles; it reads itself too.
 fn resources_for(s: &Snapshot, role: &Role, action: &str, all: &[String]) -> Vec<String> {
     let reference = ::iam::reference::aws();
-    let name = action.split_once(':').map_or("", |(_, n)| n);
-    let writes_iam =
-        action.starts_with("iam:") && !name.starts_with("Get") && !name.starts_with("List");
+    let writes_iam = action
+        .strip_prefix("iam:")
+        .is_some_and(|name| !deploy::is_read(name));
     let mut own = all.to_vec();
     if !writes_iam {
         own.push(role.arn.clone());

@@ -319,6 +319,39 @@ async fn escalations_are_refused(h: &Harness, credentials: &aws_sdk_sts::types::
             .expect_err("a role without the stack's boundary");
         assert_eq!(code(&made), "AccessDenied", "boundary {bound:?}");
     }
+    // With the stack's boundary, what `up` does for a new service is
+    // allowed: the role made, its boundary put, the role deleted.
+    let bounded = format!("{STACK}-bounded");
+    iam_client
+        .create_role()
+        .role_name(&bounded)
+        .path(format!("/techctl/{STACK}/"))
+        .assume_role_policy_document(&trust)
+        .permissions_boundary(&boundary)
+        .send()
+        .await
+        .expect("a role with the stack's boundary");
+    iam_client
+        .put_role_permissions_boundary()
+        .role_name(&bounded)
+        .permissions_boundary(&boundary)
+        .send()
+        .await
+        .expect("the stack's boundary put on a stack role");
+    let other = iam_client
+        .put_role_permissions_boundary()
+        .role_name(&bounded)
+        .permissions_boundary(format!("arn:aws:iam::{account}:policy/AdministratorAccess"))
+        .send()
+        .await
+        .expect_err("another boundary put on a stack role");
+    assert_eq!(code(&other), "AccessDenied");
+    iam_client
+        .delete_role()
+        .role_name(&bounded)
+        .send()
+        .await
+        .expect("a bounded stack role deleted");
     // The deploy role's own policy, and its own trust: refused.
     let own = iam_client
         .put_role_policy()

@@ -127,7 +127,7 @@ const TAG_CONDITIONED: [&str; 6] = [
 ];
 
 /// Whether an action only reads: a listing, a description, a get.
-fn is_read(name: &str) -> bool {
+pub fn is_read(name: &str) -> bool {
     ["List", "Describe", "Get"]
         .iter()
         .any(|read| name.starts_with(read))
